@@ -1,0 +1,203 @@
+"""The paper's preprocessing (section 3.2), as pure functions shared by training and inference.
+
+``preprocess(image, height)`` puts the chest wall on the left (decided from the pixels), removes the
+background and burned-in markers (keeps the largest object), crops to the breast, resizes to the
+model's height, pads the width to a multiple of 64 and scales to [0, 1]. It returns the array and a
+:class:`Geometry` that maps any model-space map or point back onto the original image exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .errors import PreprocessError
+
+__all__ = ["Geometry", "Preprocess", "preprocess", "breast_mask", "chest_wall_on_right", "WIDTH_MULTIPLE"]
+
+WIDTH_MULTIPLE = 64
+_MASK_SIDE = 256  # the breast mask is found on an image of about this size
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an original image became the model's input; maps model space back onto the original.
+
+    Coordinates are pixel centres, (row, column). The chain is: flip (if ``flipped``), crop to
+    ``crop`` = (y0, y1, x0, x1) in the flipped frame, resize the crop to ``content_shape``, pad on
+    the right to ``shape``.
+    """
+
+    original_shape: tuple[int, int]
+    flipped: bool
+    crop: tuple[int, int, int, int]
+    content_shape: tuple[int, int]
+    shape: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Model pixels per original pixel, (rows, columns)."""
+        y0, y1, x0, x1 = self.crop
+        return self.content_shape[0] / (y1 - y0), self.content_shape[1] / (x1 - x0)
+
+    def model_to_original(self, y: float | np.ndarray, x: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model-space pixel coordinates -> original-image pixel coordinates."""
+        sy, sx = self.scale
+        y0, _, x0, _ = self.crop
+        oy = (np.asarray(y, np.float64) + 0.5) / sy - 0.5 + y0
+        ox = (np.asarray(x, np.float64) + 0.5) / sx - 0.5 + x0
+        if self.flipped:
+            ox = self.original_shape[1] - 1 - ox
+        return oy, ox
+
+    def original_to_model(self, y: float | np.ndarray, x: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Original-image pixel coordinates -> model-space pixel coordinates."""
+        sy, sx = self.scale
+        y0, _, x0, _ = self.crop
+        x = np.asarray(x, np.float64)
+        if self.flipped:
+            x = self.original_shape[1] - 1 - x
+        my = (np.asarray(y, np.float64) - y0 + 0.5) * sy - 0.5
+        mx = (x - x0 + 0.5) * sx - 0.5
+        return my, mx
+
+    def to_original(self, model_map: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Draw a map over the model input (at the input's resolution or any coarser grid with the
+        same aspect, e.g. H/16 x W/16) back onto the original image's pixel grid (bilinear)."""
+        m = np.asarray(model_map, np.float32)
+        if m.ndim != 2:
+            raise ValueError(f"expected a 2-D map, got shape {m.shape}")
+        fy, fx = m.shape[0] / self.shape[0], m.shape[1] / self.shape[1]
+        y0, y1, x0, x1 = self.crop
+        box = (0.0, 0.0, self.content_shape[1] * fx, self.content_shape[0] * fy)
+        region = Image.fromarray(m, mode="F").resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR, box=box)
+        out = np.full(self.original_shape, fill, np.float32)
+        out[y0:y1, x0:x1] = np.asarray(region)
+        return out[:, ::-1].copy() if self.flipped else out
+
+
+def _as_float(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        a = a[..., :3].mean(axis=-1)
+    if a.ndim != 2:
+        raise PreprocessError(f"expected a 2-D grey image, got shape {a.shape}")
+    if a.shape[0] < 8 or a.shape[1] < 8:
+        raise PreprocessError(f"image of {a.shape[0]} x {a.shape[1]} pixels is too small")
+    return a.astype(np.float32, copy=False)
+
+
+def _small(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """An area-averaged copy of about _MASK_SIDE pixels on its longer side, and its factor."""
+    f = max(1, int(np.ceil(max(a.shape) / _MASK_SIDE)))
+    return np.asarray(Image.fromarray(a, mode="F").reduce(f)), f
+
+
+def breast_mask(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """The largest bright object (the breast) on a reduced grid, holes filled, and the grid's factor.
+
+    The threshold sits a little above the background (Otsu's split of the reduced image, halved
+    towards the background level), which keeps fatty tissue and drops film noise; burned-in markers
+    and labels are separate objects and fall away with everything but the largest.
+    """
+    small, f = _small(image)
+    lo, hi = np.percentile(small, [1.0, 99.5])
+    if not np.isfinite(hi - lo) or hi - lo <= 1e-6:
+        raise PreprocessError("the image is blank: no breast to find")
+    norm = np.clip((small - lo) / (hi - lo), 0.0, 1.0)
+    hist, edges = np.histogram(norm, bins=128, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = w0 * w1 * (m0 / w0 - (m0[-1] - m0) / w1) ** 2
+    otsu = float(centres[int(np.nanargmax(np.nan_to_num(between[:-1])))])
+    mask = norm > max(0.03, otsu * 0.35)
+    mask = ndimage.binary_opening(mask, structure=np.ones((3, 3), bool))
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        raise PreprocessError("no breast found: the image has no object brighter than its background")
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    largest = labels == (int(np.argmax(sizes)) + 1)
+    if largest.sum() < 0.005 * largest.size:
+        raise PreprocessError("no breast found: the largest object covers under 0.5 % of the image")
+    # Fill holes, closing the chest-wall edge first: dark fat against the chest wall touches the
+    # image border and would otherwise count as background.
+    right = chest_wall_on_right(largest)
+    padded = np.pad(largest, ((0, 0), (0, 1)) if right else ((0, 0), (1, 0)), constant_values=True)
+    filled = ndimage.binary_fill_holes(padded)
+    return (filled[:, :-1] if right else filled[:, 1:]) & np.ones_like(largest), f
+
+
+def chest_wall_on_right(mask: np.ndarray) -> bool:
+    """True when the breast's mass lies toward the right edge (the chest wall is on the right)."""
+    cols = mask.sum(axis=0).astype(np.float64)
+    xs = np.nonzero(cols)[0]
+    left, right = xs[0], xs[-1] + 1
+    mid = (left + right) / 2
+    idx = np.arange(cols.size)
+    # The chest wall is the wide, straight side: more of the breast sits on that half, and the
+    # object touches that edge over a longer run of rows.
+    mass_r = cols[idx >= mid].sum()
+    mass_l = cols[idx < mid].sum()
+    edge_l = mask[:, left].sum()
+    edge_r = mask[:, right - 1].sum()
+    return bool((mass_r - mass_l) + (edge_r - edge_l) * 2 > 0)
+
+
+def preprocess(image: np.ndarray, height: int) -> tuple[np.ndarray, Geometry]:
+    """The model input [height, W] float32 in [0, 1] (W a multiple of 64) and its :class:`Geometry`.
+
+    ``image`` is a 2-D grey array of any dtype where brighter means denser (MONOCHROME2 after the
+    modality and VOI LUTs; 8-bit PNG/JPEG as read).
+    """
+    if height <= 0 or height % WIDTH_MULTIPLE:
+        raise PreprocessError(f"model height {height} is not a positive multiple of {WIDTH_MULTIPLE}")
+    a = _as_float(image)
+    mask_small, f = breast_mask(a)
+    h, w = a.shape
+    full = np.repeat(np.repeat(mask_small, f, axis=0), f, axis=1)[:h, :w]
+    flipped = chest_wall_on_right(mask_small)
+    if flipped:
+        a = a[:, ::-1]
+        full = full[:, ::-1]
+    rows = np.nonzero(full.any(axis=1))[0]
+    cols = np.nonzero(full.any(axis=0))[0]
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    crop = a[y0:y1, x0:x1]
+    full_mask = full[y0:y1, x0:x1]
+    background = float(np.percentile(a[::4, ::4], 1.0))
+    inside = crop[full_mask]
+    top = float(inside.max()) if inside.size else background + 1.0
+    if top - background <= 1e-6:
+        raise PreprocessError("the breast has no contrast against the background")
+    scaled = np.where(full_mask, (crop - background) / (top - background), 0.0).astype(np.float32)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    ch, cw = scaled.shape
+    content_w = max(1, int(round(cw * height / ch)))
+    resized = np.asarray(Image.fromarray(scaled, mode="F").resize((content_w, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    width = int(np.ceil(content_w / WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
+    out = np.zeros((height, width), np.float32)
+    out[:, :content_w] = np.clip(resized, 0.0, 1.0)
+    geometry = Geometry(
+        original_shape=(h, w),
+        flipped=flipped,
+        crop=(y0, y1, x0, x1),
+        content_shape=(height, content_w),
+        shape=(height, width),
+    )
+    return out, geometry
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The preprocessing as a callable transform (MONAI style): ``Preprocess(512)(image)``."""
+
+    height: int
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        return preprocess(image, self.height)
