@@ -22,9 +22,9 @@ import argparse
 import io
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -32,37 +32,16 @@ from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import (
-    UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    PYDICOM_IMPLEMENTATION_UID,
-    RLELossless,
-    generate_uid,
+from pydicom.uid import (  # fmt: skip
+    PYDICOM_IMPLEMENTATION_UID, UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
+    JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless, generate_uid,
 )
 from scipy import ndimage
 
-__all__ = [
-    "Mass",
-    "CalcCluster",
-    "PhantomSpec",
-    "LesionTruth",
-    "PhantomTruth",
-    "TRANSFER_SYNTAXES",
-    "MG_FOR_PRESENTATION",
-    "render",
-    "ground_truth",
-    "render_with_truth",
-    "write_dicom",
-    "write_non_image_dicom",
-    "write_study",
-    "write_png",
-    "write_jpeg",
-    "main",
+__all__ = [  # fmt: skip
+    "Mass", "CalcCluster", "PhantomSpec", "LesionTruth", "PhantomTruth", "TRANSFER_SYNTAXES",
+    "MG_FOR_PRESENTATION", "render", "ground_truth", "render_with_truth", "write_dicom",
+    "write_non_image_dicom", "write_study", "write_png", "write_jpeg", "main",
 ]
 
 Laterality = Literal["L", "R"]
@@ -76,25 +55,20 @@ _BASIC_TEXT_SR = UID("1.2.840.10008.5.1.4.1.1.88.11")
 _GSPS = UID("1.2.840.10008.5.1.4.1.1.11.1")
 
 #: Short names accepted by `write_dicom(transfer_syntax=...)` (a UID is accepted too).
-TRANSFER_SYNTAXES: dict[str, UID] = {
-    "explicit": ExplicitVRLittleEndian,
-    "deflate": DeflatedExplicitVRLittleEndian,
-    "rle": RLELossless,
-    "jpeg2000": JPEG2000Lossless,
-    "jpegls": JPEGLSLossless,
-    "jpeg-lossless": JPEGLosslessSV1,
-    "jpeg-baseline": JPEGBaseline8Bit,
+TRANSFER_SYNTAXES: dict[str, UID] = {  # fmt: skip
+    "explicit": ExplicitVRLittleEndian, "deflate": DeflatedExplicitVRLittleEndian,
+    "rle": RLELossless, "jpeg2000": JPEG2000Lossless, "jpegls": JPEGLSLossless,
+    "jpeg-lossless": JPEGLosslessSV1, "jpeg-baseline": JPEGBaseline8Bit,
 }
 
 # Breast-fraction that is fibroglandular, per BI-RADS density.
 _GLAND_FRACTION = {"A": 0.08, "B": 0.28, "C": 0.55, "D": 0.82}
 # View codes: (SNOMED-RT code, meaning) as carried by most archives' MG images.
-_VIEW_CODES = {
-    "CC": ("R-10242", "cranio-caudal"),
-    "MLO": ("R-10226", "medio-lateral oblique"),
+_VIEW_CODES = {  # fmt: skip
+    "CC": ("R-10242", "cranio-caudal"), "MLO": ("R-10226", "medio-lateral oblique"),
     "ML": ("R-10224", "medio-lateral"),
 }
-_FAT, _GLAND, _MASS, _PECT, _SKIN, _CALC = 0.30, 0.74, 0.90, 0.80, 0.55, 1.0
+_FAT, _GLAND, _MASS, _PECT, _SKIN, _CALC = 0.30, 0.74, 0.90, 0.74, 0.55, 1.0
 
 
 @dataclass(frozen=True)
@@ -231,13 +205,13 @@ def _layout(spec: PhantomSpec) -> _Layout:
     rng = _rng(spec, 1)
     y = np.arange(rows, dtype=np.float64)
     if spec.view == "MLO":
-        top = rng.uniform(0.36, 0.44) * cols
+        top = rng.uniform(0.38, 0.44) * cols
         deep = rng.uniform(0.64, 0.74) * cols
-        ym = rng.uniform(0.52, 0.60) * rows
+        ym = rng.uniform(0.56, 0.64) * rows
         fold = rng.uniform(0.86, 0.94) * rows
         up = np.clip((ym - y) / ym, 0.0, 1.0)
         down = np.clip((y - ym) / (fold - ym), 0.0, 1.0)
-        depth = np.where(y < ym, top + (deep - top) * (1 - up**2.2) ** (1 / 2.2), 0.0)
+        depth = np.where(y < ym, top + (deep - top) * (1 - up**1.5) ** (1 / 1.5), 0.0)
         depth = np.where(y >= ym, deep * (1 - down**2.0) ** 0.5, depth)
         pect = (rng.uniform(0.30, 0.36) * cols, rng.uniform(0.45, 0.58) * rows, rng.uniform(0.75, 0.95))
         yn = ym
@@ -249,8 +223,7 @@ def _layout(spec: PhantomSpec) -> _Layout:
         depth = deep * (1 - t**2.0) ** 0.5
         pect, yn = None, yc
     wobble = 1 + 0.012 * _smooth1d(rng, rows, rows / 12)
-    nip_w = 0.035 * rows
-    depth = depth * wobble + 0.012 * cols * np.exp(-(((y - yn) / nip_w) ** 2)) * (depth > 0)
+    depth = depth * wobble + 0.012 * cols * np.exp(-(((y - yn) / (0.035 * rows)) ** 2)) * (depth > 0)
     depth = np.clip(depth, 0.0, 0.80 * cols)
     nipple = (float(yn), float(depth[int(round(yn))]))
 
@@ -270,18 +243,15 @@ def _layout(spec: PhantomSpec) -> _Layout:
             out.append((yy, inside(yy, rng.uniform(0.2, 0.8), r), r))
         return out
 
-    if isinstance(spec.masses, int):
-        masses = tuple((*p, bool(rng.random() < 0.5)) for p in place(spec.masses, 0.025, 0.05))
-    else:
-        masses = tuple((m.y * rows, m.x * cols, m.radius * rows, m.spiculated) for m in spec.masses)
-    if isinstance(spec.calcifications, int):
-        clusters = tuple(
-            (*p, int(rng.integers(6, 20))) for p in place(spec.calcifications, 0.012, 0.025)
-        )
-    else:
-        clusters = tuple(
-            (c.y * rows, c.x * cols, c.radius * rows, c.count) for c in spec.calcifications
-        )
+    m, c = spec.masses, spec.calcifications
+    masses = (
+        tuple((*p, bool(rng.random() < 0.5)) for p in place(m, 0.025, 0.05)) if isinstance(m, int)
+        else tuple((v.y * rows, v.x * cols, v.radius * rows, v.spiculated) for v in m)
+    )  # fmt: skip
+    clusters = (
+        tuple((*p, int(rng.integers(6, 20))) for p in place(c, 0.012, 0.025)) if isinstance(c, int)
+        else tuple((v.y * rows, v.x * cols, v.radius * rows, v.count) for v in c)
+    )  # fmt: skip
     flip = (spec.laterality == "R") != spec.mirrored
     return _Layout(depth, nipple, pect, masses, clusters, flip)
 
@@ -323,8 +293,7 @@ def _marker_box(spec: PhantomSpec, lay: _Layout) -> tuple[np.ndarray, tuple[int,
     margin = max(2, int(0.02 * rows))
     if w + 2 * margin > cols // 2:
         return None
-    x_far = cols - margin - w  # far from a chest wall on the left
-    x0 = margin if lay.flip else x_far
+    x0 = margin if lay.flip else cols - margin - w  # on the side away from the chest wall
     depth_limit = cols - margin - w - margin  # the breast must stay left of the box (canonical)
     for y0 in (margin, rows - margin - h):
         if lay.depth[y0 : y0 + h].max() < depth_limit:
@@ -373,7 +342,7 @@ def _tissue_lowres(spec: PhantomSpec, lay: _Layout, factor: int) -> np.ndarray:
     envelope = np.exp(-(((y - axis) / spread) ** 2)) * _smoothstep(u / 0.12) * (1 - 0.45 * u)
     blobs = _noise(rng, (h, w), 0.018 * rows / factor)
     fine = _noise(rng, (h, w), 0.006 * rows / factor)
-    radial *= (0.05 + 0.2 * envelope) * _smoothstep(r / (0.12 * rows))
+    radial *= (0.03 + 0.12 * envelope) * _smoothstep(r / (0.12 * rows))
     field_ = 1.3 * envelope + 0.30 * blobs + radial + 0.12 * fine
     inner = mask & (thick > 0.4)
     frac = _GLAND_FRACTION[spec.density]
@@ -447,8 +416,7 @@ def _render(spec: PhantomSpec, lay: _Layout) -> np.ndarray:
     factor = max(1, rows // 512)
     low = _tissue_lowres(spec, lay, factor)
     if factor > 1:
-        img = np.asarray(Image.fromarray(low, mode="F").resize((cols, rows), Image.BILINEAR))
-        img = img.copy()
+        img = np.array(Image.fromarray(low).resize((cols, rows), Image.Resampling.BILINEAR))
     else:
         img = low[:rows, :cols].copy()
     rng = _rng(spec, 3)
@@ -467,6 +435,7 @@ def _render(spec: PhantomSpec, lay: _Layout) -> np.ndarray:
         m = int(min(cols, pw + 2))
         alpha = np.clip(xp - xs[:, :m] + 0.5, 0, 1) * (xp > 0)
         streak = 0.012 * _smooth1d(rng, m, max(1.0, cols / 150))[None, :]
+        streak = streak + 0.025 * _smooth1d(rng, n, max(1.0, rows / 40))[:, None]
         level = _PECT + 0.06 * (1 - xs[:, :m] / max(pw, 1)) - 0.06 * yy / ph + streak
         img[:n, :m] += (0.92 * alpha * (level - img[:n, :m])).astype(np.float32)
     for m_ in lay.masses:
@@ -481,10 +450,8 @@ def _render(spec: PhantomSpec, lay: _Layout) -> np.ndarray:
         img = img[:, ::-1].copy()
     box = _marker_box(spec, lay)
     if box is not None:
-        bitmap, (y0, x0) = box
-        h, w = bitmap.shape
-        region = img[y0 : y0 + h, x0 : x0 + w]
-        region[bitmap] = 1.0
+        (h, w), (y0, x0) = box[0].shape, box[1]
+        img[y0 : y0 + h, x0 : x0 + w][box[0]] = 1.0
     return img.astype(np.float32, copy=False)
 
 
@@ -545,13 +512,33 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 
 def _patient_orientation(spec: PhantomSpec) -> list[str]:
     """(row direction, column direction) of the stored pixels, as the MG IOD wants them."""
-    chest_left = (spec.laterality == "L") != spec.mirrored
-    row = "A" if chest_left else "P"
-    if spec.view == "CC":
-        col = "R" if spec.laterality == "L" else "L"
-    else:
-        col = "F"
-    return [row, col]
+    row = "A" if (spec.laterality == "L") != spec.mirrored else "P"
+    return [row, "F" if spec.view != "CC" else "R" if spec.laterality == "L" else "L"]
+
+
+def _header(
+    sop_class: UID, sop_uid: str | None, patient_id: str, patient_name: str, birth_date: str,
+    study_uid: str | None, series_uid: str | None, date: str, series: int, instance: int,
+) -> Dataset:  # fmt: skip
+    """File meta, patient, study, series and instance attributes every written file carries."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "093000"
+    ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = f"ACC{patient_id}"[:16], "1", ""
+    ds.PatientName, ds.PatientID = patient_name, patient_id
+    ds.PatientBirthDate, ds.PatientSex = birth_date, "F"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.SeriesNumber, ds.InstanceNumber = series, instance
+    ds.Manufacturer, ds.ManufacturerModelName = "mammo-review phantom", "inference.phantom"
+    ds.InstitutionName = "Synthetic"
+    return ds
 
 
 def _resolve_ts(transfer_syntax: str) -> UID:
@@ -563,13 +550,12 @@ def _resolve_ts(transfer_syntax: str) -> UID:
 
 
 def _voi(ds: Dataset, mode: VoiMode, max_value: int, inverted: bool) -> None:
-    lo_f, hi_f = 0.12, 0.98  # the tissue range of a phantom, in displayed [0, 1] units
+    lo_f, hi_f = 0.05, 1.0  # the tissue range of a phantom, in displayed [0, 1] units
     if inverted:
         lo_f, hi_f = 1 - hi_f, 1 - lo_f
     lo, hi = int(lo_f * max_value), int(hi_f * max_value)
     if mode in ("window", "sigmoid"):
-        ds.WindowCenter = f"{(lo + hi) / 2:.1f}"
-        ds.WindowWidth = f"{hi - lo:.1f}"
+        ds.WindowCenter, ds.WindowWidth = f"{(lo + hi) / 2:.1f}", f"{hi - lo:.1f}"
         ds.WindowCenterWidthExplanation = "PHANTOM"
         if mode == "sigmoid":
             ds.VOILUTFunction = "SIGMOID"
@@ -593,22 +579,18 @@ def _gdcm_jpeg_lossless(ds: Dataset, folder: Path) -> bytes:
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         src, dst = Path(tmp) / "native.dcm", Path(tmp) / "jpeg.dcm"
         dcmwrite(src, ds, enforce_file_format=True)
-        reader = gdcm.ImageReader()
+        reader, change, writer = gdcm.ImageReader(), gdcm.ImageChangeTransferSyntax(), gdcm.ImageWriter()
         reader.SetFileName(str(src))
-        change = gdcm.ImageChangeTransferSyntax()
         change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
-        if not reader.Read():
-            raise ValueError(f"{src}: gdcm could not read the native file")
-        change.SetInput(reader.GetImage())
-        writer = gdcm.ImageWriter()
         writer.SetFileName(str(dst))
-        writer.SetFile(reader.GetFile())
-        if not change.Change():
-            raise ValueError("gdcm could not encode JPEG lossless")
-        writer.SetImage(change.GetOutput())
-        if not writer.Write():
-            raise ValueError(f"{dst}: gdcm could not write JPEG lossless")
-        return dcmread(dst).PixelData
+        if reader.Read():
+            change.SetInput(reader.GetImage())
+            writer.SetFile(reader.GetFile())
+            if change.Change():
+                writer.SetImage(change.GetOutput())
+                if writer.Write():
+                    return dcmread(dst).PixelData
+        raise ValueError(f"{dst}: python-gdcm could not encode JPEG lossless")
 
 
 def write_dicom(
@@ -661,45 +643,20 @@ def write_dicom(
     rows, cols = image.shape
     spacing = pixel_spacing_mm or round(300.0 / rows, 4)
 
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
-    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
-    ds.SOPClassUID = MG_FOR_PRESENTATION
-    ds.SOPInstanceUID = sop_uid or generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = study_date
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "093000"
-    ds.AccessionNumber = f"ACC{patient_id}"[:16]
-    ds.Modality = "MG"
-    ds.PresentationIntentType = "FOR PRESENTATION"
-    ds.Manufacturer = "mammo-review phantom"
-    ds.ManufacturerModelName = "inference.phantom"
-    ds.InstitutionName = "Synthetic"
-    ds.ReferringPhysicianName = ""
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = birth_date
-    ds.PatientSex = "F"
-    ds.BodyPartExamined = "BREAST"
-    ds.AnatomicRegionSequence = DicomSequence([_code("T-04000", "SRT", "Breast")])
-    ds.KVP = "29"
-    ds.BodyPartThickness = "45"
-    ds.PositionerType = "MAMMOGRAPHIC"
-    ds.DetectorType = "DIRECT"
-    ds.BreastImplantPresent = "NO"
-    ds.PartialView = "NO"
-    ds.BurnedInAnnotation = "YES" if spec is not None and spec.markers else "NO"
-    ds.PixelSpacing = ds.ImagerPixelSpacing = [spacing, spacing]
-    ds.PixelIntensityRelationship = "LOG"
-    ds.PixelIntensityRelationshipSign = -1 if photometric == "MONOCHROME2" else 1
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = series_uid or generate_uid()
-    ds.StudyID = "1"
-    ds.SeriesNumber = series_number
-    ds.InstanceNumber = instance_number
+    ds = _header(MG_FOR_PRESENTATION, sop_uid, patient_id, patient_name, birth_date, study_uid,
+                 series_uid, study_date, series_number, instance_number)  # fmt: skip
+    for keyword, value in {
+        "ImageType": ["ORIGINAL", "PRIMARY", ""], "AcquisitionDate": study_date,
+        "Modality": "MG", "PresentationIntentType": "FOR PRESENTATION",
+        "BodyPartExamined": "BREAST", "KVP": "29", "BodyPartThickness": "45",
+        "AnatomicRegionSequence": DicomSequence([_code("T-04000", "SRT", "Breast")]),
+        "PositionerType": "MAMMOGRAPHIC", "DetectorType": "DIRECT", "BreastImplantPresent": "NO",
+        "PartialView": "NO", "BurnedInAnnotation": "YES" if spec and spec.markers else "NO",
+        "PixelSpacing": [spacing, spacing], "ImagerPixelSpacing": [spacing, spacing],
+        "PixelIntensityRelationship": "LOG",
+        "PixelIntensityRelationshipSign": -1 if photometric == "MONOCHROME2" else 1,
+    }.items():  # fmt: skip
+        setattr(ds, keyword, value)
     if tags_mode == "standard" and spec is not None:
         ds.Laterality = ds.ImageLaterality = spec.laterality
         ds.ViewPosition = spec.view
@@ -715,31 +672,21 @@ def write_dicom(
     ds.set_pixel_data(stored, photometric, bits, generate_instance_uid=False)
     _voi(ds, voi_lut, max_value, photometric == "MONOCHROME1")
 
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     if ts in (RLELossless, JPEG2000Lossless, JPEGLSLossless):
-        ds.compress(
-            ts,
-            stored,
-            encoding_plugin={JPEGLSLossless: "pyjpegls"}.get(ts, ""),
-            generate_instance_uid=False,
-        )
-    elif ts == JPEGBaseline8Bit:
-        buffer = io.BytesIO()
-        Image.fromarray(stored, mode="L").save(buffer, "JPEG", quality=95)
-        ds.PixelData = encapsulate([buffer.getvalue()])
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
-        ds.LossyImageCompression = "01"
-        ds.LossyImageCompressionMethod = "ISO_10918_1"
-        ds.file_meta.TransferSyntaxUID = ts
-    elif ts == JPEGLosslessSV1:
+        plugin = "pyjpegls" if ts == JPEGLSLossless else ""
+        ds.compress(ts, stored, encoding_plugin=plugin, generate_instance_uid=False)
+    elif ts in (JPEGBaseline8Bit, JPEGLosslessSV1):
         path.parent.mkdir(parents=True, exist_ok=True)
-        ds.PixelData = _gdcm_jpeg_lossless(ds, path.parent)
+        if ts == JPEGBaseline8Bit:
+            buffer = io.BytesIO()
+            Image.fromarray(stored).save(buffer, "JPEG", quality=95)
+            ds.PixelData = encapsulate([buffer.getvalue()])
+            ds.LossyImageCompression, ds.LossyImageCompressionMethod = "01", "ISO_10918_1"
+        else:
+            ds.PixelData = _gdcm_jpeg_lossless(ds, path.parent)
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True
-        ds.file_meta.TransferSyntaxUID = ts
-    elif ts == DeflatedExplicitVRLittleEndian:
-        ds.file_meta.TransferSyntaxUID = ts
+    ds.file_meta.TransferSyntaxUID = ts
     path.parent.mkdir(parents=True, exist_ok=True)
     dcmwrite(path, ds, enforce_file_format=True)
     return path
@@ -756,19 +703,8 @@ def write_non_image_dicom(
     if kind not in ("sr", "gsps"):
         raise ValueError(f"kind must be 'sr' or 'gsps', got {kind!r}")
     path = Path(path)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = _BASIC_TEXT_SR if kind == "sr" else _GSPS
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientID, ds.PatientName, ds.PatientSex = patient_id, "Phantom^Patient", "F"
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.StudyDate, ds.StudyTime = "20240115", "093000"
-    ds.SeriesNumber, ds.InstanceNumber = 99, 1
-    ds.Manufacturer = "mammo-review phantom"
+    sop_class = _BASIC_TEXT_SR if kind == "sr" else _GSPS
+    ds = _header(sop_class, None, patient_id, "Phantom^Patient", "", study_uid, None, "20240115", 99, 1)
     if kind == "sr":
         ds.Modality = "SR"
         ds.ValueType = "CONTAINER"
@@ -804,18 +740,15 @@ def write_study(
     density: Density = "B",
     malignant_side: Laterality | None = None,
     seed: int = 0,
-    transfer_syntax: str = "explicit",
-    bits_stored: int = 12,
-    photometric: Literal["MONOCHROME1", "MONOCHROME2"] = "MONOCHROME2",
-    voi_lut: VoiMode = "window",
-    tags_mode: TagsMode = "standard",
     markers: bool = True,
+    **encoding: Any,
 ) -> list[Path]:
     """A 4-view screening study (R CC, L CC, R MLO, L MLO) in `folder`, sharing one study UID.
 
     Files are named IM1.dcm .. IM4.dcm in that order. The `malignant_side` breast gets a
     spiculated mass and a calcification cluster at the same depth in both views. UIDs derive
-    from `seed` and `patient_id`, so a study is reproducible byte for byte.
+    from `seed` and `patient_id`, so a study is reproducible byte for byte. `encoding` goes to
+    `write_dicom`: transfer_syntax, bits_stored, photometric, voi_lut, tags_mode.
     """
     folder = Path(folder)
     rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, 77]))
@@ -824,25 +757,20 @@ def write_study(
     study_uid = generate_uid(entropy_srcs=[*key, "study"])
     paths = []
     for i, (lat, view) in enumerate(_STUDY_VIEWS, start=1):
-        lesions: dict[str, object] = {}
-        if lat == malignant_side:
-            y = rng.uniform(0.35, 0.6) if view == "CC" else rng.uniform(0.4, 0.6)
-            lesions = {
-                "masses": (Mass(y, depth, mass_r, True),),
-                "calcifications": (CalcCluster(y + 0.09, depth * 1.1, 0.02, 14),),
-            }
+        y = rng.uniform(0.35, 0.6) if view == "CC" else rng.uniform(0.4, 0.6)
+        sick = lat == malignant_side
         spec = PhantomSpec(
-            lat, view, density, shape=shape, seed=seed * 16 + i, markers=markers, **lesions
-        )  # type: ignore[arg-type]
+            lat, view, density, shape=shape, seed=seed * 16 + i, markers=markers,  # type: ignore[arg-type]
+            masses=(Mass(y, depth, mass_r, True),) if sick else (),
+            calcifications=(CalcCluster(y + 0.09, depth * 1.1, 0.02, 14),) if sick else (),
+        )  # fmt: skip
         path = write_dicom(
             folder / f"IM{i}.dcm", render(spec), spec=spec,
             patient_id=patient_id, patient_name=patient_name, birth_date=birth_date,
             study_date=study_date, study_uid=study_uid,
             series_uid=generate_uid(entropy_srcs=[*key, "series", str(i)]),
             sop_uid=generate_uid(entropy_srcs=[*key, "image", str(i)]),
-            bits_stored=bits_stored, photometric=photometric, voi_lut=voi_lut,
-            transfer_syntax=transfer_syntax, tags_mode=tags_mode,
-            series_number=i, instance_number=1,
+            series_number=i, **encoding,
         )  # fmt: skip
         paths.append(path)
     return paths
@@ -868,7 +796,7 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int = 92) -> Path:
     """Save a [0, 1] image as an 8-bit grayscale JPEG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_to_uint(image, 8), mode="L").save(path, "JPEG", quality=quality)
+    Image.fromarray(_to_uint(image, 8)).save(path, "JPEG", quality=quality)
     return path
 
 
@@ -879,24 +807,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write synthetic 4-view mammography studies (phantoms) as DICOM.",
     )
     parser.add_argument("outdir", type=Path)
-    parser.add_argument("--studies", type=int, default=1)
-    parser.add_argument("--rows", type=int, default=1024)
-    parser.add_argument("--cols", type=int, default=768)
-    parser.add_argument("--seed", type=int, default=0)
+    for name, default in (("--studies", 1), ("--rows", 1024), ("--cols", 768), ("--seed", 0)):
+        parser.add_argument(name, type=int, default=default)
     parser.add_argument("--density", choices=list(_GLAND_FRACTION), default=None,
                         help="BI-RADS density of every study (default: varies)")  # fmt: skip
     parser.add_argument("--transfer-syntax", choices=list(TRANSFER_SYNTAXES), default="explicit")
     parser.add_argument("--bits", type=int, default=12)
     parser.add_argument("--monochrome1", action="store_true")
     parser.add_argument("--tags", choices=["standard", "text_only", "none"], default="standard")
+    parser.add_argument("--malignant", choices=["cycle", "R", "L", "none"], default="cycle",
+                        help="breast with a cancer (default: R, none, L in turn)")  # fmt: skip
+    parser.add_argument("--patient-id", default=None, help="PatientID (and folder) of study 1")
     args = parser.parse_args(argv)
     densities = "BCAD"
     for n in range(args.studies):
         patient = f"PHANTOM{args.seed:03d}{n:03d}"
+        if args.patient_id:
+            patient = args.patient_id if n == 0 else f"{args.patient_id}-{n}"
+        side = ("R", None, "L")[n % 3] if args.malignant == "cycle" else args.malignant
         paths = write_study(
             args.outdir / patient, patient_id=patient, patient_name=f"Phantom^{n:03d}",
             shape=(args.rows, args.cols), density=args.density or densities[n % 4],
-            malignant_side=("R", None, "L")[n % 3], seed=args.seed * 1000 + n,
+            malignant_side=None if side == "none" else side, seed=args.seed * 1000 + n,
             transfer_syntax=args.transfer_syntax, bits_stored=args.bits,
             photometric="MONOCHROME1" if args.monochrome1 else "MONOCHROME2",
             tags_mode=args.tags,
