@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -258,14 +259,17 @@ def export_onnx(
     if path.suffix != ".onnx":
         raise ValueError(f"{path}: the model file must end in .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")  # only a verified model takes the real name
     was_training = model.training
     model.eval()
     try:
-        _torch_export(OnnxWrapper(model), path, height)
-        _finish_graph(path, model.config, height, version)
-        diffs = verify_onnx(model, path, height, tolerance)
+        _torch_export(OnnxWrapper(model), partial, height)
+        _finish_graph(partial, model.config, height, version)
+        diffs = verify_onnx(model, partial, height, tolerance)
+        os.replace(partial, path)
     finally:
         model.train(was_training)
+        partial.unlink(missing_ok=True)
     manifest = ModelManifest(
         name=name or path.stem,
         version=version,

@@ -191,6 +191,8 @@ class MammoNet(nn.Module):
 
     def encode(self, image: Tensor) -> list[Tensor]:
         """Feature maps of the five levels, finest first (the last is the bottleneck)."""
+        if not torch.jit.is_tracing():  # shapes are symbolic while exporting
+            _check_input(image)
         x = self.stem(image)
         maps = []
         for level in self.levels:
@@ -258,6 +260,14 @@ class MammoNet(nn.Module):
             total = _to_evidence_grid(m, i) if total is None else total + _to_evidence_grid(m, i)
         assert total is not None
         return total
+
+
+def _check_input(image: Tensor) -> None:
+    shape = tuple(image.shape)
+    if len(shape) != 4 or shape[1] != 1 or shape[2] % SIZE_MULTIPLE or shape[3] % SIZE_MULTIPLE or 0 in shape:
+        raise ValueError(
+            f"the network takes [N, 1, H, W] with H and W positive multiples of {SIZE_MULTIPLE}; got {list(shape)}"
+        )
 
 
 def _to_evidence_grid(m: Tensor, level: int) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from importlib import resources
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import torch
 from inference.errors import ModelError
 from inference.formats import file_sha256, read_model_manifest
 from training.checkpoint import save_checkpoint
-from training.cli import main
+from training.cli import COMMANDS, Command, build_parser, main
 from training.export import ExportResult, OnnxWrapper, export_onnx, verify_onnx
 from training.model import MammoNet, ModelConfig, build_model
 from training.onnx_weights import model_from_onnx, onnx_state_dict
@@ -82,6 +83,12 @@ def test_verification_fails_when_onnx_and_torch_differ(exported: tuple[MammoNet,
     with pytest.raises(ModelError, match="differs from torch"):
         verify_onnx(other, result.onnx_path, HEIGHT)
     assert max(verify_onnx(model, result.onnx_path, HEIGHT).values()) <= 1e-4
+
+
+def test_failed_verification_leaves_no_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="differs from torch"):
+        export_onnx(build_model(seed=0), tmp_path / "m.onnx", height=HEIGHT, version="1", tolerance=-1.0)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_manifest_carries_the_heads(exported: tuple[MammoNet, ExportResult]) -> None:
@@ -152,6 +159,20 @@ def test_cli_exports_random_and_checkpoint(tmp_path: Path, capsys: pytest.Captur
 
     assert main(["export-onnx", "--out", str(tmp_path / "x.onnx"), "--checkpoint", str(tmp_path / "none.pt")]) == 1
     assert "none.pt" in capsys.readouterr().err
+
+
+def test_cli_registry_takes_new_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--n", type=int, default=1)
+
+    def run(args: argparse.Namespace) -> int:
+        print("ran", args.n)
+        return 3
+
+    parser = build_parser({**COMMANDS, "hello": Command(add, run, "say hello")})
+    args = parser.parse_args(["hello", "--n", "5"])
+    assert args._run(args) == 3 and capsys.readouterr().out == "ran 5\n"
+    assert "export-onnx" in COMMANDS
 
 
 def test_bundled_model_matches_its_manifest() -> None:

@@ -56,6 +56,12 @@ def test_output_shapes(model: MammoNet, batch: int, height: int, width: int) -> 
     assert out["reconstruction"].min() >= 0 and out["reconstruction"].max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 100, 64), (1, 1, 128, 96), (1, 3, 128, 64), (1, 128, 64)])
+def test_input_shape_is_checked(model: MammoNet, shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="multiples of 64"):
+        model(torch.rand(*shape))
+
+
 def test_z_is_concatenated_unit_vectors(model: MammoNet) -> None:
     with torch.no_grad():
         z = model(torch.rand(3, 1, 128, 128))["z"]
