@@ -1,0 +1,460 @@
+"""The headless command line: ``python -m inference predict INPUT... --out predictions.csv``.
+
+One CSV row per image (status ok, error or skipped, with the reason), then per study one row per
+breast and one for the exam (docs/formats.md, "Predictions CSV"); optionally the latent vectors
+(``--embeddings``) and the maps in original coordinates (``--maps``, "Maps folder"). A bad file
+never stops the run. Exit codes: 0 all went well, 1 some file failed, 2 usage or model error,
+3 an unexpected error (a bug: please report it), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import MammoReviewError
+from .formats import TASK_CLASSES, Embeddings, write_embeddings
+from .predict import ModelInput, Prediction, predict_inputs, prepare
+from .session import DEVICES, ModelSession
+from .summary import BreastSummary, ExamSummary, study_key, summarise
+
+if TYPE_CHECKING:
+    from .studies import ImageRecord
+
+__all__ = ["main", "CSV_COLUMNS", "MAPS_INDEX_COLUMNS", "map_stem"]
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "level",
+    "key",
+    "path",
+    "status",
+    "error",
+    "patient_id",
+    "study_uid",
+    "laterality",
+    "laterality_source",
+    "view",
+    "view_source",
+    "p_malignant",
+    "p_malignant_std",
+    *[f"p_acr_{c}" for c in TASK_CLASSES["acr"]],
+    *[f"p_density_{c}" for c in TASK_CLASSES["density"]],
+    *[f"p_view_{c}" for c in TASK_CLASSES["view"]],
+    "model_version",
+)
+MAPS_INDEX_COLUMNS: tuple[str, ...] = ("key", "path", "evidence", "error", "preview", "rows", "cols")
+_CHUNK = 16  # images preprocessed before they are run (bounds memory within a large study)
+_PREVIEW_HEIGHT = 256
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+# --------------------------------------------------------------------------- progress
+class Progress:
+    """A plain text progress bar on a stream (stderr): redrawn in place on a terminal, a single
+    final line otherwise (logs stay readable)."""
+
+    def __init__(self, stream: IO[str] | None, label: str, width: int = 30) -> None:
+        self.stream, self.label, self.width = stream, label, width
+        self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self._last = 0.0
+        self._start = time.monotonic()
+        self._shown = 0
+        self._finished = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.stream is None or self._finished:
+            return
+        now = time.monotonic()
+        final = done >= total
+        if not final and (not self._tty or now - self._last < 0.1):
+            return
+        self._last = now
+        frac = done / total if total else 1.0
+        filled = int(round(frac * self.width))
+        bar = "#" * filled + "-" * (self.width - filled)
+        rate = done / (now - self._start) if now > self._start and done else 0.0
+        text = f"{self.label} [{bar}] {done}/{total}" + (f" {rate:.1f}/s" if rate else "")
+        if self._tty:
+            self.stream.write("\r" + text.ljust(self._shown))
+            self._shown = len(text)
+        else:
+            self.stream.write(text)
+        if final:
+            self.stream.write("\n")
+            self._finished = True
+        self.stream.flush()
+
+
+# --------------------------------------------------------------------------- rows
+def _num(v: float | None) -> str:
+    return "" if v is None or np.isnan(v) else f"{v:.6f}"
+
+
+def _probs(row: dict[str, str], task: str, values: Sequence[float]) -> None:
+    if values:
+        for c, v in zip(TASK_CLASSES[task], values):
+            row[f"p_{task}_{c}"] = _num(v)
+
+
+def _image_row(rec: ImageRecord, lat: str, lat_src: str) -> dict[str, str]:
+    row = dict.fromkeys(CSV_COLUMNS, "")
+    row.update(
+        level="image",
+        key=rec.key,
+        path=str(rec.path),
+        patient_id=rec.patient_id,
+        study_uid=rec.study_uid,
+        laterality=lat,
+        laterality_source=lat_src,
+        view=rec.view,
+        view_source=rec.view_source,
+    )
+    return row
+
+
+def _prediction_row(row: dict[str, str], p: Prediction) -> dict[str, str]:
+    row.update(status="ok", p_malignant=_num(p.p_malignant), p_malignant_std=_num(p.p_malignant_std), model_version=p.model_version)
+    for task in ("acr", "density", "view"):
+        _probs(row, task, p.probabilities.get(task, ()))
+    return row
+
+
+def _summary_row(s: BreastSummary | ExamSummary, level: str, path: str) -> dict[str, str]:
+    row = dict.fromkeys(CSV_COLUMNS, "")
+    row.update(
+        level=level,
+        key=s.key,
+        path=path,
+        status="ok",
+        patient_id=s.patient_id,
+        study_uid=s.study_uid,
+        laterality=s.laterality if isinstance(s, BreastSummary) else "",
+        p_malignant=_num(s.p_malignant),
+        p_malignant_std=_num(s.p_malignant_std),
+        model_version=s.model_version,
+    )
+    _probs(row, "acr", s.acr)
+    _probs(row, "density", s.density)
+    return row
+
+
+# --------------------------------------------------------------------------- maps
+def map_stem(key: str) -> str:
+    """A file-name-safe stem for an image key (``sha256:ab..`` -> ``sha256_ab..``)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "image"
+    return stem[:150]
+
+
+def _thumbnail(pixels: np.ndarray) -> np.ndarray:
+    h, w = pixels.shape
+    th = min(_PREVIEW_HEIGHT, h)
+    tw = max(1, int(round(w * th / h)))
+    img = Image.fromarray(np.asarray(pixels, np.float32), mode="F").resize((tw, th), Image.Resampling.BOX)
+    return np.clip(np.asarray(img), 0.0, 1.0)
+
+
+def _fit(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    img = Image.fromarray(np.asarray(m, np.float32), mode="F").resize((shape[1], shape[0]), Image.Resampling.BOX)
+    return np.asarray(img)
+
+
+def preview_image(thumb: np.ndarray, evidence: np.ndarray | None, error: np.ndarray | None) -> Image.Image:
+    """Three panels side by side: the image, the evidence over it (red toward malignant, blue
+    away), the reconstruction error (brighter = worse)."""
+    grey = (thumb * 255.0).astype(np.uint8)
+    panels = [np.stack([grey] * 3, axis=-1)]
+    base = np.stack([thumb * 0.75] * 3, axis=-1)
+    if evidence is not None:
+        e = _fit(evidence, thumb.shape)
+        scale = float(np.abs(e).max()) or 1.0
+        pos, neg = np.clip(e / scale, 0, 1), np.clip(-e / scale, 0, 1)
+        over = base.copy()
+        over[..., 0] = np.clip(over[..., 0] + pos, 0, 1)
+        over[..., 2] = np.clip(over[..., 2] + neg, 0, 1)
+        panels.append((over * 255).astype(np.uint8))
+    if error is not None:
+        r = _fit(error, thumb.shape)
+        top = float(np.percentile(r, 99.5)) or 1.0
+        g = (np.clip(r / top, 0, 1) * 255).astype(np.uint8)
+        panels.append(np.stack([g] * 3, axis=-1))
+    gap = np.full((thumb.shape[0], 4, 3), 40, np.uint8)
+    row = [panels[0]]
+    for p in panels[1:]:
+        row += [gap, p]
+    return Image.fromarray(np.concatenate(row, axis=1), mode="RGB")
+
+
+class MapsWriter:
+    """Writes ``<stem>.evidence.npy``, ``<stem>.error.npy`` (float16, original grid) and ``<stem>.png``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._index = open(folder / "index.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise MammoReviewError(f"cannot write the maps folder ({exc.strerror or exc})", folder) from exc
+        self._csv = csv.DictWriter(self._index, fieldnames=list(MAPS_INDEX_COLUMNS))
+        self._csv.writeheader()
+        self._stems: set[str] = set()
+
+    def _stem(self, key: str) -> str:
+        stem, n = map_stem(key), 1
+        base = stem
+        while stem in self._stems:
+            n += 1
+            stem = f"{base}-{n}"
+        self._stems.add(stem)
+        return stem
+
+    def write(self, rec: ImageRecord, p: Prediction, thumb: np.ndarray) -> None:
+        stem = self._stem(p.key)
+        evidence = p.evidence_original()
+        error = p.error_map_original()
+        names = {"evidence": "", "error": ""}
+        for name, m in (("evidence", evidence), ("error", error)):
+            if m is not None:
+                np.save(self.folder / f"{stem}.{name}.npy", m.astype(np.float16))
+                names[name] = f"{stem}.{name}.npy"
+        preview_image(thumb, evidence, error).save(self.folder / f"{stem}.png", optimize=True)
+        rows, cols = p.geometry.original_shape
+        self._csv.writerow(
+            {"key": p.key, "path": str(rec.path), "preview": f"{stem}.png", "rows": rows, "cols": cols, **names}
+        )
+        self._index.flush()
+
+    def close(self) -> None:
+        self._index.close()
+
+
+# --------------------------------------------------------------------------- the run
+@dataclasses.dataclass
+class _Pending:
+    record: ImageRecord
+    row: dict[str, str]
+    item: ModelInput
+    thumb: np.ndarray | None
+
+
+def _source_of(path: Path, inputs: Sequence[Path]) -> str:
+    """The command-line input an image was found under (its name), for the embeddings' metadata."""
+    for src in inputs:
+        try:
+            path.resolve().relative_to(src.resolve())
+        except ValueError:
+            continue
+        return src.name or str(src)
+    return path.parent.name
+
+
+def _slim(p: Prediction) -> Prediction:
+    """The prediction without its model-space arrays (what the summaries need)."""
+    empty = np.zeros((0, 0), np.float32)
+    return dataclasses.replace(p, model_input=empty, reconstruction=None, evidence=None)
+
+
+def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
+    from .images import load_image, resolve_laterality
+    from .studies import scan
+
+    log = err if not args.quiet else None
+    session = ModelSession.load(args.model, device=args.device, threads=args.threads)
+    batch_size = args.batch_size or (8 if session.device == "cuda" else 1)
+    if log:
+        log.write(
+            f"model {session.manifest.name} {session.version} (input height {session.height}) on {session.device}"
+            f"{'' if session.device == 'cuda' else f', {session.threads} threads'}; research use only, not for diagnosis\n"
+        )
+        if session.notice:
+            log.write(session.notice + "\n")
+
+    inputs = [Path(p) for p in args.inputs]
+    studyset = scan(inputs, progress=Progress(log, "scan   "))
+    out_path = Path(args.out)
+    try:
+        out_file = open(out_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise MammoReviewError(f"cannot write the predictions ({exc.strerror or exc})", out_path) from exc
+    maps = MapsWriter(Path(args.maps)) if args.maps else None
+    failed = 0
+    keys: list[str] = []
+    zs: list[np.ndarray] = []
+    paths: list[str] = []
+    meta: dict[str, list[str]] = {"laterality": [], "view": [], "source": []}
+    total = len(studyset.images)
+    done = 0
+    bar = Progress(log, "predict")
+    try:
+        writer = csv.DictWriter(out_file, fieldnames=list(CSV_COLUMNS))
+        writer.writeheader()
+        for problem in studyset.problems:
+            row = dict.fromkeys(CSV_COLUMNS, "")
+            row.update(level="image", path=str(problem.path), status="skipped" if problem.skipped else "error", error=problem.reason)
+            writer.writerow(row)
+            failed += 0 if problem.skipped else 1
+        bar(0, total)
+        for study in studyset.studies:
+            slim: list[Prediction] = []
+            lateralities: dict[str, str] = {}
+            pending: list[_Pending] = []
+
+            def flush() -> None:
+                if not pending:
+                    return
+                preds = predict_inputs(session, [p.item for p in pending], batch_size)
+                for pend, pred in zip(pending, preds):
+                    writer.writerow(_prediction_row(pend.row, pred))
+                    if maps is not None and pend.thumb is not None:
+                        maps.write(pend.record, pred, pend.thumb)
+                    if pred.z.size:
+                        keys.append(pred.key)
+                        zs.append(pred.z)
+                        paths.append(str(pend.record.path))
+                        meta["laterality"].append(pend.row["laterality"])
+                        meta["view"].append(pend.record.view)
+                        meta["source"].append(_source_of(pend.record.path, inputs))
+                    slim.append(_slim(pred))
+                pending.clear()
+
+            for rec in study.images:
+                lat, lat_src = rec.laterality, rec.laterality_source
+                try:
+                    loaded = load_image(rec)
+                    lat, lat_src = resolve_laterality(rec, loaded)
+                    item = prepare(loaded, session.height)
+                    thumb = _thumbnail(loaded.pixels) if maps is not None else None
+                    del loaded
+                except MammoReviewError as exc:
+                    reason = exc.reason
+                except Exception as exc:  # a decoder's own error: report it for this file, go on
+                    reason = f"unexpected error ({type(exc).__name__}: {exc})"
+                else:
+                    lateralities[rec.key] = lat
+                    pending.append(_Pending(rec, _image_row(rec, lat, lat_src), item, thumb))
+                    if len(pending) >= _CHUNK:
+                        flush()
+                    done += 1
+                    bar(done, total)
+                    continue
+                row = _image_row(rec, lat, lat_src)
+                row.update(status="error", error=reason)
+                writer.writerow(row)
+                failed += 1
+                done += 1
+                bar(done, total)
+            flush()
+            _write_summaries(writer, study.images, slim, lateralities)
+            out_file.flush()
+    finally:
+        out_file.close()
+        if maps is not None:
+            maps.close()
+    if args.embeddings:
+        emb = Embeddings(
+            keys=tuple(keys),
+            z=np.stack(zs) if zs else np.zeros((0, session.manifest.latent_dim), np.float32),
+            model_version=session.version,
+            paths=tuple(paths),
+            meta={k: tuple(v) for k, v in meta.items()},
+        )
+        try:
+            write_embeddings(args.embeddings, emb)
+        except OSError as exc:
+            raise MammoReviewError(f"cannot write the embeddings ({exc.strerror or exc})", args.embeddings) from exc
+    if total == 0 and not studyset.problems:
+        err.write(f"error: no image found under {', '.join(str(p) for p in inputs)}\n")
+        return EXIT_FAILED
+    if log:
+        log.write(f"{total} image(s), {failed} failed; predictions in {out_path}\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _write_summaries(
+    writer: csv.DictWriter[str], records: Sequence[ImageRecord], slim: Sequence[Prediction], lateralities: dict[str, str]
+) -> None:
+    breasts, exams = summarise(records, slim, lateralities)
+    path_of = {r.key: str(r.path) for r in records}
+    for b in breasts:
+        writer.writerow(_summary_row(b, "breast", path_of.get(b.source_key, "")))
+    for e in exams:
+        writer.writerow(_summary_row(e, "exam", path_of.get(e.source_key, "")))
+
+
+# --------------------------------------------------------------------------- entry point
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exit code for usage errors is 2, as ours
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m inference", description="mammo-review runtime (research use only, not for diagnosis).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("predict", help="predict every image under the given files and folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM / PNG / JPEG / TIFF / PGM files or folders")
+    p.add_argument("--out", required=True, metavar="CSV", help="where to write the predictions CSV")
+    p.add_argument("--embeddings", metavar="NPZ", help="also write the latent vectors (.npz)")
+    p.add_argument("--maps", metavar="DIR", help="also write evidence and reconstruction-error maps here")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--model", metavar="ONNX", help="a model other than the bundled one (its .json beside it)")
+    p.add_argument("--batch-size", type=_positive, default=None, help="images per run (default: 1 on CPU, 8 on CUDA)")
+    p.add_argument("--threads", type=_positive, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("phantom", help="write synthetic phantom DICOM studies (see: phantom --help)", add_help=False)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not positive")
+    return n
+
+
+def _phantom(argv: Sequence[str]) -> int:
+    try:
+        from . import phantom
+    except ImportError:
+        sys.stderr.write("error: the phantom generator is not available in this installation\n")
+        return EXIT_USAGE
+    entry: Callable[..., Any] | None = getattr(phantom, "main", None)
+    if entry is None:
+        sys.stderr.write("error: the phantom generator has no command line\n")
+        return EXIT_USAGE
+    result = entry(list(argv))
+    return int(result or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (never raises for expected failures)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    err = sys.stderr
+    try:
+        if argv and argv[0] == "phantom":
+            return _phantom(argv[1:])
+        args = build_parser().parse_args(argv)
+        return run_predict(args, err)
+    except MammoReviewError as exc:
+        err.write(f"\nerror: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.write("\ninterrupted\n")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    except Exception as exc:
+        err.write(f"\nunexpected error: {type(exc).__name__}: {exc}\n(this is a bug in mammo-review; please report it)\n")
+        return EXIT_BUG
