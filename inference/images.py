@@ -23,7 +23,7 @@ from pydicom.uid import UID
 
 from .errors import ImageReadError, MammoReviewError, NotAnImageError, PreprocessError, UnsupportedImageError
 from .preprocess import breast_mask, chest_wall_on_right
-from .studies import ImageRecord, read_record
+from .studies import ImageRecord, read_record, transfer_syntax_of
 
 __all__ = ["Window", "LoadedImage", "load_image", "resolve_laterality", "apply_window"]
 
@@ -189,8 +189,9 @@ def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...],
             raise ImageReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from exc
         if "PixelData" not in ds:
             raise NotAnImageError("no pixel data: not an image", path)
-        meta = getattr(ds, "file_meta", None)
-        ts = UID(str(meta.get("TransferSyntaxUID", "")) if meta is not None else "") or UID("1.2.840.10008.1.2")
+        ts = transfer_syntax_of(ds)
+        ds.ensure_file_meta()
+        ds.file_meta.TransferSyntaxUID = ts  # files without a meta header (read by their encoding)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
         if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
             raise UnsupportedImageError(f"colour image ({photometric}): only greyscale mammograms are supported", path)

@@ -272,6 +272,7 @@ _HEADER_TAGS = [
     "ViewCodeSequence",
 ]
 _IMPLICIT_LE = UID("1.2.840.10008.1.2")
+_EXPLICIT_LE = UID("1.2.840.10008.1.2.1")
 _DEFLATED = UID("1.2.840.10008.1.2.1.99")
 _BIG_ENDIAN = UID("1.2.840.10008.1.2.2")
 _MEDIA_DIRECTORY = UID("1.2.840.10008.1.3.10")
@@ -289,10 +290,20 @@ def _kind_of(head: bytes) -> str:
     for magic, kind in _MAGIC:
         if head.startswith(magic) and (kind != "pgm" or head[2:3].isspace()):
             return kind
-    # DICOM without the 128-byte preamble: starts with a group 0002 or 0008 element.
-    if head[:2] in (b"\x02\x00", b"\x08\x00") and len(head) >= 8 and head[4:6].isalpha():
+    # DICOM without the 128-byte preamble (old files): starts with a group 0002 or 0008 element.
+    if head[:2] in (b"\x02\x00", b"\x08\x00") and len(head) >= 8:
         return "dicom-raw"
     return ""
+
+
+def transfer_syntax_of(ds: Dataset) -> UID:
+    """The dataset's transfer syntax; for a file without meta header, the encoding it was read in."""
+    meta = getattr(ds, "file_meta", None)
+    ts = UID(str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else "")
+    if not ts:
+        implicit, little = ds.original_encoding
+        ts = _IMPLICIT_LE if implicit is not False else (_BIG_ENDIAN if little is False else _EXPLICIT_LE)
+    return ts
 
 
 def _uid_name(uid: str) -> str:
@@ -363,10 +374,7 @@ def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
             warnings.simplefilter("ignore")
             ds = dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=raw)
             meta = getattr(ds, "file_meta", None)
-            ts = UID(str(meta.get("TransferSyntaxUID", "")) if meta is not None else "")
-            if not ts:
-                implicit, little = ds.original_encoding
-                ts = _IMPLICIT_LE if implicit else (_BIG_ENDIAN if little is False else UID("1.2.840.10008.1.2.1"))
+            ts = transfer_syntax_of(ds)
             sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
             if sop_class == _MEDIA_DIRECTORY:
                 raise _Ignored
