@@ -162,6 +162,7 @@ def test_deidentified_dicom_attributes(tmp_path: Path, store: LabelStore, studie
 def test_descriptor_with_free_text_is_removed() -> None:
     ds = Dataset()
     ds.PatientID = "X1"
+    ds.PatientName = "Zqxwillow^Secretina"
     ds.StudyDescription = "MAMMO for Mrs Zqxwillow"
     ds.SeriesDescription = "R CC"
     ds.StudyDate = "20240229"
