@@ -305,7 +305,7 @@ def _marker_box(spec: PhantomSpec, lay: _Layout) -> tuple[np.ndarray, tuple[int,
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    n = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma, mode="wrap")
+    n = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma, mode="wrap")
     return n / (n.std() + 1e-6)
 
 
@@ -368,10 +368,10 @@ def _blend(img: np.ndarray, y: float, x: float, half: float, fn) -> None:  # noq
 
 def _draw_mass(img: np.ndarray, m: tuple[float, float, float, bool], rng: np.random.Generator) -> None:
     y, x, radius, spiculated = m
-    n_sp = int(rng.integers(14, 24)) if spiculated else 0
+    n_sp = int(rng.integers(20, 32)) if spiculated else 0
     sp_angle = rng.uniform(0, 2 * np.pi, n_sp)
     sp_len = radius * rng.uniform(0.9, 2.4, n_sp)
-    sp_w = np.maximum(0.7, radius * rng.uniform(0.04, 0.08, n_sp))
+    sp_w = np.maximum(0.8, radius * rng.uniform(0.03, 0.07, n_sp))
     k = np.arange(2, 8)
     amp = rng.uniform(0.0, 0.09 if spiculated else 0.03, k.size)
     phase = rng.uniform(0, 2 * np.pi, k.size)
@@ -382,31 +382,35 @@ def _draw_mass(img: np.ndarray, m: tuple[float, float, float, bool], rng: np.ran
         edge = radius * (1 + (amp[:, None, None] * np.sin(k[:, None, None] * th + phase[:, None, None])).sum(0))
         soft = max(0.6, radius * (0.06 if spiculated else 0.15))
         alpha = 1 / (1 + np.exp(-(edge - rr) / soft))
-        for a, ln, wd in zip(sp_angle, sp_len, sp_w):
-            along = dx * np.cos(a) + dy * np.sin(a)
+        return _MASS + 0.04 * np.cos(rr / max(radius, 1) * 3.0), alpha.astype(np.float32)
+
+    _blend(img, y, x, radius * 1.5 + 2, fn)
+    for a, ln, wd in zip(sp_angle, sp_len, sp_w):  # each spicule in its own small patch
+        mid = 0.5 * (0.5 * radius + radius + ln)
+        half = 0.5 * (radius * 0.5 + ln) * max(abs(np.cos(a)), abs(np.sin(a))) + 3 * wd + 2
+
+        def spicule(dy: np.ndarray, dx: np.ndarray, a: float = a, ln: float = ln, wd: float = wd):  # noqa: ANN202
+            along = mid + dx * np.cos(a) + dy * np.sin(a)
             perp = -dx * np.sin(a) + dy * np.cos(a)
             taper = np.clip(1 - (along - radius) / ln, 0, 1) * (along > 0.5 * radius)
-            alpha = np.maximum(alpha, 0.8 * taper * np.exp(-((perp / (wd * taper + 0.35)) ** 2)))
-        level = _MASS + 0.04 * np.cos(rr / max(radius, 1) * 3.0)
-        return level, alpha.astype(np.float32)
+            return _MASS, (0.7 * taper * np.exp(-((perp / (wd * taper + 0.35)) ** 2))).astype(np.float32)
 
-    reach = radius * (3.5 if spiculated else 1.5) + 2
-    _blend(img, y, x, reach, fn)
+        _blend(img, y + mid * np.sin(a), x + mid * np.cos(a), half, spicule)
 
 
 def _draw_cluster(img: np.ndarray, c: tuple[float, float, float, int], rng: np.random.Generator) -> None:
     y, x, radius, count = c
     rows = img.shape[0]
     for _ in range(count):
-        cy, cx = np.array([y, x]) + rng.normal(0, radius / 2.2, 2).clip(-radius, radius)
-        sd = max(0.5, rows / 1400 * rng.uniform(0.6, 1.8))
+        cy, cx = np.round(np.array([y, x]) + rng.normal(0, radius / 2.2, 2).clip(-radius, radius))
+        sd = max(0.6, rows / 1400 * rng.uniform(0.6, 1.8))
         stretch = rng.uniform(1.0, 2.5)
         ang = rng.uniform(0, np.pi)
 
         def fn(dy: np.ndarray, dx: np.ndarray) -> tuple[float, np.ndarray]:
             a = (dx * np.cos(ang) + dy * np.sin(ang)) / stretch
             b = -dx * np.sin(ang) + dy * np.cos(ang)
-            return _CALC, (0.95 * np.exp(-(a * a + b * b) / (2 * sd * sd))).astype(np.float32)
+            return _CALC, (np.exp(-(a * a + b * b) / (2 * sd * sd))).astype(np.float32)
 
         _blend(img, cy, cx, 4 * sd * stretch + 1, fn)
 
@@ -442,6 +446,8 @@ def _render(spec: PhantomSpec, lay: _Layout) -> np.ndarray:
         _draw_mass(img, m_, rng)
     for c in lay.clusters:
         _draw_cluster(img, c, rng)
+    detail = _noise(rng, (-(-rows // 2), -(-cols // 2)), 1.0)  # texture finer than the tissue map
+    img *= 1 + 0.05 * np.array(Image.fromarray(detail).resize((cols, rows), Image.Resampling.BILINEAR))
     inside = np.clip(depth - xs + 0.5, 0, 1)
     grain = rng.standard_normal((rows, cols), dtype=np.float32)
     img = (img + grain * (0.012 * inside)) * inside
