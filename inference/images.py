@@ -145,39 +145,51 @@ def _normalise(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     return out
 
 
+def _values(value: object) -> list[object]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        return [value]
+    return list(value)  # type: ignore[call-overload]
+
+
 def _windows(ds: Dataset) -> tuple[Window, ...]:
+    """Every VOI LUT and window in the file, in the order of the file; unparseable ones are left out."""
     found: list[Window] = []
     for n, item in enumerate(ds.get("VOILUTSequence", None) or (), start=1):
         found.append(Window(float("nan"), float("nan"), str(item.get("LUTExplanation", "") or f"VOI LUT {n}"), "LUT"))
-    centers, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if centers is not None and widths is not None:
-        centers = list(centers) if not isinstance(centers, (str, bytes)) and hasattr(centers, "__len__") else [centers]
-        widths = list(widths) if not isinstance(widths, (str, bytes)) and hasattr(widths, "__len__") else [widths]
-        names = ds.get("WindowCenterWidthExplanation")
-        names = list(names) if names is not None and not isinstance(names, str) else [names] * len(centers)
-        function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
-        for i, (c, w) in enumerate(zip(centers, widths)):
-            name = str(names[i] if i < len(names) and names[i] else f"Window {i + 1}")
-            found.append(Window(float(c), float(w), name, function))
+    centers, widths = _values(ds.get("WindowCenter")), _values(ds.get("WindowWidth"))
+    names = _values(ds.get("WindowCenterWidthExplanation"))
+    function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        try:
+            center, width = float(c), float(w)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        name = str(names[i]) if i < len(names) and names[i] else f"Window {i + 1}"
+        found.append(Window(center, width, name, function))
     return tuple(found)
 
 
-def _voi(modality: np.ndarray, ds: Dataset, windows: tuple[Window, ...], path: Path) -> tuple[np.ndarray, str] | None:
-    """The first VOI LUT (preferred, as pydicom does) or window, scaled to [0, 1]; None when there is none."""
+def _voi(modality: np.ndarray, ds: Dataset, windows: tuple[Window, ...]) -> tuple[np.ndarray | None, str]:
+    """(pixels, name) of the first VOI LUT (preferred, as pydicom does) or window, scaled to [0, 1];
+    (None, why) when the file has none or it cannot be used."""
     if not windows:
-        return None
+        return None, ""
     first = windows[0]
     try:
         if first.function == "LUT":
             item = ds.VOILUTSequence[0]
             entries, first_map = int(item.LUTDescriptor[0]) or 65536, int(item.LUTDescriptor[1])
             lut = apply_voi_lut(np.arange(first_map, first_map + entries), ds, index=0, prefer_lut=True)
+            if lut.max() <= lut.min():
+                raise ValueError("the VOI LUT is constant")
             out = apply_voi_lut(modality, ds, index=0, prefer_lut=True)
             return _normalise(out, (float(lut.min()), float(lut.max()))), first.name
         out = apply_windowing(modality, ds, index=0)
         return _normalise(out, _window_range(ds, 0)), first.name
     except (ValueError, NotImplementedError, AttributeError, IndexError, KeyError, TypeError) as exc:
-        raise ImageReadError(f"invalid VOI LUT or window ({exc})", path) from exc
+        return None, f"{first.name} ignored: {exc}"
 
 
 def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...], str, bool, tuple[float, float] | None]:
@@ -219,11 +231,9 @@ def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...],
             raw = raw.copy()
         windows = _windows(ds)
         inverted = photometric == "MONOCHROME1"
-        voi = _voi(modality, ds, windows, path)
-    if voi is None:
-        pixels, applied = _breast_range(raw, inverted), "breast range"
-    else:
-        pixels, applied = voi
+        pixels, applied = _voi(modality, ds, windows)
+    if pixels is None:  # no usable VOI in the file: the breast's own range
+        pixels, applied = _breast_range(raw, inverted), f"breast range ({applied})" if applied else "breast range"
     if inverted:
         np.subtract(np.float32(1.0), pixels, out=pixels)
     return pixels, raw, windows, applied, inverted, _spacing(ds)

@@ -337,7 +337,27 @@ def _pixel_element(fp: Any, ds: Dataset, size: int) -> tuple[int, int, int] | No
         (length,), offset = struct.unpack(order + "I", head[8:12]), 12
     else:
         (length,), offset = struct.unpack(order + "H", head[6:8]), 8
+    fp.seek(start + offset)
     return tag, length, size - start - offset
+
+
+def _fragments_problem(fp: Any, size: int) -> str:
+    """Walk the items of encapsulated pixel data by their lengths: "" when the delimiter closes them."""
+    pos = fp.tell()
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            return "truncated pixel data: the compressed frames end before their sequence delimiter"
+        group, element, length = struct.unpack("<HHI", head)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return ""
+        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+            return f"corrupt pixel data: element ({group:04X},{element:04X}) among the compressed frames"
+        pos += 8 + length
+        if pos > size:
+            found = size - (pos - length)
+            return f"truncated pixel data: a compressed fragment of {length} bytes has {found} in the file"
+        fp.seek(pos)
 
 
 def _check_dicom_pixels(path: Path, fp: Any, ds: Dataset, ts: UID, size: int) -> bool:
@@ -352,10 +372,9 @@ def _check_dicom_pixels(path: Path, fp: Any, ds: Dataset, ts: UID, size: int) ->
     tag, length, left = element
     if _PIXEL_TAGS[tag]:
         raise UnsupportedImageError(f"{_PIXEL_TAGS[tag]} pixel data is not supported", path)
-    if length == 0xFFFFFFFF:  # encapsulated: the sequence delimiter must close the file
-        fp.seek(max(0, size - 4096))
-        if b"\xfe\xff\xdd\xe0" not in fp.read():
-            raise ImageReadError("truncated pixel data: the compressed frames end before their delimiter", path)
+    if length == 0xFFFFFFFF:  # encapsulated: every fragment must be whole, then the delimiter
+        if problem := _fragments_problem(fp, size):
+            raise ImageReadError(problem, path)
         return True
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)

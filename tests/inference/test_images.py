@@ -270,3 +270,12 @@ def test_colour_and_multi_frame_dicom_are_unsupported(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "frames.dcm")
     with pytest.raises(UnsupportedImageError, match="3 frames"):
         load_image(tmp_path / "frames.dcm")
+
+
+def test_an_unusable_window_falls_back_to_the_breast_range(tmp_path: Path) -> None:
+    ds = dcmread(_write(tmp_path / "w.dcm"))
+    ds.WindowWidth = 0  # LINEAR needs a width of at least 1
+    ds.save_as(tmp_path / "zero.dcm")
+    loaded = load_image(tmp_path / "zero.dcm")
+    assert loaded.window_applied.startswith("breast range (PHANTOM ignored: ")
+    assert loaded.windows[0].width == 0 and loaded.pixels.max() == 1.0

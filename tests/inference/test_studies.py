@@ -280,3 +280,16 @@ def test_old_dicom_without_preamble_or_meta_header_is_read(tmp_path: Path) -> No
     from inference.images import load_image
 
     assert load_image(record).pixels.shape == SHAPE
+
+
+@pytest.mark.parametrize("syntax", ["rle", "jpeg2000", "jpegls", "jpeg-lossless", "jpeg-baseline"])
+def test_cut_compressed_pixel_data_is_found_and_trailing_padding_is_not(tmp_path: Path, syntax: str) -> None:
+    data = _one(tmp_path / "ok.dcm", transfer_syntax=syntax).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:-30])
+    padding = b"\xfc\xff\xfc\xffOB\x00\x00" + (6000).to_bytes(4, "little") + bytes(6000)  # (FFFC,FFFC)
+    (tmp_path / "ok.dcm").write_bytes(data + padding)
+    found = scan([tmp_path])
+    assert [r.path.name for r in found.images] == ["ok.dcm"]
+    (problem,) = found.problems
+    assert problem.path.name == "cut.dcm" and not problem.skipped
+    assert problem.reason.startswith("truncated pixel data: a compressed fragment of")
