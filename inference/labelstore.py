@@ -96,13 +96,18 @@ class LabelState:
 
 @dataclass(frozen=True)
 class LabelEdit:
-    """A requested change of one task of one image (``value=None`` sets "unknown")."""
+    """A requested change of one task of one image (``value=None`` sets "unknown").
+
+    ``source`` overrides the source of the call for this edit (e.g. ``"model"`` when a person
+    confirms the model's suggestion unchanged within an action that is otherwise ``"person"``).
+    """
 
     key: str
     task: str
     value: str | None
     confidence: float = 1.0
     status: str = "confirmed"
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -501,7 +506,7 @@ class LabelStore:
         """
         edits = list(edits)
         for e in edits:
-            self._check(e, annotator, source)
+            self._check(e, annotator, e.source or source)
         time = utc_now()
         with self._transaction():
             changes = []
@@ -513,7 +518,9 @@ class LabelStore:
                 return 0
             action = self._new_action(annotator, "edit", time)
             for e, new in changes:
-                self._apply(action, e.key, annotator, e.task, new, source=source, model_version=model_version, time=time)
+                self._apply(
+                    action, e.key, annotator, e.task, new, source=e.source or source, model_version=model_version, time=time
+                )
             if undoable:
                 self._push(annotator, "undo", action)
                 self._conn.execute("DELETE FROM undo_stack WHERE annotator = ? AND stack = 'redo'", (annotator,))

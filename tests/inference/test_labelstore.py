@@ -238,6 +238,17 @@ def test_undo_survives_reopen(tmp_path: Path) -> None:
         assert store.label("k", "acr", "a").value == "4"
 
 
+def test_per_edit_source(store: LabelStore) -> None:
+    store.set_labels(
+        [LabelEdit("k", "view", "CC"), LabelEdit("k", "density", "B", 0.7, source="model")],
+        annotator="a",
+        model_version="1.2",
+    )
+    assert {(r.task, r.source, r.model_version) for r in store.labels()} == {("view", "person", "1.2"), ("density", "model", "1.2")}
+    with pytest.raises(ValueError, match="source"):
+        store.set_labels([LabelEdit("k", "view", "CC", source="oracle")], annotator="a")
+
+
 def test_unchanged_edit_adds_nothing(store: LabelStore) -> None:
     assert store.set_label("k", "view", "CC", annotator="a") > 0
     assert store.set_label("k", "view", "CC", annotator="a") == 0
