@@ -122,7 +122,9 @@ def _decodable(ts: UID, path: Path) -> None:
     try:
         decoder = get_decoder(ts)
     except NotImplementedError as exc:
-        raise UnsupportedImageError(f"transfer syntax {ts} ({ts.name}) cannot be decoded: no decoder exists", path) from exc
+        raise UnsupportedImageError(
+            f"transfer syntax {ts} ({ts.name}) cannot be decoded: no decoder exists", path
+        ) from exc
     if not decoder.is_available:
         raise UnsupportedImageError(f"transfer syntax {ts} ({ts.name}) cannot be decoded: no decoder installed", path)
 
@@ -219,7 +221,8 @@ def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...],
         try:
             stored = ds.pixel_array
         except Exception as exc:  # decoder plugins raise ValueError, RuntimeError and their own types
-            raise ImageReadError(f"cannot decode {ts.name or ts} pixel data ({type(exc).__name__}: {exc})", path) from exc
+            why = f"{type(exc).__name__}: {exc}"
+            raise ImageReadError(f"cannot decode {ts.name or ts} pixel data ({why})", path) from exc
         if stored.ndim != 2:
             raise UnsupportedImageError(f"decoded an array of shape {stored.shape}, expected one 2-D frame", path)
         try:

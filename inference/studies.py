@@ -414,11 +414,14 @@ def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2", ""):
-        raise UnsupportedImageError(f"colour image ({photometric or f'{samples} samples'}): only greyscale mammograms are supported", path)
+        what = photometric or f"{samples} samples"
+        raise UnsupportedImageError(f"colour image ({what}): only greyscale mammograms are supported", path)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
         what = class_name or "DICOM image"
-        raise UnsupportedImageError(f"{what} with {frames} frames: only single-frame 2-D mammograms are supported", path)
+        raise UnsupportedImageError(
+            f"{what} with {frames} frames: only single-frame 2-D mammograms are supported", path
+        )
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows <= 0 or cols <= 0:
         raise ImageReadError(f"image of {rows} x {cols} pixels", path)
@@ -448,13 +451,18 @@ def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
     )
 
 
+_COMMENTS = rb"\s+(?:#[^\n]*\n\s*)*"
+_PGM_HEADER = re.compile(rb"P5" + _COMMENTS + rb"(\d+)" + _COMMENTS + rb"(\d+)" + _COMMENTS + rb"(\d+)\s")
+
+
 def _check_tail(path: Path, kind: str, data: bytes) -> None:
+    """Cheap checks that a PNG, JPEG or binary PGM is complete (Pillow would only fail when decoding)."""
     if kind == "png" and not data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82"):
         raise ImageReadError("truncated PNG: no IEND chunk at the end", path)
     if kind == "jpeg" and b"\xff\xd9" not in data[-4096:]:
         raise ImageReadError("truncated JPEG: no end-of-image marker", path)
     if kind == "pgm" and data[:2] == b"P5":
-        fields = re.match(rb"P5\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s+(?:#[^\n]*\n\s*)*(\d+)\s", data[:512])
+        fields = _PGM_HEADER.match(data[:512])
         if fields:
             w, h, top = (int(v) for v in fields.groups())
             expected = w * h * (1 if top < 256 else 2)
@@ -554,11 +562,14 @@ def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[tuple[P
             seen.add(real)
             out.append((p, explicit))
 
+    def unlisted(error: OSError) -> None:
+        problems.append(Problem(Path(error.filename or "."), f"cannot list the folder ({error.strerror})", False))
+
     for given in paths:
         p = Path(given).expanduser()
         if p.is_dir():
             found = []
-            for root, dirs, names in os.walk(p, onerror=lambda e: problems.append(Problem(Path(e.filename or p), f"cannot list the folder ({e.strerror})", False))):
+            for root, dirs, names in os.walk(p, onerror=unlisted):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(Path(root) / n for n in names if not n.startswith("."))
             for f in sorted(found):

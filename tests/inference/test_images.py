@@ -36,7 +36,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> LoadedImage:
 
 # --------------------------------------------------------------------------- transfer syntaxes
 @pytest.mark.parametrize("syntax", LOSSLESS)
-def test_lossless_transfer_syntaxes_decode_to_the_uncompressed_pixels(tmp_path: Path, reference: LoadedImage, syntax: str) -> None:
+def test_lossless_transfer_syntaxes_decode_to_the_uncompressed_pixels(
+    tmp_path: Path, reference: LoadedImage, syntax: str
+) -> None:
     loaded = load_image(_write(tmp_path / f"{syntax}.dcm", transfer_syntax=syntax))
     assert loaded.record.transfer_syntax == str(phantom.TRANSFER_SYNTAXES[syntax])
     assert loaded.pixels.dtype == np.float32 and loaded.raw.dtype == np.float32
@@ -209,7 +211,8 @@ def test_truncated_pixel_data_names_the_file_and_the_byte_counts(tmp_path: Path)
     bad = tmp_path / "cut.dcm"
     bad.write_bytes(data[:-1000])
     expected = SHAPE[0] * SHAPE[1] * 2
-    with pytest.raises(ImageReadError, match=f"truncated pixel data: expected {expected} bytes, found {expected - 1000}") as info:
+    message = f"truncated pixel data: expected {expected} bytes, found {expected - 1000}"
+    with pytest.raises(ImageReadError, match=message) as info:
         load_image(bad)
     assert info.value.path == bad and "cut.dcm" in str(info.value)
 
@@ -254,7 +257,8 @@ def test_a_transfer_syntax_without_decoder_is_unsupported(tmp_path: Path) -> Non
     ds = dcmread(path)
     ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.100")  # MPEG2: no pixel decoder exists
     ds.save_as(tmp_path / "mpeg.dcm")
-    with pytest.raises(UnsupportedImageError, match=r"transfer syntax 1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2.*cannot be decoded"):
+    message = r"transfer syntax 1\.2\.840\.10008\.1\.2\.4\.100 \(MPEG2.*cannot be decoded"
+    with pytest.raises(UnsupportedImageError, match=message):
         load_image(tmp_path / "mpeg.dcm")
 
 
@@ -279,3 +283,16 @@ def test_an_unusable_window_falls_back_to_the_breast_range(tmp_path: Path) -> No
     loaded = load_image(tmp_path / "zero.dcm")
     assert loaded.window_applied.startswith("breast range (PHANTOM ignored: ")
     assert loaded.windows[0].width == 0 and loaded.pixels.max() == 1.0
+
+
+def test_a_missing_decoder_plugin_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build without the JPEG-LS plugins (pyjpegls, gdcm) says so instead of failing inside pydicom."""
+    path = _write(tmp_path / "ls.dcm", transfer_syntax="jpegls")
+
+    class NoPlugins:
+        is_available = False
+
+    monkeypatch.setattr("inference.images.get_decoder", lambda uid: NoPlugins())
+    message = r"transfer syntax 1\.2\.840\.10008\.1\.2\.4\.80 \(JPEG-LS Lossless.*\) cannot be decoded: no decoder installed"
+    with pytest.raises(UnsupportedImageError, match=message):
+        load_image(path)
