@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -304,6 +304,9 @@ def _marker_box(spec: PhantomSpec, lay: _Layout) -> tuple[np.ndarray, tuple[int,
 # --------------------------------------------------------------------------- rendering
 
 
+_Shader = Callable[[np.ndarray, np.ndarray], tuple[float | np.ndarray, np.ndarray]]
+
+
 def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     n = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma, mode="wrap")
     return n / (n.std() + 1e-6)
@@ -353,7 +356,8 @@ def _tissue_lowres(spec: PhantomSpec, lay: _Layout, factor: int) -> np.ndarray:
     return (tissue * (0.55 + 0.45 * thick) * mask).astype(np.float32)
 
 
-def _blend(img: np.ndarray, y: float, x: float, half: float, fn) -> None:  # noqa: ANN001
+def _blend(img: np.ndarray, y: float, x: float, half: float, fn: _Shader) -> None:
+    """Blend `fn(dy, dx) -> (level, alpha)` into the square of half-size `half` around (y, x)."""
     rows, cols = img.shape
     y0, y1 = max(0, int(y - half)), min(rows, int(y + half) + 2)
     x0, x1 = max(0, int(x - half)), min(cols, int(x + half) + 2)
@@ -386,10 +390,12 @@ def _draw_mass(img: np.ndarray, m: tuple[float, float, float, bool], rng: np.ran
 
     _blend(img, y, x, radius * 1.5 + 2, fn)
     for a, ln, wd in zip(sp_angle, sp_len, sp_w):  # each spicule in its own small patch
-        mid = 0.5 * (0.5 * radius + radius + ln)
+        mid = 0.5 * (0.5 * radius + radius + ln)  # centre of the segment from 0.5 r to r + ln
         half = 0.5 * (radius * 0.5 + ln) * max(abs(np.cos(a)), abs(np.sin(a))) + 3 * wd + 2
 
-        def spicule(dy: np.ndarray, dx: np.ndarray, a: float = a, ln: float = ln, wd: float = wd):  # noqa: ANN202
+        def spicule(
+            dy: np.ndarray, dx: np.ndarray, a: float = a, ln: float = ln, wd: float = wd
+        ) -> tuple[float, np.ndarray]:
             along = mid + dx * np.cos(a) + dy * np.sin(a)
             perp = -dx * np.sin(a) + dy * np.cos(a)
             taper = np.clip(1 - (along - radius) / ln, 0, 1) * (along > 0.5 * radius)
@@ -448,7 +454,7 @@ def _render(spec: PhantomSpec, lay: _Layout) -> np.ndarray:
         _draw_cluster(img, c, rng)
     detail = _noise(rng, (-(-rows // 2), -(-cols // 2)), 1.0)  # texture finer than the tissue map
     img *= 1 + 0.05 * np.array(Image.fromarray(detail).resize((cols, rows), Image.Resampling.BILINEAR))
-    inside = np.clip(depth - xs + 0.5, 0, 1)
+    inside = np.clip(depth - xs, 0, 1)  # background stays exactly 0
     grain = rng.standard_normal((rows, cols), dtype=np.float32)
     img = (img + grain * (0.012 * inside)) * inside
     np.clip(img, 0.0, 1.0, out=img)
@@ -629,12 +635,14 @@ def write_dicom(
     """
     path = Path(path)
     ts = _resolve_ts(transfer_syntax)
-    if tags_mode not in ("standard", "text_only", "none"):
-        raise ValueError(f"tags_mode must be standard, text_only or none, got {tags_mode!r}")
+    for name, value, allowed in (
+        ("tags_mode", tags_mode, ("standard", "text_only", "none")),
+        ("photometric", photometric, ("MONOCHROME1", "MONOCHROME2")),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     if tags_mode != "none" and spec is None:
         raise ValueError("a spec is needed to write laterality and view")
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, got {photometric!r}")
     bits = 8 if ts == JPEGBaseline8Bit else int(bits_stored)
     if ts != JPEGBaseline8Bit and not 12 <= bits <= 16:
         raise ValueError(f"bits_stored must be 12..16, got {bits_stored}")

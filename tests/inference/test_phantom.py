@@ -154,6 +154,7 @@ def test_mlo_pectoral_and_marker():
     assert x0 > truth.breast_bbox[3]  # away from the breast, on the far side
     box = image[y0:y1, x0:x1]
     assert (box == 1.0).sum() > 0.2 * box.size and image[y0:y1, x1 + 1 :].max() == 0
+    assert image[truth.breast_bbox[2] :].max() == 0  # nothing below the inframammary fold
     assert not ground_truth(PhantomSpec("L", "MLO", shape=SMALL, markers=False)).markers
 
 
