@@ -10,20 +10,18 @@ with Pillow (8 or 16 bit, grey, or RGB holding grey). The chest-wall side is dec
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing, get_decoder
 from pydicom.uid import UID
 
 from .errors import ImageReadError, MammoReviewError, NotAnImageError, PreprocessError, UnsupportedImageError
 from .preprocess import breast_mask, chest_wall_on_right
-from .studies import ImageRecord, read_record, transfer_syntax_of
+from .studies import ImageRecord, read_dicom, read_record, transfer_syntax_of
 
 __all__ = ["Window", "LoadedImage", "load_image", "resolve_laterality", "apply_window"]
 
@@ -111,7 +109,8 @@ def apply_window(raw: np.ndarray, window: Window, inverted: bool = False) -> np.
     ds.BitsStored, ds.PixelRepresentation = 16, 0
     ds.WindowCenter, ds.WindowWidth = float(window.center), float(window.width)
     ds.VOILUTFunction = window.function
-    out = _normalise(apply_windowing(raw, ds), _window_range(ds, 0))
+    with np.errstate(over="ignore"):  # a steep SIGMOID overflows exp() far from its centre: 1/(1+inf) = 0
+        out = _normalise(apply_windowing(raw, ds), _window_range(ds, 0))
     return 1.0 - out if inverted else out
 
 
@@ -188,53 +187,52 @@ def _voi(modality: np.ndarray, ds: Dataset, windows: tuple[Window, ...]) -> tupl
                 raise ValueError("the VOI LUT is constant")
             out = apply_voi_lut(modality, ds, index=0, prefer_lut=True)
             return _normalise(out, (float(lut.min()), float(lut.max()))), first.name
-        out = apply_windowing(modality, ds, index=0)
+        with np.errstate(over="ignore"):  # a steep SIGMOID overflows exp() far from its centre: 1/(1+inf) = 0
+            out = apply_windowing(modality, ds, index=0)
         return _normalise(out, _window_range(ds, 0)), first.name
     except (ValueError, NotImplementedError, AttributeError, IndexError, KeyError, TypeError) as exc:
         return None, f"{first.name} ignored: {exc}"
 
 
 def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...], str, bool, tuple[float, float] | None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about fixable header quirks
-        try:
-            ds = dcmread(path, force=True)
-        except Exception as exc:  # pydicom raises many types for a broken file
-            raise ImageReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from exc
-        if "PixelData" not in ds:
-            raise NotAnImageError("no pixel data: not an image", path)
-        ts = transfer_syntax_of(ds)
-        ds.ensure_file_meta()
-        ds.file_meta.TransferSyntaxUID = ts  # files without a meta header (read by their encoding)
-        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-        if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-            raise UnsupportedImageError(f"colour image ({photometric}): only greyscale mammograms are supported", path)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        if frames != 1:
-            raise UnsupportedImageError(f"{frames} frames: only single-frame 2-D mammograms are supported", path)
-        _decodable(ts, path)
-        if not ts.is_compressed:
-            expected = (int(ds.Rows) * int(ds.Columns) * int(ds.BitsAllocated) + 7) // 8
-            found = len(ds.PixelData)
-            if found < expected:
-                raise ImageReadError(f"truncated pixel data: expected {expected} bytes, found {found}", path)
-        try:
-            stored = ds.pixel_array
-        except Exception as exc:  # decoder plugins raise ValueError, RuntimeError and their own types
-            why = f"{type(exc).__name__}: {exc}"
-            raise ImageReadError(f"cannot decode {ts.name or ts} pixel data ({why})", path) from exc
-        if stored.ndim != 2:
-            raise UnsupportedImageError(f"decoded an array of shape {stored.shape}, expected one 2-D frame", path)
-        try:
-            modality = apply_modality_lut(stored, ds)
-        except Exception as exc:
-            raise ImageReadError(f"invalid modality LUT or rescale ({type(exc).__name__}: {exc})", path) from exc
-        raw = modality.astype(np.float32, copy=False)
-        if raw is stored:
-            raw = raw.copy()
-        windows = _windows(ds)
-        inverted = photometric == "MONOCHROME1"
-        pixels, applied = _voi(modality, ds, windows)
+    try:
+        ds = read_dicom(path, force=True)
+    except Exception as exc:  # pydicom raises many types for a broken file
+        raise ImageReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from exc
+    if "PixelData" not in ds:
+        raise NotAnImageError("no pixel data: not an image", path)
+    ts = transfer_syntax_of(ds)
+    ds.ensure_file_meta()
+    ds.file_meta.TransferSyntaxUID = ts  # files without a meta header (read by their encoding)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise UnsupportedImageError(f"colour image ({photometric}): only greyscale mammograms are supported", path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise UnsupportedImageError(f"{frames} frames: only single-frame 2-D mammograms are supported", path)
+    _decodable(ts, path)
+    if not ts.is_compressed:
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.BitsAllocated) + 7) // 8
+        found = len(ds.PixelData)
+        if found < expected:
+            raise ImageReadError(f"truncated pixel data: expected {expected} bytes, found {found}", path)
+    try:
+        stored = ds.pixel_array
+    except Exception as exc:  # decoder plugins raise ValueError, RuntimeError and their own types
+        why = f"{type(exc).__name__}: {exc}"
+        raise ImageReadError(f"cannot decode {ts.name or ts} pixel data ({why})", path) from exc
+    if stored.ndim != 2:
+        raise UnsupportedImageError(f"decoded an array of shape {stored.shape}, expected one 2-D frame", path)
+    try:
+        modality = apply_modality_lut(stored, ds)
+    except Exception as exc:
+        raise ImageReadError(f"invalid modality LUT or rescale ({type(exc).__name__}: {exc})", path) from exc
+    raw = modality.astype(np.float32, copy=False)
+    if raw is stored:
+        raw = raw.copy()
+    windows = _windows(ds)
+    inverted = photometric == "MONOCHROME1"
+    pixels, applied = _voi(modality, ds, windows)
     if pixels is None:  # no usable VOI in the file: the breast's own range
         pixels, applied = _breast_range(raw, inverted), f"breast range ({applied})" if applied else "breast range"
     if inverted:
@@ -258,16 +256,14 @@ def _spacing(ds: Dataset) -> tuple[float, float] | None:
 # --------------------------------------------------------------------------- other images
 def _load_picture(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                img.load()
-                if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "L"):
-                    values = np.asarray(img)
-                elif img.mode in ("RGB", "RGBA", "LA", "P", "1", "CMYK", "YCbCr", "PA", "La", "RGBa", "RGBX"):
-                    values = np.asarray(img.convert("L"))  # grey stored as colour (CDD-CESM): ITU-R 601 luma
-                else:
-                    raise UnsupportedImageError(f"{kind.upper()} in Pillow mode {img.mode!r} is not supported", path)
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "L"):
+                values = np.asarray(img)
+            elif img.mode in ("RGB", "RGBA", "LA", "P", "1", "CMYK", "YCbCr", "PA", "La", "RGBa", "RGBX"):
+                values = np.asarray(img.convert("L"))  # grey stored as colour (CDD-CESM): ITU-R 601 luma
+            else:
+                raise UnsupportedImageError(f"{kind.upper()} in Pillow mode {img.mode!r} is not supported", path)
     except MammoReviewError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import struct
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -296,6 +297,20 @@ def _kind_of(head: bytes) -> str:
     return ""
 
 
+_QUIET = threading.Lock()
+
+
+def read_dicom(src: Any, **kwargs: Any) -> Dataset:
+    """``pydicom.dcmread`` with its warnings about fixable header quirks silenced.
+
+    The warnings filters are process-wide and ``catch_warnings`` is not thread-safe, so reads take
+    a lock (reading only; decoding pixels runs outside it, in parallel).
+    """
+    with _QUIET, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dcmread(src, **kwargs)
+
+
 def transfer_syntax_of(ds: Dataset) -> UID:
     """The dataset's transfer syntax; for a file without meta header, the encoding it was read in."""
     meta = getattr(ds, "file_meta", None)
@@ -364,7 +379,7 @@ def _check_dicom_pixels(path: Path, fp: Any, ds: Dataset, ts: UID, size: int) ->
     """Raise for truncated pixel data; False when the file has no pixel data at all."""
     if ts == _DEFLATED:  # the stream is compressed: only a full read can tell
         fp.seek(0)
-        full = dcmread(fp, force=True)
+        full = read_dicom(fp, force=True)
         return "PixelData" in full or "FloatPixelData" in full or "DoubleFloatPixelData" in full
     element = _pixel_element(fp, ds, size)
     if element is None:
@@ -389,9 +404,8 @@ def _check_dicom_pixels(path: Path, fp: Any, ds: Dataset, ts: UID, size: int) ->
 
 def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=raw)
+        with open(path, "rb") as fp:
+            ds = read_dicom(fp, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=raw)
             meta = getattr(ds, "file_meta", None)
             ts = transfer_syntax_of(ds)
             sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
@@ -474,11 +488,9 @@ def _check_tail(path: Path, kind: str, data: bytes) -> None:
 def _picture_record(path: Path, kind: str) -> ImageRecord:
     data = path.read_bytes()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                cols, rows = img.size
-                frames = int(getattr(img, "n_frames", 1) or 1)
+        with Image.open(path) as img:
+            cols, rows = img.size
+            frames = int(getattr(img, "n_frames", 1) or 1)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"unreadable {kind.upper()} ({exc})", path) from exc
     _check_tail(path, kind, data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -296,3 +298,21 @@ def test_a_missing_decoder_plugin_is_named(tmp_path: Path, monkeypatch: pytest.M
     message = r"transfer syntax 1\.2\.840\.10008\.1\.2\.4\.80 \(JPEG-LS Lossless.*\) cannot be decoded: no decoder installed"
     with pytest.raises(UnsupportedImageError, match=message):
         load_image(path)
+
+
+def test_a_steep_sigmoid_saturates_without_overflow_warnings(tmp_path: Path) -> None:
+    ds = dcmread(_write(tmp_path / "s.dcm", voi_lut="sigmoid"))
+    ds.WindowWidth = 2  # exp(-4 (x - c) / w) overflows far below the centre
+    ds.save_as(tmp_path / "steep.dcm")
+    loaded = load_image(tmp_path / "steep.dcm")
+    assert set(np.unique(np.round(loaded.pixels[loaded.raw < float(ds.WindowCenter) - 100], 6))) == {0.0}
+    assert loaded.pixels.max() == 1.0
+
+
+def test_concurrent_loads_give_equal_pixels_and_leave_the_warnings_filters_alone(tmp_path: Path) -> None:
+    paths = [_write(tmp_path / f"{s}.dcm", transfer_syntax=s) for s in ("explicit", "rle", "jpeg2000", "jpegls")]
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(load_image, paths * 3))
+    assert warnings.filters == before
+    assert all(np.array_equal(li.pixels, loaded[0].pixels) for li in loaded)
