@@ -460,8 +460,7 @@ def _render(spec: PhantomSpec, lay: _Layout) -> np.ndarray:
     np.clip(img, 0.0, 1.0, out=img)
     if lay.flip:
         img = img[:, ::-1].copy()
-    box = _marker_box(spec, lay)
-    if box is not None:
+    if (box := _marker_box(spec, lay)) is not None:
         (h, w), (y0, x0) = box[0].shape, box[1]
         img[y0 : y0 + h, x0 : x0 + w][box[0]] = 1.0
     return img.astype(np.float32, copy=False)
@@ -485,9 +484,8 @@ def _truth(spec: PhantomSpec, lay: _Layout) -> PhantomTruth:
     if lay.pectoral:
         pw, ph, _ = lay.pectoral
         pect = ((0.0, fx(0.0)), (0.0, fx(pw)), (ph, fx(0.0)))
-    box = _marker_box(spec, lay)
-    markers = ()
-    if box is not None:
+    markers: tuple[tuple[int, int, int, int], ...] = ()
+    if (box := _marker_box(spec, lay)) is not None:
         (h, w), (y0, x0) = box[0].shape, box[1]
         markers = ((y0, x0, y0 + h, x0 + w),)
     return PhantomTruth(
@@ -720,9 +718,7 @@ def write_non_image_dicom(
     sop_class = _BASIC_TEXT_SR if kind == "sr" else _GSPS
     ds = _header(sop_class, None, patient_id, "Phantom^Patient", "", study_uid, None, "20240115", 99, 1)
     if kind == "sr":
-        ds.Modality = "SR"
-        ds.ValueType = "CONTAINER"
-        ds.ContinuityOfContent = "SEPARATE"
+        ds.Modality, ds.ValueType, ds.ContinuityOfContent = "SR", "CONTAINER", "SEPARATE"
         ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
         ds.ConceptNameCodeSequence = DicomSequence([_code("11528-7", "LN", "Radiology Report")])
         text = Dataset()
@@ -731,10 +727,8 @@ def write_non_image_dicom(
         text.TextValue = "Synthetic phantom report. Not a diagnosis."
         ds.ContentSequence = DicomSequence([text])
     else:
-        ds.Modality = "PR"
-        ds.ContentLabel = "PHANTOM"
+        ds.Modality, ds.ContentLabel, ds.PresentationLUTShape = "PR", "PHANTOM", "IDENTITY"
         ds.PresentationCreationDate, ds.PresentationCreationTime = "20240115", "093000"
-        ds.PresentationLUTShape = "IDENTITY"
     path.parent.mkdir(parents=True, exist_ok=True)
     dcmwrite(path, ds, enforce_file_format=True)
     return path
