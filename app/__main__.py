@@ -1,0 +1,116 @@
+"""``python -m app [PATH...]`` (console script ``mammo-review``): the desktop viewer.
+
+``--screenshot FILE`` opens the paths (the bundled samples without any), waits for the model,
+renders the main window to FILE and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mammo-review", description="Review mammograms with a multi-task network. Research use only, not for diagnosis.")
+    p.add_argument("paths", nargs="*", help="DICOM/PNG/JPEG/TIFF files or folders to open")
+    p.add_argument("--screenshot", metavar="FILE", help="load, run the model, save the main window to FILE and exit")
+    p.add_argument("--layout", choices=("hanging", "cc", "mlo", "single"), help="hanging layout to start with")
+    p.add_argument("--overlay", choices=("none", "evidence", "error"), help="overlay to start with")
+    p.add_argument("--reconstruction", action="store_true", help="show the reconstruction beside the current image")
+    p.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
+    p.add_argument("--settings", metavar="INI", help="settings file (default: the user's configuration folder)")
+    p.add_argument("--cache", metavar="DIR", help="prediction cache folder (overrides the settings)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="run the model on this device (saved in the settings)")
+    p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .cache import PredictionCache
+    from .main_window import MainWindow, apply_dark_theme, samples_path
+    from .settings import Settings
+    from .state import AppState
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("mammo-review")
+    app.setOrganizationName("mammo-review")
+    apply_dark_theme(app)  # type: ignore[arg-type]
+    settings = Settings(args.settings)
+    if args.device:
+        settings.device = args.device
+    cache = PredictionCache(Path(args.cache) if args.cache else settings.cache_dir)
+    state = AppState(settings, cache=cache)
+    if args.layout:
+        state.set_display(layout=args.layout)
+    if args.overlay:
+        state.set_overlay(kind=args.overlay)
+    if args.reconstruction:
+        state.set_overlay(reconstruction=True)
+    win = MainWindow(state)
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        win.resize(w, h)
+    except ValueError:
+        print(f"mammo-review: ignoring --size {args.size!r} (expected WxH)", file=sys.stderr)
+
+    paths: list[str | Path] = list(args.paths)
+    if not paths:
+        recent = settings.recent_paths
+        if args.screenshot or settings.first_run or not recent:
+            paths = [samples_path()]
+        else:
+            paths = [p for p in recent[0].split("|") if Path(p).exists()] or [samples_path()]
+    settings.first_run = False
+    win.show()
+    QTimer.singleShot(0, lambda: state.open_paths(paths))
+
+    status = {"code": 0}
+    if args.screenshot:
+        out = Path(args.screenshot)
+
+        def save() -> None:
+            if not status.get("saved"):
+                status["saved"] = True
+                app.processEvents()
+                ok = win.grab().save(str(out))
+                if not ok:
+                    print(f"mammo-review: could not write {out}", file=sys.stderr)
+                    status["code"] = 1
+                else:
+                    n = len(state.predictions)
+                    print(f"mammo-review: wrote {out} ({n} predictions, {len(state.problems)} problems)")
+                win.close()
+
+        def check() -> None:
+            if state.study_set.studies and not state.busy[0] and not state.pool.running():
+                QTimer.singleShot(600, save)
+                timer.stop()
+
+        timer = QTimer()
+        timer.timeout.connect(check)
+        timer.start(200)
+
+        def give_up() -> None:
+            print(f"mammo-review: the model did not finish within {args.timeout:g} s; saving what is on screen", file=sys.stderr)
+            status["code"] = 2
+            save()
+
+        QTimer.singleShot(int(args.timeout * 1000), give_up)
+    app.exec()
+    state.shutdown()
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
