@@ -17,6 +17,8 @@ __all__ = [
     "ManifestError",
     "FormatError",
     "LabelStoreError",
+    "ProjectionError",
+    "ProjectionCancelled",
 ]
 
 
@@ -59,3 +61,11 @@ class FormatError(MammoReviewError):
 
 class LabelStoreError(MammoReviewError):
     """The label store cannot be opened or written (read-only, full disk, locked, newer schema)."""
+
+
+class ProjectionError(MammoReviewError):
+    """A 2-D projection of embeddings cannot be made (too few images, bad parameters)."""
+
+
+class ProjectionCancelled(ProjectionError):
+    """A projection was stopped because the user cancelled it."""
