@@ -282,6 +282,7 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
     studyset = scan(inputs, progress=Progress(log, "scan   "))
     out_path = Path(args.out)
     try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         out_file = open(out_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         raise MammoReviewError(f"cannot write the predictions ({exc.strerror or exc})", out_path) from exc

@@ -157,7 +157,8 @@ def test_an_unexpected_error_exits_3_without_a_traceback(
 
 
 def test_an_unwritable_output_is_a_clear_error(tmp_path: Path, tiny_model: Path, phantom_study: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "missing-folder" / "p.csv"
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "p.csv"
     assert main(["predict", str(phantom_study[0]), "--out", str(out), "--model", str(tiny_model)]) == 2
     err = capsys.readouterr().err
     assert "cannot write the predictions" in err and str(out) in err

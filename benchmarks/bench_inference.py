@@ -1,0 +1,203 @@
+"""Inference speed and memory on this machine: prints figures, asserts nothing.
+
+    python benchmarks/bench_inference.py [--repeats 5] [--large-height 2048] [--no-torch]
+
+Per image, for an uncompressed 16-bit ~3000 x 2400 phantom DICOM: decoding (``load_image``),
+preprocessing, the ONNX Runtime forward pass, the post-processing (Monte-Carlo dropout) and the
+total, at the bundled model's height and at ``--large-height`` (a random-weight model exported
+into a temporary folder; needs torch). JPEG 2000 decoding is reported apart. The same network in
+PyTorch eager mode runs in the same process for comparison (torch imported only here). Peak memory
+is the maximum resident set of a child process that runs ``python -m inference predict`` on a
+4-view study (maps included). Targets (issue 3): ONNX >= 3x faster than eager, end to end
+<= 0.6 s at 2048 for the uncompressed image, peak memory of a 4-view study <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.images import load_image
+from inference.phantom import Mass, PhantomSpec, render, write_dicom, write_study
+from inference.predict import predict_inputs, prepare
+from inference.session import ModelSession, bundled_model_path, physical_cores
+
+SHAPE = (3000, 2400)
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
+    """(median, min) seconds of ``repeats`` calls after one warm-up call, and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), min(times), result
+
+
+def row(label: str, median: float, best: float, note: str = "") -> None:
+    print(f"  {label:<34s} {median * 1000:9.1f} ms  (min {best * 1000:8.1f} ms) {note}")
+
+
+def export_large(height: int, folder: Path) -> Path | None:
+    try:
+        from training.export import export_onnx
+        from training.model import build_model
+    except ImportError as exc:  # runtime-only installation
+        print(f"  (no model at height {height}: {exc})")
+        return None
+    path = folder / f"random-{height}.onnx"
+    # ONNX Runtime and torch sum the 2048-row reconstruction in different orders: 1e-3 is ample
+    export_onnx(build_model(seed=0), path, height=height, version=f"bench-random-{height}", tolerance=1e-3)
+    return path
+
+
+def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dict[str, float]:
+    session = ModelSession.load(model, device="cpu")
+    h = session.height
+    print(f"\nmodel {model.name}: height {h}, {session.device}, {session.threads} intra-op threads")
+    dec_m, dec_b, loaded = timed(lambda: load_image(image), repeats)
+    pre_m, pre_b, item = timed(lambda: prepare(loaded, h), repeats)
+    batch = item.array[None, None]
+    inf_m, inf_b, _ = timed(lambda: session.run(batch), repeats)
+    post_m, post_b, _ = timed(lambda: predict_inputs(session, [item]), repeats)
+    tot_m, tot_b, preds = timed(lambda: predict_inputs(session, [prepare(load_image(image), h)]), repeats)
+    map_m, map_b, _ = timed(lambda: (preds[0].evidence_original(), preds[0].error_map_original()), repeats)
+    print(f"  input {item.array.shape[0]} x {item.array.shape[1]} from {loaded.pixels.shape[0]} x {loaded.pixels.shape[1]}")
+    row("decode (load_image)", dec_m, dec_b)
+    row("preprocess", pre_m, pre_b)
+    row("decode + preprocess", dec_m + pre_m, dec_b + pre_b)
+    row("ONNX Runtime forward", inf_m, inf_b)
+    row("forward + MC dropout + outputs", post_m, post_b)
+    row("total: file -> Prediction", tot_m, tot_b)
+    row("maps to original (evidence + error)", map_m, map_b, "(lazy, on request)")
+    figures = {"total": tot_m, "onnx": inf_m}
+
+    for n in (2, 4):
+        many = np.repeat(batch, n, axis=0)
+        m, b, _ = timed(lambda many=many: session.run(many), max(1, repeats // 2))
+        row(f"ONNX forward, batch {n}, per image", m / n, b / n)
+
+    if with_torch:
+        eager = torch_eager(h, batch, repeats)
+        if eager is not None:
+            row("PyTorch eager forward (same net)", eager[0], eager[1])
+            print(f"  ONNX Runtime speed-up over eager: {eager[0] / inf_m:.1f}x (target >= 3x)")
+            figures["eager"] = eager[0]
+    return figures
+
+
+def torch_eager(height: int, batch: np.ndarray, repeats: int) -> tuple[float, float] | None:
+    try:
+        import torch
+
+        from training.export import OnnxWrapper
+        from training.model import build_model
+    except ImportError:
+        print("  (PyTorch not installed: no eager comparison)")
+        return None
+    torch.set_num_threads(physical_cores())
+    net = OnnxWrapper(build_model(seed=0)).eval()
+    x = torch.from_numpy(batch)
+    with torch.inference_mode():
+        m, b, _ = timed(lambda: net(x), repeats)
+    return m, b
+
+
+def bench_jpeg2000(folder: Path, pixels: np.ndarray, spec: PhantomSpec, repeats: int) -> None:
+    path = write_dicom(folder / "j2k.dcm", pixels, spec=spec, bits_stored=16, transfer_syntax="jpeg2000")
+    print(f"\nJPEG 2000 lossless ({path.stat().st_size / 1e6:.1f} MB on disk)")
+    m, b, _ = timed(lambda: load_image(path), max(1, repeats // 2))
+    row("decode (load_image)", m, b)
+
+
+_CHILD = """
+import sys
+from inference.cli import main
+code = main(sys.argv[1:])
+status = open("/proc/self/status", encoding="ascii").read()
+peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+print(code, peak)
+"""
+
+
+def peak_memory(model: Path, study: Path, out: Path) -> float:
+    """Peak resident set (MB, the child's own VmHWM) of ``python -m inference predict`` on the study,
+    maps included. (A child's ru_maxrss would include this process's size at fork time.)"""
+    args = ["predict", str(study), "--model", str(model), "--out", str(out / "p.csv"),
+            "--maps", str(out / "maps"), "--quiet", "--device", "cpu"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, check=False)
+    try:
+        code, peak_kb = (int(v) for v in proc.stdout.split())
+    except ValueError:
+        raise RuntimeError(f"predict failed: {proc.stderr.strip()}") from None
+    if code:
+        raise RuntimeError(f"predict exited {code}: {proc.stderr.strip()}")
+    return peak_kb / 1024.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--large-height", type=int, default=2048)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager comparison")
+    args = parser.parse_args(argv)
+
+    import onnxruntime
+
+    print(f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())} (other work on this machine slows every figure)")
+    print(f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"{physical_cores()} physical cores; Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mammo-bench-") as tmp:
+        folder = Path(tmp)
+        spec = PhantomSpec("R", "MLO", "C", masses=(Mass(0.5, 0.35, 0.04, True),), shape=SHAPE, seed=1)
+        pixels = render(spec)
+        image = write_dicom(folder / "plain.dcm", pixels, spec=spec, bits_stored=16, transfer_syntax="explicit")
+        print(f"image: {SHAPE[0]} x {SHAPE[1]} 16-bit uncompressed DICOM ({image.stat().st_size / 1e6:.1f} MB)")
+
+        results: dict[int, dict[str, float]] = {}
+        models: list[Path] = [bundled_model_path()]
+        large = export_large(args.large_height, folder)
+        if large is not None:
+            models.append(large)
+        for model in models:
+            h = ModelSession.load(model, device="cpu").height
+            results[h] = bench_model(model, image, args.repeats, not args.no_torch)
+        bench_jpeg2000(folder, pixels, spec, args.repeats)
+
+        study = folder / "study"
+        write_study(study, shape=SHAPE, bits_stored=16, malignant_side="L", seed=2)
+        print("\npeak memory, `python -m inference predict` on a 4-view 3000 x 2400 study with --maps:")
+        peaks = {}
+        for model in models:
+            h = ModelSession.load(model, device="cpu").height
+            peaks[h] = peak_memory(model, study, folder / f"out{h}")
+            print(f"  height {h:5d}: {peaks[h]:7.0f} MB resident (target <= 1536 MB)")
+
+        print("\ntargets:")
+        for h, f in results.items():
+            if "eager" in f:
+                print(f"  height {h}: ONNX {f['eager'] / f['onnx']:.1f}x faster than eager (>= 3x): {'met' if f['eager'] / f['onnx'] >= 3 else 'NOT met'}")  # fmt: skip
+        if args.large_height in results:
+            t = results[args.large_height]["total"]
+            print(f"  end to end at {args.large_height}: {t:.2f} s (<= 0.6 s): {'met' if t <= 0.6 else 'NOT met'}")
+        print(f"  (load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())})")
+        worst = max(peaks.values())
+        print(f"  peak memory, 4-view study: {worst:.0f} MB (<= 1536 MB): {'met' if worst <= 1536 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
