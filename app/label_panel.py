@@ -48,6 +48,13 @@ _STATUS_STYLE = {
     "none": "color: #8a8a8a;",
 }
 _FRAME = "QFrame#task {{ border: {w}px solid {c}; border-radius: 4px; }}"
+#: The chosen class's button: amber while suggested, blue when edited, green when confirmed.
+_CHECKED = (
+    "QPushButton {{ padding: 3px 6px; min-width: 24px; border: 1px solid #5a5a5a; border-radius: 3px; }}"
+    "QPushButton:checked {{ background: {c}; color: white; font-weight: bold; border: 1px solid {c}; }}"
+    "QPushButton:disabled {{ color: #6a6a6a; }}"
+)
+_CHECKED_COLOUR = {"saved": "#2e7d32", "edited": "#1f5fbf", "model": "#a86b00", "dicom": "#a86b00", "stored": "#a86b00"}
 _BANNER = "background: #7a1f1f; color: white; padding: 6px; font-weight: bold;"
 _DIGITS = {getattr(Qt.Key, f"Key_{i}"): i for i in range(10)}
 _MINUS = (Qt.Key.Key_BracketLeft, Qt.Key.Key_Minus)
@@ -88,10 +95,11 @@ class TaskEditor(QFrame):
         row = QHBoxLayout()
         row.setSpacing(3)
         for i, c in enumerate(classes):
-            b = QPushButton(f"{i + 1} {CLASS_NAMES[task][c]}")
+            name = CLASS_NAMES[task][c]
+            b = QPushButton(name if name == str(i + 1) else f"{name} ({i + 1})")
             b.setToolTip(f"Key {i + 1}")
             self.buttons[c] = b
-        unknown = QPushButton("0 unknown")
+        unknown = QPushButton("unknown (0)")
         unknown.setToolTip("Key 0: unknown (an abstention)")
         self.buttons[None] = unknown
         for value, b in self.buttons.items():
@@ -164,8 +172,9 @@ class TaskEditor(QFrame):
                 self.status.setStyleSheet(_STATUS_STYLE.get(d.origin, ""))
                 self.others.setText(others)
                 self.others.setVisible(bool(others))
-            colour = "#7fb2ff" if focused else "#3a3a3a"
-            self.setStyleSheet(_FRAME.format(w=2 if focused else 1, c=colour))
+            colour = "#7fb2ff" if focused else "#5a5a5a"
+            checked = _CHECKED_COLOUR.get(d.origin if d is not None else "none", "#555555")
+            self.setStyleSheet(_FRAME.format(w=2 if focused else 1, c=colour) + _CHECKED.format(c=checked))
         finally:
             self._rendering = False
 
