@@ -26,10 +26,10 @@ from .errors import MammoReviewError
 from .formats import TASK_CLASSES, Embeddings, write_embeddings
 from .predict import ModelInput, Prediction, predict_inputs, prepare
 from .session import DEVICES, ModelSession
-from .summary import BreastSummary, ExamSummary, study_key, summarise
+from .summary import BreastSummary, ExamSummary, summarise
 
 if TYPE_CHECKING:
-    from .studies import ImageRecord
+    from .studies import ImageRecord, Problem, Study
 
 __all__ = ["main", "CSV_COLUMNS", "MAPS_INDEX_COLUMNS", "map_stem"]
 
@@ -263,18 +263,104 @@ def _slim(p: Prediction) -> Prediction:
     return dataclasses.replace(p, model_input=empty, reconstruction=None, evidence=None)
 
 
+class _Run:
+    """One ``predict`` run: writes rows as studies complete, keeps only the latent vectors."""
+
+    def __init__(self, session: ModelSession, writer: csv.DictWriter[str], maps: MapsWriter | None,
+                 inputs: Sequence[Path], batch_size: int, bar: Progress, total: int) -> None:  # fmt: skip
+        self.session, self.writer, self.maps, self.inputs = session, writer, maps, inputs
+        self.batch_size, self.bar, self.total = batch_size, bar, total
+        self.done = self.failed = 0
+        self.keys: list[str] = []
+        self.zs: list[np.ndarray] = []
+        self.paths: list[str] = []
+        self.meta: dict[str, list[str]] = {"laterality": [], "view": [], "source": []}
+        self._pending: list[_Pending] = []
+        self._slim: list[Prediction] = []
+        self._lateralities: dict[str, str] = {}
+
+    def problem(self, problem: Problem) -> None:
+        row = dict.fromkeys(CSV_COLUMNS, "")
+        row.update(level="image", path=str(problem.path), status="skipped" if problem.skipped else "error", error=problem.reason)
+        self.writer.writerow(row)
+        self.failed += 0 if problem.skipped else 1
+
+    def study(self, study: Study) -> None:
+        """Predict a study's images (a chunk at a time), then write its breast and exam rows."""
+        self._slim, self._lateralities = [], {}
+        for rec in study.images:
+            self._image(rec)
+            if len(self._pending) >= _CHUNK:
+                self._flush()
+        self._flush()
+        breasts, exams = summarise(study.images, self._slim, self._lateralities)
+        path_of = {r.key: str(r.path) for r in study.images}
+        for b in breasts:
+            self.writer.writerow(_summary_row(b, "breast", path_of.get(b.source_key, "")))
+        for e in exams:
+            self.writer.writerow(_summary_row(e, "exam", path_of.get(e.source_key, "")))
+
+    def _image(self, rec: ImageRecord) -> None:
+        from .images import load_image, resolve_laterality
+
+        lat, lat_src = rec.laterality, rec.laterality_source
+        try:
+            loaded = load_image(rec)
+            lat, lat_src = resolve_laterality(rec, loaded)
+            item = prepare(loaded, self.session.height)
+            thumb = _thumbnail(loaded.pixels) if self.maps is not None else None
+        except MammoReviewError as exc:
+            reason = exc.reason
+        except Exception as exc:  # a decoder's own error: report it for this file and go on
+            reason = f"unexpected error ({type(exc).__name__}: {exc})"
+        else:
+            self._lateralities[rec.key] = lat
+            self._pending.append(_Pending(rec, _image_row(rec, lat, lat_src), item, thumb))
+            return
+        row = _image_row(rec, lat, lat_src)
+        row.update(status="error", error=reason)
+        self.writer.writerow(row)
+        self.failed += 1
+        self.done += 1
+        self.bar(self.done, self.total)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        preds = predict_inputs(self.session, [p.item for p in self._pending], self.batch_size)
+        for pend, pred in zip(self._pending, preds):
+            self.writer.writerow(_prediction_row(pend.row, pred))
+            if self.maps is not None and pend.thumb is not None:
+                self.maps.write(pend.record, pred, pend.thumb)
+            if pred.z.size:
+                self.keys.append(pred.key)
+                self.zs.append(pred.z)
+                self.paths.append(str(pend.record.path))
+                self.meta["laterality"].append(pend.row["laterality"])
+                self.meta["view"].append(pend.record.view)
+                self.meta["source"].append(_source_of(pend.record.path, self.inputs))
+            self._slim.append(_slim(pred))
+            self.done += 1
+            self.bar(self.done, self.total)
+        self._pending.clear()
+
+    def embeddings(self) -> Embeddings:
+        z = np.stack(self.zs) if self.zs else np.zeros((0, self.session.manifest.latent_dim), np.float32)
+        meta = {k: tuple(v) for k, v in self.meta.items()}
+        return Embeddings(keys=tuple(self.keys), z=z, model_version=self.session.version, paths=tuple(self.paths), meta=meta)
+
+
 def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
-    from .images import load_image, resolve_laterality
+    """The ``predict`` command; raises MammoReviewError for model and output errors."""
     from .studies import scan
 
     log = err if not args.quiet else None
     session = ModelSession.load(args.model, device=args.device, threads=args.threads)
     batch_size = args.batch_size or (8 if session.device == "cuda" else 1)
     if log:
-        log.write(
-            f"model {session.manifest.name} {session.version} (input height {session.height}) on {session.device}"
-            f"{'' if session.device == 'cuda' else f', {session.threads} threads'}; research use only, not for diagnosis\n"
-        )
+        threads = "" if session.device == "cuda" else f", {session.threads} threads"
+        log.write(f"model {session.manifest.name} {session.version} (input height {session.height}) on "
+                  f"{session.device}{threads}; research use only, not for diagnosis\n")  # fmt: skip
         if session.notice:
             log.write(session.notice + "\n")
 
@@ -287,108 +373,32 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
     except OSError as exc:
         raise MammoReviewError(f"cannot write the predictions ({exc.strerror or exc})", out_path) from exc
     maps = MapsWriter(Path(args.maps)) if args.maps else None
-    failed = 0
-    keys: list[str] = []
-    zs: list[np.ndarray] = []
-    paths: list[str] = []
-    meta: dict[str, list[str]] = {"laterality": [], "view": [], "source": []}
     total = len(studyset.images)
-    done = 0
-    bar = Progress(log, "predict")
     try:
         writer = csv.DictWriter(out_file, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()
+        run = _Run(session, writer, maps, inputs, batch_size, Progress(log, "predict"), total)
         for problem in studyset.problems:
-            row = dict.fromkeys(CSV_COLUMNS, "")
-            row.update(level="image", path=str(problem.path), status="skipped" if problem.skipped else "error", error=problem.reason)
-            writer.writerow(row)
-            failed += 0 if problem.skipped else 1
-        bar(0, total)
+            run.problem(problem)
+        run.bar(0, total)
         for study in studyset.studies:
-            slim: list[Prediction] = []
-            lateralities: dict[str, str] = {}
-            pending: list[_Pending] = []
-
-            def flush() -> None:
-                if not pending:
-                    return
-                preds = predict_inputs(session, [p.item for p in pending], batch_size)
-                for pend, pred in zip(pending, preds):
-                    writer.writerow(_prediction_row(pend.row, pred))
-                    if maps is not None and pend.thumb is not None:
-                        maps.write(pend.record, pred, pend.thumb)
-                    if pred.z.size:
-                        keys.append(pred.key)
-                        zs.append(pred.z)
-                        paths.append(str(pend.record.path))
-                        meta["laterality"].append(pend.row["laterality"])
-                        meta["view"].append(pend.record.view)
-                        meta["source"].append(_source_of(pend.record.path, inputs))
-                    slim.append(_slim(pred))
-                pending.clear()
-
-            for rec in study.images:
-                lat, lat_src = rec.laterality, rec.laterality_source
-                try:
-                    loaded = load_image(rec)
-                    lat, lat_src = resolve_laterality(rec, loaded)
-                    item = prepare(loaded, session.height)
-                    thumb = _thumbnail(loaded.pixels) if maps is not None else None
-                    del loaded
-                except MammoReviewError as exc:
-                    reason = exc.reason
-                except Exception as exc:  # a decoder's own error: report it for this file, go on
-                    reason = f"unexpected error ({type(exc).__name__}: {exc})"
-                else:
-                    lateralities[rec.key] = lat
-                    pending.append(_Pending(rec, _image_row(rec, lat, lat_src), item, thumb))
-                    if len(pending) >= _CHUNK:
-                        flush()
-                    done += 1
-                    bar(done, total)
-                    continue
-                row = _image_row(rec, lat, lat_src)
-                row.update(status="error", error=reason)
-                writer.writerow(row)
-                failed += 1
-                done += 1
-                bar(done, total)
-            flush()
-            _write_summaries(writer, study.images, slim, lateralities)
+            run.study(study)
             out_file.flush()
     finally:
         out_file.close()
         if maps is not None:
             maps.close()
     if args.embeddings:
-        emb = Embeddings(
-            keys=tuple(keys),
-            z=np.stack(zs) if zs else np.zeros((0, session.manifest.latent_dim), np.float32),
-            model_version=session.version,
-            paths=tuple(paths),
-            meta={k: tuple(v) for k, v in meta.items()},
-        )
         try:
-            write_embeddings(args.embeddings, emb)
+            write_embeddings(args.embeddings, run.embeddings())
         except OSError as exc:
             raise MammoReviewError(f"cannot write the embeddings ({exc.strerror or exc})", args.embeddings) from exc
     if total == 0 and not studyset.problems:
         err.write(f"error: no image found under {', '.join(str(p) for p in inputs)}\n")
         return EXIT_FAILED
     if log:
-        log.write(f"{total} image(s), {failed} failed; predictions in {out_path}\n")
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def _write_summaries(
-    writer: csv.DictWriter[str], records: Sequence[ImageRecord], slim: Sequence[Prediction], lateralities: dict[str, str]
-) -> None:
-    breasts, exams = summarise(records, slim, lateralities)
-    path_of = {r.key: str(r.path) for r in records}
-    for b in breasts:
-        writer.writerow(_summary_row(b, "breast", path_of.get(b.source_key, "")))
-    for e in exams:
-        writer.writerow(_summary_row(e, "exam", path_of.get(e.source_key, "")))
+        log.write(f"{total} image(s), {run.failed} failed; predictions in {out_path}\n")
+    return EXIT_FAILED if run.failed else EXIT_OK
 
 
 # --------------------------------------------------------------------------- entry point
