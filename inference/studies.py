@@ -277,6 +277,8 @@ _EXPLICIT_LE = UID("1.2.840.10008.1.2.1")
 _DEFLATED = UID("1.2.840.10008.1.2.1.99")
 _BIG_ENDIAN = UID("1.2.840.10008.1.2.2")
 _MEDIA_DIRECTORY = UID("1.2.840.10008.1.3.10")
+# Projection X-ray modalities a mammogram may carry (research sets store MG as secondary capture "OT").
+_X_RAY_MODALITIES = frozenset({"MG", "DX", "CR", "OT", ""})
 _PIXEL_TAGS = {0x7FE00010: "", 0x7FE00008: "float", 0x7FE00009: "double float"}
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
@@ -425,6 +427,9 @@ def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
         raise NotAnImageError(f"{class_name or 'SOP class ' + sop_class}: not an image", path)
     if class_name and "Image" not in class_name:
         raise NotAnImageError(f"{class_name}: not an image", path)
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality not in _X_RAY_MODALITIES:
+        raise UnsupportedImageError(f"{class_name or 'image'} of modality {modality}: not a mammogram", path)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2", ""):

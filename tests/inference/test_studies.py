@@ -296,3 +296,12 @@ def test_cut_compressed_pixel_data_is_found_and_trailing_padding_is_not(tmp_path
     (problem,) = found.problems
     assert problem.path.name == "cut.dcm" and not problem.skipped
     assert problem.reason.startswith("truncated pixel data: a compressed fragment of")
+
+
+def test_images_of_other_modalities_are_skipped(tmp_path: Path) -> None:
+    ds = dcmread(_one(tmp_path / "ct.dcm"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.Modality = "CT"
+    ds.save_as(tmp_path / "ct.dcm")
+    (problem,) = scan([tmp_path]).problems
+    assert problem.skipped and problem.reason == "CT Image of modality CT: not a mammogram"
