@@ -356,7 +356,7 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
 
     log = err if not args.quiet else None
     session = ModelSession.load(args.model, device=args.device, threads=args.threads)
-    batch_size = args.batch_size or (8 if session.device == "cuda" else 1)
+    batch_size = args.batch_size or session.default_batch_size
     if log:
         threads = "" if session.device == "cuda" else f", {session.threads} threads"
         log.write(f"model {session.manifest.name} {session.version} (input height {session.height}) on "

@@ -163,10 +163,13 @@ def _prediction(item: ModelInput, out: dict[str, np.ndarray], j: int, manifest: 
 def predict_inputs(
     session: ModelSession,
     inputs: Sequence[ModelInput],
-    batch_size: int = 1,
+    batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Prediction]:
-    """Run preprocessed inputs; images of equal width share a batch. Order follows ``inputs``."""
+    """Run preprocessed inputs; images of equal width share a batch (``batch_size`` None: the
+    session's :attr:`~ModelSession.default_batch_size`). Order follows ``inputs``."""
+    if batch_size is None:
+        batch_size = session.default_batch_size
     if batch_size < 1:
         raise ValueError(f"batch size {batch_size} is not positive")
     results: list[Prediction | None] = [None] * len(inputs)
@@ -182,6 +185,6 @@ def predict_inputs(
     return [r for r in results if r is not None]
 
 
-def predict(session: ModelSession, images: Sequence[LoadedImage], batch_size: int = 1) -> list[Prediction]:
+def predict(session: ModelSession, images: Sequence[LoadedImage], batch_size: int | None = None) -> list[Prediction]:
     """Predictions for loaded images, in their order (raises PreprocessError for an image without a breast)."""
     return predict_inputs(session, [prepare(im, session.height) for im in images], batch_size)

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import ModelError
 from .formats import ModelManifest, file_sha256, manifest_path_for, read_model_manifest
 
-__all__ = ["DEVICES", "ModelSession", "bundled_model_path", "physical_cores", "cuda_available"]
+__all__ = ["DEVICES", "ModelSession", "bundled_model_path", "check_against_manifest", "cuda_available", "physical_cores"]
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
@@ -138,6 +138,12 @@ class ModelSession:
         return self.manifest.input_height
 
     @property
+    def default_batch_size(self) -> int:
+        """Images per run that is fastest here: 1 on the CPU (measured: larger batches are slower per
+        image at 2048 and barely faster at 512), 8 on CUDA."""
+        return 8 if self.device == "cuda" else 1
+
+    @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(self.manifest.outputs)
 
@@ -179,7 +185,9 @@ class ModelSession:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only: no provider chatter on the user's terminal
 
-        providers = [_CUDA, _CPU] if want_cuda else [_CPU]
+        # Widths vary per image: cuDNN's exhaustive search would re-tune for every new width.
+        cuda = (_CUDA, {"cudnn_conv_algo_search": "HEURISTIC"})
+        providers: list[Any] = [cuda, _CPU] if want_cuda else [_CPU]
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own (non-exported) exception types

@@ -11,7 +11,7 @@ import pytest
 from inference.errors import PreprocessError
 from inference.images import LoadedImage
 from inference.phantom import Mass, PhantomSpec, render
-from inference.predict import MC_SAMPLES, Prediction, mc_dropout, mc_seed, predict, prepare
+from inference.predict import MC_SAMPLES, Prediction, mc_dropout, mc_seed, predict, predict_inputs, prepare
 from inference.preprocess import preprocess
 from inference.session import ModelSession
 from inference.studies import ImageRecord
@@ -102,6 +102,13 @@ def test_batching_changes_nothing_and_keeps_the_order(tiny_session: ModelSession
         assert p.reconstruction is not None and q.reconstruction is not None
         np.testing.assert_allclose(p.reconstruction, q.reconstruction, atol=1e-5)
         assert p.p_malignant_std == pytest.approx(q.p_malignant_std, abs=1e-5)
+
+
+def test_progress_is_reported_per_batch(tiny_session: ModelSession, images: list[LoadedImage]) -> None:
+    calls: list[tuple[int, int]] = []
+    items = [prepare(im, HEIGHT) for im in images[:3]]
+    predict_inputs(tiny_session, items, batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (3, 3) and all(t == 3 for _, t in calls) and len(calls) >= 2
 
 
 def test_batch_size_must_be_positive(tiny_session: ModelSession, images: list[LoadedImage]) -> None:

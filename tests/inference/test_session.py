@@ -38,6 +38,7 @@ def test_loads_on_cpu_and_runs(tiny_session: ModelSession) -> None:
     assert s.height == TEST_HEIGHT
     assert s.version == "test-0"
     assert 1 <= s.threads <= physical_cores()
+    assert s.default_batch_size == 1  # measured fastest per image on the CPU
     out = s.run(np.random.default_rng(0).random((2, 1, TEST_HEIGHT, 192), dtype=np.float32))
     assert set(out) == set(s.manifest.outputs)
     assert out["malignancy"].shape == (2, 2)
