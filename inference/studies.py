@@ -38,6 +38,8 @@ __all__ = [
     "StudySet",
     "scan",
     "read_record",
+    "laterality_in_text",
+    "view_in_text",
     "IMAGE_SUFFIXES",
 ]
 
@@ -335,7 +337,8 @@ def _person(value: Any) -> str:
 
 
 def _pixel_element(fp: Any, ds: Dataset, size: int) -> tuple[int, int, int] | None:
-    """After a header read stopped before the pixels: (tag, value length, bytes left) or None."""
+    """After a header read stopped before the pixels: (tag, value length, bytes left in the file),
+    with the file at the value's first byte; None when no pixel data element follows."""
     implicit, little = ds.original_encoding
     start = fp.tell()
     head = fp.read(12)
@@ -640,6 +643,8 @@ def scan(
     ``progress(done, total)`` is called per file; when ``cancelled()`` turns true the scan stops and
     returns what it found so far.
     """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     problems: list[Problem] = []
     files = _files(paths, problems)
     total = len(files)
