@@ -316,3 +316,21 @@ def test_concurrent_loads_give_equal_pixels_and_leave_the_warnings_filters_alone
         loaded = list(pool.map(load_image, paths * 3))
     assert warnings.filters == before
     assert all(np.array_equal(li.pixels, loaded[0].pixels) for li in loaded)
+
+
+def test_eight_bit_and_signed_pixels_follow_the_same_chain(tmp_path: Path, reference: LoadedImage) -> None:
+    ds = dcmread(_write(tmp_path / "x.dcm"))
+    stored = ds.pixel_array
+    ds.set_pixel_data((stored >> 4).astype(np.uint8), "MONOCHROME2", 8)
+    ds.WindowCenter, ds.WindowWidth = float(ds.WindowCenter) / 16, float(ds.WindowWidth) / 16
+    ds.save_as(tmp_path / "eight.dcm")
+    eight = load_image(tmp_path / "eight.dcm")
+    assert eight.raw.max() <= 255 and float(np.abs(eight.pixels - reference.pixels).max()) < 0.02
+    ds = dcmread(tmp_path / "x.dcm")
+    ds.set_pixel_data((stored.astype(np.int32) - 2048).astype(np.int16), "MONOCHROME2", 12)
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 2048  # signed storage, same modality values
+    ds.save_as(tmp_path / "signed.dcm")
+    signed = load_image(tmp_path / "signed.dcm")
+    assert dcmread(tmp_path / "signed.dcm").PixelRepresentation == 1
+    np.testing.assert_array_equal(signed.raw, reference.raw)
+    np.testing.assert_allclose(signed.pixels, reference.pixels, atol=1e-6)
