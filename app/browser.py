@@ -43,7 +43,7 @@ class BrowserFilter(QSortFilterProxyModel):
         if mode not in FILTERS:
             raise ValueError(f"unknown filter {mode!r}")
         self.mode = mode
-        self.invalidateFilter()
+        self.invalidate()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802 - Qt name
         index = self.sourceModel().index(row, 0, parent)

@@ -72,12 +72,15 @@ def overlay_range(kind: str, predictions: list[Prediction]) -> tuple[float, floa
 
 
 def overlay_rgba(data: np.ndarray, kind: str, vrange: tuple[float, float], opacity: float) -> np.ndarray:
-    """Colour a map: [H, W, 4] uint8, alpha scaled by ``opacity``."""
+    """Colour a map: [H, W, 4] uint8; alpha follows the map's strength (zero where it is zero) times ``opacity``."""
     lo, hi = vrange
-    table = lut(kind)
-    table[:, 3] = np.round(table[:, 3] * float(np.clip(opacity, 0.0, 1.0))).astype(np.uint8)
-    idx = np.clip((np.asarray(data, np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    return table[np.round(idx * (_LUT_SIZE - 1)).astype(np.intp)]
+    v = np.asarray(data, np.float32)
+    norm = np.clip((v - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    out = lut(kind)[np.round(norm * (_LUT_SIZE - 1)).astype(np.intp)]
+    strength = np.abs(v) / max(abs(lo), abs(hi), 1e-12) if kind == "evidence" else norm
+    alpha = np.clip(strength * 1.6, 0.0, 1.0) * float(np.clip(opacity, 0.0, 1.0)) * 255.0
+    out[..., 3] = np.round(alpha).astype(np.uint8)
+    return out
 
 
 class ColorBar(QWidget):
