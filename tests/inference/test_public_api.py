@@ -1,0 +1,19 @@
+"""The public surface of ``inference`` resolves, and importing it stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import inference
+
+
+def test_every_public_name_resolves() -> None:
+    for name in inference.__all__:
+        assert getattr(inference, name) is not None, name
+
+
+def test_import_is_light() -> None:
+    code = "import sys, inference; print(sorted(m for m in ('onnxruntime', 'sklearn', 'umap', 'PySide6', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
