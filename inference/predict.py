@@ -109,6 +109,8 @@ def mc_dropout(
     ``weight`` ``[2, D]`` and ``bias`` ``[2]`` are the malignancy head; masks keep each element
     with probability ``1 - rate`` and scale the kept ones by ``1 / (1 - rate)``.
     """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate {rate} is outside [0, 1)")
     rng = np.random.default_rng(seed)
     keep = 1.0 - rate
     masks = (rng.random((samples, z.shape[-1])) < keep).astype(np.float32) / np.float32(keep)

@@ -137,6 +137,8 @@ def test_mc_dropout_without_dropout_is_the_plain_head() -> None:
     mean, std = mc_dropout(z, weight, bias, rate=0.0, seed=5)
     assert mean == pytest.approx(expected, rel=1e-5)
     assert std == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="outside"):
+        mc_dropout(z, weight, bias, rate=1.0)
 
 
 def test_mc_dropout_is_inverted_dropout() -> None:
