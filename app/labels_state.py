@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from inference.errors import FormatError, LabelStoreError, MammoReviewError
 from inference.export import ExportResult, export_labels, import_labels, import_manifest
@@ -87,6 +87,11 @@ class LabelsState(QObject):
             self.order = "uncertainty"
         self._drafts: dict[str, dict[str, TaskDraft]] = {}
         self._queue: list[QueueItem] = []
+        # predictions arrive one image at a time: re-order the queue once per burst, not per image
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(150)
+        self._refresh_timer.timeout.connect(self.refresh_queue)
         if self.store is None:
             self._open_store()
         s = app_state
@@ -113,6 +118,8 @@ class LabelsState(QObject):
         self.app.message.emit("error", text)
 
     def close(self) -> None:
+        """Close the store (on quit); unsaved drafts are not labels and are dropped (see has_unsaved)."""
+        self._refresh_timer.stop()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -367,6 +374,7 @@ class LabelsState(QObject):
             self.refresh_queue()
 
     def refresh_queue(self) -> None:
+        self._refresh_timer.stop()
         keys = [r.key for r in self.app.study_set.images]
         try:
             self._queue = review_queue(keys, self.app.predictions, self.store, order=self.order, annotator=self.annotator or None)
@@ -391,7 +399,7 @@ class LabelsState(QObject):
         self.refresh_queue()
 
     def _on_predictions_changed(self, keys: tuple[str, ...]) -> None:
-        self.refresh_queue()
+        self._refresh_timer.start()
         shown = set(self.targets()) & set(keys)
         if shown:
             self.drafts_changed.emit(tuple(shown))

@@ -220,3 +220,30 @@ def test_model_picker_lists_models_and_requests_one(qtbot, make_state, settings:
     row = next(i for i, e in enumerate(dialog.entries) if e.path.name == "broken.onnx")
     dialog.list.setCurrentRow(row)
     assert not dialog.use_button.isEnabled()
+
+
+def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+    settings.store_path = tmp_path / "labels.sqlite"
+    state: AppState = make_state()
+    labels = LabelsState(state)  # before anything is opened
+    queue = QueuePanel(labels)
+    qtbot.addWidget(queue)
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    qtbot.waitUntil(lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000)
+    assert queue.table.rowCount() == 4 and queue.bar.text() == "0 / 4 reviewed"
+    labels.close()
+
+
+def test_imported_manifest_prefills_as_suggestion(opened, tmp_path: Path) -> None:
+    from inference.formats import LabelRow, TaskLabel, write_label_manifest
+
+    state, labels, panel = opened
+    key = state.current_key
+    manifest = write_label_manifest(
+        tmp_path / "dataset.csv", [LabelRow(key, "x.dcm", {"density": TaskLabel("A", 0.3)})], json_copy=False
+    )
+    assert labels.import_from(manifest) == 1
+    assert _checked(panel, "density") == "A"
+    assert "Suggested by manifest:dataset" in panel.editors["density"].status.text()
+    assert panel.editors["density"].slider.value() == 70

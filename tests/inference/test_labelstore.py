@@ -185,6 +185,17 @@ def test_write_while_locked_by_another_writer_fails_naming_the_file(tmp_path: Pa
     store.close()
 
 
+def test_full_disk_fails_naming_the_file_and_keeps_earlier_labels(store: LabelStore) -> None:
+    store.set_label("k0", "view", "CC", annotator="a")
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk is full" (SQLITE_FULL)
+    with pytest.raises(LabelStoreError, match="disk is full") as info:
+        for i in range(2000):
+            store.set_labels([LabelEdit(f"key-{i}-{'x' * 200}", t, None, 0.0) for t in ("malignancy", "acr")], annotator="a")
+    assert info.value.path == store.path
+    assert store.label("k0", "view", "a") is not None  # the failed transaction changed nothing before it
+
+
 def test_invalid_labels_are_rejected(store: LabelStore) -> None:
     with pytest.raises(ValueError, match="not one of"):
         store.set_label("k", "density", "E", annotator="a")
