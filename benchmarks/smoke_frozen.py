@@ -1,0 +1,167 @@
+"""Smoke test and figures of the frozen bundle (build it first: see docs/install.md).
+
+    python benchmarks/smoke_frozen.py [--dist dist/mammo-review]
+
+Checks, headlessly (QT_QPA_PLATFORM=offscreen):
+  1. the bundle holds no PyTorch / ONNX (exporter) / training code, and measures its size;
+  2. ``mammo-review-selftest`` passes (pixel decoders, bundled samples + model, UMAP/numba);
+  3. ``mammo-review --screenshot FILE`` opens the bundled samples, runs the model and writes a
+     PNG that is non-trivial (big, many grey levels, not one flat colour);
+  4. launch-to-first-window time, when the app offers ``--exit-after-show``.
+Prints one line per figure; exits 1 when a check fails. Settings, caches and the numba cache go
+to a temporary folder, so the user's own are not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZE_AIM_MB = 700.0
+FIRST_WINDOW_AIM_S = 5.0
+_EXE = ".exe" if sys.platform == "win32" else ""
+# Path parts that must never be in the bundle (the runtime is ONNX Runtime only).
+_FORBIDDEN = re.compile(r"^(torch|torchvision|torchaudio|libtorch.*|onnx|onnxscript|onnx_ir|training|tests)$", re.I)
+
+
+def bundle_size(root: Path) -> tuple[float, int]:
+    """Total size in MB and number of files under `root` (links not followed)."""
+    total, count = 0, 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+            count += 1
+    return total / 1e6, count
+
+
+def forbidden_paths(root: Path) -> list[str]:
+    """Files or folders of the bundle whose name says torch, onnx (exporter), training or tests."""
+    hits = []
+    for path in root.rglob("*"):
+        name = path.name.split(".")[0] if path.is_file() else path.name
+        if _FORBIDDEN.match(name) or name.lower().startswith("torch"):
+            hits.append(str(path.relative_to(root)))
+    return sorted(hits)
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, float]:
+    """Run `cmd`; return its exit status, its output (stdout + stderr) and the wall time."""
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return 124, out + f"\n(timed out after {timeout:g} s)", time.perf_counter() - t0
+    return done.returncode, done.stdout + done.stderr, time.perf_counter() - t0
+
+
+def check_png(path: Path) -> str:
+    """'' when `path` is a non-trivial screenshot, else what is wrong with it."""
+    if not path.is_file() or path.stat().st_size < 10_000:
+        return f"{path} missing or under 10 kB"
+    from PIL import Image, ImageStat
+
+    with Image.open(path) as im:
+        im.load()
+        grey = im.convert("L")
+        width, height = im.size
+        levels = len(grey.getcolors(256) or [])
+        spread = ImageStat.Stat(grey).stddev[0]
+    if width < 800 or height < 500:
+        return f"{path}: only {width} x {height} px"
+    if levels < 64 or spread < 10:
+        return f"{path}: looks flat ({levels} grey levels, std {spread:.1f})"
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dist", type=Path, default=Path(__file__).resolve().parents[1] / "dist" / "mammo-review")
+    parser.add_argument("--keep", type=Path, help="copy the screenshot here")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per-process limit in seconds")
+    parser.add_argument("--runs", type=int, default=3, help="launches for the first-window time")
+    args = parser.parse_args(argv)
+    root: Path = args.dist.resolve()
+    app, selftest = root / f"mammo-review{_EXE}", root / f"mammo-review-selftest{_EXE}"
+    failures: list[str] = []
+
+    size_mb, files = bundle_size(root)
+    print(f"bundle: {root} {size_mb:.0f} MB in {files} files (aim < {SIZE_AIM_MB:.0f} MB: {'met' if size_mb < SIZE_AIM_MB else 'NOT met'})")
+    bad = forbidden_paths(root)
+    print(f"forbidden content (torch, onnx exporter, training, tests): {', '.join(bad[:8]) if bad else 'none'}")
+    if bad:
+        failures.append(f"forbidden content in the bundle: {', '.join(bad[:8])}")
+
+    with tempfile.TemporaryDirectory(prefix="mammo-smoke-") as tmp_name:
+        tmp = Path(tmp_name)
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CACHE_HOME=str(tmp / "cache"),
+                   XDG_CONFIG_HOME=str(tmp / "config"), LOCALAPPDATA=str(tmp / "cache"))  # fmt: skip
+        env.pop("NUMBA_CACHE_DIR", None)
+
+        if selftest.is_file():
+            for attempt in ("cold numba cache", "warm numba cache"):
+                rc, out, wall = run([str(selftest)], env, args.timeout)
+                print(f"selftest ({attempt}): exit {rc} in {wall:.1f} s")
+                for line in out.splitlines():
+                    if line.startswith(("OK", "FAIL", "selftest:")):
+                        print("    " + line[:200])
+                if rc != 0:
+                    failures.append(f"selftest exit {rc}:\n{out[-3000:]}")
+                    break
+            cached = list((tmp / "cache" / "mammo-review" / "numba").rglob("*.nbi"))
+            print(f"numba cache in the user cache folder: {len(cached)} index files")
+            if not cached:
+                failures.append("numba wrote nothing to <user cache>/mammo-review/numba")
+        else:
+            failures.append(f"{selftest} not found")
+
+        if app.is_file():
+            shot = tmp / "screenshot.png"
+            cmd = [str(app), "--screenshot", str(shot), "--settings", str(tmp / "settings.ini"), "--cache", str(tmp / "predictions")]
+            rc, out, wall = run(cmd, env, args.timeout)
+            print(f"app --screenshot (bundled samples, model on CPU): exit {rc} in {wall:.1f} s")
+            for line in out.strip().splitlines()[-6:]:
+                print("    " + line[:200])
+            problem = check_png(shot) if rc == 0 else f"exit {rc}:\n{out[-3000:]}"
+            if problem:
+                failures.append(f"screenshot: {problem}")
+            else:
+                print(f"screenshot: {shot.stat().st_size / 1e3:.0f} kB, non-trivial")
+                if args.keep:
+                    args.keep.write_bytes(shot.read_bytes())
+                    print(f"screenshot kept at {args.keep}")
+
+            rc, help_text, _ = run([str(app), "--help"], env, 120)
+            if "--exit-after-show" in help_text:
+                times = []
+                for _ in range(max(1, args.runs)):
+                    flag = [str(app), "--exit-after-show", "--settings", str(tmp / "settings.ini"), "--cache", str(tmp / "predictions")]
+                    rc, out, wall = run(flag, env, args.timeout)
+                    if rc != 0:
+                        failures.append(f"--exit-after-show exit {rc}:\n{out[-2000:]}")
+                        break
+                    times.append(wall)
+                if times:
+                    print(f"launch to first window (process wall time with --exit-after-show): first {times[0]:.2f} s, "
+                          f"median {statistics.median(times):.2f} s over {len(times)} (aim < {FIRST_WINDOW_AIM_S:g} s: "
+                          f"{'met' if statistics.median(times) < FIRST_WINDOW_AIM_S else 'NOT met'})")  # fmt: skip
+            else:
+                print("launch to first window: not measured (the app has no --exit-after-show flag yet)")
+        else:
+            failures.append(f"{app} not found")
+
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    print("smoke test: " + ("passed" if not failures else f"{len(failures)} failure(s)"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""A headless check of the runtime, built as the ``mammo-review-selftest`` executable (build.spec).
+
+It proves that a frozen bundle (or an installed environment) has what the app needs, without Qt:
+every pixel decoder plugin pydicom should find (the pylibjpeg ones through entry points, which
+need their distribution metadata), the bundled model through ``importlib.resources`` and ONNX
+Runtime, and a UMAP projection (numba compiling with ``cache=True`` into a writable cache).
+Each check prints one ``OK``/``FAIL`` line; the exit status is the number of failures.
+
+    mammo-review-selftest            (frozen)        python -m inference._selftest   (source)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["EXPECTED_PLUGINS", "default_numba_cache_dir", "main"]
+
+#: Transfer syntax (phantom short name) -> pydicom decoding plugins that must all decode it.
+EXPECTED_PLUGINS: dict[str, tuple[str, ...]] = {
+    "explicit": ("",),
+    "deflate": ("",),
+    "rle": ("pydicom", "pylibjpeg"),
+    "jpeg2000": ("gdcm", "pylibjpeg"),
+    "jpegls": ("gdcm", "pyjpegls"),
+    "jpeg-lossless": ("gdcm",),
+    "jpeg-baseline": ("gdcm", "pillow"),
+}
+_LOSSY = {"jpeg-baseline"}
+_FORBIDDEN = ("torch", "onnx", "onnxscript", "training", "matplotlib", "PySide6", "pyqtgraph")
+
+
+def default_numba_cache_dir() -> Path:
+    """The per-user cache folder for numba's compiled functions (platform's usual place)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "mammo-review" / "numba"
+
+
+class _Report:
+    """Runs the checks, prints one line each and counts failures."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def check(self, name: str, fn: Callable[[], str]) -> None:
+        t0 = time.perf_counter()
+        try:
+            detail = fn()
+        except Exception as exc:  # a self-test reports every failure and goes on
+            self.failures += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
+            traceback.print_exc(limit=4, file=sys.stderr)
+            return
+        print(f"OK   {name} ({time.perf_counter() - t0:.2f} s) {detail}", flush=True)
+
+
+def _decoders(folder: Path) -> str:
+    """Write one phantom per transfer syntax and decode it with every expected plugin."""
+    from pydicom import dcmread
+
+    from .phantom import TRANSFER_SYNTAXES, PhantomSpec, render, write_dicom
+
+    spec = PhantomSpec("L", "CC", "C", masses=1, shape=(256, 192), seed=3)
+    image = render(spec)
+    done = []
+    for name, plugins in EXPECTED_PLUGINS.items():
+        path = write_dicom(folder / f"{name}.dcm", image, spec=spec, transfer_syntax=name)
+        ds = dcmread(path)
+        if ds.file_meta.TransferSyntaxUID != TRANSFER_SYNTAXES[name]:
+            raise AssertionError(f"{path.name}: written as {ds.file_meta.TransferSyntaxUID}")
+        bits = 8 if name in _LOSSY else 12
+        expected = np.round(np.clip(image, 0, 1) * ((1 << bits) - 1))
+        for plugin in plugins:
+            pixels = _decode(path, plugin)
+            diff = np.abs(pixels.astype(np.float64) - expected)
+            # lossless: exact; JPEG baseline (quality 95, 8 bits): small mean error
+            error = float(diff.mean()) if name in _LOSSY else float(diff.max())
+            if error > (2.0 if name in _LOSSY else 0.0):
+                raise AssertionError(f"{name} via {plugin or 'native'}: error {error:g} (shape {pixels.shape})")
+        done.append(f"{name}[{','.join(p or 'native' for p in plugins)}]")
+    return " ".join(done)
+
+
+def _decode(path: Path, plugin: str) -> np.ndarray:
+    """The stored values of `path` decoded by `plugin` ("" = pydicom's choice)."""
+    from pydicom import dcmread
+    from pydicom.pixels import pixel_array
+
+    return pixel_array(dcmread(path), decoding_plugin=plugin)
+
+
+def _samples() -> tuple[str, list]:
+    """Scan and load the bundled sample studies (read through importlib.resources)."""
+    from .images import load_image
+    from .studies import scan
+
+    root = Path(str(importlib.resources.files("resources") / "samples"))
+    study_set = scan([root])
+    if not study_set.images or any(not p.skipped for p in study_set.problems):
+        raise AssertionError(f"{root}: {len(study_set.images)} images, problems {study_set.problems}")
+    loaded = [load_image(r) for r in study_set.images]
+    syntaxes = sorted({r.transfer_syntax for r in study_set.images})
+    return f"{len(loaded)} images in {len(study_set.studies)} studies ({'; '.join(syntaxes)}) from {root}", loaded
+
+
+def _model(loaded: list) -> tuple[str, list]:
+    from .predict import predict
+    from .session import ModelSession
+
+    session = ModelSession.load(device="cpu")
+    predictions = predict(session, loaded)
+    values = np.array([p.p_malignant for p in predictions])
+    if len(predictions) != len(loaded) or not np.all(np.isfinite(values)):
+        raise AssertionError(f"{len(predictions)} predictions for {len(loaded)} images, p = {values}")
+    detail = (
+        f"{session.path.name} v{session.version} on {session.device} ({session.threads} threads): "
+        f"p_malignant {', '.join(f'{v:.3f}' for v in values)}"
+    )
+    return detail, predictions
+
+
+def _umap(predictions: list) -> str:
+    """A small UMAP of the latent vectors (plus jittered copies: UMAP needs more than 8 points)."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(default_numba_cache_dir()))
+    import umap
+
+    z = np.stack([p.z for p in predictions]).astype(np.float32)
+    rng = np.random.default_rng(0)
+    data = np.concatenate([z + rng.normal(0, 0.01, z.shape).astype(np.float32) for _ in range(8)])
+    xy = umap.UMAP(n_neighbors=8, n_components=2, n_epochs=60, random_state=0, n_jobs=1).fit_transform(data)
+    if xy.shape != (len(data), 2) or not np.all(np.isfinite(xy)):
+        raise AssertionError(f"UMAP gave shape {xy.shape}")
+    cache = Path(os.environ["NUMBA_CACHE_DIR"])
+    files = [p for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc")] if cache.is_dir() else []
+    return f"{data.shape} -> {xy.shape}; numba cache {cache} holds {len(files)} files"
+
+
+def _layering() -> str:
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in _FORBIDDEN)
+    if loaded:
+        raise AssertionError(f"modules that must not be in the runtime were imported: {', '.join(loaded[:10])}")
+    return "no torch, onnx, training, matplotlib or Qt imported"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every check; return the number of failures (0 = the runtime works)."""
+    parser = argparse.ArgumentParser(prog="mammo-review-selftest", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-umap", action="store_true", help="skip the UMAP check (numba compiles for ~30 s on first run)")
+    args = parser.parse_args(argv)
+    frozen = bool(getattr(sys, "frozen", False))
+    print(f"mammo-review selftest: python {sys.version.split()[0]}, {'frozen' if frozen else 'source'}, {sys.executable}", flush=True)
+    report = _Report()
+    state: dict[str, list] = {}
+
+    def samples() -> str:
+        detail, state["loaded"] = _samples()
+        return detail
+
+    def model() -> str:
+        detail, state["predictions"] = _model(state["loaded"])
+        return detail
+
+    with tempfile.TemporaryDirectory(prefix="mammo-selftest-") as tmp:
+        report.check("pixel decoders", lambda: _decoders(Path(tmp)))
+    report.check("bundled samples", samples)
+    report.check("bundled model", model)
+    if not args.no_umap:
+        report.check("umap projection", lambda: _umap(state["predictions"]))
+    report.check("layering", _layering)
+    print(f"selftest: {report.failures} failure(s)", flush=True)
+    return report.failures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
