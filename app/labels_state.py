@@ -286,7 +286,14 @@ class LabelsState(QObject):
         manifest = self.app.manifest
         version = manifest.version if manifest is not None else ""
         assert self.store is not None
+        records = []
+        for key in keys:
+            try:
+                records.append(self.app.record(key))
+            except KeyError:
+                pass
         try:
+            self.store.remember_images(records)  # so a later export finds them when not opened
             self.store.set_labels(edits, annotator=self.annotator, source="person", model_version=version)
         except LabelStoreError as exc:
             self._keep_drafts(keys)
@@ -406,11 +413,19 @@ class LabelsState(QObject):
 
     # ------------------------------------------------------------------ exchange
     def export(self, folder: str | Path, identified: bool = False) -> None:
-        """Export the opened images' labels in a worker; ``exported`` (and a message) when done."""
+        """Export every labelled image (opened ones, and others where the store last saw them) in a
+        worker; ``exported`` (and a message) when done. Images no longer found are reported."""
         if self.store is None:
             self._fail("No label store to export from")
             return
-        store, records, target = self.store, list(self.app.study_set.images), Path(folder)
+        store, target = self.store, Path(folder)
+        records: list[Any] = list(self.app.study_set.images)
+        opened = {r.key for r in records}
+        try:  # labelled images that are not opened now, where they were last seen
+            records += store.images(set(store.keys()) - opened)
+        except LabelStoreError as exc:
+            self._fail(str(exc))
+            return
 
         def job(progress: Any, cancelled: Any) -> ExportResult:
             return export_labels(store, records, target, identified=identified, progress=progress, cancelled=cancelled)

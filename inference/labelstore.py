@@ -47,6 +47,7 @@ __all__ = [
     "LabelRecord",
     "HistoryEntry",
     "CombinedLabel",
+    "StoredImage",
     "LabelStore",
     "combine",
     "default_store_path",
@@ -56,7 +57,7 @@ __all__ = [
 SOURCES: tuple[str, ...] = ("person", "model", "import", "manifest")
 STATUSES: tuple[str, ...] = ("suggested", "confirmed")
 #: (major, minor) of the schema this code writes.
-SCHEMA_VERSION: tuple[int, int] = (2, 0)
+SCHEMA_VERSION: tuple[int, int] = (2, 1)
 _APP_DIR = "mammo-review"
 
 
@@ -150,6 +151,19 @@ class HistoryEntry:
     kind: str  # "edit" | "undo" | "redo" | "import"
     reverts: int | None  # for undo/redo: the action it undoes or redoes
     origin: str  # for imports: the content hash that makes importing idempotent
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """Where a labelled image was last seen (what an export needs of it)."""
+
+    key: str
+    path: Path
+    kind: str
+    patient_id: str
+    study_uid: str
+    laterality: str
+    time: str
 
 
 @dataclass(frozen=True)
@@ -262,8 +276,22 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS history_action ON history (action)")
 
 
-#: MIGRATIONS[i] takes a database from major version i to i + 1; each step can run twice safely.
-MIGRATIONS = (_migrate_to_1, _migrate_to_2)
+def _migrate_to_2_1(conn: sqlite3.Connection) -> None:
+    """2.1: where each labelled image was last seen (so exports find images not opened now)."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS images (
+            key TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, patient_id TEXT NOT NULL,
+            study_uid TEXT NOT NULL, laterality TEXT NOT NULL, time TEXT NOT NULL)"""
+    )
+
+
+#: (version reached, step), in order. A database runs every step newer than its version; each
+#: step can run twice safely. A new minor version only adds (older programs of the major ignore it).
+MIGRATIONS: tuple[tuple[tuple[int, int], Any], ...] = (
+    ((1, 0), _migrate_to_1),
+    ((2, 0), _migrate_to_2),
+    ((2, 1), _migrate_to_2_1),
+)
 
 
 def _reason(exc: BaseException) -> str:
@@ -342,9 +370,10 @@ class LabelStore:
         with self._transaction():
             # Re-read inside the write lock: another process may have migrated meanwhile.
             have = _version_tuple(int(conn.execute("PRAGMA user_version").fetchone()[0]))
-            for step in range(have[0], SCHEMA_VERSION[0]):
-                MIGRATIONS[step](conn)
-            if have[0] < SCHEMA_VERSION[0]:
+            for version, step in MIGRATIONS:
+                if version > have:
+                    step(conn)
+            if have < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {_version_int(*SCHEMA_VERSION)}")
             for name, value in (("secret", secrets.token_hex(32)), ("store_id", str(uuid.uuid4())), ("created", utc_now())):
                 conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)", (name, value))
@@ -625,6 +654,27 @@ class LabelStore:
                     )
                 added += 1
         return added
+
+    def remember_images(self, records: Iterable[Any]) -> None:
+        """Record where images are (objects with key, path, kind, patient_id, study_uid, laterality)."""
+        now = utc_now()
+        rows = [
+            (r.key, str(Path(r.path).resolve()), r.kind, r.patient_id, r.study_uid, r.laterality, now) for r in records
+        ]
+        with self._transaction():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO images (key, path, kind, patient_id, study_uid, laterality, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def images(self, keys: Iterable[str] | None = None) -> list[StoredImage]:
+        """The remembered images (of ``keys``, or all), by key."""
+        rows = self._read("SELECT key, path, kind, patient_id, study_uid, laterality, time FROM images ORDER BY key")
+        wanted = None if keys is None else set(keys)
+        return [
+            StoredImage(r[0], Path(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows if wanted is None or r[0] in wanted
+        ]
 
     def remember_pseudonyms(self, mapping: Iterable[tuple[str, str]]) -> None:
         """Record (pseudonym, key) pairs of an export, so importing it back finds the original keys."""

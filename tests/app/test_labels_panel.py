@@ -247,3 +247,19 @@ def test_imported_manifest_prefills_as_suggestion(opened, tmp_path: Path) -> Non
     assert _checked(panel, "density") == "A"
     assert "Suggested by manifest:dataset" in panel.editors["density"].status.text()
     assert panel.editors["density"].slider.value() == 70
+
+
+def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_studies: Path, tmp_path: Path) -> None:
+    state, labels, _panel = opened
+    labels.set_annotator("dr-y")
+    first = state.current_key
+    labels.accept(advance=False)
+    state.open_paths([three_studies / "P0"])
+    wait_idle(qtbot, state)
+    assert first not in {r.key for r in state.study_set.images}
+    labels.accept(advance=False)
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(tmp_path / "both")
+    result = sig.args[0]
+    assert result.rows == 2 and not result.problems
+    assert len({r.patient for r in read_label_manifest(result.manifest)}) == 2  # two women, two pseudonyms

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_label_survives_kill_right_after_commit(tmp_path: Path) -> None:
 def _make_v1(path: Path) -> None:
     """A version 1.0 store as the first release wrote it, by hand."""
     conn = sqlite3.connect(path)
-    MIGRATIONS[0](conn)
+    MIGRATIONS[0][1](conn)
     conn.execute(
         "INSERT INTO labels VALUES ('k1', 'dr-a', 'density', 'B', 0.9, 'confirmed', 'person', '', '2024-01-01T00:00:00.000000Z')"
     )
@@ -97,7 +98,7 @@ def test_v1_store_is_migrated(tmp_path: Path) -> None:
         store.undo("dr-a")
         assert store.label("k1", "density", "dr-a").value == "B"
         # migrations are re-runnable
-        for step in MIGRATIONS:
+        for _version, step in MIGRATIONS:
             step(store._conn)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION[0] << 16 | SCHEMA_VERSION[1]
@@ -122,6 +123,23 @@ def test_newer_major_version_is_refused_newer_minor_opens(tmp_path: Path) -> Non
     with LabelStore(path) as store:
         assert store.schema_version == (SCHEMA_VERSION[0], 7)
         store.set_label("k", "view", "CC", annotator="a")
+
+
+def test_images_are_remembered(store: LabelStore, tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Rec:
+        key: str
+        path: Path
+        kind: str = "dicom"
+        patient_id: str = "P1"
+        study_uid: str = "1.2.3"
+        laterality: str = "L"
+
+    store.remember_images([Rec("k1", tmp_path / "a.dcm"), Rec("k2", tmp_path / "b.dcm")])
+    store.remember_images([Rec("k1", tmp_path / "moved.dcm")])
+    got = store.images(["k1"])
+    assert [(i.key, i.path, i.laterality) for i in got] == [("k1", (tmp_path / "moved.dcm").resolve(), "L")]
+    assert len(store.images()) == 2
 
 
 def test_not_a_database_is_refused(tmp_path: Path) -> None:
