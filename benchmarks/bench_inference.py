@@ -83,7 +83,7 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
     row("forward + MC dropout + outputs", post_m, post_b)
     row("total: file -> Prediction", tot_m, tot_b)
     row("maps to original (evidence + error)", map_m, map_b, "(lazy, on request)")
-    figures = {"total": tot_m, "onnx": inf_m}
+    figures = {"total": tot_m, "total_min": tot_b, "onnx": inf_m, "onnx_min": inf_b}
 
     for n in (2, 4):
         many = np.repeat(batch, n, axis=0)
@@ -95,7 +95,7 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
         if eager is not None:
             row("PyTorch eager forward (same net)", eager[0], eager[1])
             print(f"  ONNX Runtime speed-up over eager: {eager[0] / inf_m:.1f}x (target >= 3x)")
-            figures["eager"] = eager[0]
+            figures["eager"], figures["eager_min"] = eager
     return figures
 
 
@@ -133,19 +133,22 @@ print(code, peak)
 """
 
 
-def peak_memory(model: Path, study: Path, out: Path) -> float:
-    """Peak resident set (MB, the child's own VmHWM) of ``python -m inference predict`` on the study,
-    maps included. (A child's ru_maxrss would include this process's size at fork time.)"""
+def peak_memory(model: Path, study: Path, out: Path) -> tuple[float, float]:
+    """Peak resident set (MB, the child's own VmHWM) and wall time (s, process start included) of
+    ``python -m inference predict`` on the study, maps included. (A child's ru_maxrss would include
+    this process's size at fork time.)"""
     args = ["predict", str(study), "--model", str(model), "--out", str(out / "p.csv"),
             "--maps", str(out / "maps"), "--quiet", "--device", "cpu"]  # fmt: skip
+    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
     try:
         code, peak_kb = (int(v) for v in proc.stdout.split())
     except ValueError:
         raise RuntimeError(f"predict failed: {proc.stderr.strip()}") from None
     if code:
         raise RuntimeError(f"predict exited {code}: {proc.stderr.strip()}")
-    return peak_kb / 1024.0
+    return peak_kb / 1024.0, wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,16 +186,19 @@ def main(argv: list[str] | None = None) -> int:
         peaks = {}
         for model in models:
             h = ModelSession.load(model, device="cpu").height
-            peaks[h] = peak_memory(model, study, folder / f"out{h}")
-            print(f"  height {h:5d}: {peaks[h]:7.0f} MB resident (target <= 1536 MB)")
+            peaks[h], wall = peak_memory(model, study, folder / f"out{h}")
+            print(f"  height {h:5d}: {peaks[h]:7.0f} MB resident (target <= 1536 MB); {wall:5.1f} s wall, start-up included")
 
         print("\ntargets:")
         for h, f in results.items():
             if "eager" in f:
-                print(f"  height {h}: ONNX {f['eager'] / f['onnx']:.1f}x faster than eager (>= 3x): {'met' if f['eager'] / f['onnx'] >= 3 else 'NOT met'}")  # fmt: skip
+                ratio, best = f["eager"] / f["onnx"], f["eager_min"] / f["onnx_min"]
+                print(f"  height {h}: ONNX {ratio:.1f}x faster than eager by medians, {best:.1f}x by minima (>= 3x): "
+                      f"{'met' if min(ratio, best) >= 3 else 'NOT met'}")  # fmt: skip
         if args.large_height in results:
-            t = results[args.large_height]["total"]
-            print(f"  end to end at {args.large_height}: {t:.2f} s (<= 0.6 s): {'met' if t <= 0.6 else 'NOT met'}")
+            t, b = results[args.large_height]["total"], results[args.large_height]["total_min"]
+            print(f"  end to end at {args.large_height}: median {t:.2f} s, best {b:.2f} s (<= 0.6 s): "
+                  f"{'met' if t <= 0.6 else 'met at best only' if b <= 0.6 else 'NOT met'}")  # fmt: skip
         print(f"  (load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())})")
         worst = max(peaks.values())
         print(f"  peak memory, 4-view study: {worst:.0f} MB (<= 1536 MB): {'met' if worst <= 1536 else 'NOT met'}")

@@ -15,7 +15,10 @@ from PIL import Image
 import inference.cli as cli
 from inference.cli import CSV_COLUMNS, MAPS_INDEX_COLUMNS, main, map_stem
 from inference.formats import read_embeddings
+from inference.images import load_image
 from inference.phantom import write_non_image_dicom, write_png
+from inference.predict import predict
+from inference.session import ModelSession
 
 SHAPE = (256, 192)
 
@@ -101,6 +104,18 @@ def test_predict_a_folder_with_good_and_bad_files(
             assert np.isfinite(m).all() and np.abs(m).max() > 0
         with Image.open(maps / i["preview"]) as im:
             assert im.mode == "RGB" and im.height == SHAPE[0] and im.width > 2 * SHAPE[1]
+
+    # the stored maps are the prediction's own, on the original grid
+    session = ModelSession.load(tiny_model, device="cpu")
+    (pred,) = predict(session, [load_image(ok[0]["path"])])
+    first = index[0]
+    evidence = np.load(maps / first["evidence"]).astype(np.float32) / float(first["evidence_scale"])
+    expected = pred.evidence_original()
+    assert expected is not None and pred.evidence is not None
+    assert float(first["evidence_scale"]) == pred.evidence.size
+    np.testing.assert_allclose(evidence, expected, atol=2e-3 * float(np.abs(expected).max()))
+    error = np.load(maps / first["error"]).astype(np.float32)
+    np.testing.assert_allclose(error, pred.error_map_original(), atol=1e-3)
 
 
 def test_all_good_files_exit_zero_and_png_without_uids(tmp_path: Path, tiny_model: Path, phantom_study: list[Path]) -> None:
