@@ -1,6 +1,6 @@
 """The label panel: set each task of the current image (or the selection) with a confidence.
 
-Keyboard (while the panel has focus): number keys pick the focused task's class (1 = first class,
+Keyboard: ``L`` in the window gives the panel the keyboard; then number keys pick the focused task's class (1 = first class,
 0 = unknown), Up/Down switch task, ``[``/``-`` and ``]``/``+`` step the confidence by 10 %, Enter
 accepts and moves to the next image of the queue, Ctrl+Z / Ctrl+Shift+Z undo and redo. Pre-filled
 values are marked as suggestions (model, DICOM, manifest) until a person confirms them. A failed
@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFrame,
@@ -204,7 +204,9 @@ class LabelPanel(QWidget):
         for b, slot in ((self.accept_button, self.accept), (self.undo_button, labels.undo), (self.redo_button, labels.redo)):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(lambda _c=False, s=slot: (s(), self.setFocus()))
-        help_line = QLabel("1–6 class · 0 unknown · ↑/↓ task · [ ] or −/+ confidence ±10 % · Enter accept · Ctrl+Z undo")
+        help_line = QLabel(
+            "L: label this image · 1–6 class · 0 unknown · ↑/↓ task · [ ] or −/+ confidence ±10 % · Enter accept · Ctrl+Z undo"
+        )
         help_line.setStyleSheet("color: #8a8a8a;")
         help_line.setWordWrap(True)
 
@@ -224,6 +226,10 @@ class LabelPanel(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(help_line)
         lay.addStretch(1)
+
+        # "L" anywhere in the window: label this image (the panel takes the keyboard)
+        self.focus_shortcut = QShortcut(QKeySequence("L"), self, context=Qt.ShortcutContext.WindowShortcut)
+        self.focus_shortcut.activated.connect(self.take_focus)
 
         labels.drafts_changed.connect(lambda _k: self.render())
         labels.labels_changed.connect(lambda _k: self.render())
@@ -274,6 +280,14 @@ class LabelPanel(QWidget):
         self.render()
 
     # ------------------------------------------------------------------ requests
+    def take_focus(self) -> None:
+        """Bring the panel (and its dock) forward and give it the keyboard."""
+        w: QWidget | None = self
+        while w is not None:
+            w.raise_()
+            w = w.parentWidget()
+        self.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
     def accept(self) -> None:
         self.labels.accept()
 

@@ -443,6 +443,7 @@ Research use only. Not for diagnosis or any clinical decision.
 manifest.csv / manifest.json  one row per image: each task's combined label and its uncertainty u
                               (loss weight 1 - u; empty = missing). Image paths are relative to this folder.
 annotations.csv               every annotator's own label: key, annotator, task, value, confidence, status, time.
+                              It names the annotators (readers), as they entered their names.
 {images_line}
 Combining annotators: only confirmed labels vote (suggestions from imported manifests count only when
 nobody confirmed the task; the model's suggestions never count); "unknown" abstains; the class with the
