@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -204,3 +205,25 @@ def test_the_module_runs_as_a_program(mixed_folder: Path, tiny_model: Path, tmp_
     assert "predict [##############################] 4/4" in proc.stderr
     assert proc.stdout == ""
     assert len(_rows(tmp_path / "p.csv")) == 3 + 4 + 2 + 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_redraws_on_a_terminal_and_prints_one_line_otherwise() -> None:
+    tty = _Terminal()
+    bar = cli.Progress(tty, "predict", width=10)
+    bar(0, 4)
+    bar(4, 4)
+    bar(4, 4)  # a repeated final call adds nothing
+    text = tty.getvalue()
+    assert text.startswith("\rpredict [----------] 0/4")
+    assert "\rpredict [##########] 4/4" in text and text.endswith("\n") and text.count("\n") == 1
+    log = io.StringIO()
+    bar = cli.Progress(log, "predict", width=10)
+    for i in range(5):
+        bar(i, 4)
+    assert log.getvalue().startswith("predict [##########] 4/4") and "\r" not in log.getvalue()
+    assert log.getvalue().count("\n") == 1
