@@ -90,11 +90,6 @@ class Prediction:
         """The malignancy evidence map on the original pixel grid (bilinear from the ``H/16`` grid)."""
         return None if self.evidence is None else self.geometry.to_original(self.evidence)
 
-    def top_class(self, task: str, classes: Sequence[str]) -> str:
-        """The most probable class name of ``task`` ("" when the model has no such output)."""
-        p = self.probabilities.get(task)
-        return classes[int(np.argmax(p))] if p else ""
-
 
 def mc_seed(key: str) -> int:
     """The Monte-Carlo seed of an image: derived from its key, so results repeat exactly."""
