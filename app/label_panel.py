@@ -99,7 +99,7 @@ class TaskEditor(QFrame):
             b = QPushButton(name if name == str(i + 1) else f"{name} ({i + 1})")
             b.setToolTip(f"Key {i + 1}")
             self.buttons[c] = b
-        unknown = QPushButton("unknown (0)")
+        unknown = QPushButton("unknown")
         unknown.setToolTip("Key 0: unknown (an abstention)")
         self.buttons[None] = unknown
         for value, b in self.buttons.items():
