@@ -1,0 +1,181 @@
+"""Training data: label-manifest rows -> preprocessed arrays (cached on disk) -> padded batches.
+
+An image goes through exactly the runtime's path: :func:`load_pixels` (the runtime's
+``inference.images.load_image(path).pixels``) then ``inference.preprocess.preprocess(pixels,
+height)``. The result is cached as ``<cache>/<height>/<digest>.npy`` so later epochs only read
+arrays. Batches hold images of one width (``collate`` can still pad mixed widths with background 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.errors import ImageReadError, PreprocessError
+from inference.formats import TASK_CLASSES, TASKS, LabelRow, read_label_manifest
+from inference.images import load_image
+from inference.preprocess import preprocess
+
+from .loss import TaskTargets
+
+__all__ = ["load_pixels", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate", "load_manifest"]
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def load_pixels(path: str | Path) -> np.ndarray:
+    """The pixels the runtime shows and preprocesses: ``inference.images.load_image(path).pixels``."""
+    return load_image(path).pixels
+
+
+def model_array(path: str | Path, height: int) -> np.ndarray:
+    """The model input of one image file, exactly as the runtime makes it."""
+    return preprocess(load_pixels(path), height)[0]
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: np.ndarray  # [H, W] float32
+    targets: dict[str, tuple[int, float]]  # task -> (class index or -1, weight)
+
+
+@dataclass(frozen=True)
+class Batch:
+    image: torch.Tensor  # [N, 1, H, W]
+    targets: dict[str, TaskTargets]
+    indices: tuple[int, ...]
+
+
+def load_manifest(path: str | Path, split: str | None = None) -> tuple[list[LabelRow], Path]:
+    """Rows of a label manifest (optionally one split) and the folder its relative paths start from."""
+    path = Path(path)
+    rows = read_label_manifest(path)
+    if split:
+        rows = [r for r in rows if r.split == split]
+    return rows, path.resolve().parent
+
+
+class ImageDataset:
+    """A list of rows plus an optional random transform (MONAI style)."""
+
+    def __init__(
+        self,
+        rows: Sequence[LabelRow],
+        height: int,
+        root: str | Path = ".",
+        cache_dir: str | Path | None = None,
+        transform: Transform | None = None,
+    ) -> None:
+        self.rows = list(rows)
+        self.height = height
+        self.root = Path(root)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir) / str(height)
+        self.transform = transform
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def path(self, i: int) -> Path:
+        p = Path(self.rows[i].image)
+        return p if p.is_absolute() else self.root / p
+
+    def _cache_file(self, i: int) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha256(f"{self.rows[i].key}|{self.path(i).resolve()}".encode()).hexdigest()[:32]
+        return self.cache_dir / f"{digest}.npy"
+
+    def array(self, i: int) -> np.ndarray:
+        """The preprocessed image ``[H, W]`` (from memory, the disk cache, or made now)."""
+        if i in self._arrays:
+            return self._arrays[i]
+        cache = self._cache_file(i)
+        a: np.ndarray | None = None
+        if cache is not None and cache.exists():
+            try:
+                a = np.load(cache, allow_pickle=False)
+            except (OSError, ValueError):
+                a = None
+        if a is None:
+            a = model_array(self.path(i), self.height)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp.npy")
+                np.save(tmp, a)
+                tmp.replace(cache)
+        self._arrays[i] = a
+        return a
+
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> list[tuple[int, str]]:
+        """Preprocess (or read from cache) every image; returns (index, reason) of those that failed."""
+        failed = []
+        for i in range(len(self)):
+            try:
+                self.array(i)
+            except (ImageReadError, PreprocessError) as exc:
+                failed.append((i, str(exc)))
+            if progress is not None:
+                progress(i + 1, len(self))
+        return failed
+
+    def subset(self, keep: Iterable[int]) -> ImageDataset:
+        keep = list(keep)
+        out = ImageDataset([self.rows[i] for i in keep], self.height, self.root, None, self.transform)
+        out.cache_dir = self.cache_dir
+        out._arrays = {j: self._arrays[i] for j, i in enumerate(keep) if i in self._arrays}
+        return out
+
+    def width(self, i: int) -> int:
+        return int(self.array(i).shape[1])
+
+    def targets(self, i: int) -> dict[str, tuple[int, float]]:
+        row = self.rows[i]
+        out = {}
+        for t in TASKS:
+            lab = row.label(t)
+            out[t] = (-1, 0.0) if lab.value is None else (TASK_CLASSES[t].index(lab.value), lab.weight)
+        return out
+
+    def sample(self, i: int, rng: np.random.Generator | None = None) -> Sample:
+        a = self.array(i)
+        if self.transform is not None:
+            if rng is None:
+                raise ValueError("a random transform needs a numpy Generator")
+            a = self.transform(a, rng)
+        return Sample(a, self.targets(i))
+
+
+def plan_batches(widths: Sequence[int], batch_size: int, rng: np.random.Generator | None = None) -> list[list[int]]:
+    """Batches of indices of images of the SAME width (no padding, so instance normalisation sees
+    exactly what it sees at run time): shuffle, group by width, cut, shuffle the batches.
+    Without ``rng``: in order of width, then index."""
+    idx = np.arange(len(widths)) if rng is None else rng.permutation(len(widths))
+    by_width: dict[int, list[int]] = {}
+    for i in idx.tolist():
+        by_width.setdefault(int(widths[i]), []).append(i)
+    batches = [group[k : k + batch_size] for w in sorted(by_width) for group in [by_width[w]] for k in range(0, len(group), batch_size)]
+    if rng is None:
+        return batches
+    order = rng.permutation(len(batches))
+    return [batches[j] for j in order]
+
+
+def collate(samples: Sequence[Sample], indices: Sequence[int] = ()) -> Batch:
+    """Stack samples into ``[N, 1, H, Wmax]`` (zero padding on the right) and per-task targets."""
+    h = samples[0].image.shape[0]
+    wmax = max(s.image.shape[1] for s in samples)
+    x = np.zeros((len(samples), 1, h, wmax), np.float32)
+    for k, s in enumerate(samples):
+        x[k, 0, :, : s.image.shape[1]] = s.image
+    targets = {}
+    for t in TASKS:
+        idx = torch.tensor([s.targets[t][0] for s in samples], dtype=torch.int64)
+        w = torch.tensor([s.targets[t][1] for s in samples], dtype=torch.float32)
+        targets[t] = TaskTargets(idx.clamp_min(0), w)
+    return Batch(torch.from_numpy(x), targets, tuple(indices))

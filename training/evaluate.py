@@ -1,0 +1,286 @@
+"""``python -m training evaluate``: score an exported model (ONNX Runtime) on a manifest split.
+
+Runs the model through :class:`inference.session.ModelSession` on the arrays the runtime makes
+(``load_image`` + ``preprocess``), then reports, with 95 % bootstrap intervals (resampling women):
+
+- malignancy: AUC image-wise and breast-wise (max over the breast's views), MCC, sensitivity and
+  specificity at 0.5 and at the 95 %-sensitivity threshold set on the tuning split, ECE and a
+  reliability curve (PNG); view: AUC; density and ACR: class-balanced accuracy and MCC;
+- malignancy and view AUC stratified by data source, density label and view.
+
+Writes ``evaluation.json``, ``evaluation.txt`` (the table) and ``calibration.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from inference.formats import TASK_CLASSES, LabelRow
+from inference.session import ModelSession
+
+from .data import ImageDataset, load_manifest, plan_batches
+from .metrics import (
+    Interval,
+    auc,
+    balanced_accuracy,
+    bootstrap,
+    expected_calibration_error,
+    mcc,
+    reliability_curve,
+    sensitivity_specificity,
+    threshold_for_sensitivity,
+)
+
+__all__ = ["Predictions", "predict_rows", "evaluate_predictions", "format_table", "calibration_png", "add_arguments", "run"]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Class probabilities per task for a list of rows (rows whose image failed are dropped)."""
+
+    rows: tuple[LabelRow, ...]
+    probs: dict[str, np.ndarray]
+    failed: tuple[tuple[str, str], ...] = ()
+
+
+def predict_rows(
+    session: ModelSession, rows: Sequence[LabelRow], root: str | Path, cache_dir: str | Path | None = None, batch_size: int = 4
+) -> Predictions:
+    """Run the session on every row's image (batches of one width, as the runtime does)."""
+    ds = ImageDataset(rows, session.height, root, cache_dir)
+    failed = ds.prepare()
+    bad = {i for i, _ in failed}
+    ds = ds.subset(i for i in range(len(ds)) if i not in bad)
+    tasks = [t for t in TASK_CLASSES if t in session.manifest.tasks]
+    probs = {t: np.zeros((len(ds), len(TASK_CLASSES[t])), np.float32) for t in tasks}
+    for idx in plan_batches([ds.width(i) for i in range(len(ds))], batch_size):
+        out = session.run(np.stack([ds.array(i) for i in idx])[:, None])
+        for t in tasks:
+            probs[t][idx] = out[t]
+    return Predictions(tuple(ds.rows), probs, tuple((rows[i].image, r) for i, r in failed))
+
+
+def _labelled(rows: Sequence[LabelRow], task: str, keep: Sequence[int] | None = None) -> tuple[list[int], np.ndarray]:
+    idx = [i for i in (range(len(rows)) if keep is None else keep) if rows[i].label(task).value is not None]
+    return idx, np.array([rows[i].index(task) for i in idx], dtype=np.int64)
+
+
+def _group(rows: Sequence[LabelRow], idx: Sequence[int]) -> list[str]:
+    return [rows[i].patient or rows[i].key for i in idx]
+
+
+def _binary_block(rows: Sequence[LabelRow], p: np.ndarray, idx: list[int], y: np.ndarray, n_boot: int) -> dict[str, Any]:
+    return {"auc": bootstrap(auc, y, p[idx], n_boot, groups=_group(rows, idx)).to_json()}
+
+
+def _breastwise(rows: Sequence[LabelRow], p_mal: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per breast (patient + side): label = max over its labelled views, score = max of p."""
+    breasts: dict[str, list[int]] = defaultdict(list)
+    for i in idx:
+        r = rows[i]
+        breasts[f"{r.patient or r.key}|{r.laterality}"].append(i)
+    y = np.array([max(rows[i].index("malignancy") or 0 for i in v) for v in breasts.values()], np.int64)
+    s = np.array([max(p_mal[i] for i in v) for v in breasts.values()], np.float64)
+    return y, s, [k.split("|")[0] for k in breasts]
+
+
+def evaluate_predictions(
+    pred: Predictions, threshold_95: float = float("nan"), n_boot: int = 1000
+) -> dict[str, Any]:
+    """Every metric of the module docstring, as a JSON-ready dict."""
+    rows, probs = list(pred.rows), pred.probs
+    out: dict[str, Any] = {"n_images": len(rows)}
+    if "malignancy" in probs:
+        p = probs["malignancy"][:, 1].astype(np.float64)
+        idx, y = _labelled(rows, "malignancy")
+        groups = _group(rows, idx)
+        s = p[idx]
+        m: dict[str, Any] = {"auc": bootstrap(auc, y, s, n_boot, groups=groups).to_json()}
+        by, bs, bg = _breastwise(rows, p, idx)
+        m["auc_breast"] = bootstrap(auc, by, bs, n_boot, groups=bg).to_json()
+        points = {"default": 0.5}
+        if math.isfinite(threshold_95):
+            points["sensitivity_95"] = threshold_95
+        for name, t in points.items():
+            sens, spec = sensitivity_specificity(y, s, t)
+            pos = (s >= t).astype(np.int64)
+            m[f"at_{name}"] = {
+                "threshold": round(float(t), 6),
+                "sensitivity": bootstrap(lambda a, b, t=t: sensitivity_specificity(a, b, t)[0], y, s, n_boot, groups=groups).to_json(),
+                "specificity": bootstrap(lambda a, b, t=t: sensitivity_specificity(a, b, t)[1], y, s, n_boot, groups=groups).to_json(),
+                "mcc": round(mcc(y, pos), 4) if y.size else None,
+                "point": [round(sens, 4) if math.isfinite(sens) else None, round(spec, 4) if math.isfinite(spec) else None],
+            }
+        m["ece"] = bootstrap(expected_calibration_error, y, s, n_boot, groups=groups).to_json()
+        mean_p, freq, count = reliability_curve(y, s)
+        m["reliability"] = {
+            "mean_predicted": [None if not np.isfinite(v) else round(float(v), 4) for v in mean_p],
+            "observed": [None if not np.isfinite(v) else round(float(v), 4) for v in freq],
+            "count": [int(c) for c in count],
+        }
+        out["malignancy"] = m
+    if "view" in probs:
+        idx, y = _labelled(rows, "view")
+        out["view"] = _binary_block(rows, probs["view"][:, 1], idx, y, n_boot)
+    for task in ("density", "acr"):
+        if task in probs:
+            idx, y = _labelled(rows, task)
+            pred_c = probs[task].argmax(1)
+            out[task] = {
+                "balanced_accuracy": bootstrap(balanced_accuracy, y, pred_c[idx], n_boot, groups=_group(rows, idx)).to_json(),
+                "mcc": round(mcc(y, pred_c[idx]), 4) if y.size else None,
+                "n": int(y.size),
+            }
+    strata: dict[str, Any] = {}
+    for name, key in (
+        ("source", lambda r: r.source or "?"),
+        ("density", lambda r: r.label("density").value or "unknown"),
+        ("view", lambda r: r.label("view").value or "unknown"),
+    ):
+        table: dict[str, Any] = {}
+        for value in sorted({key(r) for r in rows}):
+            keep = [i for i, r in enumerate(rows) if key(r) == value]
+            cell: dict[str, Any] = {"n_images": len(keep)}
+            for task in ("malignancy", "view"):
+                if task in probs:
+                    idx, y = _labelled(rows, task, keep)
+                    if idx:
+                        cell[f"{task}_auc"] = bootstrap(auc, y, probs[task][idx, 1], n_boot, groups=_group(rows, idx)).to_json()
+            for task in ("density",):
+                if task in probs and name == "source":
+                    idx, y = _labelled(rows, task, keep)
+                    if idx:
+                        cell["density_balanced_accuracy"] = bootstrap(
+                            balanced_accuracy, y, probs[task].argmax(1)[idx], n_boot, groups=_group(rows, idx)
+                        ).to_json()
+            table[value] = cell
+        strata[name] = table
+    out["strata"] = strata
+    return out
+
+
+def _fmt(d: dict[str, Any] | None) -> str:
+    if not d or d.get("value") is None:
+        return "n/a"
+    ci = d.get("ci95")
+    return f"{d['value']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{d['value']:.3f}"
+
+
+def format_table(result: dict[str, Any], title: str = "") -> str:
+    """A readable text table of :func:`evaluate_predictions` output."""
+    lines = [title] if title else []
+    m = result.get("malignancy")
+    if m:
+        lines.append(f"malignancy AUC image-wise   {_fmt(m['auc'])}  (n={m['auc']['n']}, malignant={m['auc'].get('n_positive')})")
+        lines.append(f"malignancy AUC breast-wise  {_fmt(m['auc_breast'])}  (n={m['auc_breast']['n']})")
+        for name in ("default", "sensitivity_95"):
+            a = m.get(f"at_{name}")
+            if a:
+                lines.append(
+                    f"  at {name} (t={a['threshold']:.4f}): sensitivity {_fmt(a['sensitivity'])}, "
+                    f"specificity {_fmt(a['specificity'])}, MCC {a['mcc']}"
+                )
+        lines.append(f"malignancy ECE              {_fmt(m['ece'])}")
+    if "view" in result:
+        lines.append(f"view AUC                    {_fmt(result['view']['auc'])}  (n={result['view']['auc']['n']})")
+    for task in ("density", "acr"):
+        if task in result:
+            lines.append(f"{task} balanced accuracy   {_fmt(result[task]['balanced_accuracy'])}  MCC {result[task]['mcc']} (n={result[task]['n']})")
+    for name, table in result.get("strata", {}).items():
+        lines.append(f"by {name}:")
+        for value, cell in table.items():
+            parts = [f"{k} {_fmt(v)}" for k, v in cell.items() if isinstance(v, dict)]
+            lines.append(f"  {value:14s} n={cell['n_images']:4d}  " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def calibration_png(result: dict[str, Any], path: str | Path, size: int = 360) -> Path:
+    """A reliability diagram (observed frequency vs mean predicted probability per bin) drawn with Pillow."""
+    rel = result["malignancy"]["reliability"]
+    img = Image.new("RGB", (size, size), "white")
+    d = ImageDraw.Draw(img)
+    m = 40
+    span = size - 2 * m
+
+    def xy(px: float, py: float) -> tuple[float, float]:
+        return m + px * span, size - m - py * span
+
+    d.rectangle([xy(0, 1), xy(1, 0)], outline="black")
+    d.line([xy(0, 0), xy(1, 1)], fill=(160, 160, 160), width=1)
+    pts = [(mp, ob, c) for mp, ob, c in zip(rel["mean_predicted"], rel["observed"], rel["count"]) if mp is not None and ob is not None]
+    total = max(1, sum(c for *_, c in pts))
+    for a, b in zip(pts, pts[1:]):
+        d.line([xy(a[0], a[1]), xy(b[0], b[1])], fill=(200, 40, 40), width=2)
+    for mp, ob, c in pts:
+        r = 2 + 10 * math.sqrt(c / total)
+        x, y = xy(mp, ob)
+        d.ellipse([x - r, y - r, x + r, y + r], outline=(200, 40, 40))
+    d.text((m, 8), f"malignancy reliability, ECE {_fmt(result['malignancy']['ece'])}", fill="black")
+    d.text((m, size - m + 8), "mean predicted P(malignant)", fill="black")
+    d.text((4, m - 14), "observed", fill="black")
+    img.save(path)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="an exported model .onnx (manifest beside it)")
+    parser.add_argument("--manifest", required=True, type=Path, help="label manifest CSV with a split column")
+    parser.add_argument("--split", default="validation", help="split to score (default validation; 'all' for every row)")
+    parser.add_argument("--tuning-split", default="tuning", help="split on which the 95 %%-sensitivity threshold is set")
+    parser.add_argument("--out", type=Path, default=None, help="folder for evaluation.json/.txt and calibration.png")
+    parser.add_argument("--cache", type=Path, default=None, help="cache folder of preprocessed arrays")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def evaluate_model(
+    model: str | Path, manifest: str | Path, split: str = "validation", tuning_split: str = "tuning",
+    cache_dir: str | Path | None = None, n_boot: int = 1000, threads: int | None = None,
+) -> dict[str, Any]:
+    """Score ``model`` on ``split`` with the 95 %-sensitivity threshold set on ``tuning_split``."""
+    session = ModelSession.load(model, device="cpu", threads=threads)
+    rows, root = load_manifest(manifest)
+    target = rows if split == "all" else [r for r in rows if r.split == split]
+    if not target:
+        raise ValueError(f"{manifest}: no row in split {split!r}")
+    t95 = float("nan")
+    tuning_auc: dict[str, Any] | None = None
+    tune = [r for r in rows if r.split == tuning_split] if tuning_split else []
+    if tune and "malignancy" in session.manifest.tasks:
+        tp = predict_rows(session, tune, root, cache_dir)
+        idx, y = _labelled(list(tp.rows), "malignancy")
+        t95 = threshold_for_sensitivity(y, tp.probs["malignancy"][idx, 1], 0.95)
+        tuning_auc = Interval(auc(y, tp.probs["malignancy"][idx, 1]), float("nan"), float("nan"), len(idx)).to_json()
+    pred = predict_rows(session, target, root, cache_dir)
+    result = evaluate_predictions(pred, t95, n_boot)
+    result["model"] = {"path": str(model), "version": session.version, "height": session.height}
+    result["split"] = split
+    result["operating_points"] = {"malignancy": {"default": 0.5, "sensitivity_95": t95, "split": tuning_split}}
+    result["tuning_malignancy_auc"] = tuning_auc
+    result["failed"] = [list(f) for f in pred.failed]
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    result = evaluate_model(args.model, args.manifest, args.split, args.tuning_split, args.cache, args.bootstrap, args.threads)
+    text = format_table(result, f"{args.model} on split '{args.split}' (95 % bootstrap intervals over women)")
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        (args.out / "evaluation.txt").write_text(text + "\n", encoding="utf-8")
+        if "malignancy" in result:
+            calibration_png(result, args.out / "calibration.png")
+        print(f"wrote {args.out / 'evaluation.json'}")
+    return 0

@@ -1,0 +1,158 @@
+"""Evaluation metrics (numpy + scikit-learn), with percentile-bootstrap 95 % intervals.
+
+AUC for binary tasks, class-balanced accuracy for multi-class ones, MCC, sensitivity and
+specificity at a threshold, the threshold reaching a target sensitivity, and calibration (expected
+calibration error and the reliability curve). Functions return ``nan`` where a metric is undefined
+(e.g. AUC with one class present) rather than raising, so stratified tables can show a gap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+__all__ = [
+    "Interval",
+    "auc",
+    "balanced_accuracy",
+    "mcc",
+    "sensitivity_specificity",
+    "threshold_for_sensitivity",
+    "expected_calibration_error",
+    "reliability_curve",
+    "bootstrap",
+]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its percentile-bootstrap interval and the sample it came from."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    n_positive: int = -1
+
+    def to_json(self) -> dict[str, float | int | None]:
+        def f(v: float) -> float | None:
+            return None if not math.isfinite(v) else round(float(v), 4)
+
+        out: dict[str, float | int | None] = {"value": f(self.value), "ci95": None, "n": self.n}
+        if math.isfinite(self.low) and math.isfinite(self.high):
+            out["ci95"] = [f(self.low), f(self.high)]  # type: ignore[assignment]
+        if self.n_positive >= 0:
+            out["n_positive"] = self.n_positive
+        return out
+
+    def __str__(self) -> str:
+        if not math.isfinite(self.value):
+            return "n/a"
+        ci = f" [{self.low:.3f}, {self.high:.3f}]" if math.isfinite(self.low) else ""
+        return f"{self.value:.3f}{ci}"
+
+
+def auc(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray) -> float:
+    """ROC AUC of scores for binary labels (nan with fewer than two classes)."""
+    y = np.asarray(y)
+    if y.size == 0 or np.unique(y).size < 2:
+        return float("nan")
+    return float(roc_auc_score(y, np.asarray(score, np.float64)))
+
+
+def balanced_accuracy(y: Sequence[int] | np.ndarray, pred: Sequence[int] | np.ndarray) -> float:
+    """Mean recall over the classes present in ``y``."""
+    y = np.asarray(y)
+    pred = np.asarray(pred)
+    if y.size == 0:
+        return float("nan")
+    # scikit-learn's balanced_accuracy_score, without its warning when pred has extra classes
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+
+
+def mcc(y: Sequence[int] | np.ndarray, pred: Sequence[int] | np.ndarray) -> float:
+    y = np.asarray(y)
+    if y.size == 0:
+        return float("nan")
+    return float(matthews_corrcoef(y, np.asarray(pred)))
+
+
+def sensitivity_specificity(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray, threshold: float) -> tuple[float, float]:
+    """(sensitivity, specificity) when ``score >= threshold`` is called positive."""
+    y = np.asarray(y).astype(bool)
+    pos = np.asarray(score, np.float64) >= threshold
+    sens = float(pos[y].mean()) if y.any() else float("nan")
+    spec = float((~pos[~y]).mean()) if (~y).any() else float("nan")
+    return sens, spec
+
+
+def threshold_for_sensitivity(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray, target: float = 0.95) -> float:
+    """The highest threshold whose sensitivity (``score >= t``) is at least ``target``."""
+    y = np.asarray(y).astype(bool)
+    s = np.sort(np.asarray(score, np.float64)[y])
+    if s.size == 0:
+        return float("nan")
+    # at most floor((1 - target) * P) positives may fall below the threshold
+    k = int(math.floor((1.0 - target) * s.size + 1e-9))
+    return float(s[k])
+
+
+def reliability_curve(y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin of predicted probability: (mean predicted, observed frequency, count)."""
+    y = np.asarray(y, np.float64)
+    p = np.asarray(prob, np.float64)
+    which = np.clip((p * bins).astype(int), 0, bins - 1)
+    count = np.bincount(which, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(which, weights=p, minlength=bins) / count
+        freq = np.bincount(which, weights=y, minlength=bins) / count
+    return mean_p, freq, count
+
+
+def expected_calibration_error(y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.ndarray, bins: int = 10) -> float:
+    """Sum over bins of (bin share) * |observed frequency - mean predicted probability|."""
+    mean_p, freq, count = reliability_curve(y, prob, bins)
+    if count.sum() == 0:
+        return float("nan")
+    ok = count > 0
+    return float(np.sum(count[ok] / count.sum() * np.abs(freq[ok] - mean_p[ok])))
+
+
+def bootstrap(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    y: Sequence[int] | np.ndarray,
+    score: Sequence[float] | np.ndarray,
+    n: int = 1000,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
+) -> Interval:
+    """``metric(y, score)`` with a 95 % percentile-bootstrap interval (resampling images, or whole
+    groups, e.g. women, when ``groups`` is given). Resamples where the metric is undefined are
+    dropped."""
+    y = np.asarray(y)
+    score = np.asarray(score)
+    value = metric(y, score) if y.size else float("nan")
+    npos = int(np.sum(y == 1)) if y.size and set(np.unique(y).tolist()) <= {0, 1} else -1
+    if y.size < 2 or not math.isfinite(value):
+        return Interval(value, float("nan"), float("nan"), int(y.size), npos)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(y.size)]
+    else:
+        g = np.asarray(groups)
+        members = [np.nonzero(g == k)[0] for k in dict.fromkeys(g.tolist())]
+    stats = []
+    for _ in range(n):
+        pick = rng.integers(0, len(members), len(members))
+        idx = np.concatenate([members[j] for j in pick])
+        v = metric(y[idx], score[idx])
+        if math.isfinite(v):
+            stats.append(v)
+    if len(stats) < n // 2:
+        return Interval(value, float("nan"), float("nan"), int(y.size), npos)
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return Interval(value, float(lo), float(hi), int(y.size), npos)

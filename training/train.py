@@ -1,0 +1,331 @@
+"""``python -m training train``: train the multi-task network from a label manifest.
+
+Adam (lr 1e-3) on the loss of :mod:`training.loss`, the paper's augmentation on the ``train``
+split, one evaluation of the ``tuning`` split per epoch (malignancy and view AUC, density and ACR
+balanced accuracy), a metrics CSV, and three files in the run folder:
+
+- ``last.pt``: everything needed to resume exactly (weights, optimizer, epoch, position within the
+  epoch and its batch plan, numpy and torch RNG states), written every epoch and every
+  ``--checkpoint-minutes``;
+- ``best.pt``: the weights with the best tuning malignancy AUC so far (chosen on tuning only);
+- ``metrics.csv`` and ``train.log``.
+
+``--resume`` continues from ``last.pt``; the result is the same as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference.errors import ModelError
+from inference.formats import TASK_CLASSES, TASKS, LabelRow
+
+from .augment import Augment
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import ImageDataset, collate, load_manifest, plan_batches
+from .loss import LossConfig, multitask_loss
+from .metrics import auc, balanced_accuracy
+from .model import MammoNet, ModelConfig, build_model
+
+__all__ = ["TrainConfig", "EpochResult", "train", "evaluate_split", "add_arguments", "run", "parse_tasks"]
+
+ALL_TASKS: tuple[str, ...] = (*TASKS, "recon")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's settings (saved in every checkpoint)."""
+
+    height: int = 512
+    epochs: int = 50
+    tasks: tuple[str, ...] = ALL_TASKS
+    batch_size: int = 4
+    seed: int = 0
+    lr: float = 1e-3
+    augment: bool = True
+    checkpoint_minutes: float = 10.0
+    max_minutes: float = 0.0  # stop after the epoch that passes this budget (0: no limit)
+    class_weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    version: str = "0.1.0"
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(tasks=tuple(t for t in self.tasks if t in TASK_CLASSES), reconstruction="recon" in self.tasks)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        d["class_weights"] = {k: list(v) for k, v in self.class_weights.items()}
+        return d
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: dict[str, float]
+    tuning: dict[str, float]
+    seconds: float
+
+
+def parse_tasks(text: str) -> tuple[str, ...]:
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in tasks if t not in ALL_TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"unknown task(s) {unknown or text!r}; choose from {', '.join(ALL_TASKS)}")
+    return tasks
+
+
+# ---------------------------------------------------------------------- evaluation (torch)
+@torch.no_grad()
+def predict_dataset(model: MammoNet, ds: ImageDataset, batch_size: int = 8) -> dict[str, np.ndarray]:
+    """Softmax probabilities per task for every image of ``ds`` (eval mode, batches of one width)."""
+    was = model.training
+    model.eval()
+    out: dict[str, np.ndarray] = {t: np.zeros((len(ds), len(TASK_CLASSES[t])), np.float32) for t in model.config.tasks}
+    try:
+        for batch_idx in plan_batches([ds.width(i) for i in range(len(ds))], batch_size):
+            batch = collate([ds.sample(i) for i in batch_idx], batch_idx)
+            res = model(batch.image)
+            for t in model.config.tasks:
+                out[t][list(batch_idx)] = torch.softmax(res[t], dim=1).numpy()
+    finally:
+        model.train(was)
+    return out
+
+
+def task_scores(rows: Sequence[LabelRow], probs: dict[str, np.ndarray]) -> dict[str, float]:
+    """AUC (malignancy, view) and balanced accuracy (density, acr) over the rows with a label."""
+    scores: dict[str, float] = {}
+    for t, p in probs.items():
+        have = [i for i, r in enumerate(rows) if r.label(t).value is not None]
+        y = np.array([rows[i].index(t) for i in have], dtype=np.int64)
+        if t in ("malignancy", "view"):
+            scores[f"{t}_auc"] = auc(y, p[have, 1]) if have else float("nan")
+        else:
+            scores[f"{t}_bacc"] = balanced_accuracy(y, p[have].argmax(1)) if have else float("nan")
+    return scores
+
+
+def evaluate_split(model: MammoNet, ds: ImageDataset) -> dict[str, float]:
+    return task_scores(ds.rows, predict_dataset(model, ds))
+
+
+# ---------------------------------------------------------------------- training
+def _log(run: Path, text: str, echo: bool) -> None:
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
+    with open(run / "train.log", "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+    if echo:
+        print(line, flush=True)
+
+
+def _rng_to_json(rng: np.random.Generator) -> dict[str, Any]:
+    return json.loads(json.dumps(rng.bit_generator.state))
+
+
+def _save_last(run: Path, model: MammoNet, opt: torch.optim.Optimizer, cfg: TrainConfig, resume: dict[str, Any]) -> None:
+    extra = {"height": cfg.height, "version": cfg.version, "train_config": cfg.to_json(), "resume": resume}
+    save_checkpoint(run / "last.pt", model, epoch=int(resume["epoch"]), optimizer=opt, extra=extra)
+
+
+def train(
+    cfg: TrainConfig,
+    train_rows: Sequence[LabelRow],
+    tuning_rows: Sequence[LabelRow],
+    run: str | Path,
+    *,
+    root: str | Path = ".",
+    cache_dir: str | Path | None = None,
+    resume: bool = False,
+    init: MammoNet | None = None,
+    echo: bool = True,
+    stop_after_steps: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[EpochResult]:
+    """Train (or resume) a run in folder ``run``; returns the per-epoch results of this call.
+
+    ``init`` starts from given weights (fine-tuning). ``stop_after_steps`` interrupts after that
+    many optimizer steps of this call, saving ``last.pt`` (used to test exact resumption).
+    """
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, Augment() if cfg.augment else None)
+    tune_ds = ImageDataset(tuning_rows, cfg.height, root, cache_dir)
+    for name, ds in (("train", train_ds), ("tuning", tune_ds)):
+        failed = ds.prepare()
+        for i, reason in failed:
+            _log(run, f"skipping {name} image {ds.rows[i].image}: {reason}", echo)
+        if failed:
+            bad = {i for i, _ in failed}
+            ds2 = ds.subset(i for i in range(len(ds)) if i not in bad)
+            if name == "train":
+                train_ds = ds2
+            else:
+                tune_ds = ds2
+    if len(train_ds) == 0:
+        raise ValueError("no training image left")
+    widths = [train_ds.width(i) for i in range(len(train_ds))]
+    loss_cfg = LossConfig(class_weights=cfg.class_weights)
+
+    state: dict[str, Any]
+    if resume and (run / "last.pt").exists():
+        ckpt = load_checkpoint(run / "last.pt")
+        saved = ckpt.extra.get("train_config", {})
+        if saved.get("height") != cfg.height or list(saved.get("tasks", [])) != list(cfg.tasks):
+            raise ModelError("the run's last.pt was trained with another height or task list", run / "last.pt")
+        model = ckpt.model()
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        if ckpt.optimizer is not None:
+            opt.load_state_dict(ckpt.optimizer)
+        state = dict(ckpt.extra["resume"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["np_rng"]
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        _log(run, f"resumed at epoch {state['epoch']} step {state['step']}", echo)
+    else:
+        torch.manual_seed(cfg.seed)
+        model = init if init is not None else build_model(cfg.model_config(), seed=cfg.seed)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        rng = np.random.default_rng(cfg.seed)
+        state = {"epoch": 0, "step": 0, "plan": None, "sums": {}, "count": 0, "best": -1.0, "best_epoch": -1,
+                 "elapsed": 0.0, "np_rng": None, "torch_rng": None}
+        with open(run / "config.json", "w", encoding="utf-8") as f:
+            json.dump(cfg.to_json(), f, indent=1)
+        _log(run, f"start: {len(train_ds)} train, {len(tune_ds)} tuning images, height {cfg.height}, tasks {','.join(cfg.tasks)}", echo)
+
+    results: list[EpochResult] = []
+    steps_this_call = 0
+    started = time.monotonic() - float(state["elapsed"])
+    last_save = time.monotonic()
+    model.train()
+
+    def snapshot() -> dict[str, Any]:
+        s = dict(state)
+        s["np_rng"] = _rng_to_json(rng)
+        s["torch_rng"] = torch.get_rng_state().tolist()
+        s["elapsed"] = time.monotonic() - started
+        return s
+
+    while state["epoch"] < cfg.epochs:
+        t0 = time.monotonic()
+        if state["plan"] is None:
+            state["plan"] = plan_batches(widths, cfg.batch_size, rng)
+            state["step"], state["sums"], state["count"] = 0, {}, 0
+        plan: list[list[int]] = state["plan"]
+        while state["step"] < len(plan):
+            idx = plan[state["step"]]
+            batch = collate([train_ds.sample(i, rng) for i in idx], idx)
+            out = model(batch.image)
+            loss, parts = multitask_loss(out, batch.image, batch.targets, loss_cfg)
+            if not math.isfinite(parts["total"]):
+                raise ValueError(f"the loss became {parts['total']} at epoch {state['epoch'] + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums = state["sums"]
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+            state["count"] += len(idx)
+            state["step"] += 1
+            steps_this_call += 1
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                _save_last(run, model, opt, cfg, snapshot())
+                return results
+            if cfg.checkpoint_minutes > 0 and time.monotonic() - last_save > 60 * cfg.checkpoint_minutes:
+                _save_last(run, model, opt, cfg, snapshot())
+                last_save = time.monotonic()
+        epoch = state["epoch"] + 1
+        train_loss = {k: v / max(1, state["count"]) for k, v in state["sums"].items()}
+        tuning = evaluate_split(model, tune_ds) if len(tune_ds) else {}
+        mal = tuning.get("malignancy_auc", float("nan"))
+        improved = math.isfinite(mal) and mal > state["best"]
+        if improved or (state["best_epoch"] < 0 and not math.isfinite(mal)):
+            state["best"], state["best_epoch"] = (mal if math.isfinite(mal) else -1.0), epoch
+            save_checkpoint(
+                run / "best.pt", model, epoch=epoch,
+                extra={"height": cfg.height, "version": cfg.version, "train_config": cfg.to_json(), "tuning": tuning},
+            )
+        result = EpochResult(epoch, train_loss, tuning, time.monotonic() - t0)
+        results.append(result)
+        _write_metrics(run / "metrics.csv", result, improved)
+        state["epoch"], state["plan"] = epoch, None
+        snap = snapshot()
+        _save_last(run, model, opt, cfg, snap)
+        last_save = time.monotonic()
+        losses = " ".join(f"{k}={v:.4f}" for k, v in train_loss.items())
+        scores = " ".join(f"{k}={v:.3f}" for k, v in tuning.items())
+        _log(run, f"epoch {epoch}/{cfg.epochs} {result.seconds:.0f}s loss {losses} | tuning {scores}{' *best' if improved else ''}", echo)
+        if progress is not None:
+            progress(f"epoch {epoch}")
+        if cfg.max_minutes > 0 and snap["elapsed"] > 60 * cfg.max_minutes:
+            _log(run, f"time budget of {cfg.max_minutes:g} min reached after epoch {epoch}", echo)
+            break
+    return results
+
+
+def _write_metrics(path: Path, r: EpochResult, best: bool) -> None:
+    row = {"epoch": r.epoch, "seconds": round(r.seconds, 1), "best": int(best)}
+    row.update({f"loss_{k}": round(v, 5) for k, v in r.train_loss.items()})
+    row.update({f"tuning_{k}": round(v, 4) for k, v in r.tuning.items()})
+    new = not path.exists()
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, type=Path, help="label manifest CSV with a split column")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, metrics.csv, train.log)")
+    parser.add_argument("--height", type=int, default=512, help="input height, a multiple of 64 (default 512)")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--tasks", default=",".join(ALL_TASKS), help=f"comma-separated subset of {','.join(ALL_TASKS)}")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--no-augment", action="store_true", help="switch the augmentation off")
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch passing this wall time")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    parser.add_argument("--cache", type=Path, default=None, help="cache folder of preprocessed arrays (default RUN/cache)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.height <= 0 or args.height % 64:
+        raise ValueError(f"--height {args.height} is not a positive multiple of 64")
+    if args.batch_size < 1 or args.epochs < 1:
+        raise ValueError("--batch-size and --epochs must be at least 1")
+    return TrainConfig(
+        height=args.height, epochs=args.epochs, tasks=parse_tasks(args.tasks), batch_size=args.batch_size,
+        seed=args.seed, lr=args.lr, augment=not args.no_augment, checkpoint_minutes=args.checkpoint_minutes,
+        max_minutes=args.max_minutes,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows, root = load_manifest(args.manifest)
+    train_rows = [r for r in rows if r.split == "train"]
+    tuning_rows = [r for r in rows if r.split == "tuning"]
+    if not train_rows:
+        raise ValueError(f"{args.manifest}: no row has split 'train' (run `python -m training manifest` to split)")
+    results = train(cfg, train_rows, tuning_rows, args.out, root=root, cache_dir=args.cache or args.out / "cache", resume=args.resume)
+    print(f"done: {len(results)} epoch(s) this call; best checkpoint {args.out / 'best.pt'}")
+    return 0
+
+
