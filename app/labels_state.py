@@ -109,7 +109,9 @@ class LabelsState(QObject):
             self.store = None
             self._fail(f"The label store cannot be used: {exc}")
             return False
-        self.store_error = ""
+        if self.store_error:
+            self.store_error = ""
+            self.store_ok.emit()
         return True
 
     def _fail(self, text: str) -> None:

@@ -263,3 +263,27 @@ def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_stu
     result = sig.args[0]
     assert result.rows == 2 and not result.problems
     assert len({r.patient for r in read_label_manifest(result.manifest)}) == 2  # two women, two pseudonyms
+
+
+def test_store_that_cannot_open_is_shown_and_edits_stay(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    settings.store_path = blocker / "labels.sqlite"
+    settings.annotator = "dr-z"
+    state: AppState = make_state()
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    labels = LabelsState(state)
+    panel = LabelPanel(labels)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert labels.store is None and panel.banner.isVisible() and str(blocker) in panel.banner.text()
+    key = state.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.current_key == key and _checked(panel, "malignancy") == "malignant" and labels.has_unsaved(key)
+    blocker.unlink()  # the folder can be made now: the next Enter saves
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert labels.store is not None and not panel.banner.isVisible()
+    assert labels.store.label(key, "malignancy", "dr-z").value == "malignant"
+    labels.close()
