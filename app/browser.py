@@ -110,6 +110,14 @@ class StudyBrowser(QWidget):
 
     # ------------------------------------------------------------------ state -> tree
     def _rebuild(self) -> None:
+        self._selecting = True  # rows vanish: not a user's choice
+        try:
+            self._fill()
+        finally:
+            self._selecting = False
+        self._show_current(self.state.current_key or "")
+
+    def _fill(self) -> None:
         s = self.state
         self.model.removeRows(0, self.model.rowCount())
         self._rows = {}
@@ -143,7 +151,6 @@ class StudyBrowser(QWidget):
                 self._rows[rec.key] = irow
         self._on_predictions(tuple(self._rows))
         self.tree.expandAll()
-        self._show_current(s.current_key or "")
 
     def _row(self, text: str, kind: str, key: str) -> list[QStandardItem]:
         items = [QStandardItem(text)] + [QStandardItem("") for _ in _COLUMNS[1:]]
@@ -215,7 +222,7 @@ class StudyBrowser(QWidget):
         keys: list[str] = []
         for index in self.tree.selectionModel().selectedRows(0):
             if index.data(KIND_ROLE) == "image":
-                keys.append(index.data(KEY_ROLE))
+                keys.append(index.data(KEY_ROLE))  # set_selection drops keys of another opening
             else:  # a patient or study row stands for its images
                 src = self.proxy.mapToSource(index)
                 item = self.model.itemFromIndex(src)
@@ -227,7 +234,7 @@ class StudyBrowser(QWidget):
             image_keys = _image_keys(src_item) if src_item is not None else []
             if image_keys and self.state.current_key not in image_keys:
                 self.state.set_current(image_keys[0])
-            elif src_item is not None and src_item.data(KIND_ROLE) == "image":
+            elif src_item is not None and src_item.data(KIND_ROLE) == "image" and src_item.data(KEY_ROLE) in self._rows:
                 self.state.set_current(src_item.data(KEY_ROLE))
 
     def visible_keys(self) -> list[str]:

@@ -9,6 +9,7 @@ default) so the state can be driven in tests without a model.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -304,9 +305,19 @@ class AppState(QObject):
         self.run_inference()
 
     def set_model_path(self, path: str) -> None:
+        """Use another model file ("" = the bundled one); its predictions replace the old model's."""
+        self.pool.cancel("inference")
         self.settings.model_path = path
         self.session = None
+        self.model_error = ""
+        dropped = tuple(self.predictions)
+        self.predictions = {}
+        self.load_problems = {k: p for k, p in self.load_problems.items() if self.image(k) is None}
+        self._summarise()
         self.model_changed.emit()
+        if dropped:
+            self.predictions_changed.emit(dropped)
+        self.problems_changed.emit()
         self.run_inference()
 
     def run_inference(self) -> None:
@@ -333,38 +344,39 @@ class AppState(QObject):
             progress(0, total)
             done = 0
             for study in _group_by_study(records):
-                todo: list[LoadedImage] = []
+                if cancelled():
+                    raise Cancelled()
+                need: list[tuple[ImageRecord, Prediction | None]] = []
                 for rec in study:
-                    if cancelled():
-                        raise Cancelled()
                     hit = cache.get(rec.key, session.version)
-                    img = peek(rec.key)
-                    if hit is not None and (img is not None or rec.key not in want_pixels):
+                    if hit is not None and (rec.key not in want_pixels or peek(rec.key) is not None):
                         yield ("prediction", rec.key, None, hit, False)
                         done += 1
                         progress(done, total)
-                        continue
-                    try:
-                        img = img or backend.load_image(rec)
-                    except (ImageReadError, OSError, ValueError) as exc:
-                        yield ("problem", rec.key, _reason(exc))
+                    else:
+                        need.append((rec, hit))
+                todo: list[LoadedImage] = []
+                for (rec, hit), img in zip(need, _load_all(backend, [r for r, _ in need], peek)):
+                    if cancelled():
+                        raise Cancelled()
+                    if not isinstance(img, LoadedImage):
+                        yield ("problem", rec.key, img)
                         done += 1
                         progress(done, total)
-                        continue
-                    if hit is not None:
+                    elif hit is not None:
                         yield ("prediction", rec.key, img, hit, False)
                         done += 1
                         progress(done, total)
                     else:
+                        yield ("image", img)  # on screen before its prediction
                         todo.append(img)
                 if cancelled():
                     raise Cancelled()
                 for img, pred, err in _predict_all(backend, session, todo):
                     if pred is not None:
                         cache.put(pred)
-                        yield ("prediction", img.record.key, img, pred, True)
+                        yield ("prediction", img.record.key, None, pred, True)
                     else:
-                        yield ("image", img)
                         yield ("problem", img.record.key, err)
                     done += 1
                     progress(done, total)
@@ -559,6 +571,24 @@ def _group_by_study(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]:
     for r in records:
         groups.setdefault(r.study_uid or f"{r.patient_id}/{r.path.parent}", []).append(r)
     return list(groups.values())
+
+
+def _load_all(backend: Backend, records: list[ImageRecord], peek: Callable[[str], LoadedImage | None]) -> list[LoadedImage | str]:
+    """Decode images two at a time (decoders release the GIL); a failure becomes its reason."""
+
+    def one(rec: ImageRecord) -> LoadedImage | str:
+        img = peek(rec.key)
+        if img is not None:
+            return img
+        try:
+            return backend.load_image(rec)
+        except (ImageReadError, OSError, ValueError) as exc:
+            return _reason(exc)
+
+    if len(records) < 2:
+        return [one(r) for r in records]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as ex:
+        return list(ex.map(one, records))
 
 
 def _predict_all(backend: Backend, session: Any, images: list[LoadedImage]) -> list[tuple[LoadedImage, Prediction | None, str]]:

@@ -1,0 +1,111 @@
+"""The app's time from opening a study to its predictions on screen: prints figures, asserts nothing.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_app.py [--shape 3000x2400] [--repeats 3]
+
+An uncompressed 16-bit 4-view phantom study is written to a temporary folder; the main window
+opens it (scan, decode, preprocess, the bundled model at its own height, Monte-Carlo dropout, the
+hanging drawn with its captions and the predictions panel) with an empty prediction cache. The
+clock stops when all four predictions are in the state and the window has been painted. Reported:
+the cold open (the model session loads too), warm opens of other studies (session loaded), and a
+reopening served by the prediction cache. Target (issue 5): <= 2 s per 4-view study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="3000x2400", help="rows x columns of each image (default 3000x2400)")
+    ap.add_argument("--repeats", type=int, default=3, help="warm opens (each of a new study)")
+    args = ap.parse_args()
+    rows, cols = (int(v) for v in args.shape.lower().split("x"))
+
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+    from PySide6.QtWidgets import QApplication
+
+    from app.cache import PredictionCache
+    from app.main_window import MainWindow, apply_dark_theme
+    from app.settings import Settings
+    from app.state import AppState
+    from inference.phantom import write_study
+    from inference.session import bundled_model_path, physical_cores
+    from inference.formats import read_model_manifest
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    apply_dark_theme(app)  # type: ignore[arg-type]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_app_"))
+    studies = []
+    t = time.perf_counter()
+    for i in range(args.repeats + 1):
+        folder = tmp / f"S{i}"
+        folder.mkdir()
+        write_study(folder, patient_id=f"B{i}", shape=(rows, cols), seed=100 + i, malignant_side="R",
+                    transfer_syntax="explicit", bits_stored=16)  # fmt: skip
+        studies.append(folder)
+    print(f"wrote {len(studies)} uncompressed 16-bit 4-view studies of {rows} x {cols} in {time.perf_counter() - t:.1f} s")
+
+    settings = Settings(tmp / "settings.ini")
+    settings.device = "cpu"
+    cache = PredictionCache(tmp / "cache")
+    state = AppState(settings, cache=cache)
+    win = MainWindow(state)
+    win.resize(1600, 1000)
+    win.show()
+    app.processEvents()
+
+    def open_and_wait(folder: Path) -> float:
+        t0 = time.perf_counter()
+        state.open_paths([folder])
+        while True:
+            app.processEvents()
+            study = state.current_study
+            if (
+                study is not None
+                and study.images[0].path.parent == folder
+                and all(r.key in state.predictions for r in study.images)
+                and all(v.data_shape is not None and v.caption.text() for v in win.viewer.views)
+            ):
+                break
+            if time.perf_counter() - t0 > 120:
+                raise SystemExit("gave up after 120 s")
+            time.sleep(0.001)
+        win.repaint()
+        app.processEvents()
+        return time.perf_counter() - t0
+
+    manifest = read_model_manifest(bundled_model_path())
+    cold = open_and_wait(studies[0])
+    warm = [open_and_wait(s) for s in studies[1:]]
+    cache.clear_memory()
+    runs_before = state.model_runs
+    cached = open_and_wait(studies[0])
+    assert state.model_runs == runs_before
+    win.close()
+    state.shutdown()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"{physical_cores()} physical cores usable; model {manifest.name} {manifest.version}, height {manifest.input_height}")  # fmt: skip
+    print(f"open -> 4 predictions on screen, cold (model session loads too): {cold:.2f} s")
+    if warm:
+        print(f"open -> 4 predictions on screen, warm: median {statistics.median(warm):.2f} s, min {min(warm):.2f} s "
+              f"over {len(warm)} studies")  # fmt: skip
+    print(f"reopen served by the on-disk prediction cache (no model run): {cached:.2f} s")
+    print("target: <= 2 s per 4-view study")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
