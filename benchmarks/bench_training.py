@@ -1,0 +1,65 @@
+"""Training throughput on this CPU: images per second of full training steps (forward, the
+multi-task loss, backward, Adam) at several input heights.
+
+    python benchmarks/bench_training.py [--heights 512,1024] [--batch-size 4] [--steps 3] [--threads N]
+
+Images are random arrays of a typical preprocessed shape (width = 5/8 of the height, rounded up
+to a multiple of 64, as a cropped breast); the first step is a warm-up and is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from inference.formats import TASK_CLASSES
+from training.augment import Augment
+from training.loss import TaskTargets, multitask_loss
+from training.model import ModelConfig, build_model
+
+
+def bench(height: int, batch_size: int, steps: int, augment: bool = True) -> float:
+    width = int(math.ceil(height * 5 / 8 / 64) * 64)
+    model = build_model(ModelConfig(), seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    base = rng.random((batch_size, height, width)).astype(np.float32)
+    targets = {t: TaskTargets(torch.zeros(batch_size, dtype=torch.int64), torch.ones(batch_size)) for t in TASK_CLASSES}
+    aug = Augment()
+    elapsed = 0.0
+    for step in range(steps + 1):
+        t0 = time.perf_counter()
+        arrays = np.stack([aug(a, rng) for a in base]) if augment else base
+        x = torch.from_numpy(arrays[:, None])
+        loss, _ = multitask_loss(model(x), x, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step:
+            elapsed += time.perf_counter() - t0
+    return steps * batch_size / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heights", default="512,1024")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load average {load:.1f}")
+    for h in (int(v) for v in args.heights.split(",")):
+        ips = bench(h, args.batch_size, args.steps)
+        print(f"height {h:5d}: {ips:6.2f} training images/s (batch {args.batch_size}), {3600 * ips:8.0f} images/hour")
+
+
+if __name__ == "__main__":
+    main()
