@@ -133,6 +133,7 @@ class ImageView(QWidget):
         self.mirrored = False
         self.levels: tuple[float, float] = (0.0, 1.0)
         self.inverted = False
+        self._apply_lut()
         self.magnifier = False
         self._data: np.ndarray | None = None
         self._fitted = True
@@ -163,15 +164,16 @@ class ImageView(QWidget):
             self._place_labels()
             return
         data = content.reconstruction if content.reconstruction is not None else content.image.raw  # type: ignore[union-attr]
-        self._data = data
         h, w = data.shape
         cw_right_in_pixels = bool(content.image.chest_wall_right) if content.image is not None else content.chest_wall_right
-        self.mirrored = cw_right_in_pixels != content.chest_wall_right
-        tr = QTransform(-1, 0, 0, 1, w, 0) if self.mirrored else QTransform()
-        self.image_item.setTransform(tr)
-        self.overlay_item.setTransform(tr)
-        self.image_item.setImage(data, autoLevels=False, levels=self.levels)
-        self._apply_lut()
+        mirrored = cw_right_in_pixels != content.chest_wall_right
+        if data is not self._data or mirrored != self.mirrored:  # a caption change alone redraws no pixels
+            self._data = data
+            self.mirrored = mirrored
+            tr = QTransform(-1, 0, 0, 1, w, 0) if mirrored else QTransform()
+            self.image_item.setTransform(tr)
+            self.overlay_item.setTransform(tr)
+            self.image_item.setImage(data, autoLevels=False, levels=self.levels)
         self.marker.setText(content.marker)
         self.caption.setText(content.caption)
         self.caption.setStyleSheet(_SMALL_STYLE + ("color: #ff6b6b; font-weight: bold;" if content.flagged else ""))
@@ -190,13 +192,16 @@ class ImageView(QWidget):
         return None if self._data is None else (int(self._data.shape[0]), int(self._data.shape[1]))
 
     def set_levels(self, center: float, width: float) -> None:
-        self.levels = (center - width / 2, center + width / 2)
-        if self._data is not None:
-            self.image_item.setLevels(self.levels)
+        levels = (center - width / 2, center + width / 2)
+        if levels != self.levels:
+            self.levels = levels
+            if self._data is not None:
+                self.image_item.setLevels(self.levels)
 
     def set_inverted(self, inverted: bool) -> None:
-        self.inverted = inverted
-        self._apply_lut()
+        if inverted != self.inverted:
+            self.inverted = inverted
+            self._apply_lut()
 
     def _apply_lut(self) -> None:
         ramp = np.arange(256, dtype=np.uint8)

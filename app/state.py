@@ -55,9 +55,15 @@ def _default_model(path: str, device: str) -> Any:
 
 
 def _default_predict(session: Any, images: Sequence[LoadedImage]) -> list[Prediction]:
-    from inference.predict import predict
+    """Preprocess two images at a time, then run them in batches of equal width."""
+    from inference.predict import predict_inputs, prepare
 
-    return predict(session, images, batch_size=4)
+    if len(images) < 2:
+        inputs = [prepare(im, session.height) for im in images]
+    else:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as ex:
+            inputs = list(ex.map(lambda im: prepare(im, session.height), images))
+    return predict_inputs(session, inputs, batch_size=4)
 
 
 @dataclass(frozen=True)

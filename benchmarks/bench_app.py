@@ -103,6 +103,8 @@ def main() -> int:
         print(f"open -> 4 predictions on screen, warm: median {statistics.median(warm):.2f} s, min {min(warm):.2f} s "
               f"over {len(warm)} studies")  # fmt: skip
     print(f"reopen served by the on-disk prediction cache (no model run): {cached:.2f} s")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average during the run: {load:.1f} on {os.cpu_count()} CPUs (other work slows every figure)")
     print("target: <= 2 s per 4-view study")
     return 0
 
