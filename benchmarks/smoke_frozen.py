@@ -59,6 +59,18 @@ def forbidden_paths(root: Path) -> list[str]:
     return sorted(hits)
 
 
+def forbidden_modules(exe: Path) -> list[str] | None:
+    """Modules in the executable's Python archive from torch, onnx, training, tests or any module
+    path naming torch (None when PyInstaller, which reads the archive, is not installed)."""
+    try:
+        from PyInstaller.archive.readers import CArchiveReader
+    except ImportError:
+        return None
+    package = CArchiveReader(str(exe))
+    names = [n for pyz in package.toc if pyz.endswith(".pyz") for n in package.open_embedded_archive(pyz).toc]
+    return sorted(n for n in names if _FORBIDDEN.match(n.split(".")[0]) or n.split(".")[0] in _FORBIDDEN_TOP or "torch" in n.split("."))
+
+
 def run(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, float]:
     """Run `cmd`; return its exit status, its output (stdout + stderr) and the wall time."""
     t0 = time.perf_counter()
@@ -126,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"forbidden content (torch, onnx exporter, training, tests): {', '.join(bad[:8]) if bad else 'none'}")
     if bad:
         failures.append(f"forbidden content in the bundle: {', '.join(bad[:8])}")
+    for exe in (app, selftest):
+        if exe.is_file():
+            modules = forbidden_modules(exe)
+            if modules is None:
+                print(f"{exe.name}: Python archive not inspected (PyInstaller is not installed here)")
+                break
+            print(f"{exe.name}: forbidden modules in its Python archive: {', '.join(modules[:8]) if modules else 'none'}")
+            if modules:
+                failures.append(f"{exe.name} archive holds {', '.join(modules[:8])}")
 
     with tempfile.TemporaryDirectory(prefix="mammo-smoke-") as tmp_name:
         tmp = Path(tmp_name)

@@ -149,6 +149,25 @@ def _umap(predictions: list) -> str:
     return f"{data.shape} -> {xy.shape}; numba cache {cache} holds {len(files)} files"
 
 
+def _sklearn() -> str:
+    """scikit-learn's compiled OpenMP code (k-means) and PCA, which projections build on."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_info
+
+    data = np.random.default_rng(1).normal(size=(200, 16)).astype(np.float32)
+    data[:100] += 4.0
+    labels = KMeans(n_clusters=2, n_init=1, random_state=0).fit_predict(data)
+    if sorted(np.bincount(labels).tolist()) != [100, 100]:
+        raise AssertionError(f"k-means split 200 points as {np.bincount(labels).tolist()}")
+    if PCA(n_components=2).fit_transform(data).shape != (200, 2):
+        raise AssertionError("PCA gave a wrong shape")
+    pools = sorted({f"{i['user_api']}:{i['internal_api']}" for i in threadpool_info()})
+    if not any(p.startswith("openmp") for p in pools):
+        raise AssertionError(f"no OpenMP runtime loaded (thread pools: {pools})")
+    return f"k-means + PCA; thread pools {', '.join(pools)}"
+
+
 def _layering() -> str:
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in _FORBIDDEN)
     if loaded:
@@ -178,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.check("pixel decoders", lambda: _decoders(Path(tmp)))
     report.check("bundled samples", samples)
     report.check("bundled model", model)
+    report.check("scikit-learn (OpenMP)", _sklearn)
     if not args.no_umap:
         report.check("umap projection", lambda: _umap(state["predictions"]))
     report.check("layering", _layering)
