@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .formats import TASK_CLASSES
-from .labelstore import CombinedLabel, LabelStore
+from .labelstore import CombinedLabel, LabelRecord, LabelStore, combine
 
 __all__ = [
     "ORDERS",
@@ -113,12 +113,17 @@ def review_queue(
         raise ValueError(f"unknown queue order {order!r} (expected one of {', '.join(ORDERS)})")
     keys = list(dict.fromkeys(keys))
     reviewed = store.reviewed_keys(annotator) if store is not None else set()
+    combined: dict[str, dict[str, CombinedLabel]] = {}
+    if store is not None and order == "disagreement":  # one read for all images
+        by_key: dict[str, list[LabelRecord]] = {}
+        for rec in store.labels():
+            by_key.setdefault(rec.key, []).append(rec)
+        combined = {k: combine(v) for k, v in by_key.items()}
     items: list[tuple[tuple[float, ...], int, QueueItem]] = []
     for i, key in enumerate(keys):
         pred = predictions.get(key)
         u = prediction_uncertainty(pred, measure)
-        labels = store.combined(key) if (store is not None and order == "disagreement") else {}
-        d = disagreement(pred, labels)
+        d = disagreement(pred, combined.get(key, {}))
         u_rank = -1.0 if math.isnan(u) else u
         done = key in reviewed
         if order == "uncertainty":
