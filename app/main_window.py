@@ -168,12 +168,13 @@ class MainWindow(QMainWindow):
         group = QActionGroup(self)
         self.layout_actions: dict[str, QAction] = {}
         for key, (text, sc) in {
-            "hanging": ("&Four views (hanging)", "1"),
+            "hanging": ("&4 views", "1"),
             "cc": ("&CC pair", "2"),
             "mlo": ("&MLO pair", "3"),
-            "single": ("&One image", "4"),
+            "single": ("&1 image", "4"),
         }.items():
             act = self._action(v, text, lambda k=key: self.state.set_display(layout=k), sc, f"Layout: {text.replace('&', '')}")
+            act.setToolTip({"hanging": "R-CC and L-CC above R-MLO and L-MLO", "cc": "The CC pair", "mlo": "The MLO pair", "single": "The current image alone"}[key])
             act.setCheckable(True)
             group.addAction(act)
             self.layout_actions[key] = act
@@ -181,7 +182,7 @@ class MainWindow(QMainWindow):
         self.act_evidence = self._action(v, "Malignancy &evidence overlay", lambda: self.state.toggle_overlay("evidence"), "E")
         self.act_error = self._action(v, "Reconstruction e&rror overlay", lambda: self.state.toggle_overlay("error"), "R")
         self.act_recon = self._action(
-            v, "Reconstruction &beside the image", lambda: self.state.set_overlay(reconstruction=not self.state.overlay.reconstruction), "B"
+            v, "Reconstruction &beside", lambda: self.state.set_overlay(reconstruction=not self.state.overlay.reconstruction), "B"
         )
         for act in (self.act_evidence, self.act_error, self.act_recon):
             act.setCheckable(True)
@@ -218,7 +219,7 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tb.addWidget(QLabel(" Window "))
         self.preset_combo = QComboBox()
-        self.preset_combo.setMinimumWidth(250)
+        self.preset_combo.setMinimumWidth(200)
         self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.preset_combo.setToolTip("Window presets: the file's windows and a few standard ones (W cycles)")
         self.preset_combo.activated.connect(lambda i: self.state.set_display(preset=self.preset_combo.itemData(i)))

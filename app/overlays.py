@@ -48,12 +48,18 @@ def lut(kind: str) -> np.ndarray:
 
 
 def overlay_map(pred: Prediction, kind: str) -> np.ndarray | None:
-    """The map of ``kind`` on the original image's pixel grid (None when the model has none)."""
+    """The map of ``kind`` on the original image's pixel grid, zero outside the breast the model saw
+    (None when the model has no such output)."""
     if kind == "evidence":
-        return pred.evidence_original()
-    if kind == "error":
-        return pred.error_map_original()
-    return None
+        m = pred.evidence_original()
+    elif kind == "error":
+        m = pred.error_map_original()
+    else:
+        return None
+    if m is None:
+        return None
+    breast = pred.geometry.to_original((pred.model_input > 0).astype(np.float32)) > 0.5
+    return np.where(breast, m, 0.0).astype(np.float32)
 
 
 def overlay_range(kind: str, predictions: list[Prediction]) -> tuple[float, float]:
@@ -90,7 +96,8 @@ class ColorBar(QWidget):
         super().__init__(parent)
         self.kind = "none"
         self.vrange = (0.0, 1.0)
-        self.setMinimumSize(220, 34)
+        self.setMinimumSize(200, 34)
+        self.setMaximumWidth(260)
         self.setToolTip("Overlay colour scale (shared by the study's images)")
 
     def set_scale(self, kind: str, vrange: tuple[float, float]) -> None:
@@ -123,7 +130,7 @@ class ColorBar(QWidget):
             p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, f"{hi:+.2g} malignant")
         else:
             p.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, f"{lo:.2g}")
-            p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, f"{hi:.2g} |input - reconstruction|")
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, f"{hi:.2g} |error|")
         p.end()
 
 
@@ -140,11 +147,11 @@ class OverlayControls(QWidget):
         self.combo = QComboBox()
         for kind, title in OVERLAY_TITLES.items():
             self.combo.addItem(title, kind)
-        self.combo.setFixedWidth(180)
+        self.combo.setFixedWidth(170)
         self.combo.setToolTip("Overlay drawn on every image (E: evidence, R: reconstruction error)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 100)
-        self.slider.setFixedWidth(110)
+        self.slider.setFixedWidth(80)
         self.slider.setToolTip("Overlay opacity")
         self.colorbar = ColorBar()
         lay.addWidget(self.combo)
