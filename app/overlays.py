@@ -126,11 +126,13 @@ class ColorBar(QWidget):
         lo, hi = self.vrange
         text_rect = QRectF(4, 17, self.width() - 8, 14)
         if self.kind == "evidence":
-            p.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, f"benign {lo:+.2g}")
-            p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, f"{hi:+.2g} malignant")
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, "benign")
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, f"±{hi:.2g}")
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, "malignant")
         else:
             p.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, f"{lo:.2g}")
-            p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, f"{hi:.2g} |error|")
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, "|input − reconstruction|")
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, f"{hi:.2g}")
         p.end()
 
 

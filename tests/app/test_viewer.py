@@ -182,3 +182,53 @@ def test_pixel_readout_reports_the_modality_value(opened, qtbot) -> None:
     state.set_display(magnifier=True)
     view._on_mouse_moved(scene)
     assert view.mag.isVisible() and view.mag.pixmap().width() == 240
+
+
+def _shown_grey(view, row: int, col: int) -> int:
+    """The grey level the view's levels and lookup table give an original pixel."""
+    lo, hi = view.levels
+    v = float(view._data[row, col])
+    idx = int(np.clip((v - lo) / (hi - lo), 0.0, 1.0) * 255)
+    return int(view.image_item.lut[idx, 0])
+
+
+def test_monochrome1_dense_tissue_is_bright(qtbot, make_state, tmp_path: Path) -> None:
+    spec = phantom.PhantomSpec("L", "CC", "C", shape=SHAPE, seed=3)
+    image, truth = phantom.render_with_truth(spec)
+    phantom.write_dicom(tmp_path / "m1.dcm", image, spec=spec, photometric="MONOCHROME1", patient_id="M1")
+    state = make_state()
+    viewer = HangingViewer(state)
+    qtbot.addWidget(viewer)
+    viewer.resize(600, 500)
+    viewer.show()
+    state.open_paths([tmp_path])
+    wait_idle(qtbot, state)
+    view = viewer.view_of(state.current_key)
+    assert state.image(state.current_key).inverted
+    y0, x0, y1, x1 = truth.breast_bbox
+    inside = (int((y0 + y1) / 2), int((x0 + x1) / 2))
+    assert _shown_grey(view, *inside) > _shown_grey(view, 2, SHAPE[1] - 3) + 60  # breast brighter than air
+    state.set_display(inverted=True)  # the user's invert flips it back
+    assert _shown_grey(view, *inside) < _shown_grey(view, 2, SHAPE[1] - 3)
+
+
+def test_pictures_without_tags_hang_by_their_pixels(qtbot, make_state, tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name, lat in (("a.png", "R"), ("b.png", "L")):
+        img = phantom.render(phantom.PhantomSpec(lat, "MLO", "B", shape=SHAPE, seed=9, markers=False))
+        Image.fromarray((img * 255).astype(np.uint8)).save(tmp_path / name)
+    state = make_state()
+    viewer = HangingViewer(state)
+    qtbot.addWidget(viewer)
+    viewer.resize(600, 500)
+    viewer.show()
+    state.open_paths([tmp_path])
+    wait_idle(qtbot, state)
+    assert len(state.study_set.images) == 2
+    for slot in viewer.slots:
+        view = viewer.view_of(slot.key)
+        img = state.image(slot.key)
+        # without a tag the laterality comes from the pixels and the image is shown as stored
+        assert state.laterality(slot.key) == ("R" if img.chest_wall_right else "L")
+        assert view.mirrored is False and slot.chest_wall_right is img.chest_wall_right
