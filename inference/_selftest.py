@@ -3,7 +3,8 @@
 It proves that a frozen bundle (or an installed environment) has what the app needs, without Qt:
 every pixel decoder plugin pydicom should find (the pylibjpeg ones through entry points, which
 need their distribution metadata), the bundled model through ``importlib.resources`` and ONNX
-Runtime, and a UMAP projection (numba compiling with ``cache=True`` into a writable cache).
+Runtime, scikit-learn's OpenMP code, and UMAP / t-SNE maps through ``inference.projection`` (numba
+compiling into its per-user disk cache).
 Each check prints one ``OK``/``FAIL`` line; the exit status is the number of failures.
 
     mammo-review-selftest            (frozen)        python -m inference._selftest   (source)
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EXPECTED_PLUGINS", "default_numba_cache_dir", "main"]
+__all__ = ["EXPECTED_PLUGINS", "main"]
 
 #: Transfer syntax (phantom short name) -> pydicom decoding plugins that must all decode it.
 EXPECTED_PLUGINS: dict[str, tuple[str, ...]] = {
@@ -37,17 +38,6 @@ EXPECTED_PLUGINS: dict[str, tuple[str, ...]] = {
 }
 _LOSSY = {"jpeg-baseline"}
 _FORBIDDEN = ("torch", "onnx", "onnxscript", "training", "matplotlib", "PySide6", "pyqtgraph")
-
-
-def default_numba_cache_dir() -> Path:
-    """The per-user cache folder for numba's compiled functions (platform's usual place)."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "mammo-review" / "numba"
 
 
 class _Report:
@@ -133,20 +123,27 @@ def _model(loaded: list) -> tuple[str, list]:
     return detail, predictions
 
 
-def _umap(predictions: list) -> str:
-    """A small UMAP of the latent vectors (plus jittered copies: UMAP needs more than 8 points)."""
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(default_numba_cache_dir()))
-    import umap
+def _projections(predictions: list) -> str:
+    """UMAP and t-SNE maps of the latent vectors through inference.projection (plus jittered
+    copies: the samples are only 8 images); numba compiles into its per-user disk cache."""
+    from .formats import Embeddings
+    from .projection import ProjectionParams, numba_cache_dir, project
 
     z = np.stack([p.z for p in predictions]).astype(np.float32)
     rng = np.random.default_rng(0)
     data = np.concatenate([z + rng.normal(0, 0.01, z.shape).astype(np.float32) for _ in range(8)])
-    xy = umap.UMAP(n_neighbors=8, n_components=2, n_epochs=60, random_state=0, n_jobs=1).fit_transform(data)
-    if xy.shape != (len(data), 2) or not np.all(np.isfinite(xy)):
-        raise AssertionError(f"UMAP gave shape {xy.shape}")
-    cache = Path(os.environ["NUMBA_CACHE_DIR"])
-    files = [p for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc")] if cache.is_dir() else []
-    return f"{data.shape} -> {xy.shape}; numba cache {cache} holds {len(files)} files"
+    emb = Embeddings(tuple(f"selftest-{i}" for i in range(len(data))), data, "selftest")
+    parts = []
+    for params in (ProjectionParams("umap", n_neighbors=8, n_epochs=60), ProjectionParams("tsne", perplexity=10.0, tsne_iter=250)):
+        result = project(emb, params)
+        if result.xy.shape != (len(data), 2) or not np.all(np.isfinite(result.xy)):
+            raise AssertionError(f"{params.describe()} gave shape {result.xy.shape}")
+        parts.append(f"{params.describe()} {result.seconds:.1f} s")
+    cache = Path(os.environ.get("NUMBA_CACHE_DIR") or numba_cache_dir())
+    files = [p for p in cache.rglob("*.nbi")] if cache.is_dir() else []
+    if not files:
+        raise AssertionError(f"numba wrote no cache index into {cache}")
+    return f"{data.shape} -> 2-D: {'; '.join(parts)}; numba cache {cache} holds {len(files)} index files"
 
 
 def _sklearn() -> str:
@@ -178,7 +175,7 @@ def _layering() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every check; return the number of failures (0 = the runtime works)."""
     parser = argparse.ArgumentParser(prog="mammo-review-selftest", description=__doc__.splitlines()[0])
-    parser.add_argument("--no-umap", action="store_true", help="skip the UMAP check (numba compiles for ~30 s on first run)")
+    parser.add_argument("--no-umap", action="store_true", help="skip the UMAP / t-SNE check (numba compiles for ~1 min on a first run)")
     args = parser.parse_args(argv)
     frozen = bool(getattr(sys, "frozen", False))
     print(f"mammo-review selftest: python {sys.version.split()[0]}, {'frozen' if frozen else 'source'}, {sys.executable}", flush=True)
@@ -199,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.check("bundled model", model)
     report.check("scikit-learn (OpenMP)", _sklearn)
     if not args.no_umap:
-        report.check("umap projection", lambda: _umap(state["predictions"]))
+        report.check("projections (umap, t-sne)", lambda: _projections(state["predictions"]))
     report.check("layering", _layering)
     print(f"selftest: {report.failures} failure(s)", flush=True)
     return report.failures
