@@ -25,7 +25,9 @@ from inference.preprocess import Geometry
 __all__ = ["PredictionCache", "MEMORY_ENTRIES"]
 
 MEMORY_ENTRIES = 512
+MAX_DISK_BYTES = 2 << 30  # the oldest entries go beyond this
 _FORMAT = "mammo-review-prediction-cache/1"
+_HALF = ("model_input", "reconstruction")  # images in [0, 1]: float16 is plenty and halves the files
 
 
 def _tuples(value: Any) -> Any:
@@ -42,7 +44,7 @@ def _encode(pred: Prediction) -> dict[str, np.ndarray]:
     for f in dataclasses.fields(pred):
         value = getattr(pred, f.name)
         if isinstance(value, np.ndarray):
-            arrays["a_" + f.name] = value
+            arrays["a_" + f.name] = value.astype(np.float16) if f.name in _HALF else value
         elif isinstance(value, Geometry):
             meta[f.name] = {"__geometry__": dataclasses.asdict(value)}
         else:
@@ -58,7 +60,8 @@ def _decode(data: Any) -> Prediction:
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(Prediction):
         if "a_" + f.name in data:
-            kwargs[f.name] = np.array(data["a_" + f.name])
+            a = np.array(data["a_" + f.name])
+            kwargs[f.name] = a.astype(np.float32) if a.dtype == np.float16 else a
         elif f.name in meta:
             value = meta[f.name]
             if isinstance(value, dict) and "__geometry__" in value:
@@ -74,8 +77,10 @@ def _decode(data: Any) -> Prediction:
 class PredictionCache:
     """Prediction lookup by (image key, model version); ``folder=None`` keeps memory only."""
 
-    def __init__(self, folder: str | Path | None, memory_entries: int = MEMORY_ENTRIES) -> None:
+    def __init__(self, folder: str | Path | None, memory_entries: int = MEMORY_ENTRIES, max_bytes: int = MAX_DISK_BYTES) -> None:
         self.folder = None if folder is None else Path(folder)
+        self.max_bytes = max_bytes
+        self._puts = 0
         self._memory: OrderedDict[tuple[str, str], Prediction] = OrderedDict()
         self._limit = max(1, memory_entries)
         self.disk_errors = 0
@@ -121,8 +126,32 @@ class PredictionCache:
             with os.fdopen(fd, "wb") as f:
                 np.savez_compressed(f, **_encode(pred))
             os.replace(tmp, target)
+            self._puts += 1
+            if self._puts % 64 == 1:
+                self.prune()
         except OSError:
             self.disk_errors += 1
+
+    def prune(self) -> int:
+        """Delete the oldest entries beyond ``max_bytes``; returns how many went."""
+        if self.folder is None or not self.folder.is_dir():
+            return 0
+        entries = []
+        for p in self.folder.glob("*.npz"):
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, p in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            p.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        return removed
 
     def _remember(self, pred: Prediction) -> None:
         k = (pred.key, pred.model_version)
