@@ -365,7 +365,7 @@ class MainWindow(QMainWindow):
             c = dlg.choice()
             self.settings.annotator = c.annotator
             if c.cache_dir and Path(c.cache_dir) != self.settings.cache_dir:
-                self.settings.cache_dir = c.cache_dir
+                self.state.set_cache_dir(c.cache_dir)
             if c.model_path != self.settings.model_path:
                 self.state.set_model_path(c.model_path)
             if c.device != self.settings.device:

@@ -326,6 +326,11 @@ class AppState(QObject):
         self.problems_changed.emit()
         self.run_inference()
 
+    def set_cache_dir(self, folder: str | Path) -> None:
+        """Keep predictions in another folder from now on (the settings keep it)."""
+        self.settings.cache_dir = folder
+        self.cache = PredictionCache(Path(folder))
+
     def run_inference(self) -> None:
         """Predict every opened image that has no prediction of the current model yet."""
         records = [r for r in self._ordered_records() if r.key not in self.predictions and r.key not in self.load_problems]

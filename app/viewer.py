@@ -138,7 +138,7 @@ class HangingViewer(QWidget):
         s.images_changed.connect(self._on_images_changed)
         s.predictions_changed.connect(self._on_predictions_changed)
         s.display_changed.connect(self._on_display_changed)
-        s.overlay_changed.connect(self._update_overlays)
+        s.overlay_changed.connect(self._on_overlay_changed)
         s.operating_point_changed.connect(lambda _t: self._update_contents())
 
     @property
@@ -168,6 +168,13 @@ class HangingViewer(QWidget):
             self._rebuild()
         else:
             self._update_levels()
+
+    def _on_overlay_changed(self) -> None:
+        slots = hanging_slots(self.state, self.state.display.layout, self.state.overlay.reconstruction)
+        if slots != self.slots:
+            self._rebuild()
+        else:
+            self._update_overlays()
 
     def _on_images_changed(self, keys: tuple) -> None:
         if any(s.key in keys for s in self.slots) or not self.slots:
@@ -254,8 +261,6 @@ class HangingViewer(QWidget):
                 continue
             m = self.map_of(slot.key, ov.kind)
             cell.view.set_overlay(None if m is None else overlay_rgba(m, ov.kind, vrange, ov.opacity))
-        if self.slots and any(s.reconstruction for s in self.slots) != ov.reconstruction:
-            self._rebuild()
 
     def map_of(self, key: str, kind: str) -> np.ndarray | None:
         """The overlay map of an image on its original grid (computed once per prediction)."""

@@ -121,3 +121,16 @@ def test_screenshot_command(qtbot, study_dir: Path, tmp_path: Path) -> None:
     img = QImage(str(out))
     assert (img.width(), img.height()) == (1000, 700)
     assert len(list((tmp_path / "c").glob("*.npz"))) == 4
+
+
+def test_settings_dialog_choice(qtbot, settings) -> None:
+    from app.dialogs import SettingsDialog
+
+    dlg = SettingsDialog(settings, cuda=False)
+    qtbot.addWidget(dlg)
+    assert dlg.device.currentData() == "cpu"
+    dlg.device.setCurrentIndex(dlg.device.findData("cuda"))
+    dlg.annotator.setText(" reader 1 ")
+    c = dlg.choice()
+    assert (c.device, c.annotator, c.cache_dir) == ("cuda", "reader 1", str(settings.cache_dir))
+    assert "onnxruntime-gpu" in dlg.device.toolTip()
