@@ -24,7 +24,7 @@ from inference.preprocess import Geometry
 
 __all__ = ["PredictionCache", "MEMORY_ENTRIES"]
 
-MEMORY_ENTRIES = 512
+MEMORY_ENTRIES = 64
 MAX_DISK_BYTES = 2 << 30  # the oldest entries go beyond this
 _FORMAT = "mammo-review-prediction-cache/1"
 _HALF = ("model_input", "reconstruction")  # images in [0, 1]: float16 is plenty and halves the files

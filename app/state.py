@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from inference.errors import ImageReadError, MammoReviewError, PreprocessError
@@ -29,11 +30,12 @@ from .cache import PredictionCache
 from .settings import Settings
 from .workers import Cancelled, WorkerError, WorkerPool
 
-__all__ = ["AppState", "Backend", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "IMAGE_MEMORY"]
+__all__ = ["AppState", "Backend", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "IMAGE_MEMORY", "MAPS_MEMORY"]
 
 LAYOUTS = ("hanging", "cc", "mlo", "single")
 OVERLAYS = ("none", "evidence", "error")
 IMAGE_MEMORY = 16  # decoded images kept for display
+MAPS_MEMORY = 48  # predictions that keep their model-space maps in memory; the others reload them from the cache
 
 
 def _default_scan(paths: Sequence[Path], progress: Any, cancelled: Any) -> StudySet:
@@ -145,6 +147,7 @@ class AppState(QObject):
         self._records: dict[str, ImageRecord] = {}
         self._study_of: dict[str, Study] = {}
         self._loading: set[str] = set()
+        self._with_maps: OrderedDict[str, None] = OrderedDict()
 
     # ------------------------------------------------------------------ read access
     @property
@@ -434,9 +437,34 @@ class AppState(QObject):
             if ran:
                 self.model_runs += 1
             if key in self._records:
-                self.predictions[key] = pred
+                self._keep_prediction(pred)
                 self._summarise()
                 self.predictions_changed.emit((key,))
+
+    def _keep_prediction(self, pred: Prediction) -> None:
+        """Store a prediction; beyond MAPS_MEMORY, older ones outside the current study keep their
+        numbers and ``z`` but leave their maps to the on-disk cache (:meth:`prediction_with_maps`)."""
+        self.predictions[pred.key] = pred
+        self._with_maps[pred.key] = None
+        self._with_maps.move_to_end(pred.key)
+        keep = {r.key for r in self.current_study.images} if self.current_study else set()
+        for old in list(self._with_maps):
+            if len(self._with_maps) <= MAPS_MEMORY:
+                break
+            if old in keep:
+                continue
+            del self._with_maps[old]
+            p = self.predictions.get(old)
+            if p is not None:
+                self.predictions[old] = replace(p, model_input=np.zeros((0, 0), np.float32), reconstruction=None, evidence=None)
+
+    def prediction_with_maps(self, key: str | None) -> Prediction | None:
+        """The prediction with its model-space maps (reloaded from the cache when they were let go)."""
+        p = self.prediction(key)
+        if p is None or p.model_input.size:
+            return p
+        full = self.cache.get(p.key, p.model_version)
+        return full if full is not None else p
 
     def _on_inference_finished(self, cancelled: bool) -> None:
         self._loading.clear()

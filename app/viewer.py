@@ -214,7 +214,7 @@ class HangingViewer(QWidget):
         if not slot.key:
             return ViewContent("", None, f"no {slot.marker}", slot.chest_wall_right)
         img = self.state.image(slot.key)
-        pred = self.state.prediction(slot.key)
+        pred = self.state.prediction_with_maps(slot.key) if slot.reconstruction else self.state.prediction(slot.key)
         caption, flagged = "", False
         if pred is not None and pred.p_malignant == pred.p_malignant:
             flagged = bool(self.state.flagged(slot.key))
@@ -251,8 +251,10 @@ class HangingViewer(QWidget):
     def _update_overlays(self) -> None:
         ov = self.state.overlay
         study = self.state.current_study
-        preds = [p for r in (study.images if study else ()) if (p := self.state.prediction(r.key)) is not None]
-        vrange = overlay_range(ov.kind, preds) if ov.kind != "none" else (0.0, 1.0)
+        vrange = (0.0, 1.0)
+        if ov.kind != "none" and study is not None:
+            preds = [p for r in study.images if (p := self.state.prediction_with_maps(r.key)) is not None]
+            vrange = overlay_range(ov.kind, preds)
         self.overlay_scale = (ov.kind, vrange)
         for cell, slot in zip(self.cells, self.slots):
             pred = self.state.prediction(slot.key) if slot.key else None
@@ -266,7 +268,7 @@ class HangingViewer(QWidget):
         """The overlay map of an image on its original grid (computed once per prediction)."""
         k = (key, kind)
         if k not in self._maps:
-            pred = self.state.prediction(key)
+            pred = self.state.prediction_with_maps(key)
             self._maps[k] = None if pred is None else overlay_map(pred, kind)
             if len(self._maps) > 16:
                 self._maps.pop(next(iter(self._maps)))

@@ -135,3 +135,19 @@ def test_model_error_reaches_the_user(qtbot, make_state, study_dir: Path, tmp_pa
     assert any(level == "error" and "missing.onnx" in text for level, text in messages)
     assert all(state.image(r.key) is not None for r in state.study_set.images)  # still viewable
 
+
+
+def test_maps_of_older_predictions_come_back_from_the_cache(qtbot, make_state, three_studies: Path, monkeypatch) -> None:
+    import app.state
+
+    monkeypatch.setattr(app.state, "MAPS_MEMORY", 4)
+    state = make_state()
+    state.open_paths([three_studies])
+    wait_idle(qtbot, state)
+    assert len(state.predictions) == 12
+    light = [k for k, p in state.predictions.items() if p.model_input.size == 0]
+    assert len(light) == 8 and not set(light) & {r.key for r in state.current_study.images}
+    p = state.predictions[light[0]]
+    assert p.evidence is None and p.z.shape == (496,) and 0.0 <= p.p_malignant <= 1.0
+    full = state.prediction_with_maps(light[0])
+    assert full.evidence is not None and full.model_input.size and full.p_malignant == p.p_malignant
