@@ -3,7 +3,8 @@
 Writes ``mammo-review.png`` (512 px), ``mammo-review.ico`` (16-256 px, Windows) and
 ``mammo-review.icns`` (macOS) beside this script. The drawing: a dark rounded tile holding a
 breast silhouette in mammogram greys, attached to the chest wall on the left, with one
-bright finding circled in amber - what the app is for, readable down to 16 px.
+bright finding circled in amber - what the app is for, readable down to 16 px. Deterministic:
+running it again rewrites the same pixels.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 __all__ = ["draw_icon", "main"]
@@ -31,9 +33,10 @@ def draw_icon(size: int = 512) -> Image.Image:
     clip = Image.new("L", (s, s), 0)
     ImageDraw.Draw(clip).rounded_rectangle((0, 0, s - 1, s - 1), radius=int(s * 0.2), fill=255)
     mask = ImageChops.multiply(mask, clip)
-    shade = Image.linear_gradient("L").rotate(90).resize((s, s))  # bright at the chest wall
+    shade = Image.linear_gradient("L").rotate(-90).resize((s, s))  # bright at the chest wall
     shade = shade.point(lambda v: 95 + v * 0.55)
-    texture = Image.effect_noise((s // 16, s // 16), 40).resize((s, s), Image.BICUBIC).filter(ImageFilter.GaussianBlur(s / 90))
+    noise = np.random.default_rng(7).normal(128, 40, (s // 16, s // 16)).clip(0, 255).astype(np.uint8)
+    texture = Image.fromarray(noise).resize((s, s), Image.BICUBIC).filter(ImageFilter.GaussianBlur(s / 90))
     grey = ImageChops.add(shade, texture, scale=1.0, offset=-128).filter(ImageFilter.GaussianBlur(s / 200))
     tissue = Image.merge("RGBA", (grey, grey, grey, mask.filter(ImageFilter.GaussianBlur(s / 300))))
     tile = Image.alpha_composite(tile, tissue)
