@@ -78,6 +78,7 @@ class ViewContent:
     reconstruction: np.ndarray | None = None  # show this [0, 1] array instead of the pixels
     caption: str = ""  # extra line under the marker, e.g. "p 0.83"
     flagged: bool = False
+    pinned: bool = True  # fit with the chest wall against the inner edge (a pair), else centred
 
 
 class _ViewBox(pg.ViewBox):
@@ -153,7 +154,12 @@ class ImageView(QWidget):
 
     # ------------------------------------------------------------------ content
     def set_content(self, content: ViewContent | None) -> None:
-        same = self._data is not None and self.content is not None and content is not None and self.content.key == content.key
+        same = (
+            self._data is not None
+            and self.content is not None
+            and content is not None
+            and (self.content.key, self.content.pinned, self.content.chest_wall_right) == (content.key, content.pinned, content.chest_wall_right)
+        )
         self.content = content
         if content is None or (content.image is None and content.reconstruction is None):
             self._data = None
@@ -235,7 +241,10 @@ class ImageView(QWidget):
         scale = min(vw / w, vh / h)
         xspan, yspan = vw / scale, vh / scale
         y0 = (h - yspan) / 2
-        x0 = w - xspan if self.content is not None and self.content.chest_wall_right else 0.0
+        if self.content is not None and not self.content.pinned:
+            x0 = (w - xspan) / 2
+        else:
+            x0 = w - xspan if self.content is not None and self.content.chest_wall_right else 0.0
         self.vb.setRange(xRange=(x0, x0 + xspan), yRange=(y0, y0 + yspan), padding=0)
         self._fitted = True
 

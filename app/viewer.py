@@ -211,6 +211,7 @@ class HangingViewer(QWidget):
         self._update_active()
 
     def _content(self, slot: Slot) -> ViewContent | None:
+        pinned = len(self.slots) > 1 and not any(s.reconstruction for s in self.slots)
         if not slot.key:
             return ViewContent("", None, f"no {slot.marker}", slot.chest_wall_right)
         img = self.state.image(slot.key)
@@ -225,8 +226,8 @@ class HangingViewer(QWidget):
             recon = pred.reconstruction_original() if pred is not None else None
             if recon is None:
                 return ViewContent(slot.key, None, slot.marker, slot.chest_wall_right, caption="no reconstruction yet")
-            return ViewContent(slot.key, img, slot.marker, slot.chest_wall_right, reconstruction=recon)
-        return ViewContent(slot.key, img, slot.marker, slot.chest_wall_right, caption=caption, flagged=flagged)
+            return ViewContent(slot.key, img, slot.marker, slot.chest_wall_right, reconstruction=recon, pinned=False)
+        return ViewContent(slot.key, img, slot.marker, slot.chest_wall_right, caption=caption, flagged=flagged, pinned=pinned)
 
     def _update_contents(self) -> None:
         for cell, slot in zip(self.cells, self.slots):
