@@ -84,14 +84,23 @@ def _binary_block(rows: Sequence[LabelRow], p: np.ndarray, idx: list[int], y: np
 
 
 def _breastwise(rows: Sequence[LabelRow], p_mal: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Per breast (patient + side): label = max over its labelled views, score = max of p."""
-    breasts: dict[str, list[int]] = defaultdict(list)
+    """Per breast (patient + side) with a malignancy label: label = max over its labelled views,
+    score = max of p over ALL its views (an unlabelled view of a labelled breast still counts)."""
+    def breast(r: LabelRow) -> str:
+        return f"{r.patient or r.key}|{r.laterality}"
+
+    labelled: dict[str, int] = {}
     for i in idx:
-        r = rows[i]
-        breasts[f"{r.patient or r.key}|{r.laterality}"].append(i)
-    y = np.array([max(rows[i].index("malignancy") or 0 for i in v) for v in breasts.values()], np.int64)
-    s = np.array([max(p_mal[i] for i in v) for v in breasts.values()], np.float64)
-    return y, s, [k.split("|")[0] for k in breasts]
+        b = breast(rows[i])
+        labelled[b] = max(labelled.get(b, 0), rows[i].index("malignancy") or 0)
+    score: dict[str, float] = {}
+    for i, r in enumerate(rows):
+        b = breast(r)
+        if b in labelled:
+            score[b] = max(score.get(b, 0.0), float(p_mal[i]))
+    keys = list(labelled)
+    return (np.array([labelled[k] for k in keys], np.int64), np.array([score[k] for k in keys], np.float64),
+            [k.split("|")[0] for k in keys])
 
 
 def evaluate_predictions(

@@ -75,3 +75,22 @@ def test_bootstrap_interval_contains_estimate_and_is_seeded() -> None:
     grouped = bootstrap(auc, Y, S, n=300, seed=3, groups=[str(i // 2) for i in range(12)])
     assert grouped.low <= grouped.value <= grouped.high
     assert grouped.to_json()["ci95"] is not None
+
+
+def test_breastwise_takes_the_max_over_a_breasts_views() -> None:
+    import numpy as np
+
+    from inference.formats import LabelRow, TaskLabel
+    from training.evaluate import Predictions, evaluate_predictions
+
+    def row(key: str, side: str, woman: str, label: str | None) -> LabelRow:
+        return LabelRow(key, key, {"malignancy": TaskLabel(label)}, side, woman)
+
+    rows = (row("a", "L", "w1", "malignant"), row("b", "L", "w1", None), row("c", "R", "w1", "benign"),
+            row("d", "L", "w2", "benign"), row("e", "L", "w2", "benign"))
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.5, 0.5]], np.float32)
+    res = evaluate_predictions(Predictions(rows, {"malignancy": p}), n_boot=20)
+    # image-wise: positives 0.1 vs negatives 0.3, 0.4, 0.5 -> AUC 0; breast-wise: w1L 0.8 > 0.3, 0.5 -> 1
+    assert res["malignancy"]["auc"]["value"] == 0.0
+    assert res["malignancy"]["auc_breast"]["value"] == 1.0
+    assert res["malignancy"]["auc_breast"]["n"] == 3
