@@ -31,6 +31,7 @@ PRESETS = {
 }
 _MAG_RADIUS = 48  # image pixels around the cursor
 _MAG_SIZE = 240  # on-screen pixels
+_FULL_RES_MAX = 2048  # larger images are drawn from 2 x 2 block means (the magnifier and readout use every pixel)
 
 
 def _breast_stats(img: LoadedImage) -> tuple[float, float, float, float, float]:
@@ -43,6 +44,16 @@ def _breast_stats(img: LoadedImage) -> tuple[float, float, float, float, float]:
         inside = raw.ravel()
     p1, p50, p995 = (float(v) for v in np.percentile(inside, [1.0, 50.0, 99.5]))
     return float(raw.min()), p1, p50, p995, float(raw.max())
+
+
+def _display_copy(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """What the image item draws: the pixels, or for a large image their 2 x 2 block means (drawn at
+    twice the size, so the original pixel grid is kept) which makes re-windowing four times cheaper."""
+    h, w = data.shape
+    if max(h, w) <= _FULL_RES_MAX:
+        return data, 1
+    d = data[: h - h % 2, : w - w % 2].astype(np.float32, copy=False)
+    return (d[0::2, 0::2] + d[1::2, 0::2] + d[0::2, 1::2] + d[1::2, 1::2]) * np.float32(0.25), 2
 
 
 def window_for(img: LoadedImage, preset: str) -> tuple[float, float]:
@@ -97,6 +108,12 @@ class _ViewBox(pg.ViewBox):
             return
         super().mouseDragEvent(ev, axis)
 
+    def mouseClickEvent(self, ev: object) -> None:  # noqa: N802 - pyqtgraph name
+        if ev.button() == Qt.MouseButton.RightButton:  # type: ignore[attr-defined]
+            ev.accept()  # type: ignore[attr-defined]  # right button is for the window: no export menu
+            return
+        super().mouseClickEvent(ev)
+
 
 def _label(parent: QWidget, style: str) -> QLabel:
     lab = QLabel(parent)
@@ -137,6 +154,7 @@ class ImageView(QWidget):
         self._apply_lut()
         self.magnifier = False
         self._data: np.ndarray | None = None
+        self._tr = QTransform()  # original pixel coordinates -> view coordinates (the mirror, if any)
         self._fitted = True
         self._drag_start: tuple[float, float] = (0.5, 1.0)
         self.marker = _label(self, _MARKER_STYLE)
@@ -177,9 +195,11 @@ class ImageView(QWidget):
             self._data = data
             self.mirrored = mirrored
             tr = QTransform(-1, 0, 0, 1, w, 0) if mirrored else QTransform()
-            self.image_item.setTransform(tr)
+            self._tr = tr
+            shown, f = _display_copy(data)
+            self.image_item.setTransform(QTransform.fromScale(f, f) * tr)  # item pixel -> original pixel -> view
             self.overlay_item.setTransform(tr)
-            self.image_item.setImage(data, autoLevels=False, levels=self.levels)
+            self.image_item.setImage(shown, autoLevels=False, levels=self.levels)
         self.marker.setText(content.marker)
         self.caption.setText(content.caption)
         self.caption.setStyleSheet(_SMALL_STYLE + ("color: #ff6b6b; font-weight: bold;" if content.flagged else ""))
@@ -226,7 +246,7 @@ class ImageView(QWidget):
     # ------------------------------------------------------------------ geometry
     def image_to_view(self, row: float, col: float) -> QPointF:
         """Where the centre of original pixel (row, col) lands in the view's coordinates."""
-        return self.image_item.mapToView(QPointF(col + 0.5, row + 0.5))
+        return self._tr.map(QPointF(col + 0.5, row + 0.5))
 
     def fit(self) -> None:
         """Whole image in view, chest wall against the inner edge (the middle of the hanging)."""
@@ -287,7 +307,7 @@ class ImageView(QWidget):
         """Original (row, col) under a scene position, None outside the image."""
         if self._data is None:
             return None
-        p = self.image_item.mapFromScene(scene_pos)
+        p = self._tr.inverted()[0].map(self.vb.mapSceneToView(scene_pos))
         col, row = int(np.floor(p.x())), int(np.floor(p.y()))
         h, w = self._data.shape
         if 0 <= row < h and 0 <= col < w:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.uid import generate_uid
+from PySide6.QtCore import QPointF
 
 from app.image_view import window_for
 from app.state import AppState
@@ -123,9 +124,11 @@ def test_evidence_hot_spot_lands_on_its_pixel(opened) -> None:
     assert abs(hot_row - row) <= cell_px and abs(hot_col - col) <= cell_px
     # and overlay and image put that pixel on the same spot of the screen, mirrored
     p_img = view.image_to_view(hot_row, hot_col)
-    p_ovl = view.overlay_item.mapToView(view.image_item.mapFromView(p_img))
+    centre = QPointF(hot_col + 0.5, hot_row + 0.5)
+    p_ovl = view.overlay_item.mapToView(centre)  # overlay item coordinates are original pixels
+    p_pix = view.image_item.mapToView(view.image_item.mapFromView(p_img))
     assert (p_img.x(), p_img.y()) == pytest.approx((p_ovl.x(), p_ovl.y()))
-    assert view.overlay_item.transform() == view.image_item.transform()
+    assert (p_pix.x(), p_pix.y()) == pytest.approx((p_img.x(), p_img.y()))
     assert p_img.x() == pytest.approx(g.original_shape[1] - (hot_col + 0.5))
     state.set_overlay(kind="none")
     assert not view.overlay_item.isVisible()
@@ -232,3 +235,28 @@ def test_pictures_without_tags_hang_by_their_pixels(qtbot, make_state, tmp_path:
         # without a tag the laterality comes from the pixels and the image is shown as stored
         assert state.laterality(slot.key) == ("R" if img.chest_wall_right else "L")
         assert view.mirrored is False and slot.chest_wall_right is img.chest_wall_right
+
+
+def test_large_image_is_drawn_from_block_means_on_the_original_grid(opened, qtbot) -> None:
+    from app.image_view import ImageView, ViewContent
+
+    state, viewer, _ = opened
+    small = state.image(viewer.views[0].content.key)
+    rng = np.random.default_rng(0)
+    raw = rng.random((2400, 1800), dtype=np.float32) * 4000
+    big = dataclasses.replace(small, raw=raw, pixels=raw / 4000, chest_wall_right=True)
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(400, 500)
+    view.show()
+    view.set_content(ViewContent("big", big, "L CC", chest_wall_right=False))  # needs a mirror
+    assert view.mirrored and view.image_item.image.shape == (1200, 900)
+    assert view.image_item.image[10, 20] == pytest.approx(raw[20:22, 40:42].mean(), rel=1e-5)
+    # display pixel (10, 20) covers original pixels rows 20-21, columns 40-41
+    shown = view.image_item.mapToView(QPointF(20.5, 10.5))
+    orig = view.image_to_view(20.5, 40.5)  # centre of that 2 x 2 block
+    assert (shown.x(), shown.y()) == pytest.approx((orig.x(), orig.y()))
+    assert orig.x() == pytest.approx(1800 - 41.0)
+    # the readout still reports every original pixel
+    scene = view.vb.mapViewToScene(view.image_to_view(21, 41))
+    assert view.pixel_at(scene) == (21, 41)
