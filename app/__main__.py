@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
     p.add_argument("--settings", metavar="INI", help="settings file (default: the user's configuration folder)")
     p.add_argument("--cache", metavar="DIR", help="prediction cache folder (overrides the settings)")
+    p.add_argument("--operating-point", type=float, metavar="T", help="malignancy threshold to flag at (saved in the settings)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="run the model on this device (saved in the settings)")
     p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
     return p
@@ -51,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.device = args.device
     cache = PredictionCache(Path(args.cache) if args.cache else settings.cache_dir)
     state = AppState(settings, cache=cache)
+    if args.operating_point is not None:
+        state.set_operating_point(args.operating_point)
     if args.layout:
         state.set_display(layout=args.layout)
     if args.overlay:
