@@ -125,7 +125,7 @@ class AppState(QObject):
         self.settings = settings
         self.backend = backend or Backend()
         self.cache = cache if cache is not None else PredictionCache(settings.cache_dir)
-        self.pool = WorkerPool(max_threads=2, parent=self)
+        self.pool = WorkerPool(max_threads=3, parent=self)  # the model, display decoding, one panel job
         self.study_set = StudySet((), ())
         self.paths: tuple[Path, ...] = ()
         self.current_key: str | None = None

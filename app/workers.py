@@ -17,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-__all__ = ["Cancelled", "WorkerFn", "Job", "WorkerPool"]
+__all__ = ["Cancelled", "WorkerFn", "WorkerError", "Job", "Worker", "WorkerPool"]
 
 ProgressFn = Callable[[int, int], None]
 CancelledFn = Callable[[], bool]
@@ -97,6 +97,9 @@ class Job(QRunnable):
         finally:
             self._done.set()
             s.finished.emit(g, was_cancelled)
+
+
+Worker = Job  # the name the app contract uses
 
 
 class WorkerPool(QObject):
