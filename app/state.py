@@ -35,7 +35,9 @@ __all__ = ["AppState", "Backend", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "
 LAYOUTS = ("hanging", "cc", "mlo", "single")
 OVERLAYS = ("none", "evidence", "error")
 IMAGE_MEMORY = 16  # decoded images kept for display
-MAPS_MEMORY = 48  # predictions that keep their model-space maps in memory; the others reload them from the cache
+# Predictions that keep their model-space maps in memory (about 1.6 MB each at height 512);
+# older ones outside the current study reload them from the on-disk cache.
+MAPS_MEMORY = 200
 
 
 def _default_scan(paths: Sequence[Path], progress: Any, cancelled: Any) -> StudySet:
