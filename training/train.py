@@ -38,7 +38,7 @@ from .loss import LossConfig, multitask_loss
 from .metrics import auc, balanced_accuracy
 from .model import MammoNet, ModelConfig, build_model
 
-__all__ = ["TrainConfig", "EpochResult", "train", "evaluate_split", "add_arguments", "run", "parse_tasks"]
+__all__ = ["TrainConfig", "EpochResult", "train", "evaluate_split", "warm_start", "add_arguments", "run", "parse_tasks"]
 
 ALL_TASKS: tuple[str, ...] = (*TASKS, "recon")
 
@@ -301,6 +301,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=None, help="cache folder of preprocessed arrays (default RUN/cache)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--init", type=Path, default=None,
+        help="warm start: copy every weight whose name and shape match from this checkpoint or .onnx (others stay Xavier)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -315,6 +319,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def warm_start(cfg: TrainConfig, source: str | Path) -> MammoNet:
+    """A fresh network for ``cfg`` (seeded) with every tensor of ``source`` whose name and shape match."""
+    from .checkpoint import load_checkpoint_or_onnx  # noqa: PLC0415
+
+    donor, _ = load_checkpoint_or_onnx(source)
+    model = build_model(cfg.model_config(), seed=cfg.seed)
+    own = model.state_dict()
+    copied = {k: v for k, v in donor.state_dict().items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        raise ModelError("no weight of this model fits the network being trained", source)
+    own.update(copied)
+    model.load_state_dict(own)
+    return model
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.threads:
@@ -324,7 +343,10 @@ def run(args: argparse.Namespace) -> int:
     tuning_rows = [r for r in rows if r.split == "tuning"]
     if not train_rows:
         raise ValueError(f"{args.manifest}: no row has split 'train' (run `python -m training manifest` to split)")
-    results = train(cfg, train_rows, tuning_rows, args.out, root=root, cache_dir=args.cache or args.out / "cache", resume=args.resume)
+    init = warm_start(cfg, args.init) if args.init is not None and not args.resume else None
+    results = train(
+        cfg, train_rows, tuning_rows, args.out, root=root, cache_dir=args.cache or args.out / "cache", resume=args.resume, init=init
+    )
     print(f"done: {len(results)} epoch(s) this call; best checkpoint {args.out / 'best.pt'}")
     return 0
 

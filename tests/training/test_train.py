@@ -84,3 +84,19 @@ def test_bump_version() -> None:
     assert bump_version("1.0.0") == "1.1.0"
     assert bump_version("0.0.0-random") == "0.0.0-random.ft1"
     assert bump_version("0.0.0-random.ft1") == "0.0.0-random.ft2"
+
+
+def test_warm_start_copies_matching_weights_only(tmp_path: Path) -> None:
+    from training.checkpoint import save_checkpoint
+    from training.model import ModelConfig, build_model
+    from training.train import warm_start
+
+    donor = build_model(ModelConfig(tasks=("malignancy",), reconstruction=False), seed=1)
+    save_checkpoint(tmp_path / "d.pt", donor, epoch=3)
+    cfg = TrainConfig(height=HEIGHT, seed=2)
+    model = warm_start(cfg, tmp_path / "d.pt")
+    fresh = build_model(cfg.model_config(), seed=2)
+    assert torch.equal(model.heads["malignancy"].weight, donor.heads["malignancy"].weight)
+    assert torch.equal(model.stem[0].weight, donor.stem[0].weight)
+    assert torch.equal(model.heads["view"].weight, fresh.heads["view"].weight)
+    assert model.decoder is not None
