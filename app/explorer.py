@@ -53,6 +53,8 @@ CATEGORY_COLOURS = (
 )  # fmt: skip
 CURRENT_PEN = "#ffffff"
 SELECTION_PEN = "#00e5ff"
+SELECTION_RINGS = 300
+LEGEND_ENTRIES = 10
 _VALUE_BINS = 32
 
 
@@ -123,7 +125,7 @@ class _HoverCard(QFrame):
         super().__init__(parent)
         self.key = ""
         self.setStyleSheet(
-            "QFrame { background: rgba(30,30,30,235); border: 1px solid #555; border-radius: 4px; }"
+            "QFrame { background: #1f1f1f; border: 1px solid #5a5a5a; border-radius: 4px; }"
             "QLabel { border: none; background: transparent; color: #e6e6e6; }"
         )
         self.image = QLabel()
@@ -135,6 +137,7 @@ class _HoverCard(QFrame):
         lay.addWidget(self.image)
         lay.addWidget(self.text)
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.setAutoFillBackground(True)
         self.hide()
 
 
@@ -274,6 +277,7 @@ class ExplorerPanel(QWidget):
             b.setText(text)
             b.setToolTip(tip)
             b.setCheckable(True)
+            b.setStyleSheet("QToolButton:checked { background: #3d5a80; color: white; }")
             b.toggled.connect(lambda on, m=mode: self.set_tool(m) if on else None)
             self.tool_group.addButton(b)
             self.tools[mode] = b
@@ -299,7 +303,7 @@ class ExplorerPanel(QWidget):
         self.plot.setMinimumHeight(260)
         self.scatter = pg.ScatterPlotItem(pxMode=True, useCache=True, antialias=False, pen=None, hoverable=False)
         self.scatter.sigClicked.connect(self._on_clicked)
-        self.selection_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1.5))
+        self.selection_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1))
         self.current_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, size=20, pen=pg.mkPen(CURRENT_PEN, width=2.5))
         self.selection_item.setZValue(5)
         self.current_item.setZValue(10)
@@ -456,10 +460,11 @@ class ExplorerPanel(QWidget):
     def accent_of(self, key: str) -> QColor:
         """The colour the map gives ``key`` (for the similar-cases strip)."""
         row = self.explorer.row(key)
-        if row is None or not self._colours:
+        if row is None:
             return QColor(UNKNOWN_COLOUR)
-        idx = self._colour_index(self.explorer.colouring())
-        return self._colours[int(idx[row])]
+        c = self.explorer.colouring()
+        colours = _palette(c)
+        return colours[int(self._colour_index(c, len(colours))[row])]
 
     def _render_source(self) -> None:
         ex = self.explorer
@@ -475,9 +480,9 @@ class ExplorerPanel(QWidget):
             text += f" · {p.params.describe()}" + (" (cached)" if p.from_cache else f" in {p.seconds:.1f} s")
         self.source_label.setText(text)
 
-    def _colour_index(self, c: Colouring) -> np.ndarray:
-        """Per row: an index into ``self._colours`` (last entry = unknown)."""
-        unknown = len(self._colours) - 1
+    def _colour_index(self, c: Colouring, n_colours: int) -> np.ndarray:
+        """Per row: an index into the colouring's palette (its last entry = unknown)."""
+        unknown = n_colours - 1
         if c.kind == "category" and c.codes is not None:
             codes = c.codes.astype(np.int64)
             pal = np.where(codes >= 0, codes % len(CATEGORY_COLOURS), unknown)
@@ -507,16 +512,20 @@ class ExplorerPanel(QWidget):
         if not n:
             return
         c = ex.colouring()
-        if c.kind == "category":
-            self._colours = [QColor(CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)]) for i in range(len(CATEGORY_COLOURS))]
-        else:
-            self._colours = value_colours()
-        self._colours.append(QColor(UNKNOWN_COLOUR))
-        idx = self._colour_index(c)
+        self._colours = _palette(c)
+        idx = self._colour_index(c, len(self._colours))
         # draw unknown first, then by colour (high values on top), so rare findings stay visible
         key = np.where(idx == len(self._colours) - 1, -1, idx)
         self._order = np.argsort(key, kind="stable")
-        brushes = np.array([pg.mkBrush(col) for col in self._colours], dtype=object)
+        # with a selection, the other points fade so the selected ones keep their colours
+        faded = [QColor(col.red(), col.green(), col.blue(), 55) for col in self._colours]
+        brushes = np.array([pg.mkBrush(col) for col in self._colours + faded], dtype=object)
+        pick = idx.copy()
+        rows = self._selected_rows()
+        if len(rows):
+            chosen = np.zeros(n, bool)
+            chosen[rows] = True
+            pick[~chosen] += len(self._colours)
         base = point_size(n)
         sizes = np.full(n, base, np.float32)
         if ex.size_by_uncertainty:
@@ -527,11 +536,14 @@ class ExplorerPanel(QWidget):
                 sizes = (base * np.array([0.7, 1.0, 1.4, 1.9, 2.5], np.float32))[level]
         o = self._order
         keys = np.asarray(ex.keys, dtype=object)
-        self.scatter.setData(pos=ex.xy[o], brush=list(brushes[idx[o]]), size=sizes[o], data=keys[o], pen=None)
+        self.scatter.setData(pos=ex.xy[o], brush=list(brushes[pick[o]]), size=sizes[o], data=keys[o], pen=None)
         entries = []
-        if c.kind == "category":
-            counts = np.bincount(idx, minlength=len(self._colours))
-            entries = [(self._colours[i % len(CATEGORY_COLOURS)], f"{name} ({counts[i % len(CATEGORY_COLOURS)]:,})") for i, name in enumerate(c.names)]
+        if c.kind == "category" and c.codes is not None:
+            counts = np.bincount(c.codes[c.codes >= 0].astype(np.int64), minlength=len(c.names))
+            entries = [(self._colours[i % len(CATEGORY_COLOURS)], f"{name} ({counts[i]:,})") for i, name in enumerate(c.names)]
+            if len(entries) > LEGEND_ENTRIES:
+                rest = len(entries) - LEGEND_ENTRIES + 1
+                entries = entries[: LEGEND_ENTRIES - 1] + [(QColor(0, 0, 0, 0), f"+{rest} more (colours repeat)")]
         unknown = int(np.count_nonzero(idx == len(self._colours) - 1))
         if unknown:
             entries.append((QColor(UNKNOWN_COLOUR), f"unknown ({unknown:,})"))
@@ -542,14 +554,24 @@ class ExplorerPanel(QWidget):
             self.fit_view()
         self.similar._repaint_labels()
 
-    def _render_selection(self) -> None:
+    def _selected_rows(self) -> np.ndarray:
         ex = self.explorer
-        rows = [r for k in ex.selected if (r := ex.row(k)) is not None]
-        if rows:
-            self.selection_item.setData(pos=ex.xy[rows], size=point_size(len(ex.keys)) + 5)
+        return np.fromiter((r for k in ex.selected if (r := ex.row(k)) is not None), np.int64)
+
+    def _render_selection(self) -> None:
+        """Rings around the selected points (a few thousand at most; beyond, the fading shows it)."""
+        ex = self.explorer
+        rows = self._selected_rows()
+        if 0 < len(rows) <= SELECTION_RINGS:
+            self.selection_item.setData(pos=ex.xy[rows], size=point_size(len(ex.keys)) + 4)
         else:
             self.selection_item.clear()
-        self.info.setText(f"{len(rows):,} selected" + (" (archive images outside the opened set are not labelled)" if any(not ex.is_open(ex.keys[r]) for r in rows[:1000]) else "") if rows else "Click a point to show it · hover for a preview")
+        if not len(rows):
+            self.info.setText("Click a point to show the image · hover for a preview · Box / Lasso to select")
+            return
+        outside = sum(1 for r in rows if not ex.is_open(ex.keys[int(r)]))
+        note = f" ({outside:,} archive images are not opened and cannot be labelled here)" if outside else " (the label panel acts on them)"
+        self.info.setText(f"{len(rows):,} selected{note}")
 
     def _render_current(self, key: str) -> None:
         row = self.explorer.row(key) if key else None
@@ -566,6 +588,12 @@ class ExplorerPanel(QWidget):
         self.progress.setRange(0, total if total > 0 else 0)
         self.progress.setValue(done)
         self.progress.setFormat(task)
+
+
+def _palette(c: Colouring) -> list[QColor]:
+    """The colours of a colouring; the last one is for unknown values."""
+    colours = [QColor(h) for h in CATEGORY_COLOURS] if c.kind == "category" else value_colours()
+    return colours + [QColor(UNKNOWN_COLOUR)]
 
 
 def _short(text: str, width: int = 28) -> str:

@@ -350,8 +350,8 @@ class ExplorerState(QObject):
                     value = rec.path.parent.name
             except KeyError:
                 pass
-            if not value and col is not None and i < len(col):
-                value = col[i]
+            if col is not None and i < len(col) and col[i] and (name == "source" or not value):
+                value = col[i]  # the CLI's source (input folder) names the archive's sites
             out.append(value)
         return out
 

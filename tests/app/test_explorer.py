@@ -23,6 +23,7 @@ from inference.studies import ImageRecord, Study, StudySet
 
 CLUSTERS = 3
 VERSION = "fake-1"
+HEAD_W = np.random.default_rng(9).normal(0, 4, (2, 496)).astype(np.float32)  # the manifest's malignancy head
 
 
 def _record(i: int) -> ImageRecord:
@@ -69,6 +70,7 @@ def fake_backend(n: int) -> Backend:
         input_height=64,
         outputs={t: [None, len(c)] for t, c in TASK_CLASSES.items()},
         tasks={t: list(c) for t, c in TASK_CLASSES.items()},
+        heads={"malignancy": {"weight": HEAD_W.tolist(), "bias": [0.0, 0.0]}},
     )
     session = SimpleNamespace(version=VERSION, manifest=manifest, device="cpu", path=Path("fake.onnx"), threads=1)
     row = {r.key: i for i, r in enumerate(records)}
@@ -82,11 +84,11 @@ def fake_backend(n: int) -> Backend:
         for img in images:
             i = row[img.record.key]
             c = int(labels[i])
-            p = (0.1, 0.5, 0.9)[c]
+            p = 0.1 + 0.8 * c / max(CLUSTERS - 1, 1)
             probs = {
                 "malignancy": (1 - p, p),
-                "acr": tuple(np.eye(6)[c + 1]),
-                "density": tuple(np.eye(4)[c]),
+                "acr": tuple(np.eye(6)[min(c + 1, 5)]),
+                "density": tuple(np.eye(4)[c % 4]),
                 "view": (1.0, 0.0) if img.record.view == "CC" else (0.0, 1.0),
             }
             geo = Geometry((64, 48), False, (0, 64, 0, 48), (64, 48), (64, 64))
@@ -390,6 +392,12 @@ def test_embeddings_file_of_an_archive(qtbot, make_state, tmp_path) -> None:
     assert ex.source == "file" and ex.keys == keys and "archive.npz" in panel.source_label.text()
     panel.set_colour_mode("laterality")
     assert ex.colouring().describe(ex.row("A1")) == "R"
+    panel.set_colour_mode("prediction:malignancy")  # archive images: the manifest's head applied to z
+    logits = z @ HEAD_W.T
+    p = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+    np.testing.assert_allclose(ex.colouring().values, p, rtol=1e-4, atol=1e-6)
+    panel.set_colour_mode("prediction:density")  # no head for density: unknown
+    assert ex.colouring().describe(ex.row("A1")) == "unknown"
     messages: list[tuple[str, str]] = []
     state.message.connect(lambda level, text: messages.append((level, text)))
     assert not ex.open("A3") and "/archive/3.dcm" in messages[-1][1] and state.current_key != "A3"
