@@ -16,12 +16,14 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDockWidget,
+    QFrame,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QToolBar,
     QWidget,
 )
@@ -29,8 +31,11 @@ from PySide6.QtWidgets import (
 from .browser import ProblemsPanel, StudyBrowser
 from .dialogs import RESEARCH_NOTICE, AboutDialog, SettingsDialog, ShortcutsDialog
 from .image_view import PRESETS
+from .label_panel import LabelPanel
+from .labels_state import LabelsState
 from .overlays import OverlayControls
 from .predictions_panel import PredictionsPanel
+from .queue_panel import QueuePanel
 from .settings import Settings
 from .state import AppState
 from .viewer import HangingViewer
@@ -66,6 +71,16 @@ def apply_dark_theme(app: QApplication) -> None:
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(110, 110, 110))
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(110, 110, 110))
     app.setPalette(pal)
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """A tall panel inside a scroll area, so it never forces the window's minimum height."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(widget)
+    area.setFocusProxy(widget)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -134,11 +149,23 @@ class MainWindow(QMainWindow):
         self.add_panel("Studies", self.browser, left, "Ctrl+1")
         self.add_panel("Problems", self.problems, left, "Ctrl+2")
         self.add_panel("Predictions", self.predictions, Qt.DockWidgetArea.RightDockWidgetArea, "Ctrl+3")
+        # Labels: the label panel for the current image or selection, the review queue, export/import.
+        self.labels = LabelsState(self.state, parent=self)
+        self.label_panel = LabelPanel(self.labels)
+        self.add_panel("Labels", _scrolling(self.label_panel), Qt.DockWidgetArea.RightDockWidgetArea, "Ctrl+4")
+        self.queue = QueuePanel(self.labels)
+        self.add_panel("Review queue", self.queue, left, "Ctrl+5")
+        self.tabifyDockWidget(self.panels["Studies"], self.panels["Review queue"])
+        self.tabifyDockWidget(self.panels["Predictions"], self.panels["Labels"])
+        self.panels["Studies"].raise_()
+        self.panels["Predictions"].raise_()
+        first = self.file_menu.actions()[3] if len(self.file_menu.actions()) > 3 else None
+        for act in self.queue.menu_actions:
+            self.file_menu.insertAction(first, act)
+        self.shortcut_rows.append(("L", "label this image (then 1-6 / 0, [ ], Enter)"))
         self.splitDockWidget(self.panels["Studies"], self.panels["Problems"], Qt.Orientation.Vertical)
-        self.resizeDocks([self.panels["Studies"], self.panels["Predictions"]], [330, 360], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.panels["Studies"], self.panels["Predictions"]], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.panels["Studies"], self.panels["Problems"]], [640, 200], Qt.Orientation.Vertical)
-        # Other panels join here, one line each, e.g.
-        #   self.add_panel("Labels", LabelPanel(self.state, ...), Qt.DockWidgetArea.RightDockWidgetArea, "Ctrl+4")
 
     # ------------------------------------------------------------------ actions
     def _action(self, menu: QMenu, text: str, slot: Callable[[], object], keys: str | list[str] | None = None, what: str = "") -> QAction:
@@ -154,7 +181,7 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
-        f = bar.addMenu("&File")
+        f = self.file_menu = bar.addMenu("&File")
         self._action(f, "Open &folder…", self.open_folder_dialog, "Ctrl+O")
         self._action(f, "Open f&iles…", self.open_files_dialog, "Ctrl+Shift+O")
         self._action(f, "Open the &sample studies", lambda: self.state.open_paths([samples_path()]))
@@ -392,4 +419,5 @@ class MainWindow(QMainWindow):
         self.settings.window_geometry = self.saveGeometry()
         self.settings.window_state = self.saveState()
         self.state.shutdown()
+        self.labels.close()
         super().closeEvent(event)  # type: ignore[arg-type]

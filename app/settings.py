@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
+from inference.labelstore import default_store_path
+
 __all__ = ["Settings", "DEVICES", "MAX_RECENT", "default_settings_path"]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -110,7 +112,8 @@ class Settings:
     def store_path(self) -> Path:
         """The label store (written by the label panel)."""
         value = self._str("paths/store")
-        return Path(value) if value else _location(QStandardPaths.StandardLocation.AppDataLocation) / "labels.sqlite"
+        # The same default as the headless tools, so the app and the CLI share one store.
+        return Path(value) if value else default_store_path()
 
     @store_path.setter
     def store_path(self, value: str | Path) -> None:

@@ -27,6 +27,7 @@ SHAPE = (256, 192)
 def settings(tmp_path: Path) -> Settings:
     s = Settings(tmp_path / "settings" / "mammo-review.ini")
     s.cache_dir = tmp_path / "cache"
+    s.store_path = tmp_path / "labels.sqlite"
     s.device = "cpu"
     return s
 
