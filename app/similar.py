@@ -9,6 +9,7 @@ labels; a click shows one in the viewer.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -20,12 +21,12 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QVB
 from inference.errors import MammoReviewError
 
 from .explorer_state import ExplorerState
-from .workers import Cancelled
 
 __all__ = ["Thumbnails", "SimilarStrip", "thumbnail_array", "THUMB_HEIGHT"]
 
 THUMB_HEIGHT = 96
 _MEMORY = 400
+_QUEUE = 64  # previews waiting to be read at most (older requests fall off)
 
 
 def thumbnail_array(pixels: np.ndarray, height: int = THUMB_HEIGHT, flip: bool = False) -> np.ndarray:
@@ -69,7 +70,9 @@ class Thumbnails(QObject):
         self.app = explorer.app
         self._cache: OrderedDict[str, QPixmap] = OrderedDict()
         self._failed: set[str] = set()
-        self._wanted: list[str] = []
+        self._queue: list[tuple[str, str]] = []  # (key, path) still to read, most wanted first
+        self._running = False
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> QPixmap | None:
         """The preview now, or None (then it is read in the background when the file is known)."""
@@ -102,21 +105,39 @@ class Thumbnails(QObject):
         return pm
 
     def request(self, keys: Sequence[str]) -> None:
-        """Read the previews of these archive images in one background job (replacing the last request)."""
+        """Read the previews of these archive images in the background, newest request first.
+
+        One job drains a shared queue, so requests (hover, similar cases) never cancel each other.
+        """
         todo = [(k, p) for k in keys if k not in self._cache and k not in self._failed and (p := self.explorer.path_of(k))]
-        if not todo or [k for k, _ in todo] == self._wanted:
+        if not todo:
             return
-        self._wanted = [k for k, _ in todo]
+        with self._lock:
+            queued = {k for k, _ in self._queue}
+            self._queue[:0] = [kp for kp in todo if kp[0] not in queued]
+            del self._queue[_QUEUE:]
+            if self._running:
+                return
+            self._running = True
 
         def job(progress: Callable[[int, int], None], cancelled: Callable[[], bool]):  # type: ignore[no-untyped-def]
-            for i, (key, path) in enumerate(todo):
-                if cancelled():
-                    raise Cancelled()
-                try:
-                    yield key, _load_thumbnail(path)
-                except (MammoReviewError, OSError, ValueError):
-                    yield key, None
-                progress(i + 1, len(todo))
+            done = 0
+            try:
+                while True:
+                    with self._lock:
+                        if not self._queue or cancelled():
+                            self._running = False
+                            return done
+                        key, path = self._queue.pop(0)
+                    try:
+                        gray: np.ndarray | None = _load_thumbnail(path)
+                    except (MammoReviewError, OSError, ValueError):
+                        gray = None
+                    yield key, gray
+                    done += 1
+            finally:  # also when the pool cancels and closes this generator
+                with self._lock:
+                    self._running = False
 
         def arrived(item: tuple[str, np.ndarray | None]) -> None:
             key, gray = item
@@ -126,7 +147,11 @@ class Thumbnails(QObject):
             self._keep(key, _pixmap(gray))
             self.ready.emit(key)
 
-        self.app.pool.submit(job, channel="explorer-thumbnails", on_yield=arrived, on_finished=lambda _c: self._wanted.clear())
+        def finished(_cancelled: bool) -> None:
+            with self._lock:
+                self._running = False
+
+        self.app.pool.submit(job, channel="explorer-thumbnails", on_yield=arrived, on_finished=finished)
 
 
 class _Tile(QWidget):

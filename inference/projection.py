@@ -22,6 +22,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ class ProjectionParams:
     n_epochs: int = 200  # UMAP optimisation epochs
     tsne_iter: int = 1000  # t-SNE gradient-descent iterations (at least 250)
     pca_dims: int = 50  # UMAP / t-SNE run on this many principal components
-    seed: int | None = 0  # None: UMAP uses every core (not reproducible)
+    seed: int = 0  # random seed of t-SNE, and of UMAP when reproducible
+    reproducible: bool = False  # UMAP: same result every run, but on one core (the disk cache keeps results stable anyway)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -93,7 +95,7 @@ class ProjectionParams:
         if self.method == "pca":
             return {"method": "pca"}
         if self.method == "umap":
-            keep = ("method", "n_neighbors", "min_dist", "n_epochs", "pca_dims", "seed")
+            keep = ("method", "n_neighbors", "min_dist", "n_epochs", "pca_dims", "seed", "reproducible")
         else:
             keep = ("method", "perplexity", "tsne_iter", "pca_dims", "seed")
         return {k: v for k, v in asdict(self).items() if k in keep}
@@ -152,10 +154,11 @@ def pca(z: np.ndarray, n_components: int = 2) -> np.ndarray:
     return np.ascontiguousarray(out, np.float32)
 
 
-def knn_euclidean(x: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def knn_euclidean(x: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours (each point first, as its own neighbour), Euclidean.
 
-    Blocked matrix products: (N, k) int64 indices and float32 distances, sorted by distance.
+    Blocked matrix products, blocks spread over the CPU cores (numpy releases the GIL):
+    (N, k) int64 indices and float32 distances, sorted by distance.
     """
     x = np.asarray(x, np.float32)
     n = len(x)
@@ -163,7 +166,8 @@ def knn_euclidean(x: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray,
     sq = np.einsum("ij,ij->i", x, x)
     idx = np.empty((n, k), np.int64)
     dist = np.empty((n, k), np.float32)
-    for s in range(0, n, block):
+
+    def rows(s: int) -> None:
         e = min(n, s + block)
         d2 = sq[s:e, None] - 2.0 * (x[s:e] @ x.T) + sq[None, :]
         d2[np.arange(e - s), np.arange(s, e)] = -1.0  # a point is its own nearest neighbour
@@ -172,6 +176,14 @@ def knn_euclidean(x: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray,
         order = np.argsort(pd, axis=1, kind="stable")
         idx[s:e] = np.take_along_axis(part, order, axis=1)
         dist[s:e] = np.sqrt(np.maximum(np.take_along_axis(pd, order, axis=1), 0.0))
+
+    starts = range(0, n, block)
+    if len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            list(pool.map(rows, starts))
+    else:
+        for s in starts:
+            rows(s)
     return idx, dist
 
 
@@ -215,6 +227,7 @@ def _import_umap() -> Any:
         with warnings.catch_warnings():  # "Tensorflow not installed; ParametricUMAP will be unavailable"
             warnings.simplefilter("ignore", ImportWarning)
             import umap
+            import umap.distances
             import umap.layouts
             import umap.spectral
             import umap.umap_
@@ -222,7 +235,7 @@ def _import_umap() -> Any:
         from numba.core.caching import NullCache
         from numba.core.dispatcher import Dispatcher
 
-        for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral):
+        for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral, umap.distances):
             for obj in vars(module).values():
                 if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
                     obj.enable_caching()
@@ -309,8 +322,8 @@ def _umap(z: np.ndarray, p: ProjectionParams, stages: _Stages) -> tuple[np.ndarr
         min_dist=p.min_dist,
         n_epochs=p.n_epochs,
         low_memory=True,
-        random_state=p.seed,
-        n_jobs=1 if p.seed is not None else -1,
+        random_state=p.seed if p.reproducible else None,
+        n_jobs=1 if p.reproducible else -1,
         precomputed_knn=knn,
         verbose=False,
         tqdm_kwds={"file": writer, "disable": False, "mininterval": 0.1, "bar_format": "{n}/{total}", "ascii": True},

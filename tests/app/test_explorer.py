@@ -428,3 +428,30 @@ def test_explorer_state_without_panel_reports_bad_parameters(make_state) -> None
     with pytest.raises(ValueError):
         ex.set_colour_mode("nope")
     assert ex.similar("missing") == ()
+
+
+def test_archive_thumbnails_are_read_in_the_background(qtbot, make_state, tmp_path) -> None:
+    from PIL import Image
+
+    state = opened(qtbot, make_state, n=8)
+    panel = panel_for(qtbot, state)
+    files = []
+    for i in range(3):  # breast-like blobs on black, 8-bit PNG
+        yy, xx = np.mgrid[0:300, 0:220]
+        img = np.where((yy - 150) ** 2 / 140**2 + xx**2 / (150 + 10 * i) ** 2 < 1, 180 - xx // 2, 0).astype(np.uint8)
+        files.append(tmp_path / f"img{i}.png")
+        Image.fromarray(img).save(files[-1])
+    z, _ = _z(len(files) + 10, seed=5)
+    keys = tuple(f"F{i}" for i in range(len(z)))
+    paths = tuple(str(files[i]) if i < len(files) else str(tmp_path / "gone.dcm") for i in range(len(z)))
+    path = write_embeddings(tmp_path / "a.npz", Embeddings(keys, z, VERSION, paths))
+    with qtbot.waitSignal(panel.explorer.points_changed, timeout=30000):
+        panel.explorer.load_embeddings(path)
+    assert panel.thumbnails.get("F0") is None  # not in memory: read from the file
+    with qtbot.waitSignal(panel.thumbnails.ready, timeout=30000, check_params_cb=lambda k: k == "F0"):
+        pass
+    pm = panel.thumbnails.get("F0")
+    assert pm is not None and pm.height() == 96 and pm.width() > 20
+    assert panel.thumbnails.get(keys[-1]) is None  # a file that no longer exists: no preview, no error
+    qtbot.waitUntil(lambda: keys[-1] in panel.thumbnails._failed and not state.pool.running(), timeout=30000)
+    assert panel.thumbnails.get(keys[-1]) is None

@@ -73,7 +73,7 @@ def test_clusters_stay_separated(method: str) -> None:
 def test_umap_with_a_seed_is_reproducible_and_reports_progress() -> None:
     emb, _ = clustered(n=150)
     seen: list[tuple[int, int]] = []
-    params = ProjectionParams(method="umap", n_neighbors=8, n_epochs=60, seed=3)
+    params = ProjectionParams(method="umap", n_neighbors=8, n_epochs=60, seed=3, reproducible=True)
     a = project(emb, params, progress=lambda d, t: seen.append((d, t)))
     b = project(emb, params)
     np.testing.assert_array_equal(a.xy, b.xy)
