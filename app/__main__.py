@@ -7,11 +7,15 @@ renders the main window to FILE and exits.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
+
+_T0 = time.perf_counter()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="prediction cache folder (overrides the settings)")
     p.add_argument("--operating-point", type=float, metavar="T", help="malignancy threshold to flag at (saved in the settings)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="run the model on this device (saved in the settings)")
+    p.add_argument("--exit-after-show", action="store_true", help="quit as soon as the first window is on screen (start-up benchmark)")
     p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
     return p
 
@@ -36,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
     from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from .cache import PredictionCache
@@ -44,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .state import AppState
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setWindowIcon(QIcon(str(importlib.resources.files("resources") / "icons" / "mammo-review.png")))
     app.setApplicationName("mammo-review")
     app.setOrganizationName("mammo-review")
     apply_dark_theme(app)  # type: ignore[arg-type]
@@ -76,6 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = [p for p in recent[0].split("|") if Path(p).exists()] or [samples_path()]
     settings.first_run = False
     win.show()
+    if args.exit_after_show:
+        # The first turn of the event loop after show(): the window has been laid out and painted.
+        def first_window() -> None:
+            app.processEvents()
+            print(f"mammo-review: first window after {time.perf_counter() - _T0:.2f} s (from Python start-up of the app module)")
+            win.close()
+
+        QTimer.singleShot(0, first_window)
+        app.exec()
+        state.shutdown()
+        return 0
     QTimer.singleShot(0, lambda: state.open_paths(paths))
 
     status = {"code": 0}

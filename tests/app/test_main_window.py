@@ -134,3 +134,9 @@ def test_settings_dialog_choice(qtbot, settings) -> None:
     c = dlg.choice()
     assert (c.device, c.annotator, c.cache_dir) == ("cuda", "reader 1", str(settings.cache_dir))
     assert "onnxruntime-gpu" in dlg.device.toolTip()
+
+
+def test_exit_after_show_reports_the_first_window(qtbot, tmp_path: Path, capsys) -> None:
+    code = main(["--exit-after-show", "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c")])
+    assert code == 0
+    assert "first window after" in capsys.readouterr().out
