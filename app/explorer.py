@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QLinearGradient, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtGui import QAction, QBrush, QColor, QLinearGradient, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -223,6 +223,10 @@ class ExplorerPanel(QWidget):
         self.load_button = QPushButton("Load embeddings…")
         self.load_button.setToolTip("Show an archive's embeddings file (python -m inference predict … --embeddings FILE)")
         self.load_button.clicked.connect(self.load_embeddings_dialog)
+        load = QAction("Load embeddings…", self)
+        load.setToolTip(self.load_button.toolTip())
+        load.triggered.connect(self.load_embeddings_dialog)
+        self.menu_actions = [load]  # for the main window's File menu
         self.opened_button = QPushButton("Opened images")
         self.opened_button.setToolTip("Show the opened images (those the model has run on)")
         self.opened_button.clicked.connect(self.explorer.use_opened)
@@ -256,7 +260,8 @@ class ExplorerPanel(QWidget):
         self.progress.setTextVisible(True)
         self.method.currentIndexChanged.connect(self._on_method)
         row = QHBoxLayout()
-        for w in (self.method, self.neighbours, self.min_dist, self.perplexity, self.compute_button, self.cancel_button, self.progress):
+        params = (self.method, self.neighbours, self.min_dist, self.perplexity)
+        for w in (*params, self.compute_button, self.cancel_button, self.progress):
             row.addWidget(w)
         row.addStretch(1)
 
@@ -304,7 +309,8 @@ class ExplorerPanel(QWidget):
         self.scatter = pg.ScatterPlotItem(pxMode=True, useCache=True, antialias=False, pen=None, hoverable=False)
         self.scatter.sigClicked.connect(self._on_clicked)
         self.selection_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1))
-        self.current_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, size=20, pen=pg.mkPen(CURRENT_PEN, width=2.5))
+        ring = pg.mkPen(CURRENT_PEN, width=2.5)
+        self.current_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, size=20, pen=ring)
         self.selection_item.setZValue(5)
         self.current_item.setZValue(10)
         for item in (self.scatter, self.selection_item, self.current_item):
@@ -431,7 +437,8 @@ class ExplorerPanel(QWidget):
         lines = [f"<b>{_short(key)}</b>"]
         try:
             rec = self.state.record(key)
-            lines.append(f"{rec.patient_id or '?'} · {self.state.laterality(key) or '?'} {rec.view or '?'} · {rec.study_date or ''}")
+            side = f"{self.state.laterality(key) or '?'} {rec.view or '?'}"
+            lines.append(f"{rec.patient_id or '?'} · {side} · {rec.study_date or ''}")
         except KeyError:
             path = ex.path_of(key)
             lines.append(f"archive · {_short(path, 40)}" if path else "archive image")
@@ -570,7 +577,9 @@ class ExplorerPanel(QWidget):
             self.info.setText("Click a point to show the image · hover for a preview · Box / Lasso to select")
             return
         outside = sum(1 for r in rows if not ex.is_open(ex.keys[int(r)]))
-        note = f" ({outside:,} archive images are not opened and cannot be labelled here)" if outside else " (the label panel acts on them)"
+        note = " (the label panel acts on them)"
+        if outside:
+            note = f" ({outside:,} archive images are not opened and cannot be labelled here)"
         self.info.setText(f"{len(rows):,} selected{note}")
 
     def _render_current(self, key: str) -> None:

@@ -455,3 +455,23 @@ def test_archive_thumbnails_are_read_in_the_background(qtbot, make_state, tmp_pa
     assert panel.thumbnails.get(keys[-1]) is None  # a file that no longer exists: no preview, no error
     qtbot.waitUntil(lambda: keys[-1] in panel.thumbnails._failed and not state.pool.running(), timeout=30000)
     assert panel.thumbnails.get(keys[-1]) is None
+
+
+def test_with_the_real_label_store_colours_follow_accepted_labels(qtbot, make_state, settings, tmp_path) -> None:
+    from app.labels_state import LabelsState
+    from inference.labelstore import LabelEdit
+
+    settings.store_path = tmp_path / "labels.sqlite"
+    settings.annotator = "dr-a"
+    state = opened(qtbot, make_state, n=12)
+    labels = LabelsState(state)
+    panel = panel_for(qtbot, state, labels)
+    panel.set_colour_mode("label:density")
+    ex = panel.explorer
+    assert ex.colouring().describe(ex.row("K0004")) == "unknown"
+    labels.store.set_labels([LabelEdit("K0004", "density", "D", 0.9)], annotator="dr-a")
+    labels.labels_changed.emit(("K0004",))  # what LabelsState.accept() emits after saving
+    assert ex.colouring().describe(ex.row("K0004")) == "D"
+    panel.set_colour_mode("status")
+    assert ex.colouring().describe(ex.row("K0004")) == "confirmed"
+    labels.close()
