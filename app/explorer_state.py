@@ -137,6 +137,10 @@ class ExplorerState(QObject):
         self._refresh.setSingleShot(True)
         self._refresh.setInterval(400)
         self._refresh.timeout.connect(self._auto_refresh)
+        self._recolour = QTimer(self)  # predictions arrive one by one: recolour at most every 150 ms
+        self._recolour.setSingleShot(True)
+        self._recolour.setInterval(150)
+        self._recolour.timeout.connect(self._invalidate_colours)
         s = app_state
         s.predictions_changed.connect(self._on_predictions)
         s.studies_changed.connect(self._on_predictions)
@@ -262,12 +266,12 @@ class ExplorerState(QObject):
             self.colour_changed.emit()
 
     def _on_predictions(self, *_args: object) -> None:
+        if not self._recolour.isActive():
+            self._recolour.start()
         if self.source != "opened":
-            self._invalidate_colours()
             return
         with_z = {r.key for r in self.app.study_set.images if r.key in self.app.predictions}
         self.pending = len(with_z.symmetric_difference(self.keys))  # added (or dropped) since the projection
-        self._invalidate_colours()
         if self.pending:
             self._refresh.start()
 

@@ -444,9 +444,11 @@ def test_archive_thumbnails_are_read_in_the_background(qtbot, make_state, tmp_pa
     z, _ = _z(len(files) + 10, seed=5)
     keys = tuple(f"F{i}" for i in range(len(z)))
     paths = tuple(str(files[i]) if i < len(files) else str(tmp_path / "gone.dcm") for i in range(len(z)))
-    path = write_embeddings(tmp_path / "a.npz", Embeddings(keys, z, VERSION, paths))
+    # another model's archive: the opened image has no similar cases there, so nothing else asks for previews
+    path = write_embeddings(tmp_path / "a.npz", Embeddings(keys, z, "other-model", paths))
     with qtbot.waitSignal(panel.explorer.points_changed, timeout=30000):
         panel.explorer.load_embeddings(path)
+    assert panel.similar.cases == ()
     assert panel.thumbnails.get("F0") is None  # not in memory: read from the file
     with qtbot.waitSignal(panel.thumbnails.ready, timeout=30000, check_params_cb=lambda k: k == "F0"):
         pass
