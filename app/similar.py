@@ -9,6 +9,7 @@ labels; a click shows one in the viewer.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from .explorer_state import ExplorerState
 __all__ = ["Thumbnails", "SimilarStrip", "thumbnail_array", "THUMB_HEIGHT"]
 
 THUMB_HEIGHT = 96
+log = logging.getLogger(__name__)
 _MEMORY = 400
 _QUEUE = 64  # previews waiting to be read at most (older requests fall off)
 
@@ -52,7 +54,22 @@ def _pixmap(gray: np.ndarray) -> QPixmap:
     return pm
 
 
-def _load_thumbnail(path: str) -> np.ndarray:
+def _model_thumbnail(pred: object) -> np.ndarray | None:
+    """The thumbnail of what the network saw (cropped to the breast, chest wall left), if kept."""
+    mi = getattr(pred, "model_input", None)
+    if mi is None or not mi.size:
+        return None
+    geo = getattr(pred, "geometry", None)
+    width = geo.content_shape[1] if geo is not None else mi.shape[1]
+    return thumbnail_array(mi[:, : max(1, width)])
+
+
+def _load_thumbnail(path: str, cached: Callable[[], object] | None) -> np.ndarray:
+    """From the prediction cache on disk when it has the image, else from the file itself."""
+    if cached is not None:
+        gray = _model_thumbnail(cached())
+        if gray is not None:
+            return gray
     from inference.images import load_image
 
     img = load_image(path)
@@ -70,8 +87,9 @@ class Thumbnails(QObject):
         self.app = explorer.app
         self._cache: OrderedDict[str, QPixmap] = OrderedDict()
         self._failed: set[str] = set()
-        self._queue: list[tuple[str, str]] = []  # (key, path) still to read, most wanted first
+        self._queue: list[tuple[str, str, Callable[[], object] | None]] = []  # (key, path, cache reader), most wanted first
         self._running = False
+        self._jobs = 0
         self._lock = threading.Lock()
 
     def get(self, key: str) -> QPixmap | None:
@@ -88,14 +106,21 @@ class Thumbnails(QObject):
         return None
 
     def _from_memory(self, key: str) -> np.ndarray | None:
-        pred = self.app.predictions.get(key)
-        if pred is not None and getattr(pred, "model_input", None) is not None and pred.model_input.size:
-            width = pred.geometry.content_shape[1] if pred.geometry is not None else pred.model_input.shape[1]
-            return thumbnail_array(pred.model_input[:, : max(1, width)])
+        gray = _model_thumbnail(self.app.predictions.get(key))
+        if gray is not None:
+            return gray
         img = self.app.image(key)
         if img is not None:
             return thumbnail_array(img.pixels, flip=img.chest_wall_right)
         return None
+
+    def _cache_reader(self, key: str) -> Callable[[], object] | None:
+        """Reads a prediction whose maps AppState let go back from its on-disk cache (in the worker)."""
+        pred = self.app.predictions.get(key)
+        if pred is None:
+            return None
+        cache, version = self.app.cache, pred.model_version
+        return lambda: cache.get(key, version)
 
     def _keep(self, key: str, pm: QPixmap) -> QPixmap:
         self._cache[key] = pm
@@ -109,12 +134,16 @@ class Thumbnails(QObject):
 
         One job drains a shared queue, so requests (hover, similar cases) never cancel each other.
         """
-        todo = [(k, p) for k in keys if k not in self._cache and k not in self._failed and (p := self.explorer.path_of(k))]
+        todo = [
+            (k, p, self._cache_reader(k))
+            for k in keys
+            if k not in self._cache and k not in self._failed and (p := self.explorer.path_of(k))
+        ]
         if not todo:
             return
         with self._lock:
-            queued = {k for k, _ in self._queue}
-            self._queue[:0] = [kp for kp in todo if kp[0] not in queued]
+            queued = {item[0] for item in self._queue}
+            self._queue[:0] = [item for item in todo if item[0] not in queued]
             del self._queue[_QUEUE:]
             if self._running:
                 return
@@ -128,16 +157,20 @@ class Thumbnails(QObject):
                         if not self._queue or cancelled():
                             self._running = False
                             return done
-                        key, path = self._queue.pop(0)
+                        key, path, cached = self._queue.pop(0)
                     try:
-                        gray: np.ndarray | None = _load_thumbnail(path)
+                        gray: np.ndarray | None = _load_thumbnail(path, cached)
                     except (MammoReviewError, OSError, ValueError):
+                        gray = None  # unreadable or gone: no preview
+                    except Exception:  # a preview must never stop the queue; keep the reason in the log
+                        log.exception("preview of %s (%s) failed", key, path)
                         gray = None
                     yield key, gray
                     done += 1
-            finally:  # also when the pool cancels and closes this generator
+            except GeneratorExit:  # the pool cancelled and closed this job (on quit)
                 with self._lock:
                     self._running = False
+                raise
 
         def arrived(item: tuple[str, np.ndarray | None]) -> None:
             key, gray = item
@@ -147,11 +180,10 @@ class Thumbnails(QObject):
             self._keep(key, _pixmap(gray))
             self.ready.emit(key)
 
-        def finished(_cancelled: bool) -> None:
-            with self._lock:
-                self._running = False
-
-        self.app.pool.submit(job, channel="explorer-thumbnails", on_yield=arrived, on_finished=finished)
+        # One job at a time (it alone clears ``_running``, under the lock, when the queue is empty). Each job
+        # has its own channel: a new job must not turn the previews its predecessor already sent into stale ones.
+        self._jobs += 1
+        self.app.pool.submit(job, channel=f"explorer-thumbnails-{self._jobs}", on_yield=arrived)
 
 
 class _Tile(QWidget):
