@@ -477,3 +477,21 @@ def test_with_the_real_label_store_colours_follow_accepted_labels(qtbot, make_st
     panel.set_colour_mode("status")
     assert ex.colouring().describe(ex.row("K0004")) == "confirmed"
     labels.close()
+
+
+def test_previews_of_predictions_whose_maps_were_let_go_come_from_the_cache(qtbot, make_state, monkeypatch) -> None:
+    import app.state
+
+    monkeypatch.setattr(app.state, "MAPS_MEMORY", 4)
+    state = opened(qtbot, make_state, n=40)
+    panel = panel_for(qtbot, state)
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)  # the similar strip's previews
+    shown = {n.key for n in panel.similar.cases}
+    slim = [k for k, p in state.predictions.items() if not p.model_input.size and k not in shown and state.image(k) is None]
+    assert slim
+    key = slim[0]
+    with qtbot.waitSignal(panel.thumbnails.ready, timeout=30000, check_params_cb=lambda k: k == key):
+        assert panel.thumbnails.get(key) is None
+    pm = panel.thumbnails.get(key)
+    assert pm is not None and pm.height() == 96
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
