@@ -238,7 +238,11 @@ def _import_umap() -> Any:
         for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral, umap.distances):
             for obj in vars(module).values():
                 if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
-                    obj.enable_caching()
+                    try:
+                        obj.enable_caching()
+                    except RuntimeError as exc:  # no source file to key the cache on (e.g. frozen without .py)
+                        log.warning("numba cannot cache %s: %s", obj.py_func.__name__, exc)
+                        break
         _umap_ready = True
         return umap
 
