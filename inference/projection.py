@@ -58,6 +58,10 @@ _CACHE_FORMAT = "mammo-review-projection/1"
 EXACT_KNN_LIMIT = 20_000
 _PROGRESS_TOTAL = 1000
 _PCA_CHUNK = 8192
+#: Up to this many rows PCA is exact (covariance eigen-decomposition); beyond, randomized.
+EXACT_PCA_LIMIT = 20_000
+_OVERSAMPLE = 10
+_POWER_ITERATIONS = 5
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,10 @@ class Projection:
 def pca(z: np.ndarray, n_components: int = 2) -> np.ndarray:
     """Principal-component scores of ``z`` (rows = samples), float32, signs as scikit-learn's.
 
-    Uses the eigen-decomposition of the covariance matrix (fast for many rows, few columns).
+    Up to :data:`EXACT_PCA_LIMIT` rows: eigen-decomposition of the covariance matrix (as scikit-learn's
+    ``covariance_eigh`` solver). Beyond: a randomized range finder with power iterations and an exact
+    Rayleigh-Ritz step (Halko et al. 2011), which needs a few thin products instead of the d x d Gram
+    matrix and agrees with the exact components to display precision.
     """
     x = np.asarray(z, np.float32)
     if x.ndim != 2:
@@ -135,23 +142,42 @@ def pca(z: np.ndarray, n_components: int = 2) -> np.ndarray:
     if n == 0:
         return np.zeros((0, n_components), np.float32)
     mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if n > EXACT_PCA_LIMIT and k + _OVERSAMPLE < d // 2:
+        comps = _components_randomized(x, mean, k)
+    else:
+        comps = _components_exact(x, mean, k)
+    # scikit-learn's svd_flip: the largest absolute loading of each component is positive.
+    signs = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
+    signs[signs == 0] = 1.0
+    proj = (comps * signs[:, None]).T.astype(np.float32)
+    out = np.empty((n, k), np.float32)
+    for s in range(0, n, _PCA_CHUNK):
+        out[s : s + _PCA_CHUNK] = (x[s : s + _PCA_CHUNK] - mean) @ proj
+    if k < n_components:
+        out = np.hstack([out, np.zeros((n, n_components - k), np.float32)])
+    return np.ascontiguousarray(out, np.float32)
+
+
+def _components_exact(x: np.ndarray, mean: np.ndarray, k: int) -> np.ndarray:
+    n, d = x.shape
     cov = np.zeros((d, d), np.float64)
     for s in range(0, n, _PCA_CHUNK):  # centred chunks: no full-size copy, float64 accumulation
         xc = x[s : s + _PCA_CHUNK] - mean
         cov += xc.T @ xc
     cov /= max(n - 1, 1)
     _, vecs = np.linalg.eigh(cov)
-    comps = vecs[:, ::-1][:, :k].T  # (k, d), largest variance first
-    # scikit-learn's svd_flip: the largest absolute loading of each component is positive.
-    signs = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), axis=1)])
-    signs[signs == 0] = 1.0
-    comps = (comps * signs[:, None]).T.astype(np.float32)
-    out = np.empty((n, k), np.float32)
-    for s in range(0, n, _PCA_CHUNK):
-        out[s : s + _PCA_CHUNK] = (x[s : s + _PCA_CHUNK] - mean) @ comps
-    if k < n_components:
-        out = np.hstack([out, np.zeros((n, n_components - k), np.float32)])
-    return np.ascontiguousarray(out, np.float32)
+    return vecs[:, ::-1][:, :k].T  # (k, d), largest variance first
+
+
+def _components_randomized(x: np.ndarray, mean: np.ndarray, k: int) -> np.ndarray:
+    n, d = x.shape
+    q = np.random.default_rng(0).standard_normal((d, k + _OVERSAMPLE)).astype(np.float32)
+    for _ in range(_POWER_ITERATIONS):
+        y = x @ q - mean @ q  # centred X times Q, without centring X
+        q, _ = np.linalg.qr(x.T @ y - np.outer(mean, y.sum(axis=0)))
+    y = (x @ q - mean @ q).astype(np.float64)
+    _, vecs = np.linalg.eigh(y.T @ y / max(n - 1, 1))  # covariance restricted to the found subspace
+    return (q.astype(np.float64) @ vecs[:, ::-1][:, :k]).T
 
 
 def knn_euclidean(x: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,16 @@ def test_pca_matches_sklearn_including_signs() -> None:
     np.testing.assert_allclose(ours, ref, atol=2e-3 * np.abs(ref).max())
 
 
+def test_randomized_pca_of_many_rows_matches_sklearn(monkeypatch) -> None:
+    monkeypatch.setattr(proj, "EXACT_PCA_LIMIT", 500)  # the path 100,000 latent vectors take
+    rng = np.random.default_rng(2)
+    basis = np.linalg.qr(rng.normal(size=(60, 60)))[0]
+    scales = np.r_[10.0, 7.0, 5.0, np.full(57, 1.0)]  # a few dominant directions over a bulk, like clustered z
+    x = ((rng.normal(size=(3000, 60)) * scales + 1) @ basis).astype(np.float32)
+    ref = PCA(3, svd_solver="full").fit_transform(x.astype(np.float64))
+    np.testing.assert_allclose(pca(x, 3), ref, atol=2e-3 * np.abs(ref).max())
+
+
 def test_pca_of_fewer_columns_than_components_pads_with_zeros() -> None:
     x = np.array([[0.0], [1.0], [3.0]], np.float32)
     out = pca(x, 2)
