@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="prediction cache folder (overrides the settings)")
     p.add_argument("--operating-point", type=float, metavar="T", help="malignancy threshold to flag at (saved in the settings)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="run the model on this device (saved in the settings)")
+    p.add_argument("--panel", action="append", default=[], metavar="NAME", help="show this panel (e.g. 'Latent space', 'Labels'); repeatable")
     p.add_argument("--exit-after-show", action="store_true", help="quit as soon as the first window is on screen (start-up benchmark)")
     p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
     return p
@@ -68,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reconstruction:
         state.set_overlay(reconstruction=True)
     win = MainWindow(state)
+    for name in args.panel:
+        dock = win.panels.get(name)
+        if dock is None:
+            print(f"mammo-review: no panel {name!r} (panels: {', '.join(win.panels)})", file=sys.stderr)
+            return 2
+        dock.show()
+        dock.raise_()
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
         win.resize(w, h)
@@ -100,7 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.screenshot:
         out = Path(args.screenshot)
 
-        def save() -> None:
+        def save(final: bool = False) -> None:
+            if not final and state.pool.running():  # panels still at work (e.g. the explorer's projection)
+                QTimer.singleShot(300, save)
+                return
             if not status.get("saved"):
                 status["saved"] = True
                 app.processEvents()
@@ -125,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def give_up() -> None:
             print(f"mammo-review: the model did not finish within {args.timeout:g} s; saving what is on screen", file=sys.stderr)
             status["code"] = 2
-            save()
+            save(final=True)
 
         QTimer.singleShot(int(args.timeout * 1000), give_up)
     app.exec()

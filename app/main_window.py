@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from .browser import ProblemsPanel, StudyBrowser
 from .dialogs import RESEARCH_NOTICE, AboutDialog, SettingsDialog, ShortcutsDialog
+from .explorer import ExplorerPanel
 from .image_view import PRESETS
 from .label_panel import LabelPanel
 from .labels_state import LabelsState
@@ -163,9 +164,17 @@ class MainWindow(QMainWindow):
         for act in self.queue.menu_actions:
             self.file_menu.insertAction(first, act)
         self.shortcut_rows.append(("L", "label this image (then 1-6 / 0, [ ], Enter)"))
+        # The latent-space explorer of the 496-d embeddings, linked to the viewer and the labels.
+        self.explorer = ExplorerPanel(self.state, self.labels)
+        # Wide and tall: it lives below the viewer and opens on demand (Ctrl+6, View > Panels).
+        self.add_panel("Latent space", self.explorer, Qt.DockWidgetArea.BottomDockWidgetArea, "Ctrl+6")
+        self.panels["Latent space"].hide()
+        for act in getattr(self.explorer, "menu_actions", ()):
+            self.file_menu.insertAction(first, act)
         self.splitDockWidget(self.panels["Studies"], self.panels["Problems"], Qt.Orientation.Vertical)
         self.resizeDocks([self.panels["Studies"], self.panels["Predictions"]], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.panels["Studies"], self.panels["Problems"]], [640, 200], Qt.Orientation.Vertical)
+        self.resizeDocks([self.panels["Latent space"]], [360], Qt.Orientation.Vertical)
 
     # ------------------------------------------------------------------ actions
     def _action(self, menu: QMenu, text: str, slot: Callable[[], object], keys: str | list[str] | None = None, what: str = "") -> QAction:

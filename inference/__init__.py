@@ -18,7 +18,7 @@ from typing import Any
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "errors": (
         "MammoReviewError", "ImageReadError", "NotAnImageError", "UnsupportedImageError", "PreprocessError",
-        "ModelError", "ManifestError", "FormatError", "LabelStoreError",
+        "ModelError", "ManifestError", "FormatError", "LabelStoreError", "ProjectionError", "ProjectionCancelled",
     ),
     "formats": (
         "TASKS", "TASK_CLASSES", "INTENDED_USE", "image_key", "ModelManifest", "read_model_manifest",
@@ -29,12 +29,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "studies": ("ImageRecord", "Problem", "Study", "StudySet", "scan", "read_record"),
     "images": ("Window", "LoadedImage", "load_image", "resolve_laterality", "apply_window"),
     "session": ("ModelSession", "bundled_model_path", "DEVICES"),
-    "predict": ("Prediction", "predict", "mc_dropout"),
+    "predict": ("Prediction", "ModelInput", "prepare", "predict", "predict_inputs", "mc_dropout"),
     "summary": ("BreastSummary", "ExamSummary", "summarise"),
     "labelstore": ("LabelStore", "LabelRecord", "HistoryEntry", "CombinedLabel", "combine", "default_store_path"),
-    "review": (),
-    "export": ("export_labels", "import_labels", "deidentify_dataset"),
-    "projection": (),
+    "review": ("ORDERS", "QueueItem", "Progress", "review_queue", "progress"),
+    "export": ("export_labels", "import_labels", "import_manifest", "deidentify_dataset", "ExportResult", "ImportResult"),
+    "projection": ("ProjectionParams", "Projection", "project", "SimilarityIndex", "Neighbour", "pca", "numba_cache_dir"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
