@@ -15,7 +15,7 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
-from inference.predict import Prediction
+from inference.predict import Prediction, smooth_evidence
 
 __all__ = ["OVERLAY_TITLES", "lut", "overlay_map", "overlay_range", "overlay_rgba", "ColorBar", "OverlayControls"]
 
@@ -47,11 +47,16 @@ def lut(kind: str) -> np.ndarray:
     return out
 
 
+#: Gaussian blur (in H/16 cells) of the evidence grid before display: the deepest level's evidence
+#: is spread evenly over 4 x 4 cells, which would read as hard blocks on the image.
+EVIDENCE_SMOOTHING = 1.0
+
+
 def overlay_map(pred: Prediction, kind: str) -> np.ndarray | None:
     """The map of ``kind`` on the original image's pixel grid, zero outside the breast the model saw
     (None when the model has no such output)."""
     if kind == "evidence":
-        m = pred.evidence_original()
+        m = pred.evidence_original(smooth=EVIDENCE_SMOOTHING)
     elif kind == "error":
         m = pred.error_map_original()
     else:
@@ -67,7 +72,7 @@ def overlay_range(kind: str, predictions: list[Prediction]) -> tuple[float, floa
     values: list[float] = []
     for p in predictions:
         if kind == "evidence" and p.evidence is not None:
-            values.append(float(np.max(np.abs(p.evidence))))
+            values.append(float(np.max(np.abs(smooth_evidence(p.evidence, EVIDENCE_SMOOTHING)))))
         elif kind == "error":
             err = p.error_map()
             if err is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "predict_inputs",
     "mc_dropout",
     "mc_seed",
+    "smooth_evidence",
 ]
 
 #: Monte-Carlo dropout samples per image.
@@ -86,9 +87,19 @@ class Prediction:
         err = self.error_map()
         return None if err is None else self.geometry.to_original(err)
 
-    def evidence_original(self) -> np.ndarray | None:
-        """The malignancy evidence map on the original pixel grid (bilinear from the ``H/16`` grid)."""
-        return None if self.evidence is None else self.geometry.to_original(self.evidence)
+    def evidence_original(self, smooth: float = 0.0) -> np.ndarray | None:
+        """The malignancy evidence map on the original pixel grid (bilinear from the ``H/16`` grid).
+
+        ``smooth`` > 0 first blurs the grid with a Gaussian of that many cells (for display: the
+        deepest level's contributions are spread evenly over 4 x 4 cells, which reads as blocks)."""
+        return None if self.evidence is None else self.geometry.to_original(smooth_evidence(self.evidence, smooth))
+
+
+def smooth_evidence(evidence: np.ndarray, sigma: float) -> np.ndarray:
+    """The evidence grid blurred by a Gaussian of ``sigma`` cells; its sum is kept inside the image."""
+    if sigma <= 0:
+        return evidence
+    return ndimage.gaussian_filter(np.asarray(evidence, np.float32), sigma, mode="constant")
 
 
 def mc_seed(key: str) -> int:
