@@ -103,7 +103,7 @@ class QueuePanel(QWidget):
         for i, item in enumerate(queue):
             try:
                 rec = self.app.record(item.key)
-                name = f"{rec.label}  {rec.path.name}"
+                name = f"{rec.patient_id or rec.path.parent.name} · {rec.label}  {rec.path.name}"
             except KeyError:
                 name = item.key
             if self.labels.order == "disagreement":
