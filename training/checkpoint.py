@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from inference.errors import ModelError
+from inference.formats import manifest_path_for, read_model_manifest
 
 from .model import MammoNet, ModelConfig
 
@@ -105,6 +106,11 @@ def load_checkpoint_or_onnx(path: str | Path) -> tuple[MammoNet, dict[str, Any]]
         extra: dict[str, Any] = {}
         if "mammo_review.input_height" in meta:
             extra["height"] = int(meta["mammo_review.input_height"])
+        manifest_file = manifest_path_for(path)
+        if manifest_file.exists():  # a re-export keeps what the manifest says of the weights
+            manifest = read_model_manifest(manifest_file)
+            extra.update(version=manifest.version, training_data=list(manifest.training_data),
+                         metrics=dict(manifest.metrics), operating_points=dict(manifest.operating_points))  # fmt: skip
         return model_from_onnx(path), extra
     ckpt = load_checkpoint(path)
     try:

@@ -15,7 +15,7 @@ malignant-minus-benign logit splits exactly into per-location contributions
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -217,13 +217,19 @@ class MammoNet(nn.Module):
 
     def forward(self, image: Tensor, *, evidence: bool = False) -> dict[str, Tensor]:
         """Logits per task, ``z`` (dropout off), ``reconstruction`` and, if asked, ``evidence``."""
-        maps = self.encode(image)
+        return self.outputs(self.encode(image), evidence=evidence)
+
+    def outputs(
+        self, maps: Sequence[Tensor], *, evidence: bool = False, decode: Callable[[Tensor], Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """The outputs of :meth:`forward` from the level maps; ``decode`` replaces ``self.decoder``
+        on the bottleneck (the ONNX export passes an equivalent, faster formulation)."""
         z = self.latent(maps)
         zd = self.dropout(z)
         out: dict[str, Tensor] = {t: head(zd) for t, head in self.heads.items()}
         out["z"] = z
         if self.decoder is not None:
-            out["reconstruction"] = self.decoder(maps[-1])
+            out["reconstruction"] = (decode or self.decoder)(maps[-1])
         if evidence:
             out["evidence"] = self.evidence_from_levels(maps)
         return out
@@ -253,7 +259,7 @@ class MammoNet(nn.Module):
             d = d_all[offset : offset + c].view(1, c, 1, 1)
             offset += c
             _, n = self._pool(fmap)
-            s = (fmap * d).sum(dim=1, keepdim=True)
+            s = F.conv2d(fmap, d)  # sum_c d_c F[c]: one pass, where multiply-then-sum makes two
             # 1 / (h w) without reading shapes, so the W axis stays dynamic in ONNX
             area = torch.ones_like(s).sum(dim=(2, 3), keepdim=True)
             m = s / (n.view(-1, 1, 1, 1) * area)

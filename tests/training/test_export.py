@@ -18,7 +18,7 @@ from inference.errors import ModelError
 from inference.formats import file_sha256, read_model_manifest
 from training.checkpoint import save_checkpoint
 from training.cli import COMMANDS, Command, build_parser, main
-from training.export import ExportResult, OnnxWrapper, export_onnx, verify_onnx
+from training.export import ExportResult, OnnxWrapper, export_onnx, upsample_conv_as_transpose, verify_onnx
 from training.model import MammoNet, ModelConfig, build_model
 from training.onnx_weights import model_from_onnx, onnx_state_dict
 
@@ -130,6 +130,40 @@ def test_weights_round_trip_through_onnx(exported: tuple[MammoNet, ExportResult]
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
+@pytest.mark.parametrize(("cin", "cout", "h", "w"), [(8, 1, 5, 7), (3, 4, 1, 1), (16, 2, 6, 2)])
+def test_upsample_then_conv_equals_one_transposed_conv(cin: int, cout: int, h: int, w: int) -> None:
+    gen = torch.Generator().manual_seed(cin * 100 + h)
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen))
+    x = torch.randn(2, cin, h, w, generator=gen)
+    with torch.no_grad():
+        expected = conv(torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+        got = upsample_conv_as_transpose(x, conv)
+    assert got.shape == expected.shape == (2, cout, 2 * h, 2 * w)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3x3, stride-1, padding-1"):
+        upsample_conv_as_transpose(x, torch.nn.Conv2d(cin, cout, 5, padding=2))
+
+
+def test_export_formulation_is_the_training_function(exported: tuple[MammoNet, ExportResult]) -> None:
+    """The graph holds one transposed convolution instead of a full-size upsampling, and torch gives
+    the same outputs in both formulations (the ONNX file is checked against the reference one)."""
+    model, result = exported
+    graph = onnx.load(str(result.onnx_path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("ConvTranspose") == 1
+    producer = {o: n for n in graph.node for o in n.output}
+    last = producer["reconstruction"]
+    assert last.op_type == "Sigmoid" and producer[last.input[0]].op_type == "ConvTranspose"
+    x = torch.rand(2, 1, HEIGHT, 192, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fast, ref = OnnxWrapper(model.eval())(x), OnnxWrapper(model, reference=True)(x)
+    for name, a, b in zip(OnnxWrapper(model).names, fast, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=name)
+
+
 def test_not_an_exported_model_is_refused(tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00garbage")
@@ -159,6 +193,13 @@ def test_cli_exports_random_and_checkpoint(tmp_path: Path, capsys: pytest.Captur
 
     assert main(["export-onnx", "--out", str(tmp_path / "x.onnx"), "--checkpoint", str(tmp_path / "none.pt")]) == 1
     assert "none.pt" in capsys.readouterr().err
+
+    # re-exporting an .onnx keeps what its manifest says of the weights; the version is the caller's
+    out3 = tmp_path / "again" / "c.onnx"
+    assert main(["export-onnx", "--out", str(out3), "--checkpoint", str(out2), "--version", "0.2.1"]) == 0
+    m3 = read_model_manifest(out3)
+    assert (m3.version, m3.input_height, m3.metrics, m3.operating_points) == ("0.2.1", HEIGHT, m2.metrics, m2.operating_points)
+    assert m3.training_data == m2.training_data and m3.heads == m2.heads
 
 
 def test_cli_registry_takes_new_commands(capsys: pytest.CaptureFixture[str]) -> None:
