@@ -44,6 +44,8 @@ from .model import EVIDENCE_STRIDE, SIZE_MULTIPLE, MammoNet, ModelConfig, build_
 
 __all__ = [
     "OPSET",
+    "TOLERANCE",
+    "RECONSTRUCTION_TOLERANCE",
     "OUTPUT_ORDER",
     "STATE_PREFIX",
     "META_CONFIG",
@@ -59,7 +61,12 @@ __all__ = [
 ]
 
 OPSET = 17
+#: Largest |ONNX Runtime - torch| accepted for the probabilities, ``z`` and the evidence map.
 TOLERANCE = 1e-4
+#: ... and for the reconstruction, an image in [0, 1] shown at 8 bits (a grey level is 3.9e-3).
+#: The two runtimes sum float32 instance-norm statistics over millions of pixels in different
+#: orders; at height 2048 that moves the reconstruction of a random network by about 2e-4.
+RECONSTRUCTION_TOLERANCE = 1e-3
 #: Every output the network can have, in graph order.
 OUTPUT_ORDER: tuple[str, ...] = ("malignancy", "acr", "density", "view", "z", "reconstruction", "evidence")
 #: Initializer names are ``STATE_PREFIX + <state_dict key>``.
@@ -244,12 +251,17 @@ def _finish_graph(path: Path, config: ModelConfig, height: int, version: str) ->
 
 
 def verify_onnx(
-    model: MammoNet, path: str | Path, height: int, tolerance: float = TOLERANCE
+    model: MammoNet,
+    path: str | Path,
+    height: int,
+    tolerance: float = TOLERANCE,
+    reconstruction_tolerance: float = RECONSTRUCTION_TOLERANCE,
 ) -> dict[str, float]:
     """Max |ONNX Runtime - torch| per output over two batches of different widths, torch running
     the training module itself (``OnnxWrapper(model, reference=True)``).
 
-    Raises :class:`ModelError` when an output differs by more than ``tolerance``.
+    Raises :class:`ModelError` when an output differs by more than ``tolerance``
+    (``reconstruction_tolerance`` for the reconstruction).
     """
     path = Path(path)
     wrapper = OnnxWrapper(model, reference=True).eval()
@@ -269,10 +281,11 @@ def verify_onnx(
             if tuple(g.shape) != tuple(e.shape):
                 raise ModelError(f"output {name!r} has shape {g.shape} in ONNX Runtime, {tuple(e.shape)} in torch", path)
             diffs[name] = max(diffs[name], float(np.max(np.abs(g - e.numpy()))))
-    bad = {n: d for n, d in diffs.items() if not d <= tolerance}
+    limits = {n: reconstruction_tolerance if n == "reconstruction" else tolerance for n in diffs}
+    bad = {n: d for n, d in diffs.items() if not d <= limits[n]}
     if bad:
-        listing = ", ".join(f"{n} {d:.3g}" for n, d in bad.items())
-        raise ModelError(f"ONNX Runtime differs from torch beyond {tolerance:g}: {listing}", path)
+        listing = ", ".join(f"{n} {d:.3g} (> {limits[n]:g})" for n, d in bad.items())
+        raise ModelError(f"ONNX Runtime differs from torch: {listing}", path)
     return diffs
 
 
@@ -296,6 +309,7 @@ def export_onnx(
     card: str = "",
     intended_use: str = INTENDED_USE,
     tolerance: float = TOLERANCE,
+    reconstruction_tolerance: float = RECONSTRUCTION_TOLERANCE,
 ) -> ExportResult:
     """Export ``model`` to ``path`` (``.onnx``), verify it, and write the manifest and card beside it.
 
@@ -313,7 +327,7 @@ def export_onnx(
     try:
         _torch_export(OnnxWrapper(model), partial, height)
         _finish_graph(partial, model.config, height, version)
-        diffs = verify_onnx(model, partial, height, tolerance)
+        diffs = verify_onnx(model, partial, height, tolerance, reconstruction_tolerance)
         os.replace(partial, path)
     finally:
         model.train(was_training)

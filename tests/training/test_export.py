@@ -83,6 +83,12 @@ def test_verification_fails_when_onnx_and_torch_differ(exported: tuple[MammoNet,
     with pytest.raises(ModelError, match="differs from torch"):
         verify_onnx(other, result.onnx_path, HEIGHT)
     assert max(verify_onnx(model, result.onnx_path, HEIGHT).values()) <= 1e-4
+    # the reconstruction has a limit of its own (an 8-bit-displayed image), the other outputs share one
+    with pytest.raises(ModelError, match=r"differs from torch: reconstruction [^,]*\(> -1\)$"):
+        verify_onnx(model, result.onnx_path, HEIGHT, tolerance=1.0, reconstruction_tolerance=-1.0)
+    with pytest.raises(ModelError) as err:
+        verify_onnx(model, result.onnx_path, HEIGHT, tolerance=-1.0, reconstruction_tolerance=1.0)
+    assert "malignancy" in str(err.value) and "reconstruction" not in str(err.value)
 
 
 def test_failed_verification_leaves_no_model(tmp_path: Path) -> None:
