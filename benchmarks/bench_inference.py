@@ -6,10 +6,8 @@ Per image, for an uncompressed 16-bit ~3000 x 2400 phantom DICOM: decoding (``lo
 preprocessing, the ONNX Runtime forward pass, the post-processing (Monte-Carlo dropout) and the
 total, at the bundled model's height and at ``--large-height`` (a random-weight model exported
 into a temporary folder; needs torch). JPEG 2000 decoding is reported apart. The same network in
-PyTorch eager mode runs in the same process for comparison (torch imported only here), in
-alternating rounds with ONNX Runtime: as the training module (``training.model.MammoNet``, the
-target's baseline) and, for reference, in the formulation the ONNX graph is exported in
-(``training.export.OnnxWrapper``: same function, cheaper final upsampling). Peak memory
+PyTorch eager mode (the training module, ``training.model.MammoNet``) runs in the same process for
+comparison (torch imported only here), in alternating rounds with ONNX Runtime. Peak memory
 is the maximum resident set of a child process that runs ``python -m inference predict`` on a
 4-view study (maps included). Targets (issue 3): ONNX >= 3x faster than eager, end to end
 <= 0.6 s at 2048 for the uncompressed image, peak memory of a 4-view study <= 1.5 GB.
@@ -93,49 +91,38 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
         row(f"ONNX forward, batch {n}, per image", m / n, b / n)
 
     if with_torch:
-        contenders = torch_eager(batch)
-        if contenders is not None:
-            contenders = {"ONNX Runtime": lambda: session.run(batch), **contenders}
-            figures.update(versus_eager(contenders, repeats))
+        eager = torch_eager(batch)
+        if eager is not None:
+            figures.update(versus_eager(lambda: session.run(batch), eager, repeats))
     return figures
 
 
-def versus_eager(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """ONNX Runtime against PyTorch eager, measured in alternating rounds.
+def versus_eager(onnx: Callable[[], Any], eager: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """ONNX Runtime against PyTorch eager (the training module), measured in alternating rounds.
 
     This machine is shared, and its speed drifts by tens of percent over seconds; alternating
-    rounds expose every contender to the same drift. A pause before each round lets the other
-    runtime's worker threads stop spinning.
+    rounds expose both to the same drift. A pause before each round lets the other runtime's
+    worker threads stop spinning.
     """
     rounds, per_round = max(3, repeats), 3
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    times: dict[str, list[float]] = {"ONNX Runtime": [], "PyTorch eager (training module)": []}
     for _ in range(rounds):
-        for name, fn in contenders.items():
+        for fn, ts in zip((onnx, eager), times.values()):
             time.sleep(0.3)
             fn()
             for _ in range(per_round):
                 t = time.perf_counter()
                 fn()
-                times[name].append(time.perf_counter() - t)
+                ts.append(time.perf_counter() - t)
     print(f"  ONNX Runtime against PyTorch eager, {rounds} alternating rounds of {per_round}:")
     for name, ts in times.items():
         row(name, statistics.median(ts), min(ts))
-    onnx = statistics.median(times["ONNX Runtime"]), min(times["ONNX Runtime"])
-    eager = statistics.median(times[EAGER]), min(times[EAGER])
-    for name in contenders:
-        if name != "ONNX Runtime":
-            ts = times[name]
-            print(f"  speed-up over {name}: {statistics.median(ts) / onnx[0]:.1f}x by medians, {min(ts) / onnx[1]:.1f}x by minima")
-    return {"onnx_vs": onnx[0], "onnx_vs_min": onnx[1], "eager": eager[0], "eager_min": eager[1]}
+    (o_med, o_min), (e_med, e_min) = ((statistics.median(ts), min(ts)) for ts in times.values())
+    print(f"  ONNX Runtime speed-up over eager: {e_med / o_med:.1f}x by medians, {e_min / o_min:.1f}x by minima")
+    return {"onnx_vs": o_med, "onnx_vs_min": o_min, "eager": e_med, "eager_min": e_min}
 
 
-#: The target's baseline: the training module (training.model.MammoNet) run as it is.
-EAGER = "PyTorch eager, training module"
-#: For comparison: torch running the formulation the ONNX graph is exported in.
-EAGER_EXPORT = "PyTorch eager, export formulation"
-
-
-def torch_eager(batch: np.ndarray) -> dict[str, Callable[[], Any]] | None:
+def torch_eager(batch: np.ndarray) -> Callable[[], Any] | None:
     try:
         import torch
 
@@ -145,18 +132,14 @@ def torch_eager(batch: np.ndarray) -> dict[str, Callable[[], Any]] | None:
         print("  (PyTorch not installed: no eager comparison)")
         return None
     torch.set_num_threads(physical_cores())
-    model = build_model(seed=0).eval()
-    reference, export_form = OnnxWrapper(model, reference=True).eval(), OnnxWrapper(model).eval()
+    net = OnnxWrapper(build_model(seed=0)).eval()
     x = torch.from_numpy(batch)
 
-    def run(net: Any) -> Callable[[], Any]:
-        def call() -> Any:
-            with torch.inference_mode():
-                return net(x)
+    def call() -> Any:
+        with torch.inference_mode():
+            return net(x)
 
-        return call
-
-    return {EAGER: run(reference), EAGER_EXPORT: run(export_form)}
+    return call
 
 
 def bench_jpeg2000(folder: Path, pixels: np.ndarray, spec: PhantomSpec, repeats: int) -> None:
@@ -236,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for h, f in results.items():
             if "eager" in f:
                 ratio, best = f["eager"] / f["onnx_vs"], f["eager_min"] / f["onnx_vs_min"]
-                print(f"  height {h}: ONNX {ratio:.1f}x faster than eager (training module) by medians, {best:.1f}x by "
+                print(f"  height {h}: ONNX {ratio:.1f}x faster than eager by medians, {best:.1f}x by "
                       f"minima (>= 3x): {'met' if min(ratio, best) >= 3 else 'NOT met'}")  # fmt: skip
         if args.large_height in results:
             t, b = results[args.large_height]["total"], results[args.large_height]["total_min"]

@@ -3,10 +3,7 @@
 The ONNX interface is the one of docs/architecture.md: input ``image`` ``[N, 1, H, W]``
 (dynamic ``N`` and ``W``), outputs ``malignancy``/``acr``/``density``/``view`` (softmax
 probabilities), ``z``, ``reconstruction`` and ``evidence``; what the model's config switches
-off is absent. The graph computes the same function as the training module, with the
-reconstruction's last "upsample, convolve" step as one transposed convolution
-(:func:`upsample_conv_as_transpose`); :func:`verify_onnx` checks the two against each other.
-Initializers keep the torch ``state_dict`` names (prefixed ``model.``) and the
+off is absent. Initializers keep the torch ``state_dict`` names (prefixed ``model.``) and the
 config travels in the ONNX metadata, so :mod:`training.onnx_weights` can rebuild the network
 from the ``.onnx`` alone. ``python -m training export-onnx --help`` for the command line.
 """
@@ -20,7 +17,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +24,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inference.errors import ModelError
@@ -52,7 +47,6 @@ __all__ = [
     "META_PREFIX",
     "ExportResult",
     "OnnxWrapper",
-    "upsample_conv_as_transpose",
     "output_shapes",
     "export_onnx",
     "verify_onnx",
@@ -90,58 +84,17 @@ class ExportResult:
 
 
 class OnnxWrapper(nn.Module):
-    """The exported graph: the model's outputs in :data:`OUTPUT_ORDER`, task logits as softmax.
+    """The exported graph: the model's outputs in :data:`OUTPUT_ORDER`, task logits as softmax."""
 
-    By default the reconstruction's last step runs in the export formulation of
-    :func:`upsample_conv_as_transpose` (the same function, computed without the full-size
-    upsampled tensor); ``reference=True`` runs the training module unchanged, which is what
-    :func:`verify_onnx` compares the exported graph against.
-    """
-
-    def __init__(self, model: MammoNet, *, reference: bool = False) -> None:
+    def __init__(self, model: MammoNet) -> None:
         super().__init__()
         self.model = model
-        self.reference = reference
         cfg = model.config
         self.names = tuple(n for n in OUTPUT_ORDER if _has_output(cfg, n))
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        model, evidence = self.model, "evidence" in self.names
-        if self.reference or model.decoder is None:
-            out = model(image, evidence=evidence)
-        else:
-            out = model.outputs(model.encode(image), evidence=evidence, decode=partial(_export_decode, model.decoder))
+        out = self.model(image, evidence="evidence" in self.names)
         return tuple(out[n].softmax(dim=1) if n in TASK_CLASSES else out[n] for n in self.names)
-
-
-def _transposed_taps(w: Tensor) -> Tensor:
-    """3 taps on the last axis -> the 4 taps of "nearest x2 upsampling, then that 3-tap convolution
-    (padding 1)" written as one stride-2 transposed convolution (padding 1): output row ``2m``
-    reads ``w0 x[m-1] + (w1 + w2) x[m]``, row ``2m+1`` reads ``(w0 + w1) x[m] + w2 x[m+1]``."""
-    return torch.stack((w[..., 2], w[..., 1] + w[..., 2], w[..., 0] + w[..., 1], w[..., 0]), dim=-1)
-
-
-def upsample_conv_as_transpose(x: Tensor, conv: nn.Conv2d) -> Tensor:
-    """``conv(nearest_upsample_x2(x))`` for a 3x3, stride-1, padding-1 ``conv``, computed as one
-    4x4 stride-2 transposed convolution of ``x``: the same sums (up to rounding), a quarter of
-    the multiplications, and no upsampled tensor. At height 2048 the upsampled 8-channel map is
-    88 MB; ONNX Runtime spent about a third of the forward pass upsampling, re-laying out and
-    convolving it."""
-    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.groups != 1:
-        raise ValueError(f"only a 3x3, stride-1, padding-1 ungrouped convolution can be rewritten, not {conv}")
-    k = _transposed_taps(_transposed_taps(conv.weight.transpose(-1, -2)).transpose(-1, -2))  # [out, in, 4, 4]
-    return F.conv_transpose2d(x, k.transpose(0, 1), conv.bias, stride=2, padding=1)
-
-
-def _export_decode(decoder: nn.Sequential, bottleneck: Tensor) -> Tensor:
-    """The decoder with its final "upsample, convolve" step as :func:`upsample_conv_as_transpose`."""
-    *blocks, up, conv, act = decoder
-    if not (isinstance(up, nn.Upsample) and up.mode == "nearest" and up.scale_factor == 2.0 and isinstance(conv, nn.Conv2d)):
-        raise ValueError("the decoder does not end in nearest x2 upsampling and a convolution")
-    x = bottleneck
-    for block in blocks:
-        x = block(x)
-    return act(upsample_conv_as_transpose(x, conv))
 
 
 def _has_output(cfg: ModelConfig, name: str) -> bool:
@@ -257,14 +210,13 @@ def verify_onnx(
     tolerance: float = TOLERANCE,
     reconstruction_tolerance: float = RECONSTRUCTION_TOLERANCE,
 ) -> dict[str, float]:
-    """Max |ONNX Runtime - torch| per output over two batches of different widths, torch running
-    the training module itself (``OnnxWrapper(model, reference=True)``).
+    """Max |ONNX Runtime - torch| per output over two batches of different widths.
 
     Raises :class:`ModelError` when an output differs by more than ``tolerance``
     (``reconstruction_tolerance`` for the reconstruction).
     """
     path = Path(path)
-    wrapper = OnnxWrapper(model, reference=True).eval()
+    wrapper = OnnxWrapper(model).eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got_names = [o.name for o in session.get_outputs()]
     if got_names != list(wrapper.names):

@@ -11,7 +11,7 @@ import torch
 
 from inference.errors import ModelError
 from training.checkpoint import load_checkpoint, load_checkpoint_or_onnx, save_checkpoint
-from training.model import LEVEL_WIDTHS, MammoNet, ModelConfig, build_model
+from training.model import LEVEL_WIDTHS, MammoNet, ModelConfig, build_model, upsample_conv_as_transpose
 
 N_PARAMETERS = 400_335  # pinned: a change of architecture must be deliberate
 
@@ -150,6 +150,44 @@ def test_evidence_needs_the_malignancy_head() -> None:
     net = build_model(ModelConfig(tasks=("density",))).eval()
     with pytest.raises(ValueError, match="no malignancy head"):
         net.evidence(torch.rand(1, 1, 128, 64))
+
+
+@pytest.mark.parametrize(("cin", "cout", "h", "w"), [(8, 1, 5, 7), (3, 4, 1, 1), (16, 2, 6, 2)])
+def test_upsample_then_conv_equals_one_transposed_conv(cin: int, cout: int, h: int, w: int) -> None:
+    gen = torch.Generator().manual_seed(cin * 100 + h)
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen))
+    x = torch.randn(2, cin, h, w, generator=gen)
+    with torch.no_grad():
+        expected = conv(torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+        got = upsample_conv_as_transpose(x, conv)
+    assert got.shape == expected.shape == (2, cout, 2 * h, 2 * w)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3x3, stride-1, padding-1"):
+        upsample_conv_as_transpose(x, torch.nn.Conv2d(cin, cout, 5, padding=2))
+
+
+def test_decoder_formulations_agree_in_values_and_gradients() -> None:
+    """decode() (transposed final step) is the paper's upsample-then-convolve decoder: same
+    reconstruction, same gradients for every decoder parameter."""
+    net = build_model(seed=2)
+    bottleneck = torch.randn(2, LEVEL_WIDTHS[-1], 2, 3, generator=torch.Generator().manual_seed(0))
+    results = []
+    for reference in (False, True):
+        net.zero_grad()
+        out = net.decode(bottleneck, reference=reference)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        assert net.decoder is not None
+        results.append((out.detach(), [p.grad.clone() for p in net.decoder.parameters()]))
+    (fast, fast_grads), (ref, ref_grads) = results
+    assert fast.shape == (2, 1, 128, 192)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-6)
+    for a, b in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * float(b.abs().max()))  # float32 sums, other order
+    with pytest.raises(ValueError, match="no decoder"):
+        build_model(ModelConfig(reconstruction=False)).decode(bottleneck)
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
