@@ -2,9 +2,12 @@
 multi-task loss, backward, Adam) at several input heights.
 
     python benchmarks/bench_training.py [--heights 512,1024] [--batch-size 4] [--steps 3] [--threads N]
+                                        [--reference-decoder]
 
 Images are random arrays of a typical preprocessed shape (width = 5/8 of the height, rounded up
 to a multiple of 64, as a cropped breast); the first step is a warm-up and is not counted.
+``--reference-decoder`` also times the decoder's last step as the literal upsample-then-convolve
+layers (``MammoNet.decode(..., reference=True)``) instead of the model's transposed convolution.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import math
 import os
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,12 +24,14 @@ import torch
 from inference.formats import TASK_CLASSES
 from training.augment import Augment
 from training.loss import TaskTargets, multitask_loss
-from training.model import ModelConfig, build_model
+from training.model import MammoNet, ModelConfig, build_model
 
 
-def bench(height: int, batch_size: int, steps: int, augment: bool = True) -> float:
+def bench(height: int, batch_size: int, steps: int, augment: bool = True, reference_decoder: bool = False) -> float:
     width = int(math.ceil(height * 5 / 8 / 64) * 64)
     model = build_model(ModelConfig(), seed=0)
+    if reference_decoder:
+        model.decode = partial(MammoNet.decode, model, reference=True)  # type: ignore[method-assign]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     base = rng.random((batch_size, height, width)).astype(np.float32)
@@ -51,6 +57,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reference-decoder", action="store_true", help="also time the literal upsample+conv last step")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,6 +66,9 @@ def main() -> None:
     for h in (int(v) for v in args.heights.split(",")):
         ips = bench(h, args.batch_size, args.steps)
         print(f"height {h:5d}: {ips:6.2f} training images/s (batch {args.batch_size}), {3600 * ips:8.0f} images/hour")
+        if args.reference_decoder:
+            ref = bench(h, args.batch_size, args.steps, reference_decoder=True)
+            print(f"      literal upsample+conv last step: {ref:6.2f} images/s (the model's own is {ips / ref:.2f}x that)")
 
 
 if __name__ == "__main__":
