@@ -310,7 +310,7 @@ def _transposed_taps(w: Tensor) -> Tensor:
 def upsample_conv_as_transpose(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(nearest_upsample_x2(x))`` for a 3x3, stride-1, padding-1 ``conv``, computed as one
     4x4 stride-2 transposed convolution of ``x`` whose kernel is derived from ``conv``'s: the same
-    sums (up to rounding), a quarter of the multiplications, no upsampled tensor, and the same
+    sums (up to rounding), 4/9 of the multiplications, no upsampled tensor, and the same
     gradients for ``conv``'s parameters. In an ONNX export the kernel derivation acts on the
     initializers only, so ONNX Runtime folds it when it loads the model."""
     if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.groups != 1:
