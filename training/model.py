@@ -234,8 +234,9 @@ class MammoNet(nn.Module):
 
         The decoder's last step, nearest x2 upsampling then a 3x3 convolution, runs as one
         transposed convolution (:func:`upsample_conv_as_transpose`): the same function without
-        the full-size upsampled tensor (measured: training steps 22 % faster at height 384, 27 %
-        at 1024; ONNX Runtime's forward pass about a quarter faster at 2048).
+        the full-size upsampled tensor (measured: 1.2-1.4x the training images/s at heights 384
+        and 1024, ``benchmarks/bench_training.py --reference-decoder``; ONNX Runtime's forward
+        pass about a quarter faster at 2048).
         ``reference=True`` runs the layers literally, as the paper draws them.
         """
         if self.decoder is None:
