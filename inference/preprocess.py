@@ -160,22 +160,28 @@ def preprocess(image: np.ndarray, height: int) -> tuple[np.ndarray, Geometry]:
     a = _as_float(image)
     mask_small, f = breast_mask(a)
     h, w = a.shape
-    full = np.repeat(np.repeat(mask_small, f, axis=0), f, axis=1)[:h, :w]
     flipped = chest_wall_on_right(mask_small)
+    # The breast's box and mask on the full grid, where each mask cell stands for an f x f block;
+    # built for the box only (the full-size mask would be two passes over every pixel).
+    rows = np.nonzero(mask_small.any(axis=1))[0]
+    cols = np.nonzero(mask_small.any(axis=0))[0]
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    y0, y1 = r0 * f, min(r1 * f, h)
+    ox0, ox1 = c0 * f, min(c1 * f, w)  # columns of the unflipped image
+    block = np.repeat(np.repeat(mask_small[r0:r1, c0:c1], f, axis=0), f, axis=1)[: y1 - y0, : ox1 - ox0]
+    crop = a[y0:y1, ox0:ox1]
     if flipped:
-        a = a[:, ::-1]
-        full = full[:, ::-1]
-    rows = np.nonzero(full.any(axis=1))[0]
-    cols = np.nonzero(full.any(axis=0))[0]
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    crop = a[y0:y1, x0:x1]
-    full_mask = full[y0:y1, x0:x1]
+        a, crop, block = a[:, ::-1], crop[:, ::-1], block[:, ::-1]
+        x0, x1 = w - ox1, w - ox0
+    else:
+        x0, x1 = ox0, ox1
     background = float(np.percentile(a[::4, ::4], 1.0))
-    inside = crop[full_mask]
-    top = float(inside.max()) if inside.size else background + 1.0
+    scaled = np.where(block, crop, np.float32(-np.inf))  # outside the breast: -inf, clipped to 0 below
+    top = float(scaled.max())
     if top - background <= 1e-6:
         raise PreprocessError("the breast has no contrast against the background")
-    scaled = np.where(full_mask, (crop - background) / (top - background), 0.0).astype(np.float32)
+    np.subtract(scaled, background, out=scaled)
+    np.divide(scaled, top - background, out=scaled)
     np.clip(scaled, 0.0, 1.0, out=scaled)
     ch, cw = scaled.shape
     content_w = max(1, int(round(cw * height / ch)))
