@@ -257,7 +257,9 @@ def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...],
         raw = modality.astype(np.float32, copy=True)
     else:
         index = table[1]
-        raw = modality.astype(np.float32)[index]
+        # an identity modality LUT (no rescale, or slope 1 and intercept 0): the stored values are
+        # the raw ones, and converting them is a quarter of the time of gathering them
+        raw = stored.astype(np.float32) if np.array_equal(modality, table[0]) else modality.astype(np.float32)[index]
         pixels = None if pixels is None else pixels[index]
     if pixels is None:  # no usable VOI in the file: the breast's own range
         pixels, applied = _breast_range(raw, inverted), f"breast range ({applied})" if applied else "breast range"
