@@ -206,13 +206,22 @@ def _voi(modality: np.ndarray, ds: Dataset, windows: tuple[Window, ...]) -> tupl
             lut = apply_voi_lut(np.arange(first_map, first_map + entries), ds, index=0, prefer_lut=True)
             if lut.max() <= lut.min():
                 raise ValueError("the VOI LUT is constant")
-            out = apply_voi_lut(modality, ds, index=0, prefer_lut=True)
+            out = apply_voi_lut(_as_integers(modality), ds, index=0, prefer_lut=True)
             return _normalise(out, (float(lut.min()), float(lut.max()))), first.name
         with np.errstate(over="ignore"):  # a steep SIGMOID overflows exp() far from its centre: 1/(1+inf) = 0
             out = apply_windowing(modality, ds, index=0)
         return _normalise(out, _window_range(ds, 0)), first.name
     except (ValueError, NotImplementedError, AttributeError, IndexError, KeyError, TypeError) as exc:
         return None, f"{first.name} ignored: {exc}"
+
+
+def _as_integers(values: np.ndarray) -> np.ndarray:
+    """Whole-numbered floats (a rescale with integer slope and intercept) as int64, so that a VOI LUT
+    indexes them without pydicom's warning about float input; other values unchanged (pydicom
+    truncates them, and says so)."""
+    if values.dtype.kind == "f" and values.size and np.all(np.isfinite(values)) and np.array_equal(values, np.trunc(values)):
+        return values.astype(np.int64)
+    return values
 
 
 def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...], str, bool, tuple[float, float] | None]:

@@ -109,6 +109,19 @@ def test_rescale_gives_modality_values_and_the_window_applies_to_them(tmp_path: 
     np.testing.assert_allclose(rescaled.pixels, plain.pixels, atol=1e-3)
 
 
+def test_voi_lut_after_an_integer_rescale_gives_the_same_picture(tmp_path: Path) -> None:
+    """Slope 1 and intercept 0 make pydicom's modality values floats; the VOI LUT still indexes them
+    exactly, without a warning (the suite turns warnings into errors)."""
+    path = _write(tmp_path / "lut.dcm", voi_lut="lut")
+    ds = dcmread(path)
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.save_as(tmp_path / "rescaled.dcm")
+    plain, rescaled = load_image(path), load_image(tmp_path / "rescaled.dcm")
+    assert rescaled.window_applied == plain.window_applied and plain.windows[0].function == "LUT"
+    np.testing.assert_array_equal(rescaled.raw, plain.raw)
+    np.testing.assert_array_equal(rescaled.pixels, plain.pixels)
+
+
 @pytest.mark.parametrize("voi", ["window", "lut", None])
 def test_monochrome1_is_inverted_to_match_monochrome2(tmp_path: Path, voi: str | None) -> None:
     m2 = load_image(_write(tmp_path / "m2.dcm", voi_lut=voi))
