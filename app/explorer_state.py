@@ -207,7 +207,7 @@ class ExplorerState(QObject):
             self.source_changed.emit()
             self.recompute()
 
-        self.app.pool.submit(job, channel=_CHANNEL, on_result=loaded, on_error=self._on_error)
+        self.app.pool.submit(job, channel=_CHANNEL, on_result=loaded, on_error=self._on_error, owner=self)
 
     # ------------------------------------------------------------------ projection
     def set_params(self, params: ProjectionParams) -> None:
@@ -245,6 +245,7 @@ class ExplorerState(QObject):
             on_result=lambda proj: self._set_points(emb, proj),
             on_error=self._on_error,
             on_finished=lambda cancelled: self._set_busy("", 0, 0) if cancelled else None,
+            owner=self,
         )
 
     def cancel(self) -> None:

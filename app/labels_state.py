@@ -443,7 +443,7 @@ class LabelsState(QObject):
             exc = err.exception
             self._fail(f"Export failed: {exc}" if isinstance(exc, MammoReviewError) else f"Export failed: {type(exc).__name__}: {exc}")
 
-        self.app.pool.submit(job, channel="export", on_result=done, on_error=failed)
+        self.app.pool.submit(job, channel="export", on_result=done, on_error=failed, owner=self)
 
     def import_from(self, path: str | Path) -> int:
         """Import an export folder (its annotations.csv) or a label manifest .csv as suggestions."""

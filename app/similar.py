@@ -183,7 +183,7 @@ class Thumbnails(QObject):
         # One job at a time (it alone clears ``_running``, under the lock, when the queue is empty). Each job
         # has its own channel: a new job must not turn the previews its predecessor already sent into stale ones.
         self._jobs += 1
-        self.app.pool.submit(job, channel=f"explorer-thumbnails-{self._jobs}", on_yield=arrived)
+        self.app.pool.submit(job, channel=f"explorer-thumbnails-{self._jobs}", on_yield=arrived, owner=self)
 
 
 class _Tile(QWidget):

@@ -13,6 +13,7 @@ import threading
 import traceback
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -118,9 +119,13 @@ class WorkerPool(QObject):
         return self._generation.get(channel, 0)
 
     def running(self, channel: str | None = None) -> bool:
-        """True while a job (of ``channel``, or any) has not finished."""
-        jobs = self._all if channel is None else [j for j in self._all if j.channel == channel]
-        return any(not j.done for j in jobs)
+        """True while a job (of ``channel``, or any) is at work or has reports on their way.
+
+        A job counts until its ``finished`` signal has reached the main thread: its thread may be done
+        while its last results still wait in the event queue, and whoever asks "is everything in?"
+        (a test, ``--screenshot``) must not look before they have arrived.
+        """
+        return any(channel is None or j.channel == channel for j in self._all)
 
     def submit(
         self,
@@ -131,8 +136,13 @@ class WorkerPool(QObject):
         on_progress: Callable[[int, int], None] | None = None,
         on_yield: Callable[[Any], None] | None = None,
         on_finished: Callable[[bool], None] | None = None,
+        owner: QObject | None = None,
     ) -> Job:
-        """Run ``fn`` on a pool thread; callbacks run on the main thread for the current generation only."""
+        """Run ``fn`` on a pool thread; callbacks run on the main thread for the current generation only.
+
+        ``owner``: the object the callbacks belong to (a panel's state); when it is destroyed the job
+        is cancelled and nothing more reaches the callbacks, which would call into a deleted object.
+        """
         previous = self._jobs.get(channel)
         if previous is not None:
             previous.cancel()
@@ -159,11 +169,17 @@ class WorkerPool(QObject):
                 on_finished(was_cancelled)
 
         s.finished.connect(finished)
+        if owner is not None:
+            owner.destroyed.connect(partial(self._owner_gone, channel, gen))
         self._purge()
         self._jobs[channel] = job
         self._all.append(job)
         self._pool.start(job)
         return job
+
+    def _owner_gone(self, channel: str, generation: int, *_: object) -> None:
+        if self._generation.get(channel) == generation:  # a newer job on the channel is someone else's
+            self.cancel(channel)
 
     def _retire(self, channel: str, generation: int) -> None:
         for job in list(self._all):
@@ -191,8 +207,10 @@ class WorkerPool(QObject):
             job.cancel()
 
     def wait(self, timeout_ms: int = 30000) -> bool:
-        """Join the pool's threads; True when every job finished in time."""
+        """Join the pool's threads; True when every job finished in time. Joined jobs stop counting as
+        running (a shut-down pool has cancelled them: what they still report is dropped anyway)."""
         ok = bool(self._pool.waitForDone(timeout_ms))
         if ok:
             self._retired.clear()
+            self._all = [j for j in self._all if not j.done]
         return ok

@@ -80,3 +80,28 @@ def test_cancel_all_stops_a_cooperative_job(qtbot) -> None:
     pool.cancel_all()
     assert pool.wait(5000)
     assert not pool.running() and len(steps) < 1000
+
+
+def test_a_destroyed_owner_gets_nothing_more(qtbot) -> None:
+    """A panel's state deleted while its job runs (the window closed): the job is cancelled and its
+    late result is dropped, instead of calling into a deleted object."""
+    from PySide6.QtCore import QObject
+
+    pool = WorkerPool()
+    owner, other_owner = QObject(), QObject()
+    release = threading.Event()
+    got: list[object] = []
+
+    def job(progress, cancelled):
+        release.wait(5)
+        return "late"
+
+    running = pool.submit(job, channel="panel", on_result=got.append, owner=owner)
+    other = pool.submit(lambda p, c: "kept", channel="other", on_result=got.append, owner=other_owner)
+    qtbot.waitUntil(lambda: got == ["kept"], timeout=5000)  # another owner's job is not affected
+    owner.deleteLater()
+    qtbot.waitUntil(lambda: running.cancelled(), timeout=5000)
+    release.set()
+    assert pool.wait(5000) and other.done
+    qtbot.wait(50)  # let any queued signal arrive
+    assert got == ["kept"]
