@@ -163,14 +163,16 @@ class WorkerPool(QObject):
         if on_error is not None:
             s.error.connect(lambda g, err: on_error(err) if current(g) else None)
 
+        watch = owner.destroyed.connect(partial(self._owner_gone, channel, gen)) if owner is not None else None
+
         def finished(g: int, was_cancelled: bool) -> None:
+            if watch is not None:
+                QObject.disconnect(watch)  # one finished job must not leave a connection on its owner
             self._retire(channel, g)
             if on_finished is not None and current(g):
                 on_finished(was_cancelled)
 
         s.finished.connect(finished)
-        if owner is not None:
-            owner.destroyed.connect(partial(self._owner_gone, channel, gen))
         self._purge()
         self._jobs[channel] = job
         self._all.append(job)

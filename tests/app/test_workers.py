@@ -85,7 +85,7 @@ def test_cancel_all_stops_a_cooperative_job(qtbot) -> None:
 def test_a_destroyed_owner_gets_nothing_more(qtbot) -> None:
     """A panel's state deleted while its job runs (the window closed): the job is cancelled and its
     late result is dropped, instead of calling into a deleted object."""
-    from PySide6.QtCore import QObject
+    from PySide6.QtCore import SIGNAL, QObject
 
     pool = WorkerPool()
     owner, other_owner = QObject(), QObject()
@@ -98,7 +98,12 @@ def test_a_destroyed_owner_gets_nothing_more(qtbot) -> None:
 
     running = pool.submit(job, channel="panel", on_result=got.append, owner=owner)
     other = pool.submit(lambda p, c: "kept", channel="other", on_result=got.append, owner=other_owner)
-    qtbot.waitUntil(lambda: got == ["kept"], timeout=5000)  # another owner's job is not affected
+    qtbot.waitUntil(lambda: got == ["kept"] and not pool.running("other"), timeout=5000)  # another owner's job is not affected
+    watching = other_owner.receivers(SIGNAL("destroyed(QObject*)"))
+    for _ in range(3):
+        pool.submit(lambda p, c: None, channel="other", owner=other_owner)
+        qtbot.waitUntil(lambda: not pool.running("other"), timeout=5000)
+    assert other_owner.receivers(SIGNAL("destroyed(QObject*)")) == watching  # finished jobs leave no watch behind
     owner.deleteLater()
     qtbot.waitUntil(lambda: running.cancelled(), timeout=5000)
     release.set()
