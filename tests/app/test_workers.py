@@ -110,3 +110,20 @@ def test_a_destroyed_owner_gets_nothing_more(qtbot) -> None:
     assert pool.wait(5000) and other.done
     qtbot.wait(50)  # let any queued signal arrive
     assert got == ["kept"]
+
+
+def test_running_until_the_last_report_arrived(qtbot) -> None:
+    """A job whose thread is done still counts while its results wait in the event queue: whoever asks
+    "is everything in?" (tests, --screenshot) must not look before they arrive."""
+    pool = WorkerPool()
+    got: list[int] = []
+
+    def job(progress, cancelled):
+        yield from range(3)
+        return 3
+
+    submitted = pool.submit(job, on_yield=got.append, on_result=got.append)
+    assert submitted.wait(5)  # the thread is done; this thread has not handled an event since
+    assert pool.running() and got == []
+    qtbot.waitUntil(lambda: not pool.running(), timeout=5000)
+    assert got == [0, 1, 2, 3]
