@@ -215,4 +215,5 @@ class WorkerPool(QObject):
         if ok:
             self._retired.clear()
             self._all = [j for j in self._all if not j.done]
+            self._jobs = {c: j for c, j in self._jobs.items() if not j.done}
         return ok

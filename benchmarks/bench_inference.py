@@ -83,7 +83,7 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
     row("forward + MC dropout + outputs", post_m, post_b)
     row("total: file -> Prediction", tot_m, tot_b)
     row("maps to original (evidence + error)", map_m, map_b, "(lazy, on request)")
-    figures = {"total": tot_m, "total_min": tot_b, "onnx": inf_m, "onnx_min": inf_b}
+    figures = {"total": tot_m, "total_min": tot_b}
 
     for n in (2, 4):
         many = np.repeat(batch, n, axis=0)
