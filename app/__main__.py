@@ -45,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from .cache import PredictionCache
-    from .main_window import MainWindow, apply_dark_theme, samples_path
-    from .settings import Settings
-    from .state import AppState
+    from app.models.cache import PredictionCache
+    from app.widgets.main_window import MainWindow, apply_dark_theme, samples_path
+    from app.models.settings import Settings
+    from app.models.state import AppState
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setWindowIcon(QIcon(str(importlib.resources.files("resources") / "icons" / "mammo-review.png")))

@@ -36,12 +36,12 @@ def main() -> int:
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
     from PySide6.QtWidgets import QApplication
 
-    from app.cache import PredictionCache
-    from app.main_window import MainWindow, apply_dark_theme
-    from app.settings import Settings
-    from app.state import AppState
-    from inference.phantom import write_study
-    from inference.session import bundled_model_path, physical_cores
+    from app.models.cache import PredictionCache
+    from app.widgets.main_window import MainWindow, apply_dark_theme
+    from app.models.settings import Settings
+    from app.models.state import AppState
+    from inference.phantoms.generator import write_study
+    from inference.model.session import bundled_model_path, physical_cores
     from inference.formats import read_model_manifest
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -37,7 +37,7 @@ def clustered(n: int, dim: int = 496, clusters: int = 12, seed: int = 0) -> np.n
 
 
 def bench_pca() -> None:
-    from inference.projection import pca
+    from inference.latent.projection import pca
 
     z = clustered(100_000)
     times = []
@@ -54,7 +54,7 @@ t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import numpy as np
 from inference.formats import Embeddings
-from inference.projection import ProjectionParams, project, _import_umap
+from inference.latent.projection import ProjectionParams, project, _import_umap
 sys.path.insert(0, {here!r})
 from bench_explorer import clustered
 z = clustered(10_000)
@@ -98,10 +98,10 @@ def bench_scatter(sizes: list[int], frames: int) -> None:
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
     app = QApplication.instance() or QApplication([])
-    from app.explorer import ExplorerPanel
-    from app.main_window import apply_dark_theme
-    from app.settings import Settings
-    from app.state import AppState
+    from app.widgets.explorer import ExplorerPanel
+    from app.widgets.main_window import apply_dark_theme
+    from app.models.settings import Settings
+    from app.models.state import AppState
     from inference.formats import Embeddings, write_embeddings
 
     apply_dark_theme(app)

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from inference.images import load_image
-from inference.phantom import Mass, PhantomSpec, render, write_dicom, write_study
-from inference.predict import predict_inputs, prepare
-from inference.session import ModelSession, bundled_model_path, physical_cores
+from inference.imaging.decode import load_image
+from inference.phantoms.generator import Mass, PhantomSpec, render, write_dicom, write_study
+from inference.model.predict import predict_inputs, prepare
+from inference.model.session import ModelSession, bundled_model_path, physical_cores
 
 SHAPE = (3000, 2400)
 
@@ -54,7 +54,7 @@ def row(label: str, median: float, best: float, note: str = "") -> None:
 
 def export_large(height: int, folder: Path) -> Path | None:
     try:
-        from training.export import export_onnx
+        from training.onnx.export import export_onnx
         from training.model import build_model
     except ImportError as exc:  # runtime-only installation
         print(f"  (no model at height {height}: {exc})")
@@ -126,7 +126,7 @@ def torch_eager(batch: np.ndarray) -> Callable[[], Any] | None:
     try:
         import torch
 
-        from training.export import OnnxWrapper
+        from training.onnx.export import OnnxWrapper
         from training.model import build_model
     except ImportError:
         print("  (PyTorch not installed: no eager comparison)")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inference.phantom import TRANSFER_SYNTAXES, PhantomSpec, render, write_dicom
+from inference.phantoms.generator import TRANSFER_SYNTAXES, PhantomSpec, render, write_dicom
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:

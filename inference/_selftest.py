@@ -3,7 +3,7 @@
 It proves that a frozen bundle (or an installed environment) has what the app needs, without Qt:
 every pixel decoder plugin pydicom should find (the pylibjpeg ones through entry points, which
 need their distribution metadata), the bundled model through ``importlib.resources`` and ONNX
-Runtime, scikit-learn's OpenMP code, and UMAP / t-SNE maps through ``inference.projection`` (numba
+Runtime, scikit-learn's OpenMP code, and UMAP / t-SNE maps through ``inference.latent.projection`` (numba
 compiling into its per-user disk cache).
 Each check prints one ``OK``/``FAIL`` line; the exit status is the number of failures.
 
@@ -62,7 +62,7 @@ def _decoders(folder: Path) -> str:
     """Write one phantom per transfer syntax and decode it with every expected plugin."""
     from pydicom import dcmread
 
-    from .phantom import TRANSFER_SYNTAXES, PhantomSpec, render, write_dicom
+    from inference.phantoms.generator import TRANSFER_SYNTAXES, PhantomSpec, render, write_dicom
 
     spec = PhantomSpec("L", "CC", "C", masses=1, shape=(256, 192), seed=3)
     image = render(spec)
@@ -95,8 +95,8 @@ def _decode(path: Path, plugin: str) -> np.ndarray:
 
 def _samples() -> tuple[str, list]:
     """Scan and load the bundled sample studies (read through importlib.resources)."""
-    from .images import load_image
-    from .studies import scan
+    from inference.imaging.decode import load_image
+    from inference.imaging.studies import scan
 
     root = Path(str(importlib.resources.files("resources") / "samples"))
     study_set = scan([root])
@@ -108,8 +108,8 @@ def _samples() -> tuple[str, list]:
 
 
 def _model(loaded: list) -> tuple[str, list]:
-    from .predict import predict
-    from .session import ModelSession
+    from inference.model.predict import predict
+    from inference.model.session import ModelSession
 
     session = ModelSession.load(device="cpu")
     predictions = predict(session, loaded)
@@ -124,10 +124,10 @@ def _model(loaded: list) -> tuple[str, list]:
 
 
 def _projections(predictions: list) -> str:
-    """UMAP and t-SNE maps of the latent vectors through inference.projection (plus jittered
+    """UMAP and t-SNE maps of the latent vectors through inference.latent.projection (plus jittered
     copies: the samples are only 8 images); numba compiles into its per-user disk cache."""
-    from .formats import Embeddings
-    from .projection import ProjectionParams, numba_cache_dir, project
+    from inference.formats import Embeddings
+    from inference.latent.projection import ProjectionParams, numba_cache_dir, project
 
     z = np.stack([p.z for p in predictions]).astype(np.float32)
     rng = np.random.default_rng(0)

@@ -22,14 +22,14 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .errors import MammoReviewError
-from .formats import TASK_CLASSES, Embeddings, write_embeddings
-from .predict import ModelInput, Prediction, predict_inputs, prepare
-from .session import DEVICES, ModelSession
-from .summary import BreastSummary, ExamSummary, summarise
+from inference.errors import MammoReviewError
+from inference.formats import TASK_CLASSES, Embeddings, write_embeddings
+from inference.model.predict import ModelInput, Prediction, predict_inputs, prepare
+from inference.model.session import DEVICES, ModelSession
+from inference.model.summary import BreastSummary, ExamSummary, summarise
 
 if TYPE_CHECKING:
-    from .studies import ImageRecord, Problem, Study
+    from inference.imaging.studies import ImageRecord, Problem, Study
 
 __all__ = ["main", "CSV_COLUMNS", "MAPS_INDEX_COLUMNS", "map_stem"]
 
@@ -312,7 +312,7 @@ class _Run:
             self.writer.writerow(_summary_row(e, "exam", path_of.get(e.source_key, "")))
 
     def _image(self, rec: ImageRecord) -> None:
-        from .images import load_image, resolve_laterality
+        from inference.imaging.decode import load_image, resolve_laterality
 
         lat, lat_src = rec.laterality, rec.laterality_source
         try:
@@ -363,7 +363,7 @@ class _Run:
 
 def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
     """The ``predict`` command; raises MammoReviewError for model and output errors."""
-    from .studies import scan
+    from inference.imaging.studies import scan
 
     log = err if not args.quiet else None
     session = ModelSession.load(args.model, device=args.device, threads=args.threads)
@@ -448,7 +448,7 @@ def _positive(text: str) -> int:
 
 def _phantom(argv: Sequence[str]) -> int:
     try:
-        from . import phantom
+        from inference.phantoms import generator as phantom
     except ImportError:
         sys.stderr.write("error: the phantom generator is not available in this installation\n")
         return EXIT_USAGE

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FormatError, ManifestError
+from inference.errors import FormatError, ManifestError
 
 __all__ = [
     "TASKS",

@@ -1,4 +1,4 @@
-"""Shared fixtures: synthetic mammography DICOM written by `inference.phantom` into tmp_path.
+"""Shared fixtures: synthetic mammography DICOM written by `inference.phantoms.generator` into tmp_path.
 
 - `phantom_spec`: a small (256 x 192) left CC phantom with one spiculated mass.
 - `phantom_study`: a 4-view study (R CC, L CC, R MLO, L MLO; IM1..IM4.dcm) of 256 x 192 images,
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.phantom import Mass, PhantomSpec, render, write_dicom, write_study
+from inference.phantoms.generator import Mass, PhantomSpec, render, write_dicom, write_study
 
 SMALL = (256, 192)
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from inference.errors import MammoReviewError
-from training import evaluate, export, finetune, readers, train
+from training import evaluate, finetune, readers, train
+from training.onnx import export
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
 

@@ -1,7 +1,7 @@
 """Training data: label-manifest rows -> preprocessed arrays (cached on disk) -> padded batches.
 
 An image goes through exactly the runtime's path: :func:`load_pixels` (the runtime's
-``inference.images.load_image(path).pixels``) then ``inference.preprocess.preprocess(pixels,
+``inference.imaging.decode.load_image(path).pixels``) then ``inference.model.preprocess.preprocess(pixels,
 height)``. The result is cached as ``<cache>/<height>/<digest>.npy`` so later epochs only read
 arrays. Batches hold images of one width (``collate`` can still pad mixed widths with background 0).
 """
@@ -18,10 +18,10 @@ import torch
 
 from inference.errors import ImageReadError, PreprocessError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow, read_label_manifest
-from inference.images import load_image
-from inference.preprocess import preprocess
+from inference.imaging.decode import load_image
+from inference.model.preprocess import preprocess
 
-from .loss import TaskTargets
+from training.loss import TaskTargets
 
 __all__ = ["load_pixels", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate", "load_manifest"]
 
@@ -29,7 +29,7 @@ Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def load_pixels(path: str | Path) -> np.ndarray:
-    """The pixels the runtime shows and preprocesses: ``inference.images.load_image(path).pixels``."""
+    """The pixels the runtime shows and preprocesses: ``inference.imaging.decode.load_image(path).pixels``."""
     return load_image(path).pixels
 
 

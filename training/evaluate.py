@@ -1,6 +1,6 @@
 """``python -m training evaluate``: score an exported model (ONNX Runtime) on a manifest split.
 
-Runs the model through :class:`inference.session.ModelSession` on the arrays the runtime makes
+Runs the model through :class:`inference.model.session.ModelSession` on the arrays the runtime makes
 (``load_image`` + ``preprocess``), then reports, with 95 % bootstrap intervals (resampling women):
 
 - malignancy: AUC image-wise and breast-wise (max over the breast's views), MCC, sensitivity and
@@ -25,10 +25,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from inference.formats import TASK_CLASSES, LabelRow
-from inference.session import ModelSession
+from inference.model.session import ModelSession
 
-from .data import ImageDataset, load_manifest, plan_batches
-from .metrics import (
+from training.data import ImageDataset, load_manifest, plan_batches
+from training.metrics import (
     Interval,
     auc,
     balanced_accuracy,

@@ -20,12 +20,12 @@ import numpy as np
 from inference.errors import ModelError
 from inference.formats import read_model_manifest
 
-from .checkpoint import load_checkpoint, load_checkpoint_or_onnx
-from .data import ImageDataset, load_manifest
-from .export import export_onnx
-from .metrics import threshold_for_sensitivity
-from .readers import assign_splits, with_synthetic_malignancy
-from .train import TrainConfig, predict_dataset, task_scores, train
+from training.onnx.checkpoint import load_checkpoint, load_checkpoint_or_onnx
+from training.data import ImageDataset, load_manifest
+from training.onnx.export import export_onnx
+from training.metrics import threshold_for_sensitivity
+from training.readers import assign_splits, with_synthetic_malignancy
+from training.train import TrainConfig, predict_dataset, task_scores, train
 
 __all__ = ["bump_version", "finetune", "add_arguments", "run"]
 

@@ -31,12 +31,12 @@ import torch
 from inference.errors import ModelError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow
 
-from .augment import Augment
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import ImageDataset, collate, load_manifest, plan_batches
-from .loss import LossConfig, multitask_loss
-from .metrics import auc, balanced_accuracy
-from .model import MammoNet, ModelConfig, build_model
+from training.augment import Augment
+from training.onnx.checkpoint import load_checkpoint, save_checkpoint
+from training.data import ImageDataset, collate, load_manifest, plan_batches
+from training.loss import LossConfig, multitask_loss
+from training.metrics import auc, balanced_accuracy
+from training.model import MammoNet, ModelConfig, build_model
 
 __all__ = ["TrainConfig", "EpochResult", "train", "evaluate_split", "warm_start", "add_arguments", "run", "parse_tasks"]
 
@@ -321,7 +321,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def warm_start(cfg: TrainConfig, source: str | Path) -> MammoNet:
     """A fresh network for ``cfg`` (seeded) with every tensor of ``source`` whose name and shape match."""
-    from .checkpoint import load_checkpoint_or_onnx  # noqa: PLC0415
+    from training.onnx.checkpoint import load_checkpoint_or_onnx  # noqa: PLC0415
 
     donor, _ = load_checkpoint_or_onnx(source)
     model = build_model(cfg.model_config(), seed=cfg.seed)

@@ -15,10 +15,10 @@ import pytest
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
-from app.cache import PredictionCache  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.state import AppState, Backend  # noqa: E402
-from inference import phantom  # noqa: E402
+from app.models.cache import PredictionCache  # noqa: E402
+from app.models.settings import Settings  # noqa: E402
+from app.models.state import AppState, Backend  # noqa: E402
+from inference.phantoms import generator as phantom  # noqa: E402
 
 SHAPE = (256, 192)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.session import ModelSession
+from inference.model.session import ModelSession
 
 TEST_HEIGHT = 128
 
@@ -14,7 +14,7 @@ TEST_HEIGHT = 128
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised network exported to ONNX + manifest at height 128 (seeded)."""
-    from training.export import export_onnx  # the tests need the [train] extra to build their model
+    from training.onnx.export import export_onnx  # the tests need the [train] extra to build their model
     from training.model import build_model
 
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"

@@ -16,10 +16,10 @@ from PIL import Image
 import inference.cli as cli
 from inference.cli import CSV_COLUMNS, MAPS_INDEX_COLUMNS, main, map_stem
 from inference.formats import read_embeddings
-from inference.images import load_image
-from inference.phantom import write_non_image_dicom, write_png
-from inference.predict import predict
-from inference.session import ModelSession
+from inference.imaging.decode import load_image
+from inference.phantoms.generator import write_non_image_dicom, write_png
+from inference.model.predict import predict
+from inference.model.session import ModelSession
 
 SHAPE = (256, 192)
 
@@ -120,7 +120,7 @@ def test_predict_a_folder_with_good_and_bad_files(
 
 
 def test_all_good_files_exit_zero_and_png_without_uids(tmp_path: Path, tiny_model: Path, phantom_study: list[Path]) -> None:
-    from inference.phantom import PhantomSpec, render
+    from inference.phantoms.generator import PhantomSpec, render
 
     folder = tmp_path / "pngs"
     write_png(folder / "left.png", render(PhantomSpec("L", "MLO", shape=SHAPE, seed=1)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from inference.formats import LabelRow, TaskLabel, write_label_manifest
-from inference.phantom import Mass, PhantomSpec, render, write_dicom, write_png
+from inference.phantoms.generator import Mass, PhantomSpec, render, write_dicom, write_png
 
 HEIGHT = 128
 

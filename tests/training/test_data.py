@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.images import load_image
-from inference.preprocess import preprocess
+from inference.imaging.decode import load_image
+from inference.model.preprocess import preprocess
 from training.augment import Augment
 from training.data import ImageDataset, collate, load_manifest, plan_batches
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from inference.errors import ModelError
-from training.checkpoint import load_checkpoint, load_checkpoint_or_onnx, save_checkpoint
+from training.onnx.checkpoint import load_checkpoint, load_checkpoint_or_onnx, save_checkpoint
 from training.model import LEVEL_WIDTHS, MammoNet, ModelConfig, build_model, upsample_conv_as_transpose
 
 N_PARAMETERS = 400_335  # pinned: a change of architecture must be deliberate

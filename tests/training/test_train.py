@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from inference.formats import read_label_manifest, read_model_manifest, write_label_manifest
-from training.checkpoint import load_checkpoint
+from training.onnx.checkpoint import load_checkpoint
 from training.cli import main
 from training.data import load_manifest
 from training.evaluate import evaluate_model
@@ -87,7 +87,7 @@ def test_bump_version() -> None:
 
 
 def test_warm_start_copies_matching_weights_only(tmp_path: Path) -> None:
-    from training.checkpoint import save_checkpoint
+    from training.onnx.checkpoint import save_checkpoint
     from training.model import ModelConfig, build_model
     from training.train import warm_start
 

@@ -1,0 +1,468 @@
+"""LabelsState: the label panel's sub-state (drafts, the store, the review queue) beside AppState.
+
+It references :class:`app.models.state.AppState` for the images, the current key, the selection and the
+predictions, and owns the :class:`inference.labels.store.LabelStore`. Widgets render it and call its
+request methods; it touches no widget and opens no dialog (``annotator_needed`` asks for one).
+
+Drafts: what the panel shows for each task of an image before it is saved. A draft is pre-filled,
+in this order, from the annotator's own saved label, a stored suggestion (an imported manifest),
+the DICOM header (view), then the model's prediction; other annotators' confirmed labels are shown
+but never pre-filled, so readings stay independent. ``accept()`` writes the drafts of the target
+images (the selection when several images are selected, else the current one) as *confirmed*
+labels in one undoable action, then moves to the next image in the queue. A write that fails keeps
+the drafts on screen and reports the error at once (``store_failed`` and AppState's ``message``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from inference.errors import FormatError, LabelStoreError, MammoReviewError
+from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
+from inference.formats import TASK_CLASSES, TASKS
+from inference.labels.store import LabelEdit, LabelRecord, LabelStore
+from inference.labels.review import ORDERS, Progress, QueueItem, progress, review_queue
+
+from app.models.state import AppState
+from app.models.workers import WorkerError
+
+__all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP"]
+
+#: Where a draft's value came from.
+ORIGINS = ("saved", "stored", "dicom", "model", "edited", "none")
+CONFIDENCE_STEP = 0.1
+_SUGGESTED = ("stored", "dicom", "model")
+
+
+@dataclass(frozen=True)
+class TaskDraft:
+    """One task of one image as the panel shows it."""
+
+    value: str | None
+    confidence: float
+    origin: str  # one of ORIGINS
+    detail: str = ""  # model version, suggesting annotator, or the saved label's annotator and time
+
+    @property
+    def suggested(self) -> bool:
+        """Pre-filled and not confirmed by a person yet."""
+        return self.origin in _SUGGESTED
+
+    @property
+    def dirty(self) -> bool:
+        return self.origin == "edited"
+
+
+def _clamp(c: float) -> float:
+    return round(min(1.0, max(0.0, c)), 2)
+
+
+class LabelsState(QObject):
+    """Drafts, saving, undo/redo, the review queue, import and export."""
+
+    drafts_changed = Signal(tuple)  # keys whose drafts changed
+    labels_changed = Signal(tuple)  # keys whose stored labels changed
+    focus_changed = Signal(str)  # the task the keyboard edits
+    queue_changed = Signal()
+    annotator_changed = Signal(str)
+    annotator_needed = Signal()  # accept() needs a name: ask, set_annotator(), accept() again
+    store_failed = Signal(str)  # a write or open failed: show at once; the edit stays on screen
+    store_ok = Signal()  # the last write succeeded (clears the error banner)
+    exported = Signal(object)  # ExportResult
+
+    def __init__(self, app_state: AppState, store: LabelStore | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.app = app_state
+        self.settings = app_state.settings
+        self.store: LabelStore | None = store
+        self.store_error = ""
+        self.focus_task = TASKS[0]
+        self.order = str(self.settings.value("labels/order", "uncertainty"))
+        if self.order not in ORDERS:
+            self.order = "uncertainty"
+        self._drafts: dict[str, dict[str, TaskDraft]] = {}
+        self._queue: list[QueueItem] = []
+        # predictions arrive one image at a time: re-order the queue once per burst, not per image
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(150)
+        self._refresh_timer.timeout.connect(self.refresh_queue)
+        if self.store is None:
+            self._open_store()
+        s = app_state
+        s.studies_changed.connect(self._on_studies_changed)
+        s.predictions_changed.connect(self._on_predictions_changed)
+        s.current_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
+        s.selection_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
+        self.refresh_queue()
+
+    # ------------------------------------------------------------------ store
+    def _open_store(self) -> bool:
+        try:
+            self.store = LabelStore(self.settings.store_path)
+        except LabelStoreError as exc:
+            self.store = None
+            self._fail(f"The label store cannot be used: {exc}")
+            return False
+        if self.store_error:
+            self.store_error = ""
+            self.store_ok.emit()
+        return True
+
+    def _fail(self, text: str) -> None:
+        self.store_error = text
+        self.store_failed.emit(text)
+        self.app.message.emit("error", text)
+
+    def close(self) -> None:
+        """Close the store (on quit); unsaved drafts are not labels and are dropped (see has_unsaved)."""
+        self._refresh_timer.stop()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # ------------------------------------------------------------------ annotator
+    @property
+    def annotator(self) -> str:
+        return self.settings.annotator
+
+    def set_annotator(self, name: str) -> None:
+        name = name.strip()
+        if not name:
+            raise ValueError("the annotator's name cannot be empty")
+        if name != self.settings.annotator:
+            self.settings.annotator = name
+            self.annotator_changed.emit(name)
+            self._drafts = {k: v for k, v in self._drafts.items() if any(d.dirty for d in v.values())}
+            self.drafts_changed.emit(tuple(self.targets()))
+            self.refresh_queue()
+
+    # ------------------------------------------------------------------ targets and drafts
+    def targets(self) -> list[str]:
+        """The images an edit applies to: the selection when it holds several, else the current image."""
+        sel = [k for k in self.app.selection if k]
+        if len(sel) > 1:
+            return sel
+        return [self.app.current_key] if self.app.current_key else []
+
+    def stored(self, key: str) -> list[LabelRecord]:
+        if self.store is None:
+            return []
+        try:
+            return self.store.labels(key)
+        except LabelStoreError as exc:
+            self._fail(str(exc))
+            return []
+
+    def others(self, key: str) -> list[LabelRecord]:
+        """Other annotators' confirmed labels of ``key`` (shown, never pre-filled)."""
+        me = self.annotator
+        return [r for r in self.stored(key) if r.annotator != me and r.status == "confirmed"]
+
+    def _suggest(self, key: str, task: str, records: Sequence[LabelRecord]) -> TaskDraft:
+        me = self.annotator
+        own = next((r for r in records if r.annotator == me and r.task == task), None)
+        if own is not None and own.status == "confirmed":
+            return TaskDraft(own.value, own.confidence, "saved", f"{own.annotator}, {own.time[:16].replace('T', ' ')} UTC")
+        sug = [r for r in records if r.task == task and r.status == "suggested" and r.value is not None]
+        sug.sort(key=lambda r: (r.source == "model", -r.confidence))
+        if sug:
+            r = sug[0]
+            return TaskDraft(r.value, r.confidence, "stored", r.annotator)
+        if task == "view":
+            try:
+                rec = self.app.record(key)
+            except KeyError:
+                rec = None
+            if rec is not None and rec.model_view in TASK_CLASSES["view"]:
+                conf = 1.0 if rec.view_source == "tag" else 0.8
+                return TaskDraft(rec.model_view, conf, "dicom", f"{rec.view_source}: {rec.view}")
+        pred = self.app.predictions.get(key)
+        probs = None if pred is None else pred.probabilities.get(task)
+        classes = TASK_CLASSES[task]
+        if probs and len(probs) == len(classes):
+            i = max(range(len(classes)), key=lambda j: probs[j])
+            return TaskDraft(classes[i], _clamp(float(probs[i])), "model", str(getattr(pred, "model_version", "")))
+        return TaskDraft(None, 0.0, "none")
+
+    def draft(self, key: str, task: str) -> TaskDraft:
+        """What the panel shows for ``task`` of ``key``."""
+        d = self._drafts.get(key, {}).get(task)
+        if d is not None:
+            return d
+        return self._suggest(key, task, self.stored(key))
+
+    def drafts(self, key: str) -> dict[str, TaskDraft]:
+        records = self.stored(key)
+        own = self._drafts.get(key, {})
+        return {t: own.get(t) or self._suggest(key, t, records) for t in TASKS}
+
+    def has_unsaved(self, key: str | None = None) -> bool:
+        keys = [key] if key else list(self._drafts)
+        return any(d.dirty for k in keys for d in self._drafts.get(k, {}).values())
+
+    def _edit(self, task: str, change: Any) -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}")
+        keys = self.targets()
+        for key in keys:
+            old = self.draft(key, task)
+            self._drafts.setdefault(key, {})[task] = change(old)
+        if keys:
+            self.drafts_changed.emit(tuple(keys))
+
+    def set_value(self, task: str, value: str | None) -> None:
+        """Set ``task`` to a class name, or None for "unknown", on every target image."""
+        if value is not None and value not in TASK_CLASSES[task]:
+            raise ValueError(f"{task} has no class {value!r}")
+
+        def change(old: TaskDraft) -> TaskDraft:
+            if value is None:
+                return TaskDraft(None, 0.0, "edited")
+            # a person's choice starts at 100 %; a confidence already set by a person is kept
+            keep = old.value is not None and old.origin in ("saved", "edited")
+            return TaskDraft(value, old.confidence if keep else 1.0, "edited")
+
+        self._edit(task, change)
+
+    def set_class_index(self, task: str, index: int) -> None:
+        """Keyboard: the index-th class (0-based) of ``task``; out of range is ignored."""
+        classes = TASK_CLASSES[task]
+        if 0 <= index < len(classes):
+            self.set_value(task, classes[index])
+
+    def set_confidence(self, task: str, confidence: float) -> None:
+        self._edit(task, lambda old: replace(old, confidence=_clamp(confidence), origin="edited", detail=""))
+
+    def step_confidence(self, task: str, steps: int) -> None:
+        self._edit(
+            task, lambda old: replace(old, confidence=_clamp(old.confidence + steps * CONFIDENCE_STEP), origin="edited", detail="")
+        )
+
+    def set_focus_task(self, task: str) -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}")
+        if task != self.focus_task:
+            self.focus_task = task
+            self.focus_changed.emit(task)
+
+    def step_focus(self, step: int) -> None:
+        i = TASKS.index(self.focus_task)
+        self.set_focus_task(TASKS[(i + step) % len(TASKS)])
+
+    def discard(self) -> None:
+        """Forget the unsaved edits of the target images."""
+        keys = self.targets()
+        for key in keys:
+            self._drafts.pop(key, None)
+        self.drafts_changed.emit(tuple(keys))
+
+    # ------------------------------------------------------------------ saving
+    def accept(self, advance: bool = True) -> bool:
+        """Save the target images' drafts as confirmed labels (one undo step); then the next image.
+
+        Returns False when nothing was saved: no annotator yet (``annotator_needed``), no store, or
+        the write failed (``store_failed``; the drafts stay).
+        """
+        keys = self.targets()
+        if not keys:
+            return False
+        if not self.annotator:
+            self.annotator_needed.emit()
+            return False
+        if self.store is None and not self._open_store():
+            self._keep_drafts(keys)
+            return False
+        edits = []
+        for key in keys:
+            for task, d in self.drafts(key).items():
+                if d.origin == "none":
+                    continue  # nothing known and nothing chosen: no label
+                source = "model" if d.origin == "model" else "person"
+                edits.append(LabelEdit(key, task, d.value, d.confidence, "confirmed", source))
+        manifest = self.app.manifest
+        version = manifest.version if manifest is not None else ""
+        assert self.store is not None
+        records = []
+        for key in keys:
+            try:
+                records.append(self.app.record(key))
+            except KeyError:
+                pass
+        try:
+            self.store.remember_images(records)  # so a later export finds them when not opened
+            self.store.set_labels(edits, annotator=self.annotator, source="person", model_version=version)
+        except LabelStoreError as exc:
+            self._keep_drafts(keys)
+            self._fail(f"The labels were NOT saved: {exc}")
+            return False
+        for key in keys:
+            self._drafts.pop(key, None)
+        if self.store_error:
+            self.store_error = ""
+            self.store_ok.emit()
+        old_queue = [i.key for i in self._queue]
+        self.labels_changed.emit(tuple(keys))
+        self.drafts_changed.emit(tuple(keys))
+        self.refresh_queue()
+        if advance and len(keys) == 1:
+            self._advance(keys[0], old_queue)
+        return True
+
+    def _keep_drafts(self, keys: Sequence[str]) -> None:
+        """Pin what is on screen as edited drafts, so a failed save loses nothing."""
+        for key in keys:
+            current = self.drafts(key)
+            self._drafts[key] = {
+                t: d if d.dirty or d.origin == "none" else replace(d, origin="edited", detail="") for t, d in current.items()
+            }
+        self.drafts_changed.emit(tuple(keys))
+
+    def _advance(self, key: str, order: list[str]) -> None:
+        if key not in order:
+            return
+        reviewed = {i.key for i in self._queue if i.reviewed}
+        i = order.index(key)
+        nxt = next((k for k in order[i + 1 :] + order[:i] if k not in reviewed), None)
+        if nxt is None and i + 1 < len(order):
+            nxt = order[i + 1]
+        if nxt is not None:
+            self.app.set_current(nxt)
+
+    def next_in_queue(self) -> None:
+        """Go to the next image of the queue that is not reviewed yet."""
+        order = [i.key for i in self._queue]
+        cur = self.app.current_key
+        if cur in order:
+            self._advance(cur, order)
+        elif order:
+            self.app.set_current(order[0])
+
+    def _revert(self, redo: bool) -> bool:
+        if self.store is None or not self.annotator:
+            return False
+        try:
+            action = self.store.redo(self.annotator) if redo else self.store.undo(self.annotator)
+        except LabelStoreError as exc:
+            self._fail(str(exc))
+            return False
+        if action is None:
+            return False
+        keys = tuple({h.key for h in self.store.history(annotator=self.annotator) if h.action == action})
+        for key in keys:
+            self._drafts.pop(key, None)
+        self.labels_changed.emit(keys)
+        self.drafts_changed.emit(keys)
+        self.refresh_queue()
+        return True
+
+    def undo(self) -> bool:
+        return self._revert(redo=False)
+
+    def redo(self) -> bool:
+        return self._revert(redo=True)
+
+    def can_undo(self) -> bool:
+        return self.store is not None and bool(self.annotator) and self.store.can_undo(self.annotator)
+
+    def can_redo(self) -> bool:
+        return self.store is not None and bool(self.annotator) and self.store.can_redo(self.annotator)
+
+    # ------------------------------------------------------------------ queue
+    def set_order(self, order: str) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"unknown queue order {order!r}")
+        if order != self.order:
+            self.order = order
+            self.settings.set_value("labels/order", order)
+            self.refresh_queue()
+
+    def refresh_queue(self) -> None:
+        self._refresh_timer.stop()
+        keys = [r.key for r in self.app.study_set.images]
+        try:
+            self._queue = review_queue(keys, self.app.predictions, self.store, order=self.order, annotator=self.annotator or None)
+        except LabelStoreError as exc:
+            self._fail(str(exc))
+            self._queue = review_queue(keys, self.app.predictions, None, order=self.order)
+        self.queue_changed.emit()
+
+    @property
+    def queue(self) -> list[QueueItem]:
+        return list(self._queue)
+
+    def progress(self) -> Progress:
+        keys = [r.key for r in self.app.study_set.images]
+        if self.store is None:
+            return Progress(0, len(keys))
+        return progress(keys, self.store, self.annotator or None)
+
+    def _on_studies_changed(self) -> None:
+        keys = {r.key for r in self.app.study_set.images}
+        self._drafts = {k: v for k, v in self._drafts.items() if k in keys or any(d.dirty for d in v.values())}
+        self.refresh_queue()
+
+    def _on_predictions_changed(self, keys: tuple[str, ...]) -> None:
+        self._refresh_timer.start()
+        shown = set(self.targets()) & set(keys)
+        if shown:
+            self.drafts_changed.emit(tuple(shown))
+
+    # ------------------------------------------------------------------ exchange
+    def export(self, folder: str | Path, identified: bool = False) -> None:
+        """Export every labelled image (opened ones, and others where the store last saw them) in a
+        worker; ``exported`` (and a message) when done. Images no longer found are reported."""
+        if self.store is None:
+            self._fail("No label store to export from")
+            return
+        store, target = self.store, Path(folder)
+        records: list[Any] = list(self.app.study_set.images)
+        opened = {r.key for r in records}
+        try:  # labelled images that are not opened now, where they were last seen
+            records += store.images(set(store.keys()) - opened)
+        except LabelStoreError as exc:
+            self._fail(str(exc))
+            return
+
+        def job(progress: Any, cancelled: Any) -> ExportResult:
+            return export_labels(store, records, target, identified=identified, progress=progress, cancelled=cancelled)
+
+        def done(result: ExportResult) -> None:
+            text = f"Exported {result.rows} image(s) and {result.annotations} label(s) to {result.folder}"
+            if result.problems:
+                text += f"; {len(result.problems)} image(s) could not be exported: " + "; ".join(map(str, result.problems[:3]))
+            self.app.message.emit("warning" if result.problems else "info", text)
+            self.exported.emit(result)
+
+        def failed(err: WorkerError) -> None:
+            exc = err.exception
+            self._fail(f"Export failed: {exc}" if isinstance(exc, MammoReviewError) else f"Export failed: {type(exc).__name__}: {exc}")
+
+        self.app.pool.submit(job, channel="export", on_result=done, on_error=failed, owner=self)
+
+    def import_from(self, path: str | Path) -> int:
+        """Import an export folder (its annotations.csv) or a label manifest .csv as suggestions."""
+        if self.store is None and not self._open_store():
+            return 0
+        assert self.store is not None
+        path = Path(path)
+        try:
+            if path.is_dir() or path.name == "annotations.csv":
+                result = import_labels(self.store, path)
+                what = "label(s)"
+            else:
+                result = import_manifest(self.store, path)
+                what = "suggestion(s) from the manifest"
+        except (FormatError, LabelStoreError) as exc:
+            self._fail(f"Import failed: {exc}")
+            return 0
+        self.app.message.emit("info", f"Imported {result.added} {what} from {result.source} ({result.skipped} already there)")
+        self.labels_changed.emit(tuple(r.key for r in self.app.study_set.images))
+        self.drafts_changed.emit(tuple(self.targets()))
+        self.refresh_queue()
+        return result.added

@@ -1,0 +1,311 @@
+"""The study browser (patient -> study -> images, with view badges and predictions) and the problems list."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTreeView,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.state import AppState
+
+__all__ = ["StudyBrowser", "ProblemsPanel", "BrowserFilter", "KEY_ROLE", "SORT_ROLE", "FILTERS"]
+
+KEY_ROLE = Qt.ItemDataRole.UserRole + 1
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+KIND_ROLE = Qt.ItemDataRole.UserRole + 3
+FILTERS = {"all": "All images", "flagged": "Flagged (≥ operating point)", "below": "Below the operating point", "pending": "Not predicted yet"}
+_COLUMNS = ("Patient / study / image", "View", "P(malignant)", "Flag")
+_BADGE = {"R": QColor("#7a3434"), "L": QColor("#2f4f86"), "": QColor("#4a4a4a")}
+
+
+class BrowserFilter(QSortFilterProxyModel):
+    """Filters image rows by prediction; patients and studies stay while a child is shown."""
+
+    def __init__(self, state: AppState) -> None:
+        super().__init__()
+        self.state = state
+        self.mode = "all"
+        self.setRecursiveFilteringEnabled(True)
+        self.setSortRole(SORT_ROLE)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in FILTERS:
+            raise ValueError(f"unknown filter {mode!r}")
+        self.mode = mode
+        self.invalidate()
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802 - Qt name
+        index = self.sourceModel().index(row, 0, parent)
+        if self.mode == "all":
+            return True
+        if index.data(KIND_ROLE) != "image":
+            return False
+        key = index.data(KEY_ROLE)
+        flagged = self.state.flagged(key)
+        if self.mode == "flagged":
+            return flagged is True
+        if self.mode == "below":
+            return flagged is False
+        return self.state.prediction(key) is None
+
+
+class StudyBrowser(QWidget):
+    """Renders the opened studies; choosing a row asks the state to make it current."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.model = QStandardItemModel(0, len(_COLUMNS))
+        self.model.setHorizontalHeaderLabels(list(_COLUMNS))
+        self.proxy = BrowserFilter(state)
+        self.proxy.setSourceModel(self.model)
+        self.tree = QTreeView()
+        self.tree.setModel(self.proxy)
+        self.tree.setSortingEnabled(True)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.tree.setAlternatingRowColors(True)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in range(1, len(_COLUMNS)):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(False)
+        self.filter_combo = QComboBox()
+        for mode, title in FILTERS.items():
+            self.filter_combo.addItem(title, mode)
+        self.count_label = QLabel("")
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show"))
+        top.addWidget(self.filter_combo, 1)
+        top.addWidget(self.count_label)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(top)
+        lay.addWidget(self.tree)
+        self._rows: dict[str, list[QStandardItem]] = {}
+        self._parents: list[tuple[list[QStandardItem], list[str]]] = []
+        self._selecting = False
+        self._ordinal = 0
+        self.tree.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+
+        self.filter_combo.currentIndexChanged.connect(lambda i: self.proxy.set_mode(self.filter_combo.itemData(i)))
+        self.tree.selectionModel().selectionChanged.connect(self._on_selection)
+        state.studies_changed.connect(self._rebuild)
+        state.predictions_changed.connect(self._on_predictions)
+        state.operating_point_changed.connect(lambda _t: self._on_predictions(tuple(self._rows)))
+        state.current_changed.connect(self._show_current)
+        state.images_changed.connect(self._on_images)
+
+    # ------------------------------------------------------------------ state -> tree
+    def _rebuild(self) -> None:
+        self._selecting = True  # rows vanish: not a user's choice
+        try:
+            self._fill()
+        finally:
+            self._selecting = False
+        self._show_current(self.state.current_key or "")
+
+    def _fill(self) -> None:
+        s = self.state
+        self.model.removeRows(0, self.model.rowCount())
+        self._rows = {}
+        self._parents = []
+        self._ordinal = 0
+        patients: dict[str, list[QStandardItem]] = {}
+        for study in s.study_set.studies:
+            pid = study.patient_id or "(no patient id)"
+            if pid not in patients:
+                name = study.images[0].patient_name if study.images else ""
+                prow = self._row(f"{pid}  {name}".strip(), "patient", "")
+                self.model.appendRow(prow)
+                patients[pid] = prow
+                self._parents.append((prow, []))
+            prow = patients[pid]
+            title = " ".join(x for x in (_date(study.date), study.description) if x) or study.study_uid[-12:] or "study"
+            srow = self._row(f"{title}  ({len(study.images)} images)", "study", "")
+            prow[0].appendRow(srow)
+            keys = [r.key for r in study.images]
+            self._parents.append((srow, keys))
+            next(kl for r, kl in self._parents if r is prow).extend(keys)
+            for rec in study.images:
+                lat = s.laterality(rec.key)
+                irow = self._row(rec.path.name, "image", rec.key)
+                irow[0].setToolTip(str(rec.path))
+                irow[1].setText(f"{lat or '?'} {rec.view or '?'}")
+                irow[1].setBackground(QBrush(_BADGE.get(lat, _BADGE[""])))
+                irow[1].setForeground(QBrush(QColor("white")))
+                irow[1].setData(f"{lat}{rec.model_view}", SORT_ROLE)
+                srow[0].appendRow(irow)
+                self._rows[rec.key] = irow
+        self._on_predictions(tuple(self._rows))
+        self.tree.expandAll()
+
+    def _row(self, text: str, kind: str, key: str) -> list[QStandardItem]:
+        items = [QStandardItem(text)] + [QStandardItem("") for _ in _COLUMNS[1:]]
+        for it in items:
+            it.setData(key, KEY_ROLE)
+            it.setData(kind, KIND_ROLE)
+            it.setData(-1.0, SORT_ROLE)
+        self._ordinal += 1
+        items[0].setData(self._ordinal, SORT_ROLE)  # column 0 sorts in scan (hanging) order
+        return items
+
+    def _on_images(self, keys: tuple) -> None:
+        for k in keys:
+            row = self._rows.get(k)
+            if row is not None and not self.state.record(k).laterality:
+                lat = self.state.laterality(k)
+                row[1].setText(f"{lat or '?'} {self.state.record(k).view or '?'}")
+                row[1].setBackground(QBrush(_BADGE.get(lat, _BADGE[""])))
+
+    def _on_predictions(self, keys: tuple) -> None:
+        s = self.state
+        for k in keys:
+            row = self._rows.get(k)
+            if row is not None:
+                self._set_p(row, [k])
+        for row, children in self._parents:
+            self._set_p(row, children)
+        self.proxy.invalidate()
+        n = sum(1 for k in self._rows if s.prediction(k) is not None)
+        flagged = sum(1 for k in self._rows if s.flagged(k))
+        self.count_label.setText(f"{n}/{len(self._rows)} predicted, {flagged} flagged")
+
+    def _set_p(self, row: list[QStandardItem], keys: list[str]) -> None:
+        s = self.state
+        ps = [p.p_malignant for k in keys if (p := s.prediction(k)) is not None and p.p_malignant == p.p_malignant]
+        problems = [k for k in keys if k in s.load_problems]
+        if not ps:
+            row[2].setText("✕ unreadable" if problems and len(problems) == len(keys) else "…")
+            row[2].setData(-1.0, SORT_ROLE)
+            row[3].setText("")
+            return
+        p = max(ps)
+        row[2].setText(f"{p:.3f}")
+        row[2].setData(p, SORT_ROLE)
+        flagged = p >= s.operating_point
+        row[3].setText("▲" if flagged else "")
+        row[3].setForeground(QBrush(QColor("#ff6b6b")))
+        row[3].setData(1.0 if flagged else 0.0, SORT_ROLE)
+        row[2].setForeground(QBrush(QColor("#ff6b6b" if flagged else "#e8e8e8")))
+
+    def _show_current(self, key: str) -> None:
+        row = self._rows.get(key)
+        if row is None:
+            return
+        index = self.proxy.mapFromSource(self.model.indexFromItem(row[0]))
+        if not index.isValid() or self.tree.currentIndex() == index:
+            return
+        self._selecting = True
+        try:
+            self.tree.setCurrentIndex(index)
+            self.tree.scrollTo(index)
+        finally:
+            self._selecting = False
+
+    # ------------------------------------------------------------------ tree -> requests
+    def _on_selection(self, *args: object) -> None:
+        if self._selecting:
+            return
+        keys: list[str] = []
+        for index in self.tree.selectionModel().selectedRows(0):
+            if index.data(KIND_ROLE) == "image":
+                keys.append(index.data(KEY_ROLE))  # set_selection drops keys of another opening
+            else:  # a patient or study row stands for its images
+                src = self.proxy.mapToSource(index)
+                item = self.model.itemFromIndex(src)
+                keys.extend(_image_keys(item))
+        self.state.set_selection(keys)
+        cur = self.tree.currentIndex()
+        if cur.isValid():
+            src_item = self.model.itemFromIndex(self.proxy.mapToSource(cur.siblingAtColumn(0)))
+            image_keys = _image_keys(src_item) if src_item is not None else []
+            if image_keys and self.state.current_key not in image_keys:
+                self.state.set_current(image_keys[0])
+            elif src_item is not None and src_item.data(KIND_ROLE) == "image" and src_item.data(KEY_ROLE) in self._rows:
+                self.state.set_current(src_item.data(KEY_ROLE))
+
+    def visible_keys(self) -> list[str]:
+        """Image keys as the tree shows them now (sorted and filtered), for tests and navigation."""
+        out: list[str] = []
+
+        def walk(parent: QModelIndex) -> None:
+            for r in range(self.proxy.rowCount(parent)):
+                idx = self.proxy.index(r, 0, parent)
+                if idx.data(KIND_ROLE) == "image":
+                    out.append(idx.data(KEY_ROLE))
+                walk(idx)
+
+        walk(QModelIndex())
+        return out
+
+
+def _image_keys(item: QStandardItem) -> list[str]:
+    if item.data(KIND_ROLE) == "image":
+        return [item.data(KEY_ROLE)]
+    out: list[str] = []
+    for r in range(item.rowCount()):
+        child = item.child(r, 0)
+        if child is not None:
+            out.extend(_image_keys(child))
+    return out
+
+
+def _date(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+
+class ProblemsPanel(QWidget):
+    """Every file that could not be read or used, with the reason."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.list = QTreeWidget()
+        self.list.setColumnCount(2)
+        self.list.setHeaderLabels(["File", "Reason"])
+        self.list.setRootIsDecorated(False)
+        self.list.setWordWrap(True)
+        self.list.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.list.setColumnWidth(0, 220)
+        self.summary = QLabel("No problems")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.list)
+        state.problems_changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.list.clear()
+        problems = self.state.problems
+        for p in problems:
+            item = QTreeWidgetItem([p.path.name, ("skipped: " if p.skipped else "") + p.reason])
+            item.setToolTip(0, str(p.path))
+            item.setToolTip(1, p.reason)
+            if p.skipped:
+                item.setForeground(1, QBrush(QColor("#9a9a9a")))
+            else:
+                item.setForeground(1, QBrush(QColor("#ff8c7a")))
+            self.list.addTopLevelItem(item)
+        errors = sum(1 for p in problems if not p.skipped)
+        skipped = len(problems) - errors
+        self.summary.setText(
+            "No problems" if not problems else f"{errors} file(s) could not be read, {skipped} skipped (no image)"
+        )
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(file name, reason) per listed problem."""
+        return [(self.list.topLevelItem(i).text(0), self.list.topLevelItem(i).text(1)) for i in range(self.list.topLevelItemCount())]

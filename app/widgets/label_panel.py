@@ -1,0 +1,353 @@
+"""The label panel: set each task of the current image (or the selection) with a confidence.
+
+Keyboard: ``L`` in the window gives the panel the keyboard; then number keys pick the focused task's class (1 = first class,
+0 = unknown), Up/Down switch task, ``[``/``-`` and ``]``/``+`` step the confidence by 10 %, Enter
+accepts and moves to the next image of the queue, Ctrl+Z / Ctrl+Shift+Z undo and redo. Pre-filled
+values are marked as suggestions (model, DICOM, manifest) until a person confirms them. A failed
+save shows a red banner at once and leaves the edit on screen.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inference.formats import TASK_CLASSES, TASKS
+
+from app.models.labels import LabelsState, TaskDraft
+
+__all__ = ["LabelPanel", "TaskEditor", "TASK_TITLES", "CLASS_NAMES"]
+
+TASK_TITLES = {"malignancy": "Malignancy", "acr": "ACR category", "density": "BI-RADS density", "view": "View"}
+CLASS_NAMES = {
+    "malignancy": {"benign": "benign", "malignant": "malignant"},
+    "acr": {c: c for c in TASK_CLASSES["acr"]},
+    "density": {c: c for c in TASK_CLASSES["density"]},
+    "view": {"CC": "CC", "MLO": "MLO"},
+}
+_STATUS_STYLE = {
+    "saved": "color: #8fd18f;",
+    "edited": "color: #7fb2ff; font-weight: bold;",
+    "model": "color: #ffb347; font-weight: bold;",
+    "dicom": "color: #ffb347;",
+    "stored": "color: #ffb347;",
+    "none": "color: #8a8a8a;",
+}
+_FRAME = "QFrame#task {{ border: {w}px solid {c}; border-radius: 4px; }}"
+#: The chosen class's button: amber while suggested, blue when edited, green when confirmed.
+_CHECKED = (
+    "QPushButton {{ padding: 3px 6px; min-width: 24px; border: 1px solid #5a5a5a; border-radius: 3px; }}"
+    "QPushButton:checked {{ background: {c}; color: white; font-weight: bold; border: 1px solid {c}; }}"
+    "QPushButton:disabled {{ color: #6a6a6a; }}"
+)
+_CHECKED_COLOUR = {"saved": "#2e7d32", "edited": "#1f5fbf", "model": "#a86b00", "dicom": "#a86b00", "stored": "#a86b00"}
+_BANNER = "background: #7a1f1f; color: white; padding: 6px; font-weight: bold;"
+_DIGITS = {getattr(Qt.Key, f"Key_{i}"): i for i in range(10)}
+_MINUS = (Qt.Key.Key_BracketLeft, Qt.Key.Key_Minus)
+_PLUS = (Qt.Key.Key_BracketRight, Qt.Key.Key_Plus, Qt.Key.Key_Equal)
+_ENTER = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+
+
+def status_text(d: TaskDraft) -> str:
+    """What the panel says about where a task's value comes from."""
+    if d.origin == "saved":
+        return f"Confirmed by {d.detail}"
+    if d.origin == "edited":
+        return "Edited — Enter saves"
+    if d.origin == "model":
+        return f"Suggested by model {d.detail} — not confirmed".replace("model  —", "model —")
+    if d.origin == "dicom":
+        return f"From the DICOM header ({d.detail}) — not confirmed"
+    if d.origin == "stored":
+        return f"Suggested by {d.detail} — not confirmed"
+    return "No label"
+
+
+class TaskEditor(QFrame):
+    """One task: class buttons (+ unknown), the confidence slider, where the value came from."""
+
+    def __init__(self, labels: LabelsState, task: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("task")
+        self.labels = labels
+        self.task = task
+        classes = TASK_CLASSES[task]
+        self.title = QLabel(f"<b>{TASK_TITLES[task]}</b>")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.group = QButtonGroup(self)
+        self.group.setExclusive(True)
+        self.buttons: dict[str | None, QPushButton] = {}
+        row = QHBoxLayout()
+        row.setSpacing(3)
+        for i, c in enumerate(classes):
+            name = CLASS_NAMES[task][c]
+            b = QPushButton(name if name == str(i + 1) else f"{name} ({i + 1})")
+            b.setToolTip(f"Key {i + 1}")
+            self.buttons[c] = b
+        unknown = QPushButton("unknown")
+        unknown.setToolTip("Key 0: unknown (an abstention)")
+        self.buttons[None] = unknown
+        for value, b in self.buttons.items():
+            b.setCheckable(True)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            self.group.addButton(b)
+            b.clicked.connect(lambda _c=False, v=value: self._pick(v))
+            row.addWidget(b)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 100)
+        self.slider.setSingleStep(10)
+        self.slider.setPageStep(10)
+        self.slider.setTickInterval(10)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.slider.sliderReleased.connect(lambda: self._confidence(self.slider.value()))
+        self.slider.valueChanged.connect(lambda v: self._confidence(v) if not self.slider.isSliderDown() and not self._rendering else None)
+        self.confidence = QLabel()
+        self.confidence.setMinimumWidth(110)
+        self.others = QLabel()
+        self.others.setStyleSheet("color: #9a9a9a;")
+        self.others.setWordWrap(True)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(6, 4, 6, 4)
+        grid.addWidget(self.title, 0, 0)
+        grid.addWidget(self.status, 0, 1, 1, 2)
+        grid.addLayout(row, 1, 0, 1, 3)
+        grid.addWidget(QLabel("Confidence"), 2, 0)
+        grid.addWidget(self.slider, 2, 1)
+        grid.addWidget(self.confidence, 2, 2)
+        grid.addWidget(self.others, 3, 0, 1, 3)
+        self._rendering = False
+
+    def _pick(self, value: str | None) -> None:
+        self.labels.set_focus_task(self.task)
+        self.labels.set_value(self.task, value)
+        panel = self.parentWidget()
+        if panel is not None:
+            panel.setFocus()
+
+    def _confidence(self, value: int) -> None:
+        self.labels.set_focus_task(self.task)
+        if abs(self.labels.draft(self._key(), self.task).confidence * 100 - value) >= 0.5:
+            self.labels.set_confidence(self.task, value / 100.0)
+
+    def _key(self) -> str:
+        t = self.labels.targets()
+        return t[0] if t else ""
+
+    def render(self, d: TaskDraft | None, focused: bool, others: str) -> None:
+        self._rendering = True
+        try:
+            enabled = d is not None
+            for b in self.buttons.values():
+                b.setEnabled(enabled)
+            self.slider.setEnabled(enabled and d is not None and d.value is not None)
+            if d is None:
+                self.group.setExclusive(False)
+                for b in self.buttons.values():
+                    b.setChecked(False)
+                self.group.setExclusive(True)
+                self.status.setText("")
+                self.confidence.setText("")
+                self.others.setText("")
+            else:
+                self.buttons[d.value].setChecked(True)
+                self.slider.setValue(round(d.confidence * 100))
+                self.confidence.setText("—" if d.value is None else f"{d.confidence:.0%} (u = {1 - d.confidence:.2f})")
+                self.status.setText(escape(status_text(d)))
+                self.status.setStyleSheet(_STATUS_STYLE.get(d.origin, ""))
+                self.others.setText(others)
+                self.others.setVisible(bool(others))
+            colour = "#7fb2ff" if focused else "#5a5a5a"
+            checked = _CHECKED_COLOUR.get(d.origin if d is not None else "none", "#555555")
+            self.setStyleSheet(_FRAME.format(w=2 if focused else 1, c=colour) + _CHECKED.format(c=checked))
+        finally:
+            self._rendering = False
+
+
+class LabelPanel(QWidget):
+    """Render :class:`LabelsState` for the current image or the selection; keys edit it."""
+
+    def __init__(self, labels: LabelsState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.labels = labels
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.banner = QLabel()
+        self.banner.setStyleSheet(_BANNER)
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        self.who = QLabel()
+        change = QPushButton("Change…")
+        change.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        change.clicked.connect(self.ask_annotator)
+        self.target = QLabel()
+        self.target.setWordWrap(True)
+        self.editors = {t: TaskEditor(labels, t, self) for t in TASKS}
+        self.accept_button = QPushButton("Accept ⏎")
+        self.accept_button.setToolTip("Save these labels as confirmed and go to the next image (Enter)")
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        for b, slot in ((self.accept_button, self.accept), (self.undo_button, labels.undo), (self.redo_button, labels.redo)):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.clicked.connect(lambda _c=False, s=slot: (s(), self.setFocus()))
+        help_line = QLabel(
+            "L: label this image · 1–6 class · 0 unknown · ↑/↓ task · [ ] or −/+ confidence ±10 % · Enter accept · Ctrl+Z undo"
+        )
+        help_line.setStyleSheet("color: #8a8a8a;")
+        help_line.setWordWrap(True)
+
+        top = QHBoxLayout()
+        top.addWidget(self.who, 1)
+        top.addWidget(change)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.accept_button, 2)
+        buttons.addWidget(self.undo_button, 1)
+        buttons.addWidget(self.redo_button, 1)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.banner)
+        lay.addLayout(top)
+        lay.addWidget(self.target)
+        for e in self.editors.values():
+            lay.addWidget(e)
+        lay.addLayout(buttons)
+        lay.addWidget(help_line)
+        lay.addStretch(1)
+
+        # "L" anywhere in the window: label this image (the panel takes the keyboard)
+        self.focus_shortcut = QShortcut(QKeySequence("L"), self, context=Qt.ShortcutContext.WindowShortcut)
+        self.focus_shortcut.activated.connect(self.take_focus)
+
+        labels.drafts_changed.connect(lambda _k: self.render())
+        labels.labels_changed.connect(lambda _k: self.render())
+        labels.focus_changed.connect(lambda _t: self.render())
+        labels.annotator_changed.connect(lambda _n: self.render())
+        labels.annotator_needed.connect(self._on_annotator_needed)
+        labels.store_failed.connect(self._on_store_failed)
+        labels.store_ok.connect(self.banner.hide)
+        labels.app.current_changed.connect(lambda _k: self.render())
+        if labels.store_error:
+            self._on_store_failed(labels.store_error)
+        self.render()
+
+    # ------------------------------------------------------------------ rendering
+    def render(self) -> None:
+        lab = self.labels
+        name = lab.annotator
+        self.who.setText(f"Annotator: <b>{escape(name)}</b>" if name else "Annotator: <i>not set (asked at the first label)</i>")
+        keys = lab.targets()
+        if not keys:
+            self.target.setText("<i>No image</i>")
+        elif len(keys) > 1:
+            self.target.setText(f"<b>{len(keys)} images selected</b> — an edit applies to all of them")
+        else:
+            try:
+                rec = lab.app.record(keys[0])
+                where = f"{rec.label} · {rec.path.name}"
+            except KeyError:
+                where = keys[0]
+            self.target.setText(f"<b>{escape(where)}</b>")
+        drafts = lab.drafts(keys[0]) if keys else {}
+        others = lab.others(keys[0]) if len(keys) == 1 else []
+        for t, e in self.editors.items():
+            o = ", ".join(
+                f"{r.annotator}: {'unknown' if r.value is None else r.value} {r.confidence:.0%}" for r in others if r.task == t
+            )
+            e.render(drafts.get(t), t == lab.focus_task and self.hasFocus(), escape(o))
+        self.accept_button.setEnabled(bool(keys))
+        self.undo_button.setEnabled(lab.can_undo())
+        self.redo_button.setEnabled(lab.can_redo())
+
+    def focusInEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+        super().focusInEvent(event)  # type: ignore[arg-type]
+        self.render()
+
+    def focusOutEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+        super().focusOutEvent(event)  # type: ignore[arg-type]
+        self.render()
+
+    # ------------------------------------------------------------------ requests
+    def take_focus(self) -> None:
+        """Bring the panel (and its dock) forward and give it the keyboard."""
+        w: QWidget | None = self
+        while w is not None:
+            w.raise_()
+            w = w.parentWidget()
+        self.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def accept(self) -> None:
+        self.labels.accept()
+
+    def ask_annotator(self) -> bool:
+        """Ask for the annotator's name (stored in the settings); True when one was given."""
+        name, ok = QInputDialog.getText(
+            self, "Annotator", "Your name or initials (recorded with every label you give):", text=self.labels.annotator
+        )
+        if ok and name.strip():
+            self.labels.set_annotator(name)
+            return True
+        return False
+
+    def _on_annotator_needed(self) -> None:
+        if self.ask_annotator():
+            self.labels.accept()
+
+    def _on_store_failed(self, text: str) -> None:
+        self.banner.setText(text)
+        self.banner.show()
+
+    # ------------------------------------------------------------------ keyboard
+    def _handles(self, event: QKeyEvent) -> bool:
+        key = event.key()
+        mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if mods & Qt.KeyboardModifier.ControlModifier:
+            return key in (Qt.Key.Key_Z, Qt.Key.Key_Y)
+        return key in _DIGITS or key in _MINUS or key in _PLUS or key in _ENTER or key in (Qt.Key.Key_Up, Qt.Key.Key_Down)
+
+    def event(self, event: QEvent) -> bool:
+        # Take our keys before window shortcuts (layouts on 1-4, studies on [ and ]) see them.
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) and self._handles(event):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt name
+        if not self._handles(event):
+            super().keyPressEvent(event)
+            return
+        lab = self.labels
+        key = event.key()
+        task = lab.focus_task
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            redo = key == Qt.Key.Key_Y or bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            lab.redo() if redo else lab.undo()
+        elif key in _DIGITS:
+            n = _DIGITS[key]
+            if n == 0:
+                lab.set_value(task, None)
+            else:
+                lab.set_class_index(task, n - 1)
+        elif key == Qt.Key.Key_Up:
+            lab.step_focus(-1)
+        elif key == Qt.Key.Key_Down:
+            lab.step_focus(1)
+        elif key in _MINUS:
+            lab.step_confidence(task, -1)
+        elif key in _PLUS:
+            lab.step_confidence(task, 1)
+        elif key in _ENTER:
+            self.accept()
+        event.accept()

@@ -1,0 +1,693 @@
+"""Find images in files and folders and group them into patients, studies and images.
+
+``scan(paths)`` reads DICOM headers only (pixels are decoded later by :func:`inference.imaging.decode.load_image`)
+and also accepts PNG, PGM, JPEG and TIFF files of research data sets. It never raises for one bad
+file: what cannot be used is listed as a :class:`Problem` and the scan goes on.
+
+Laterality comes from ImageLaterality / Laterality, else from free text (series description,
+protocol, comments, file name), else from the DICOM PatientOrientation convention; when all are
+silent it stays "" with source "unknown" and :func:`inference.imaging.decode.resolve_laterality` decides
+from the pixels. The view comes from ViewPosition / ViewCodeSequence, else from free text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError
+from inference.formats import image_key
+
+__all__ = [
+    "ImageRecord",
+    "Problem",
+    "Study",
+    "StudySet",
+    "scan",
+    "read_record",
+    "laterality_in_text",
+    "view_in_text",
+    "IMAGE_SUFFIXES",
+]
+
+#: File name endings that mark a file as meant to be an image (a broken one is a Problem).
+IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm"})
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image found by :func:`scan`: where it is, whose it is, which breast and view."""
+
+    key: str
+    path: Path
+    kind: str  # "dicom" | "png" | "jpeg" | "tiff" | "pgm"
+    patient_id: str
+    patient_name: str
+    study_uid: str
+    study_date: str
+    study_description: str
+    series_uid: str
+    sop_uid: str
+    laterality: str  # "L" | "R" | ""
+    laterality_source: str  # "tag" | "text" | "pixels" | "unknown"
+    view: str  # "CC" | "MLO" | "ML" | "LM" | "XCCL" | ... | ""
+    view_source: str  # "tag" | "text" | "unknown"
+    rows: int
+    cols: int
+    transfer_syntax: str  # DICOM transfer syntax UID, "" for other files
+    photometric: str = ""  # DICOM PhotometricInterpretation (MONOCHROME1/2), "" for other files
+    frames: int = 1
+
+    @property
+    def model_view(self) -> str:
+        """The view as the model knows it: "CC" (ML, LM, XCCL count as CC), "MLO", or ""."""
+        return _MODEL_VIEW.get(self.view, "")
+
+    @property
+    def label(self) -> str:
+        """A short human label such as "R-CC" (or the file name when nothing is known)."""
+        if self.laterality or self.view:
+            return f"{self.laterality or '?'}-{self.view or '?'}"
+        return self.path.name
+
+
+_MODEL_VIEW = {
+    "CC": "CC",
+    "XCCL": "CC",
+    "XCCM": "CC",
+    "FB": "CC",
+    "ML": "CC",
+    "LM": "CC",
+    "MLO": "MLO",
+    "LMO": "MLO",
+    "SIO": "MLO",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that could not be used: ``skipped`` is True for DICOM that holds no usable image, False for errors."""
+
+    path: Path
+    reason: str
+    skipped: bool
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Study:
+    """The images of one study of one patient, in hanging order (R-CC, L-CC, R-MLO, L-MLO, rest)."""
+
+    patient_id: str
+    study_uid: str
+    date: str
+    description: str
+    images: tuple[ImageRecord, ...]
+
+
+@dataclass(frozen=True)
+class StudySet:
+    """Everything :func:`scan` found: the studies and the problems."""
+
+    studies: tuple[Study, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def images(self) -> tuple[ImageRecord, ...]:
+        """Every image of every study, study by study in hanging order."""
+        return tuple(r for s in self.studies for r in s.images)
+
+    def by_key(self, key: str) -> ImageRecord:
+        """The image with this key; KeyError when there is none."""
+        for r in self.images:
+            if r.key == key:
+                return r
+        raise KeyError(key)
+
+
+# --------------------------------------------------------------------------- laterality and view
+_SEP = r"(?<![A-Z0-9])"  # "_" and "-" separate words in file names such as P102_R_DM_CC
+_END = r"(?![A-Z0-9])"
+_VIEWS = r"XCCL|XCCM|CC|MLO|ML|LMO|LM|FB|SIO"
+_VIEW_RE = re.compile(rf"{_SEP}(?:[LR][-_ ]?)?({_VIEWS}){_END}")
+_VIEW_WORDS = (  # longest first: "medio-lateral oblique" before "medio-lateral"
+    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED LATERALLY"), "XCCL"),
+    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED MEDIALLY"), "XCCM"),
+    (re.compile(r"CAUDO-?CRANIAL"), "FB"),
+    (re.compile(r"SUPERO-?LATERAL TO INFERO-?MEDIAL OBLIQUE"), "SIO"),
+    (re.compile(r"LATERO-?MEDIAL OBLIQUE"), "LMO"),
+    (re.compile(r"MEDIO-?LATERAL OBLIQUE|\bOBLIQUE\b"), "MLO"),
+    (re.compile(r"MEDIO-?LATERAL"), "ML"),
+    (re.compile(r"LATERO-?MEDIAL"), "LM"),
+    (re.compile(r"CRANIO-?CAUDAL"), "CC"),
+)
+_LEFT_RE = re.compile(rf"{_SEP}(?:LEFT|LT|LINKS|GAUCHE|L(?:[-_ ]?(?:{_VIEWS}))?){_END}")
+_RIGHT_RE = re.compile(rf"{_SEP}(?:RIGHT|RT|RECHTS|DROITE?|R(?:[-_ ]?(?:{_VIEWS}))?){_END}")
+# ViewCodeSequence code values (SNOMED-RT "R-..." and SNOMED CT) of DICOM CID 4014.
+_VIEW_CODES = {
+    "R-10242": "CC",
+    "399162004": "CC",
+    "R-10226": "MLO",
+    "399368009": "MLO",
+    "R-10224": "ML",
+    "399260004": "ML",
+    "R-10228": "LM",
+    "399352003": "LM",
+}
+_TEXT_TAGS = ("SeriesDescription", "ProtocolName", "ImageComments", "AcquisitionDeviceProcessingDescription")
+
+
+def _text(ds: Dataset | None, name: str) -> str:
+    value = ds.get(name, "") if ds is not None else ""
+    if value is None:
+        return ""
+    if not isinstance(value, str) and hasattr(value, "__iter__"):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def laterality_in_text(text: str) -> str:
+    """"L" or "R" when the text names exactly one side (LEFT, R, LCC, P1_R_DM_CC ...), else ""."""
+    up = text.upper()
+    left, right = bool(_LEFT_RE.search(up)), bool(_RIGHT_RE.search(up))
+    return "L" if left and not right else "R" if right and not left else ""
+
+
+def view_in_text(text: str) -> str:
+    """The view a text names (CC, MLO, ML, LM, XCCL, XCCM, FB, SIO, LMO), "" when none or several."""
+    up = text.upper()
+    found = {m.group(1) for m in _VIEW_RE.finditer(up)}
+    if not found:
+        for pattern, view in _VIEW_WORDS:
+            if pattern.search(up):
+                return view
+    return found.pop() if len(found) == 1 else ""
+
+
+def _laterality(ds: Dataset | None, path: Path) -> tuple[str, str]:
+    for name in ("ImageLaterality", "Laterality"):
+        value = _text(ds, name).strip().upper()
+        if value in ("L", "R"):
+            return value, "tag"
+    for name in _TEXT_TAGS:
+        if side := laterality_in_text(_text(ds, name)):
+            return side, "text"
+    if side := laterality_in_text(path.stem):
+        return side, "text"
+    # The MG IOD's PatientOrientation: CC images are stored lateral side up, so down the columns
+    # of a right breast is toward the patient's left ("L"), of a left breast toward the right.
+    orientation = ds.get("PatientOrientation") if ds is not None else None
+    if orientation is not None and not isinstance(orientation, str) and len(orientation) == 2:
+        col = str(orientation[1]).strip().upper()
+        if col in ("L", "R"):
+            return ("R" if col == "L" else "L"), "text"
+    return "", "unknown"
+
+
+def _view(ds: Dataset | None, path: Path) -> tuple[str, str]:
+    if ds is not None:
+        position = _text(ds, "ViewPosition").strip().upper()
+        if position and (view := view_in_text(position)):
+            return view, "tag"
+        for item in ds.get("ViewCodeSequence", None) or ():
+            code = str(item.get("CodeValue", "")).strip()
+            if code in _VIEW_CODES:
+                return _VIEW_CODES[code], "tag"
+            if view := view_in_text(str(item.get("CodeMeaning", ""))):
+                return view, "tag"
+        for name in _TEXT_TAGS:
+            if view := view_in_text(_text(ds, name)):
+                return view, "text"
+    if view := view_in_text(path.stem):
+        return view, "text"
+    return "", "unknown"
+
+
+# --------------------------------------------------------------------------- reading one file
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"P5", "pgm"),
+    (b"P2", "pgm"),
+)
+_HEADER_TAGS = [
+    "SpecificCharacterSet",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyDate",
+    "Modality",
+    "StudyDescription",
+    "SeriesDescription",
+    "PatientName",
+    "PatientID",
+    "ProtocolName",
+    "AcquisitionDeviceProcessingDescription",
+    "ViewPosition",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientOrientation",
+    "Laterality",
+    "ImageLaterality",
+    "ImageComments",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "ViewCodeSequence",
+]
+_IMPLICIT_LE = UID("1.2.840.10008.1.2")
+_EXPLICIT_LE = UID("1.2.840.10008.1.2.1")
+_DEFLATED = UID("1.2.840.10008.1.2.1.99")
+_BIG_ENDIAN = UID("1.2.840.10008.1.2.2")
+_MEDIA_DIRECTORY = UID("1.2.840.10008.1.3.10")
+# Projection X-ray modalities a mammogram may carry (research sets store MG as secondary capture "OT").
+_X_RAY_MODALITIES = frozenset({"MG", "DX", "CR", "OT", ""})
+_PIXEL_TAGS = {0x7FE00010: "", 0x7FE00008: "float", 0x7FE00009: "double float"}
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+class _Ignored(Exception):
+    """A file in a scanned folder that is not meant to be an image (silently left out)."""
+
+
+def _kind_of(head: bytes) -> str:
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic) and (kind != "pgm" or head[2:3].isspace()):
+            return kind
+    # DICOM without the 128-byte preamble (old files): starts with a group 0002 or 0008 element.
+    if head[:2] in (b"\x02\x00", b"\x08\x00") and len(head) >= 8:
+        return "dicom-raw"
+    return ""
+
+
+_QUIET = threading.Lock()
+
+
+def read_dicom(src: Any, **kwargs: Any) -> Dataset:
+    """``pydicom.dcmread`` with its warnings about fixable header quirks silenced.
+
+    The warnings filters are process-wide and ``catch_warnings`` is not thread-safe, so reads take
+    a lock (reading only; decoding pixels runs outside it, in parallel).
+    """
+    with _QUIET, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dcmread(src, **kwargs)
+
+
+def transfer_syntax_of(ds: Dataset) -> UID:
+    """The dataset's transfer syntax; for a file without meta header, the encoding it was read in."""
+    meta = getattr(ds, "file_meta", None)
+    ts = UID(str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else "")
+    if not ts:
+        implicit, little = ds.original_encoding
+        ts = _IMPLICIT_LE if implicit is not False else (_BIG_ENDIAN if little is False else _EXPLICIT_LE)
+    return ts
+
+
+def _uid_name(uid: str) -> str:
+    name = UID(uid).name if uid else ""
+    return name if name and name != uid else ""
+
+
+def _person(value: Any) -> str:
+    """PatientName "DOE^JANE" as "DOE, JANE"."""
+    parts = [p.strip() for p in str(value or "").split("^")[:2]]
+    return ", ".join(p for p in parts if p)
+
+
+def _pixel_element(fp: Any, ds: Dataset, size: int) -> tuple[int, int, int] | None:
+    """After a header read stopped before the pixels: (tag, value length, bytes left in the file),
+    with the file at the value's first byte; None when no pixel data element follows."""
+    implicit, little = ds.original_encoding
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return None
+    order = "<" if little is not False else ">"
+    group, element = struct.unpack(order + "HH", head[:4])
+    tag = group << 16 | element
+    if tag not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        (length,), offset = struct.unpack(order + "I", head[4:8]), 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            return tag, 0xFFFFFFFF, 0
+        (length,), offset = struct.unpack(order + "I", head[8:12]), 12
+    else:
+        (length,), offset = struct.unpack(order + "H", head[6:8]), 8
+    fp.seek(start + offset)
+    return tag, length, size - start - offset
+
+
+def _fragments_problem(fp: Any, size: int) -> str:
+    """Walk the items of encapsulated pixel data by their lengths: "" when the delimiter closes them."""
+    pos = fp.tell()
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            return "truncated pixel data: the compressed frames end before their sequence delimiter"
+        group, element, length = struct.unpack("<HHI", head)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return ""
+        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+            return f"corrupt pixel data: element ({group:04X},{element:04X}) among the compressed frames"
+        pos += 8 + length
+        if pos > size:
+            found = size - (pos - length)
+            return f"truncated pixel data: a compressed fragment of {length} bytes has {found} in the file"
+        fp.seek(pos)
+
+
+def _check_dicom_pixels(path: Path, fp: Any, ds: Dataset, ts: UID, size: int) -> bool:
+    """Raise for truncated pixel data; False when the file has no pixel data at all."""
+    if ts == _DEFLATED:  # the stream is compressed: only a full read can tell
+        fp.seek(0)
+        full = read_dicom(fp, force=True)
+        return "PixelData" in full or "FloatPixelData" in full or "DoubleFloatPixelData" in full
+    element = _pixel_element(fp, ds, size)
+    if element is None:
+        return False
+    tag, length, left = element
+    if _PIXEL_TAGS[tag]:
+        raise UnsupportedImageError(f"{_PIXEL_TAGS[tag]} pixel data is not supported", path)
+    if length == 0xFFFFFFFF:  # encapsulated: every fragment must be whole, then the delimiter
+        if problem := _fragments_problem(fp, size):
+            raise ImageReadError(problem, path)
+        return True
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    expected = (rows * cols * frames * samples * bits + 7) // 8
+    found = min(length, left)
+    if found < expected:
+        raise ImageReadError(f"truncated pixel data: expected {expected} bytes, found {found}", path)
+    return True
+
+
+def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
+    try:
+        with open(path, "rb") as fp:
+            ds = read_dicom(fp, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=raw)
+            meta = getattr(ds, "file_meta", None)
+            ts = transfer_syntax_of(ds)
+            sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+            if sop_class == _MEDIA_DIRECTORY:
+                raise _Ignored
+            has_pixels = _check_dicom_pixels(path, fp, ds, ts, size)
+    except (_Ignored, ImageReadError):
+        raise
+    except Exception as exc:  # pydicom raises many types for broken headers; none may stop a scan
+        raise ImageReadError(f"unreadable DICOM header ({type(exc).__name__}: {exc})", path) from exc
+    class_name = _uid_name(sop_class).removesuffix(" Storage")
+    if not has_pixels:
+        if not sop_class:
+            raise ImageReadError("incomplete DICOM header: no SOP Class UID and no pixel data (truncated?)", path)
+        if "Image" in class_name:
+            raise ImageReadError(f"{class_name} without pixel data (truncated?)", path)
+        raise NotAnImageError(f"{class_name or 'SOP class ' + sop_class}: not an image", path)
+    if class_name and "Image" not in class_name:
+        raise NotAnImageError(f"{class_name}: not an image", path)
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality not in _X_RAY_MODALITIES:
+        raise UnsupportedImageError(f"{class_name or 'image'} of modality {modality}: not a mammogram", path)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2", ""):
+        what = photometric or f"{samples} samples"
+        raise UnsupportedImageError(f"colour image ({what}): only greyscale mammograms are supported", path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        what = class_name or "DICOM image"
+        raise UnsupportedImageError(
+            f"{what} with {frames} frames: only single-frame 2-D mammograms are supported", path
+        )
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows <= 0 or cols <= 0:
+        raise ImageReadError(f"image of {rows} x {cols} pixels", path)
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    laterality, lat_source = _laterality(ds, path)
+    view, view_source = _view(ds, path)
+    return ImageRecord(
+        key=image_key(path, sop_uid),
+        path=path,
+        kind="dicom",
+        patient_id=str(ds.get("PatientID", "") or "").strip(),
+        patient_name=_person(ds.get("PatientName", "")),
+        study_uid=str(ds.get("StudyInstanceUID", "") or "").strip(),
+        study_date=str(ds.get("StudyDate", "") or "").strip(),
+        study_description=str(ds.get("StudyDescription", "") or "").strip(),
+        series_uid=str(ds.get("SeriesInstanceUID", "") or "").strip(),
+        sop_uid=sop_uid,
+        laterality=laterality,
+        laterality_source=lat_source,
+        view=view,
+        view_source=view_source,
+        rows=rows,
+        cols=cols,
+        transfer_syntax=str(ts),
+        photometric=photometric or "MONOCHROME2",
+        frames=frames,
+    )
+
+
+_COMMENTS = rb"\s+(?:#[^\n]*\n\s*)*"
+_PGM_HEADER = re.compile(rb"P5" + _COMMENTS + rb"(\d+)" + _COMMENTS + rb"(\d+)" + _COMMENTS + rb"(\d+)\s")
+
+
+def _check_tail(path: Path, kind: str, data: bytes) -> None:
+    """Cheap checks that a PNG, JPEG or binary PGM is complete (Pillow would only fail when decoding)."""
+    if kind == "png" and not data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82"):
+        raise ImageReadError("truncated PNG: no IEND chunk at the end", path)
+    if kind == "jpeg" and b"\xff\xd9" not in data[-4096:]:
+        raise ImageReadError("truncated JPEG: no end-of-image marker", path)
+    if kind == "pgm" and data[:2] == b"P5":
+        fields = _PGM_HEADER.match(data[:512])
+        if fields:
+            w, h, top = (int(v) for v in fields.groups())
+            expected = w * h * (1 if top < 256 else 2)
+            found = len(data) - fields.end()
+            if found < expected:
+                raise ImageReadError(f"truncated PGM: expected {expected} bytes of pixels, found {found}", path)
+
+
+def _picture_record(path: Path, kind: str) -> ImageRecord:
+    data = path.read_bytes()
+    try:
+        with Image.open(path) as img:
+            cols, rows = img.size
+            frames = int(getattr(img, "n_frames", 1) or 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"unreadable {kind.upper()} ({exc})", path) from exc
+    _check_tail(path, kind, data)
+    if frames != 1:
+        raise UnsupportedImageError(f"{kind.upper()} with {frames} pages: only single 2-D images are supported", path)
+    laterality, lat_source = _laterality(None, path)
+    view, view_source = _view(None, path)
+    key = "sha256:" + hashlib.sha256(data).hexdigest()
+    return ImageRecord(
+        key=key,
+        path=path,
+        kind=kind,
+        patient_id="",
+        patient_name="",
+        study_uid="",
+        study_date="",
+        study_description="",
+        series_uid="",
+        sop_uid="",
+        laterality=laterality,
+        laterality_source=lat_source,
+        view=view,
+        view_source=view_source,
+        rows=rows,
+        cols=cols,
+        transfer_syntax="",
+        photometric="",
+        frames=frames,
+    )
+
+
+def _index(path: Path, explicit: bool) -> ImageRecord:
+    """One file's record; raises ImageReadError (subclasses) for bad files, _Ignored for non-images in folders."""
+    meant = explicit or path.suffix.lower() in IMAGE_SUFFIXES
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError as exc:
+        if not meant:
+            raise _Ignored from exc
+        raise ImageReadError(f"cannot read the file ({exc.strerror or exc})", path) from exc
+    if size == 0:
+        if not meant:
+            raise _Ignored
+        raise ImageReadError("empty file (0 bytes)", path)
+    kind = _kind_of(head)
+    if kind in ("dicom", "dicom-raw"):
+        return _dicom_record(path, kind == "dicom-raw", size)
+    if kind:
+        try:
+            return _picture_record(path, kind)
+        except OSError as exc:
+            raise ImageReadError(f"cannot read the file ({exc.strerror or exc})", path) from exc
+    if not meant:
+        raise _Ignored
+    raise ImageReadError(
+        f"not a DICOM, PNG, JPEG, TIFF or PGM file (unrecognised content in {size} bytes)", path
+    )
+
+
+def read_record(path: str | Path) -> ImageRecord:
+    """Index one file named by the user; raises errors.ImageReadError (or a subclass) naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError("is a folder, not an image file", path)
+    try:
+        return _index(path, explicit=True)
+    except _Ignored as exc:  # DICOMDIR
+        raise NotAnImageError("DICOM directory (DICOMDIR): not an image", path) from exc
+
+
+# --------------------------------------------------------------------------- scanning
+def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[tuple[Path, bool]]:
+    out: list[tuple[Path, bool]] = []
+    seen: set[Path] = set()
+
+    def add(p: Path, explicit: bool) -> None:
+        real = Path(os.path.realpath(p))
+        if real not in seen:
+            seen.add(real)
+            out.append((p, explicit))
+
+    def unlisted(error: OSError) -> None:
+        problems.append(Problem(Path(error.filename or "."), f"cannot list the folder ({error.strerror})", False))
+
+    for given in paths:
+        p = Path(given).expanduser()
+        if p.is_dir():
+            found = []
+            for root, dirs, names in os.walk(p, onerror=unlisted):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(Path(root) / n for n in names if not n.startswith("."))
+            for f in sorted(found):
+                add(f, False)
+        elif p.exists():
+            add(p, True)
+        else:
+            problems.append(Problem(p, "no such file or folder", False))
+    return out
+
+
+_HANGING = {("R", "CC"): 0, ("L", "CC"): 1, ("R", "MLO"): 2, ("L", "MLO"): 3}
+
+
+def _hanging_key(r: ImageRecord) -> tuple[int, str, str, str, str]:
+    return (_HANGING.get((r.laterality, r.view), 4), r.model_view or "~", r.view, r.laterality or "~", str(r.path))
+
+
+def _group_of(record: ImageRecord, groups: Mapping[str, tuple[str, str]] | None) -> tuple[str, str] | None:
+    if not groups:
+        return None
+    for k in (record.key, str(record.path), record.path.as_posix(), os.path.realpath(record.path)):
+        if k in groups:
+            return groups[k]
+    return None
+
+
+def _apply_group(record: ImageRecord, groups: Mapping[str, tuple[str, str]] | None) -> ImageRecord:
+    """Give a file without UIDs its study: the manifest's (patient, study), else its own."""
+    if record.study_uid:
+        return record
+    group = _group_of(record, groups)
+    if group is None:
+        return replace(record, study_uid=record.key, study_description=record.path.name)
+    patient, study = (str(v).strip() for v in group)
+    study = study or f"patient:{patient}"
+    return replace(record, patient_id=patient or record.patient_id, study_uid=study, study_description=study)
+
+
+def scan(
+    paths: Iterable[str | Path],
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    groups: Mapping[str, tuple[str, str]] | None = None,
+) -> StudySet:
+    """Index files and folders (recursively) into patients, studies and images.
+
+    In folders, files that are not images (by name and content) are left out silently; a broken
+    file named like an image, or any file named explicitly, becomes a :class:`Problem`. ``groups``
+    maps an image key or path to (patient, study) for files without DICOM UIDs (a label manifest).
+    ``progress(done, total)`` is called per file; when ``cancelled()`` turns true the scan stops and
+    returns what it found so far.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    problems: list[Problem] = []
+    files = _files(paths, problems)
+    total = len(files)
+    if progress is not None:
+        progress(0, total)
+    records: list[ImageRecord] = []
+    by_key: dict[str, Path] = {}
+    for done, (path, explicit) in enumerate(files, start=1):
+        if cancelled is not None and cancelled():
+            break
+        try:
+            record = _apply_group(_index(path, explicit), groups)
+        except _Ignored:
+            record = None
+        except (NotAnImageError, UnsupportedImageError) as exc:
+            problems.append(Problem(path, exc.reason, True))
+            record = None
+        except ImageReadError as exc:
+            problems.append(Problem(path, exc.reason, False))
+            record = None
+        except Exception as exc:  # a bug in one file's reader must not end the scan
+            problems.append(Problem(path, f"cannot index the file ({type(exc).__name__}: {exc})", False))
+            record = None
+        if record is not None:
+            if record.key in by_key:
+                problems.append(Problem(path, f"duplicate of {by_key[record.key]} (same image key)", True))
+            else:
+                by_key[record.key] = path
+                records.append(record)
+        if progress is not None:
+            progress(done, total)
+    return StudySet(studies=_group(records), problems=tuple(problems))
+
+
+def _group(records: list[ImageRecord]) -> tuple[Study, ...]:
+    studies: dict[tuple[str, str], list[ImageRecord]] = {}
+    for r in records:
+        studies.setdefault((r.patient_id, r.study_uid), []).append(r)
+    out = []
+    for (patient, uid), images in studies.items():
+        images.sort(key=_hanging_key)
+        date = next((r.study_date for r in images if r.study_date), "")
+        description = next((r.study_description for r in images if r.study_description), "")
+        out.append(Study(patient_id=patient, study_uid=uid, date=date, description=description, images=tuple(images)))
+    out.sort(key=lambda s: (s.patient_id, s.date, min(str(r.path) for r in s.images)))
+    return tuple(out)

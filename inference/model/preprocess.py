@@ -1,0 +1,149 @@
+"""The paper's preprocessing (section 3.2), as pure functions shared by training and inference.
+
+``preprocess(image, height)`` puts the chest wall on the left (decided from the pixels), removes the
+background and burned-in markers (keeps the largest object), crops to the breast, resizes to the
+model's height, pads the width to a multiple of 64 and scales to [0, 1]. It returns the array and a
+:class:`Geometry` that maps any model-space map or point back onto the original image exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from inference.errors import PreprocessError
+from inference.imaging.geometry import breast_mask, chest_wall_on_right
+
+__all__ = ["Geometry", "Preprocess", "preprocess", "WIDTH_MULTIPLE"]
+
+WIDTH_MULTIPLE = 64
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an original image became the model's input; maps model space back onto the original.
+
+    Coordinates are pixel centres, (row, column). The chain is: flip (if ``flipped``), crop to
+    ``crop`` = (y0, y1, x0, x1) in the flipped frame, resize the crop to ``content_shape``, pad on
+    the right to ``shape``.
+    """
+
+    original_shape: tuple[int, int]
+    flipped: bool
+    crop: tuple[int, int, int, int]
+    content_shape: tuple[int, int]
+    shape: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Model pixels per original pixel, (rows, columns)."""
+        y0, y1, x0, x1 = self.crop
+        return self.content_shape[0] / (y1 - y0), self.content_shape[1] / (x1 - x0)
+
+    def model_to_original(self, y: float | np.ndarray, x: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model-space pixel coordinates -> original-image pixel coordinates."""
+        sy, sx = self.scale
+        y0, _, x0, _ = self.crop
+        oy = (np.asarray(y, np.float64) + 0.5) / sy - 0.5 + y0
+        ox = (np.asarray(x, np.float64) + 0.5) / sx - 0.5 + x0
+        if self.flipped:
+            ox = self.original_shape[1] - 1 - ox
+        return oy, ox
+
+    def original_to_model(self, y: float | np.ndarray, x: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Original-image pixel coordinates -> model-space pixel coordinates."""
+        sy, sx = self.scale
+        y0, _, x0, _ = self.crop
+        x = np.asarray(x, np.float64)
+        if self.flipped:
+            x = self.original_shape[1] - 1 - x
+        my = (np.asarray(y, np.float64) - y0 + 0.5) * sy - 0.5
+        mx = (x - x0 + 0.5) * sx - 0.5
+        return my, mx
+
+    def to_original(self, model_map: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Draw a map over the model input (at the input's resolution or any coarser grid with the
+        same aspect, e.g. H/16 x W/16) back onto the original image's pixel grid (bilinear)."""
+        m = np.asarray(model_map, np.float32)
+        if m.ndim != 2:
+            raise ValueError(f"expected a 2-D map, got shape {m.shape}")
+        fy, fx = m.shape[0] / self.shape[0], m.shape[1] / self.shape[1]
+        y0, y1, x0, x1 = self.crop
+        box = (0.0, 0.0, self.content_shape[1] * fx, self.content_shape[0] * fy)
+        region = Image.fromarray(m, mode="F").resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR, box=box)
+        out = np.full(self.original_shape, fill, np.float32)
+        out[y0:y1, x0:x1] = np.asarray(region)
+        return out[:, ::-1].copy() if self.flipped else out
+
+
+def _as_float(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        a = a[..., :3].mean(axis=-1)
+    if a.ndim != 2:
+        raise PreprocessError(f"expected a 2-D grey image, got shape {a.shape}")
+    if a.shape[0] < 8 or a.shape[1] < 8:
+        raise PreprocessError(f"image of {a.shape[0]} x {a.shape[1]} pixels is too small")
+    return a.astype(np.float32, copy=False)
+
+
+def preprocess(image: np.ndarray, height: int) -> tuple[np.ndarray, Geometry]:
+    """The model input [height, W] float32 in [0, 1] (W a multiple of 64) and its :class:`Geometry`.
+
+    ``image`` is a 2-D grey array of any dtype where brighter means denser (MONOCHROME2 after the
+    modality and VOI LUTs; 8-bit PNG/JPEG as read).
+    """
+    if height <= 0 or height % WIDTH_MULTIPLE:
+        raise PreprocessError(f"model height {height} is not a positive multiple of {WIDTH_MULTIPLE}")
+    a = _as_float(image)
+    mask_small, f = breast_mask(a)
+    h, w = a.shape
+    flipped = chest_wall_on_right(mask_small)
+    # The breast's box and mask on the full grid, where each mask cell stands for an f x f block;
+    # built for the box only (the full-size mask would be two passes over every pixel).
+    rows = np.nonzero(mask_small.any(axis=1))[0]
+    cols = np.nonzero(mask_small.any(axis=0))[0]
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    y0, y1 = r0 * f, min(r1 * f, h)
+    ox0, ox1 = c0 * f, min(c1 * f, w)  # columns of the unflipped image
+    block = np.repeat(np.repeat(mask_small[r0:r1, c0:c1], f, axis=0), f, axis=1)[: y1 - y0, : ox1 - ox0]
+    crop = a[y0:y1, ox0:ox1]
+    if flipped:
+        a, crop, block = a[:, ::-1], crop[:, ::-1], block[:, ::-1]
+        x0, x1 = w - ox1, w - ox0
+    else:
+        x0, x1 = ox0, ox1
+    background = float(np.percentile(a[::4, ::4], 1.0))
+    scaled = np.where(block, crop, np.float32(-np.inf))  # outside the breast: -inf, clipped to 0 below
+    top = float(scaled.max())
+    if top - background <= 1e-6:
+        raise PreprocessError("the breast has no contrast against the background")
+    np.subtract(scaled, background, out=scaled)
+    np.divide(scaled, top - background, out=scaled)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    ch, cw = scaled.shape
+    content_w = max(1, int(round(cw * height / ch)))
+    resized = np.asarray(Image.fromarray(scaled, mode="F").resize((content_w, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    width = int(np.ceil(content_w / WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
+    out = np.zeros((height, width), np.float32)
+    out[:, :content_w] = np.clip(resized, 0.0, 1.0)
+    geometry = Geometry(
+        original_shape=(h, w),
+        flipped=flipped,
+        crop=(y0, y1, x0, x1),
+        content_shape=(height, content_w),
+        shape=(height, width),
+    )
+    return out, geometry
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The preprocessing as a callable transform (MONAI style): ``Preprocess(512)(image)``."""
+
+    height: int
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        return preprocess(image, self.height)

@@ -1,0 +1,289 @@
+"""The label panel, the review queue panel and the model picker, offscreen, on a phantom study
+with the bundled model."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.widgets.label_panel import LabelPanel
+from app.models.labels import LabelsState
+from app.widgets.model_picker import ModelPickerDialog, bundled_models_folder, list_models
+from app.widgets.queue_panel import QueuePanel
+from app.models.settings import Settings
+from app.models.state import AppState
+from inference.formats import TASK_CLASSES, read_label_manifest
+from inference.labels.store import LabelStore
+
+from ..conftest import wait_idle
+
+
+@pytest.fixture
+def opened(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path):
+    settings.store_path = tmp_path / "store" / "labels.sqlite"
+    state: AppState = make_state()
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    labels = LabelsState(state)
+    panel = LabelPanel(labels)
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.setFocus()
+    yield state, labels, panel
+    labels.close()
+
+
+def _checked(panel: LabelPanel, task: str) -> str | None:
+    editor = panel.editors[task]
+    (value,) = [v for v, b in editor.buttons.items() if b.isChecked()]
+    return value
+
+
+def test_prefilled_from_model_and_dicom_marked_suggested(opened) -> None:
+    state, labels, panel = opened
+    key = state.current_key
+    pred = state.predictions[key]
+    probs = pred.probabilities["density"]
+    expected = TASK_CLASSES["density"][max(range(4), key=lambda i: probs[i])]
+    assert _checked(panel, "density") == expected
+    assert "Suggested by model" in panel.editors["density"].status.text()
+    assert pred.model_version in panel.editors["density"].status.text()
+    view = panel.editors["view"]
+    assert _checked(panel, "view") == state.record(key).model_view
+    assert "DICOM" in view.status.text() and "not confirmed" in view.status.text()
+    assert labels.draft(key, "density").suggested
+
+
+def test_keyboard_labelling_asks_the_name_once_and_moves_on(opened, qtbot, monkeypatch) -> None:
+    state, labels, panel = opened
+    asked: list[int] = []
+
+    def ask() -> bool:
+        asked.append(1)
+        labels.set_annotator("dr-kb")
+        return True
+
+    monkeypatch.setattr(panel, "ask_annotator", ask)
+    first = state.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_Down)  # malignancy -> acr
+    assert labels.focus_task == "acr"
+    qtbot.keyClick(panel, Qt.Key.Key_4)
+    qtbot.keyClick(panel, Qt.Key.Key_BracketLeft)
+    qtbot.keyClick(panel, Qt.Key.Key_BracketLeft)
+    assert labels.draft(first, "acr").value == "4" and labels.draft(first, "acr").confidence == pytest.approx(0.8)
+    assert "Edited" in panel.editors["acr"].status.text()
+    assert panel.editors["acr"].slider.value() == 80
+    qtbot.keyClick(panel, Qt.Key.Key_Down)  # density
+    qtbot.keyClick(panel, Qt.Key.Key_0)  # unknown
+    qtbot.keyClick(panel, Qt.Key.Key_Up)
+    qtbot.keyClick(panel, Qt.Key.Key_Plus)  # back to 90 %
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert asked == [1]
+    store = labels.store
+    got = {r.task: r for r in store.labels(first, annotator="dr-kb")}
+    assert (got["acr"].value, got["acr"].confidence, got["acr"].source) == ("4", pytest.approx(0.9), "person")
+    assert got["density"].value is None and got["density"].status == "confirmed"
+    assert got["malignancy"].source == "model"  # the model's suggestion, confirmed unchanged
+    assert got["malignancy"].model_version == state.manifest.version
+    assert state.current_key != first  # Enter moved on in the queue
+    assert labels.progress().reviewed == 1
+
+    # the next image: the name is not asked again
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert asked == [1] and labels.progress().reviewed == 2
+
+    # back on the first image the saved labels show as confirmed
+    state.set_current(first)
+    assert "Confirmed by dr-kb" in panel.editors["acr"].status.text()
+    qtbot.keyClick(panel, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undoes the second image only
+    assert labels.progress().reviewed == 1
+    qtbot.keyClick(panel, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert labels.progress().reviewed == 2
+
+
+def test_failed_save_shows_at_once_and_keeps_the_edit(opened, qtbot, settings: Settings) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-lock")
+    path = settings.store_path
+    labels.store.close()
+    labels.store = LabelStore(path, busy_timeout=0.05)
+    messages: list[tuple[str, str]] = []
+    state.message.connect(lambda level, text: messages.append((level, text)))
+    key = state.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_2)  # malignant
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        qtbot.keyClick(panel, Qt.Key.Key_Return)
+        assert panel.banner.isVisible() and str(path) in panel.banner.text() and "NOT saved" in panel.banner.text()
+        assert messages and messages[-1][0] == "error"
+        assert state.current_key == key  # stayed on the image
+        assert _checked(panel, "malignancy") == "malignant"  # the edit is still on screen
+        assert labels.has_unsaved(key)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert not panel.banner.isVisible()
+    assert labels.store.label(key, "malignancy", "dr-lock").value == "malignant"
+
+
+def test_selection_is_labelled_together_and_others_are_shown(opened, qtbot) -> None:
+    state, labels, panel = opened
+    keys = [r.key for r in state.study_set.images]
+    labels.store.set_label(keys[0], "density", "D", 0.6, annotator="dr-other")
+    labels.set_annotator("dr-sel")
+    state.set_selection(keys[:2])
+    assert "2 images selected" in panel.target.text()
+    labels.set_focus_task("view")
+    qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert {labels.store.label(k, "view", "dr-sel").value for k in keys[:2]} == {"MLO"}
+    state.set_selection([])
+    state.set_current(keys[0])
+    assert "dr-other: D 60%" in panel.editors["density"].others.text()
+    # the other reader's label was shown, never pre-filled: density came from the model
+    assert labels.store.label(keys[0], "density", "dr-sel").source == "model"
+
+
+def test_queue_panel_orders_shows_progress_and_navigates(opened, qtbot) -> None:
+    state, labels, _panel = opened
+    queue = QueuePanel(labels)
+    qtbot.addWidget(queue)
+    stds = {k: p.p_malignant_std for k, p in state.predictions.items()}
+    first_key = queue.table.item(0, 0).data(Qt.ItemDataRole.UserRole)
+    assert first_key == max(stds, key=stds.get)
+    assert queue.bar.text() == "0 / 4 reviewed"
+    labels.set_annotator("dr-q")
+    labels.accept(advance=False)
+    assert queue.bar.text() == "1 / 4 reviewed"
+    queue.order.setCurrentIndex(2)  # unlabelled first
+    assert labels.order == "unlabelled"
+    reviewed_col = [queue.table.item(i, 3).text() for i in range(4)]
+    assert reviewed_col == ["", "", "", "✓"]
+    target = queue.table.item(1, 0).data(Qt.ItemDataRole.UserRole)
+    queue.table.cellClicked.emit(1, 0)
+    assert state.current_key == target
+
+
+def test_export_and_import_actions(opened, qtbot, monkeypatch, tmp_path: Path) -> None:
+    state, labels, _panel = opened
+    queue = QueuePanel(labels)
+    qtbot.addWidget(queue)
+    labels.set_annotator("dr-x")
+    labels.accept(advance=False)
+    out = tmp_path / "export"
+    monkeypatch.setattr(queue, "choose_export", lambda: (str(out), False))
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        queue.export_action.trigger()
+    assert sig.args[0].rows == 1 and not sig.args[0].problems
+    (row,) = read_label_manifest(out / "manifest.csv")
+    assert (out / row.image).is_file()
+
+    # import the export into a second app's store: the annotator comes along
+    other = LabelStore(tmp_path / "other.sqlite")
+    labels.store, mine = other, labels.store
+    monkeypatch.setattr(queue, "choose_import", lambda: str(out / "annotations.csv"))
+    queue.import_action.trigger()
+    assert {r.annotator for r in other.labels()} == {"dr-x"}
+    labels.store = mine
+    other.close()
+
+
+def test_model_picker_lists_models_and_requests_one(qtbot, make_state, settings: Settings, tmp_path: Path) -> None:
+    user = tmp_path / "models"
+    user.mkdir()
+    for suffix in (".onnx", ".json", ".md"):
+        shutil.copy(bundled_models_folder() / f"mammo-mtl{suffix}", user / f"tuned{suffix}")
+    (user / "broken.onnx").write_bytes(b"not a model")
+    settings.set_value("models/folder", str(user))
+    entries = list_models([(bundled_models_folder(), True), (user, False)])
+    assert entries[0].bundled and {e.path.name for e in entries} == {"mammo-mtl.onnx", "tuned.onnx", "broken.onnx"}
+    broken = next(e for e in entries if e.path.name == "broken.onnx")
+    assert broken.error and "manifest" in broken.error
+    state = make_state()
+    requested: list[str] = []
+    state.set_model_path = requested.append  # type: ignore[method-assign]
+    dialog = ModelPickerDialog(state)
+    qtbot.addWidget(dialog)
+    titles = [dialog.list.item(i).text() for i in range(dialog.list.count())]
+    assert any("bundled" in t for t in titles) and any("cannot be used" in t for t in titles)
+    row = next(i for i, e in enumerate(dialog.entries) if e.path.name == "tuned.onnx")
+    dialog.list.setCurrentRow(row)
+    assert "Model card" in dialog.card.toPlainText()
+    dialog.use_selected()
+    assert requested == [str(user / "tuned.onnx")]
+    row = next(i for i, e in enumerate(dialog.entries) if e.path.name == "broken.onnx")
+    dialog.list.setCurrentRow(row)
+    assert not dialog.use_button.isEnabled()
+
+
+def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+    settings.store_path = tmp_path / "labels.sqlite"
+    state: AppState = make_state()
+    labels = LabelsState(state)  # before anything is opened
+    queue = QueuePanel(labels)
+    qtbot.addWidget(queue)
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    qtbot.waitUntil(lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000)
+    assert queue.table.rowCount() == 4 and queue.bar.text() == "0 / 4 reviewed"
+    labels.close()
+
+
+def test_imported_manifest_prefills_as_suggestion(opened, tmp_path: Path) -> None:
+    from inference.formats import LabelRow, TaskLabel, write_label_manifest
+
+    state, labels, panel = opened
+    key = state.current_key
+    manifest = write_label_manifest(
+        tmp_path / "dataset.csv", [LabelRow(key, "x.dcm", {"density": TaskLabel("A", 0.3)})], json_copy=False
+    )
+    assert labels.import_from(manifest) == 1
+    assert _checked(panel, "density") == "A"
+    assert "Suggested by manifest:dataset" in panel.editors["density"].status.text()
+    assert panel.editors["density"].slider.value() == 70
+
+
+def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_studies: Path, tmp_path: Path) -> None:
+    state, labels, _panel = opened
+    labels.set_annotator("dr-y")
+    first = state.current_key
+    labels.accept(advance=False)
+    state.open_paths([three_studies / "P0"])
+    wait_idle(qtbot, state)
+    assert first not in {r.key for r in state.study_set.images}
+    labels.accept(advance=False)
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(tmp_path / "both")
+    result = sig.args[0]
+    assert result.rows == 2 and not result.problems
+    assert len({r.patient for r in read_label_manifest(result.manifest)}) == 2  # two women, two pseudonyms
+
+
+def test_store_that_cannot_open_is_shown_and_edits_stay(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    settings.store_path = blocker / "labels.sqlite"
+    settings.annotator = "dr-z"
+    state: AppState = make_state()
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    labels = LabelsState(state)
+    panel = LabelPanel(labels)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert labels.store is None and panel.banner.isVisible() and str(blocker) in panel.banner.text()
+    key = state.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.current_key == key and _checked(panel, "malignancy") == "malignant" and labels.has_unsaved(key)
+    blocker.unlink()  # the folder can be made now: the next Enter saves
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert labels.store is not None and not panel.banner.isVisible()
+    assert labels.store.label(key, "malignancy", "dr-z").value == "malignant"
+    labels.close()

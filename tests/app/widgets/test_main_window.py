@@ -1,0 +1,142 @@
+"""The main window end to end: browser, problems, predictions panel, shortcuts, panels, drop, screenshot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QLabel
+
+from app.__main__ import main
+from app.widgets.dialogs import RESEARCH_NOTICE, AboutDialog, ShortcutsDialog
+from app.widgets.main_window import MainWindow
+from app.widgets.predictions_panel import ACR_MEANING, operating_points
+from app.models.state import AppState
+
+from ..conftest import wait_idle
+
+
+@pytest.fixture
+def window(qtbot, make_state) -> MainWindow:
+    state: AppState = make_state()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    return win
+
+
+def test_open_by_drop_shows_studies_predictions_and_problems(qtbot, window: MainWindow, study_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    shutil.copytree(study_dir, folder)
+    (folder / "notes.dcm").write_bytes(b"not a dicom file at all")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    state = window.state
+    wait_idle(qtbot, state)
+    keys = [r.key for r in state.study_set.images]
+    assert window.browser.visible_keys() == keys  # hanging order
+    assert [name for name, _ in window.problems.rows()] == ["notes.dcm"]
+    assert window.problems.rows()[0][1]
+    # the predictions panel renders the current image's prediction
+    pred = state.prediction(state.current_key)
+    acr = window.predictions.task_boxes["acr"][1]
+    assert list(acr.bars) == list(ACR_MEANING)
+    assert sum(acr.values().values()) == pytest.approx(1.0, abs=0.01)
+    assert f"{pred.p_malignant:.3f}" in window.predictions.p_label.text()
+    assert window.settings.recent_paths[0] == str(folder)
+    # the research notice is always on screen
+    assert RESEARCH_NOTICE in window.notice_label.text()
+    # keyboard: next image, next study, overlays, layout
+    qtbot.keyClick(window, Qt.Key.Key_N)
+    assert state.current_key == keys[1]
+    qtbot.keyClick(window, Qt.Key.Key_E)
+    assert state.overlay.kind == "evidence"
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    assert state.overlay.kind == "error"
+    qtbot.keyClick(window, Qt.Key.Key_2)
+    assert state.display.layout == "cc" and len(window.viewer.slots) == 2
+    # browser: choosing a row makes it current; filtering by the operating point
+    state.set_operating_point(max(p.p_malignant for p in state.predictions.values()))
+    window.browser.proxy.set_mode("flagged")
+    flagged = window.browser.visible_keys()
+    assert flagged and all(state.flagged(k) for k in flagged)
+    window.browser.proxy.set_mode("below")
+    assert set(window.browser.visible_keys()) == set(keys) - set(flagged)
+    window.browser.proxy.set_mode("all")
+    window.browser.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)
+    ps = [state.prediction(k).p_malignant for k in window.browser.visible_keys()]
+    assert ps == sorted(ps, reverse=True)
+
+
+def test_panels_dialogs_and_operating_point(qtbot, window: MainWindow, study_dir: Path) -> None:
+    state = window.state
+    dock = window.add_panel("Extra", QLabel("extra panel"), shortcut="Ctrl+9")
+    assert window.panels["Extra"] is dock and dock.toggleViewAction() in window.panels_menu.actions()
+    assert ("Ctrl+9", "Show or hide the Extra panel") in window.shortcut_rows
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    points = operating_points(state.manifest)
+    assert points[0][1] == pytest.approx(state.manifest.threshold("default"))
+    assert window.predictions.op_presets.count() == len(points)
+    window.predictions.op_spin.setValue(0.123)
+    assert state.operating_point == pytest.approx(0.123)
+    assert window.predictions.op_slider.value() == 123
+    help_rows = dict(window.shortcut_rows)
+    for keys in ("N, PgDown", "E", "R", "B", "1", "F1"):
+        assert keys in help_rows
+    dlg = ShortcutsDialog(window.shortcut_rows, window)
+    assert dlg.table.rowCount() == len(window.shortcut_rows)
+    about = AboutDialog(state, window)
+    assert "not for diagnosis" in about.text.text() and state.manifest.version in about.text.text()
+    dlg.deleteLater()
+    about.deleteLater()
+
+
+def test_window_state_persists(qtbot, make_state, settings) -> None:
+    state = make_state()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(700, 520)
+    win.show()
+    win.close()
+    assert not settings.window_geometry.isEmpty()
+    again = MainWindow(make_state())
+    qtbot.addWidget(again)
+    assert (again.size().width(), again.size().height()) == (700, 520)
+
+
+def test_screenshot_command(qtbot, study_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shot.png"
+    code = main([str(study_dir), "--screenshot", str(out), "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c"),
+                 "--device", "cpu", "--overlay", "evidence", "--size", "1000x700"])  # fmt: skip
+    assert code == 0
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (1000, 700)
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 4
+
+
+def test_settings_dialog_choice(qtbot, settings) -> None:
+    from app.widgets.dialogs import SettingsDialog
+
+    dlg = SettingsDialog(settings, cuda=False)
+    qtbot.addWidget(dlg)
+    assert dlg.device.currentData() == "cpu"
+    dlg.device.setCurrentIndex(dlg.device.findData("cuda"))
+    dlg.annotator.setText(" reader 1 ")
+    c = dlg.choice()
+    assert (c.device, c.annotator, c.cache_dir) == ("cuda", "reader 1", str(settings.cache_dir))
+    assert "onnxruntime-gpu" in dlg.device.toolTip()
+
+
+def test_exit_after_show_reports_the_first_window(qtbot, tmp_path: Path, capsys) -> None:
+    code = main(["--exit-after-show", "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c")])
+    assert code == 0
+    assert "first window after" in capsys.readouterr().out

@@ -1,0 +1,97 @@
+"""The paper's preprocessing: flip, background and marker removal, crop, resize, pad, geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.errors import PreprocessError
+from inference.model.preprocess import Geometry, Preprocess, preprocess
+
+
+def breast(h: int = 300, w: int = 240, right: bool = False, marker: bool = True) -> np.ndarray:
+    """A half-disc breast against the left edge (or the right when ``right``), with a bright marker."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, r = h / 2, h * 0.42
+    dist = np.hypot(yy - cy, xx * 1.4)
+    img = np.where(dist < r, 0.35 + 0.25 * (1 - dist / r), 0.02).astype(np.float32)
+    img += np.random.default_rng(0).normal(0, 0.005, img.shape).astype(np.float32)
+    if marker:
+        img[10:22, w - 40 : w - 12] = 1.0  # burned-in label, far from the breast
+    return img[:, ::-1].copy() if right else img
+
+
+def test_output_shape_range_and_padding() -> None:
+    out, g = preprocess(breast(), 128)
+    assert out.dtype == np.float32 and out.shape[0] == 128 and out.shape[1] % 64 == 0
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.max() == pytest.approx(1.0, abs=0.02)
+    # padding on the right is background
+    assert np.all(out[:, g.content_shape[1] :] == 0)
+    assert g.shape == out.shape and not g.flipped
+
+
+def test_marker_is_removed_and_crop_hugs_breast() -> None:
+    img = breast()
+    out, g = preprocess(img, 128)
+    y0, y1, x0, x1 = g.crop
+    # the marker at rows 10-22, columns w-40..w-12 lies outside the crop or was zeroed
+    assert x1 < img.shape[1] - 40 or out[:6, -20:].max() == 0
+    assert x0 == 0  # the breast touches the chest wall edge
+    assert (y1 - y0) < img.shape[0]
+
+
+def test_right_breast_is_flipped_to_the_left() -> None:
+    left, gl = preprocess(breast(), 128)
+    right, gr = preprocess(breast(right=True), 128)
+    assert gr.flipped and not gl.flipped
+    np.testing.assert_allclose(left, right, atol=1e-6)
+
+
+def test_hot_spot_round_trip_to_original_pixel() -> None:
+    for right in (False, True):
+        img = breast(right=right)
+        out, g = preprocess(img, 128)
+        my, mx = 64, 20  # a point inside the breast in model space
+        oy, ox = g.model_to_original(my, mx)
+        by, bx = g.original_to_model(oy, ox)
+        assert (float(by), float(bx)) == pytest.approx((my, mx))
+        # a map with one hot model pixel lands on that original pixel
+        hot = np.zeros(g.shape, np.float32)
+        hot[my, mx] = 1.0
+        back = g.to_original(hot)
+        py, px = np.unravel_index(np.argmax(back), back.shape)
+        assert abs(py - float(oy)) <= 2 and abs(px - float(ox)) <= 2
+        # coarse maps (H/16) keep the same geometry
+        coarse = np.zeros((g.shape[0] // 16, g.shape[1] // 16), np.float32)
+        coarse[my // 16, mx // 16] = 1.0
+        back = g.to_original(coarse)
+        py, px = np.unravel_index(np.argmax(back), back.shape)
+        assert abs(py - float(oy)) <= 16 / g.scale[0] and abs(px - float(ox)) <= 16 / g.scale[1]
+
+
+def test_pure_and_deterministic() -> None:
+    img = breast()
+    before = img.copy()
+    a, ga = Preprocess(128)(img)
+    b, gb = preprocess(img, 128)
+    assert np.array_equal(a, b) and ga == gb
+    assert np.array_equal(img, before)
+    assert isinstance(ga, Geometry)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64])
+def test_any_grey_dtype(dtype: type) -> None:
+    img = breast()
+    scaled = (img * (255 if dtype is np.uint8 else 4095 if dtype is np.uint16 else 1)).astype(dtype)
+    out, _ = preprocess(scaled, 64)
+    assert out.shape[0] == 64 and out.max() <= 1.0
+
+
+def test_blank_and_bad_inputs_raise_clear_errors() -> None:
+    with pytest.raises(PreprocessError, match="blank"):
+        preprocess(np.zeros((100, 80), np.float32), 64)
+    with pytest.raises(PreprocessError, match="multiple of 64"):
+        preprocess(breast(), 100)
+    with pytest.raises(PreprocessError, match="2-D"):
+        preprocess(np.zeros((4, 5, 6, 7)), 64)
