@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing, get_decoder, pixel_array
-from pydicom.uid import UID
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
 
-from inference.errors import ImageReadError, MammoReviewError, NotAnImageError, PreprocessError, UnsupportedImageError
+from inference.errors import ImageReadError, MammoReviewError, PreprocessError, UnsupportedImageError
+from inference.imaging.dicom import read_pixels
 from inference.imaging.geometry import breast_mask, chest_wall_on_right
-from inference.imaging.studies import ImageRecord, read_dicom, read_record, transfer_syntax_of
+from inference.imaging.studies import ImageRecord, read_record
 
 __all__ = ["Window", "LoadedImage", "load_image", "resolve_laterality", "apply_window"]
 
@@ -114,41 +114,7 @@ def apply_window(raw: np.ndarray, window: Window, inverted: bool = False) -> np.
     return 1.0 - out if inverted else out
 
 
-# --------------------------------------------------------------------------- DICOM
-def _decodable(ts: UID, path: Path) -> None:
-    if not ts.is_compressed:
-        return
-    try:
-        decoder = get_decoder(ts)
-    except NotImplementedError as exc:
-        raise UnsupportedImageError(
-            f"transfer syntax {ts} ({ts.name}) cannot be decoded: no decoder exists", path
-        ) from exc
-    if not decoder.is_available:
-        raise UnsupportedImageError(f"transfer syntax {ts} ({ts.name}) cannot be decoded: no decoder installed", path)
-
-
-# The fastest installed plugin per syntax (measured on a 4096 x 3328 12-bit image: RLE 66 ms with
-# pylibjpeg vs 425 ms with pydicom's own, JPEG-LS 290 vs 691 ms with gdcm, baseline 56 vs 185 ms).
-_FAST_PLUGIN = {
-    UID("1.2.840.10008.1.2.5"): "pylibjpeg",
-    UID("1.2.840.10008.1.2.4.80"): "pyjpegls",
-    UID("1.2.840.10008.1.2.4.81"): "pyjpegls",
-    UID("1.2.840.10008.1.2.4.50"): "pillow",
-}
-
-
-def _decode(ds: Dataset, ts: UID) -> np.ndarray:
-    """The stored values, decoded by the fastest installed plugin (pydicom's choice if that one fails)."""
-    plugin = _FAST_PLUGIN.get(ts, "")
-    if plugin and plugin in get_decoder(ts).available_plugins:
-        try:
-            return pixel_array(ds, decoding_plugin=plugin)
-        except Exception:  # noqa: BLE001 - any failure of the fast path: let pydicom pick a plugin
-            pass
-    return pixel_array(ds)
-
-
+# --------------------------------------------------------------------------- DICOM: windows and LUTs
 def _window_range(ds: Dataset, index: int) -> tuple[float, float]:
     """The output range of pydicom's apply_windowing for this dataset (its extremes, probed)."""
     with np.errstate(over="ignore"):
@@ -225,36 +191,10 @@ def _as_integers(values: np.ndarray) -> np.ndarray:
 
 
 def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...], str, bool, tuple[float, float] | None]:
-    try:
-        ds = read_dicom(path, force=True)
-    except Exception as exc:  # pydicom raises many types for a broken file
-        raise ImageReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from exc
-    if "PixelData" not in ds:
-        raise NotAnImageError("no pixel data: not an image", path)
-    ts = transfer_syntax_of(ds)
-    ds.ensure_file_meta()
-    ds.file_meta.TransferSyntaxUID = ts  # files without a meta header (read by their encoding)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise UnsupportedImageError(f"colour image ({photometric}): only greyscale mammograms are supported", path)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames != 1:
-        raise UnsupportedImageError(f"{frames} frames: only single-frame 2-D mammograms are supported", path)
-    _decodable(ts, path)
-    if not ts.is_compressed:
-        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.BitsAllocated) + 7) // 8
-        found = len(ds.PixelData)
-        if found < expected:
-            raise ImageReadError(f"truncated pixel data: expected {expected} bytes, found {found}", path)
-    try:
-        stored = _decode(ds, ts)
-    except Exception as exc:  # decoder plugins raise ValueError, RuntimeError and their own types
-        why = f"{type(exc).__name__}: {exc}"
-        raise ImageReadError(f"cannot decode {ts.name or ts} pixel data ({why})", path) from exc
-    if stored.ndim != 2:
-        raise UnsupportedImageError(f"decoded an array of shape {stored.shape}, expected one 2-D frame", path)
+    dicom = read_pixels(path)
+    ds, stored = dicom.header.dataset, dicom.stored
     windows = _windows(ds)
-    inverted = photometric == "MONOCHROME1"
+    inverted = dicom.header.photometric == "MONOCHROME1"
     table = _value_table(stored)
     values = stored if table is None else table[0]  # the LUT chain runs once per distinct value
     try:

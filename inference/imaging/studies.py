@@ -1,7 +1,7 @@
 """Find images in files and folders and group them into patients, studies and images.
 
-``scan(paths)`` reads DICOM headers only (pixels are decoded later by :func:`inference.imaging.decode.load_image`)
-and also accepts PNG, PGM, JPEG and TIFF files of research data sets. It never raises for one bad
+``scan(paths)`` reads DICOM headers only, with :func:`inference.imaging.dicom.read_header` (pixels are
+decoded later by :func:`inference.imaging.decode.load_image`), and also accepts PNG, PGM, JPEG and TIFF files of research data sets. It never raises for one bad
 file: what cannot be used is listed as a :class:`Problem` and the scan goes on.
 
 Laterality comes from ImageLaterality / Laterality, else from free text (series description,
@@ -15,21 +15,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import struct
-import threading
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
 
 from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError
 from inference.formats import image_key
+from inference.imaging.dicom import DicomDirectory, read_header
 
 __all__ = [
     "ImageRecord",
@@ -247,42 +243,6 @@ _MAGIC = (
     (b"P5", "pgm"),
     (b"P2", "pgm"),
 )
-_HEADER_TAGS = [
-    "SpecificCharacterSet",
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "StudyDate",
-    "Modality",
-    "StudyDescription",
-    "SeriesDescription",
-    "PatientName",
-    "PatientID",
-    "ProtocolName",
-    "AcquisitionDeviceProcessingDescription",
-    "ViewPosition",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "PatientOrientation",
-    "Laterality",
-    "ImageLaterality",
-    "ImageComments",
-    "SamplesPerPixel",
-    "PhotometricInterpretation",
-    "NumberOfFrames",
-    "Rows",
-    "Columns",
-    "BitsAllocated",
-    "ViewCodeSequence",
-]
-_IMPLICIT_LE = UID("1.2.840.10008.1.2")
-_EXPLICIT_LE = UID("1.2.840.10008.1.2.1")
-_DEFLATED = UID("1.2.840.10008.1.2.1.99")
-_BIG_ENDIAN = UID("1.2.840.10008.1.2.2")
-_MEDIA_DIRECTORY = UID("1.2.840.10008.1.3.10")
-# Projection X-ray modalities a mammogram may carry (research sets store MG as secondary capture "OT").
-_X_RAY_MODALITIES = frozenset({"MG", "DX", "CR", "OT", ""})
-_PIXEL_TAGS = {0x7FE00010: "", 0x7FE00008: "float", 0x7FE00009: "double float"}
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
 class _Ignored(Exception):
@@ -301,152 +261,18 @@ def _kind_of(head: bytes) -> str:
     return ""
 
 
-_QUIET = threading.Lock()
-
-
-def read_dicom(src: Any, **kwargs: Any) -> Dataset:
-    """``pydicom.dcmread`` with its warnings about fixable header quirks silenced.
-
-    The warnings filters are process-wide and ``catch_warnings`` is not thread-safe, so reads take
-    a lock (reading only; decoding pixels runs outside it, in parallel).
-    """
-    with _QUIET, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return dcmread(src, **kwargs)
-
-
-def transfer_syntax_of(ds: Dataset) -> UID:
-    """The dataset's transfer syntax; for a file without meta header, the encoding it was read in."""
-    meta = getattr(ds, "file_meta", None)
-    ts = UID(str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else "")
-    if not ts:
-        implicit, little = ds.original_encoding
-        ts = _IMPLICIT_LE if implicit is not False else (_BIG_ENDIAN if little is False else _EXPLICIT_LE)
-    return ts
-
-
-def _uid_name(uid: str) -> str:
-    name = UID(uid).name if uid else ""
-    return name if name and name != uid else ""
-
-
 def _person(value: Any) -> str:
     """PatientName "DOE^JANE" as "DOE, JANE"."""
     parts = [p.strip() for p in str(value or "").split("^")[:2]]
     return ", ".join(p for p in parts if p)
 
 
-def _pixel_element(fp: Any, ds: Dataset, size: int) -> tuple[int, int, int] | None:
-    """After a header read stopped before the pixels: (tag, value length, bytes left in the file),
-    with the file at the value's first byte; None when no pixel data element follows."""
-    implicit, little = ds.original_encoding
-    start = fp.tell()
-    head = fp.read(12)
-    if len(head) < 8:
-        return None
-    order = "<" if little is not False else ">"
-    group, element = struct.unpack(order + "HH", head[:4])
-    tag = group << 16 | element
-    if tag not in _PIXEL_TAGS:
-        return None
-    if implicit:
-        (length,), offset = struct.unpack(order + "I", head[4:8]), 8
-    elif head[4:6] in _LONG_VRS:
-        if len(head) < 12:
-            return tag, 0xFFFFFFFF, 0
-        (length,), offset = struct.unpack(order + "I", head[8:12]), 12
-    else:
-        (length,), offset = struct.unpack(order + "H", head[6:8]), 8
-    fp.seek(start + offset)
-    return tag, length, size - start - offset
-
-
-def _fragments_problem(fp: Any, size: int) -> str:
-    """Walk the items of encapsulated pixel data by their lengths: "" when the delimiter closes them."""
-    pos = fp.tell()
-    while True:
-        head = fp.read(8)
-        if len(head) < 8:
-            return "truncated pixel data: the compressed frames end before their sequence delimiter"
-        group, element, length = struct.unpack("<HHI", head)
-        if (group, element) == (0xFFFE, 0xE0DD):
-            return ""
-        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
-            return f"corrupt pixel data: element ({group:04X},{element:04X}) among the compressed frames"
-        pos += 8 + length
-        if pos > size:
-            found = size - (pos - length)
-            return f"truncated pixel data: a compressed fragment of {length} bytes has {found} in the file"
-        fp.seek(pos)
-
-
-def _check_dicom_pixels(path: Path, fp: Any, ds: Dataset, ts: UID, size: int) -> bool:
-    """Raise for truncated pixel data; False when the file has no pixel data at all."""
-    if ts == _DEFLATED:  # the stream is compressed: only a full read can tell
-        fp.seek(0)
-        full = read_dicom(fp, force=True)
-        return "PixelData" in full or "FloatPixelData" in full or "DoubleFloatPixelData" in full
-    element = _pixel_element(fp, ds, size)
-    if element is None:
-        return False
-    tag, length, left = element
-    if _PIXEL_TAGS[tag]:
-        raise UnsupportedImageError(f"{_PIXEL_TAGS[tag]} pixel data is not supported", path)
-    if length == 0xFFFFFFFF:  # encapsulated: every fragment must be whole, then the delimiter
-        if problem := _fragments_problem(fp, size):
-            raise ImageReadError(problem, path)
-        return True
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    bits = int(ds.get("BitsAllocated", 16) or 16)
-    expected = (rows * cols * frames * samples * bits + 7) // 8
-    found = min(length, left)
-    if found < expected:
-        raise ImageReadError(f"truncated pixel data: expected {expected} bytes, found {found}", path)
-    return True
-
-
 def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
     try:
-        with open(path, "rb") as fp:
-            ds = read_dicom(fp, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=raw)
-            meta = getattr(ds, "file_meta", None)
-            ts = transfer_syntax_of(ds)
-            sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
-            if sop_class == _MEDIA_DIRECTORY:
-                raise _Ignored
-            has_pixels = _check_dicom_pixels(path, fp, ds, ts, size)
-    except (_Ignored, ImageReadError):
-        raise
-    except Exception as exc:  # pydicom raises many types for broken headers; none may stop a scan
-        raise ImageReadError(f"unreadable DICOM header ({type(exc).__name__}: {exc})", path) from exc
-    class_name = _uid_name(sop_class).removesuffix(" Storage")
-    if not has_pixels:
-        if not sop_class:
-            raise ImageReadError("incomplete DICOM header: no SOP Class UID and no pixel data (truncated?)", path)
-        if "Image" in class_name:
-            raise ImageReadError(f"{class_name} without pixel data (truncated?)", path)
-        raise NotAnImageError(f"{class_name or 'SOP class ' + sop_class}: not an image", path)
-    if class_name and "Image" not in class_name:
-        raise NotAnImageError(f"{class_name}: not an image", path)
-    modality = str(ds.get("Modality", "") or "").strip().upper()
-    if modality not in _X_RAY_MODALITIES:
-        raise UnsupportedImageError(f"{class_name or 'image'} of modality {modality}: not a mammogram", path)
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2", ""):
-        what = photometric or f"{samples} samples"
-        raise UnsupportedImageError(f"colour image ({what}): only greyscale mammograms are supported", path)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames != 1:
-        what = class_name or "DICOM image"
-        raise UnsupportedImageError(
-            f"{what} with {frames} frames: only single-frame 2-D mammograms are supported", path
-        )
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    if rows <= 0 or cols <= 0:
-        raise ImageReadError(f"image of {rows} x {cols} pixels", path)
+        header = read_header(path, raw, size)
+    except DicomDirectory as exc:
+        raise _Ignored from exc
+    ds = header.dataset
     sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
     laterality, lat_source = _laterality(ds, path)
     view, view_source = _view(ds, path)
@@ -465,11 +291,11 @@ def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
         laterality_source=lat_source,
         view=view,
         view_source=view_source,
-        rows=rows,
-        cols=cols,
-        transfer_syntax=str(ts),
-        photometric=photometric or "MONOCHROME2",
-        frames=frames,
+        rows=header.rows,
+        cols=header.cols,
+        transfer_syntax=str(header.transfer_syntax),
+        photometric=header.photometric,
+        frames=header.frames,
     )
 
 
