@@ -1,16 +1,19 @@
 """Decode one image into display-ready pixels and the modality values behind them.
 
-``load_image`` decodes DICOM pixel data in any transfer syntax the installed decoders handle, applies
-pydicom's modality LUT, then the first VOI LUT or window (pydicom's ``apply_voi_lut`` /
+``load_image`` takes the stored values of a DICOM file from :func:`inference.imaging.dicom.read_pixels`
+(any transfer syntax the installed decoders handle, checked there), applies pydicom's modality LUT, then the first VOI LUT or window (pydicom's ``apply_voi_lut`` /
 ``apply_windowing``), inverts MONOCHROME1 and scales to [0, 1] so brighter always means denser.
 Without any VOI the breast's 0.5-99.5 percentile range is used. PNG, PGM, JPEG and TIFF are read
 with Pillow (8 or 16 bit, grey, or RGB holding grey). The chest-wall side is decided from the pixels
-(a chest wall on the right edge means a right breast), so a mirrored image can be flagged.
+(a chest wall on the right edge means a right breast), so a mirrored image can be flagged. The
+breast found on the display pixels (:attr:`LoadedImage.breast`, :mod:`inference.imaging.geometry`) is
+kept with the image and handed on to preprocessing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
 
 from inference.errors import ImageReadError, MammoReviewError, PreprocessError, UnsupportedImageError
 from inference.imaging.dicom import read_pixels
-from inference.imaging.geometry import breast_mask, chest_wall_on_right
+from inference.imaging.geometry import BreastMask, find_breast
 from inference.imaging.studies import ImageRecord, read_record
 
 __all__ = ["Window", "LoadedImage", "load_image", "resolve_laterality", "apply_window"]
@@ -50,6 +53,15 @@ class LoadedImage:
     window_applied: str = ""  # what made `pixels`: a window's or VOI LUT's name, "breast range", "8-bit range"
     inverted: bool = False  # True for MONOCHROME1 (raw is darker where denser)
 
+    @cached_property
+    def breast(self) -> BreastMask:
+        """The breast found on :attr:`pixels` (what preprocessing crops to), found once and kept.
+
+        Found when first asked for (a thumbnail needs none); raises PreprocessError when there is no
+        breast. Pass it on as ``preprocess(image.pixels, height, mask=image.breast)``.
+        """
+        return find_breast(self.pixels)
+
     @property
     def laterality_mismatch(self) -> bool:
         """True when tags or text name one breast and the pixels show the other (a mirrored image?)."""
@@ -75,6 +87,15 @@ def load_image(source: ImageRecord | str | Path) -> LoadedImage:
         else:
             pixels, raw, applied = _load_picture(record.path, record.kind)
             windows, inverted, spacing = (), False, None
+        # The breast on the modality values (denser = brighter), not on the windowed display: a
+        # steep VOI LUT can turn fat black and break the breast into pieces. Found once, it gives
+        # the range of an image without a usable window and the chest-wall side.
+        breast = _raw_breast(raw, inverted)
+        if pixels is None:
+            pixels = _breast_range(raw, inverted, breast)
+            applied = f"breast range ({applied})" if applied else "breast range"
+        if inverted:
+            np.subtract(np.float32(1.0), pixels, out=pixels)
     except MammoReviewError:
         raise
     except OSError as exc:
@@ -86,7 +107,8 @@ def load_image(source: ImageRecord | str | Path) -> LoadedImage:
             f"decoded {pixels.shape[0]} x {pixels.shape[1]} pixels, the header says {record.rows} x {record.cols}",
             record.path,
         )
-    right, side = _chest_wall(raw, inverted)
+    right = breast is not None and breast.chest_wall_right
+    side = "" if breast is None else "R" if right else "L"
     return LoadedImage(
         record=record,
         pixels=pixels,
@@ -190,7 +212,11 @@ def _as_integers(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...], str, bool, tuple[float, float] | None]:
+def _load_dicom(
+    path: Path,
+) -> tuple[np.ndarray | None, np.ndarray, tuple[Window, ...], str, bool, tuple[float, float] | None]:
+    """(pixels, raw, windows, applied, inverted, spacing): pixels by the first usable VOI, not yet
+    inverted, with the VOI's name as ``applied``; None and the reason ("" for none) without one."""
     dicom = read_pixels(path)
     ds, stored = dicom.header.dataset, dicom.stored
     windows = _windows(ds)
@@ -210,10 +236,6 @@ def _load_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[Window, ...],
         # the raw ones, and converting them is a quarter of the time of gathering them
         raw = stored.astype(np.float32) if np.array_equal(modality, table[0]) else modality.astype(np.float32)[index]
         pixels = None if pixels is None else pixels[index]
-    if pixels is None:  # no usable VOI in the file: the breast's own range
-        pixels, applied = _breast_range(raw, inverted), f"breast range ({applied})" if applied else "breast range"
-    if inverted:
-        np.subtract(np.float32(1.0), pixels, out=pixels)
     return pixels, raw, windows, applied, inverted, _spacing(ds)
 
 
@@ -247,7 +269,8 @@ def _spacing(ds: Dataset) -> tuple[float, float] | None:
 
 
 # --------------------------------------------------------------------------- other images
-def _load_picture(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _load_picture(path: Path, kind: str) -> tuple[np.ndarray | None, np.ndarray, str]:
+    """(pixels, raw, applied): 8-bit images as read; None for deeper ones (the breast's range)."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -264,34 +287,28 @@ def _load_picture(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
     raw = values.astype(np.float32)
     if values.dtype == np.uint8:
         return raw * np.float32(1.0 / 255.0), raw, "8-bit range"
-    return _breast_range(raw, False), raw, "breast range"
+    return None, raw, ""
 
 
 # --------------------------------------------------------------------------- pixels
-def _breast_range(raw: np.ndarray, inverted: bool) -> np.ndarray:
+def _raw_breast(raw: np.ndarray, inverted: bool) -> BreastMask | None:
+    """The breast on the modality values turned denser = brighter; None when there is none."""
+    try:
+        return find_breast(-raw if inverted else raw)
+    except PreprocessError:
+        return None
+
+
+def _breast_range(raw: np.ndarray, inverted: bool, breast: BreastMask | None) -> np.ndarray:
     """Scale to [0, 1] by the breast's 0.5-99.5 percentiles (the image's when no breast is found)."""
     values = -raw if inverted else raw
-    try:
-        mask, f = breast_mask(values)
+    if breast is None:
+        lo, hi = float(values.min()), float(values.max())
+    else:
+        mask, f = breast.grid, breast.factor
         sub = values[::f, ::f][: mask.shape[0], : mask.shape[1]]
         inside = sub[mask[: sub.shape[0], : sub.shape[1]]]
         lo, hi = np.percentile(inside, [0.5, 99.5]) if inside.size else (values.min(), values.max())
-    except PreprocessError:
-        lo, hi = float(values.min()), float(values.max())
     if inverted:  # the range of the negated values, back in raw units
         lo, hi = -hi, -lo
     return _normalise(raw, (float(lo), float(hi)))
-
-
-def _chest_wall(raw: np.ndarray, inverted: bool) -> tuple[bool, str]:
-    """(chest wall on the right, "R" / "L") from the pixels; (False, "") when no breast is found.
-
-    Decided on the modality values (denser = brighter), not the windowed display: a steep VOI LUT
-    can turn fat black and break the breast into pieces.
-    """
-    try:
-        mask, _ = breast_mask(-raw if inverted else raw)
-    except PreprocessError:
-        return False, ""
-    right = chest_wall_on_right(mask)
-    return right, "R" if right else "L"

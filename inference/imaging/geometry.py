@@ -1,9 +1,14 @@
 """Breast geometry in the pixels: the breast's mask (the largest bright object) and its chest-wall side.
 
-Decoding uses it to tell laterality when no tag does; preprocessing uses it to flip, clean and crop.
+Decoding uses it to tell laterality when no tag does and to scale an image without a window to the
+breast's range; preprocessing uses it to flip, clean and crop. :func:`find_breast` returns the mask as
+a :class:`BreastMask` that remembers the image shape it was found on, so it can be computed once and
+handed on (``LoadedImage.breast`` -> ``preprocess(..., mask=)``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -11,7 +16,7 @@ from scipy import ndimage
 
 from inference.errors import PreprocessError
 
-__all__ = ["breast_mask", "chest_wall_on_right", "MASK_SIDE"]
+__all__ = ["BreastMask", "breast_mask", "chest_wall_on_right", "find_breast", "MASK_SIDE"]
 
 MASK_SIDE = 256  # the breast mask is found on an image of about this size
 
@@ -73,3 +78,25 @@ def chest_wall_on_right(mask: np.ndarray) -> bool:
     edge_l = mask[:, left].sum()
     edge_r = mask[:, right - 1].sum()
     return bool((mass_r - mass_l) + (edge_r - edge_l) * 2 > 0)
+
+
+@dataclass(frozen=True, eq=False)
+class BreastMask:
+    """The breast's mask on a reduced grid: each cell of ``grid`` stands for ``factor`` x ``factor``
+    pixels of an image of ``shape`` (the last row and column of cells may hang over its edge)."""
+
+    grid: np.ndarray  # bool [ceil(H / factor), ceil(W / factor)]
+    factor: int
+    shape: tuple[int, int]  # (H, W) of the image it was found on
+
+    @property
+    def chest_wall_right(self) -> bool:
+        """True when the chest wall is on the right edge (a right breast as stored)."""
+        return chest_wall_on_right(self.grid)
+
+
+def find_breast(image: np.ndarray) -> BreastMask:
+    """:func:`breast_mask` of a 2-D float32 image, with the shape it was found on (PreprocessError when
+    there is no breast)."""
+    grid, factor = breast_mask(image)
+    return BreastMask(grid, factor, (int(image.shape[0]), int(image.shape[1])))

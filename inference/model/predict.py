@@ -128,8 +128,11 @@ def mc_dropout(
 
 
 def prepare(image: LoadedImage, height: int) -> ModelInput:
-    """Preprocess a loaded image for a model of this input height (raises PreprocessError)."""
-    array, geometry = preprocess(image.pixels, height)
+    """Preprocess a loaded image for a model of this input height (raises PreprocessError).
+
+    The breast found with the image (:attr:`~inference.imaging.decode.LoadedImage.breast`) is handed on,
+    so an image predicted by several models is searched for its breast once."""
+    array, geometry = preprocess(image.pixels, height, mask=image.breast)
     return ModelInput(image.record.key, array, geometry)
 
 

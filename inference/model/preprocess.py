@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from inference.errors import PreprocessError
-from inference.imaging.geometry import breast_mask, chest_wall_on_right
+from inference.imaging.geometry import BreastMask, find_breast
 
 __all__ = ["Geometry", "Preprocess", "preprocess", "WIDTH_MULTIPLE"]
 
@@ -89,18 +89,24 @@ def _as_float(image: np.ndarray) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
-def preprocess(image: np.ndarray, height: int) -> tuple[np.ndarray, Geometry]:
+def preprocess(image: np.ndarray, height: int, mask: BreastMask | None = None) -> tuple[np.ndarray, Geometry]:
     """The model input [height, W] float32 in [0, 1] (W a multiple of 64) and its :class:`Geometry`.
 
     ``image`` is a 2-D grey array of any dtype where brighter means denser (MONOCHROME2 after the
-    modality and VOI LUTs; 8-bit PNG/JPEG as read).
+    modality and VOI LUTs; 8-bit PNG/JPEG as read). ``mask`` is the breast found on this same image
+    (:func:`inference.imaging.geometry.find_breast`, e.g. ``LoadedImage.breast``): handed on, it is not
+    found again; the result is the same either way.
     """
     if height <= 0 or height % WIDTH_MULTIPLE:
         raise PreprocessError(f"model height {height} is not a positive multiple of {WIDTH_MULTIPLE}")
     a = _as_float(image)
-    mask_small, f = breast_mask(a)
+    if mask is None:
+        mask = find_breast(a)
+    elif mask.shape != a.shape:
+        raise ValueError(f"the breast mask was found on an image of {mask.shape}, not on this one of {a.shape}")
+    mask_small, f = mask.grid, mask.factor
     h, w = a.shape
-    flipped = chest_wall_on_right(mask_small)
+    flipped = mask.chest_wall_right
     # The breast's box and mask on the full grid, where each mask cell stands for an f x f block;
     # built for the box only (the full-size mask would be two passes over every pixel).
     rows = np.nonzero(mask_small.any(axis=1))[0]
@@ -125,7 +131,8 @@ def preprocess(image: np.ndarray, height: int) -> tuple[np.ndarray, Geometry]:
     np.clip(scaled, 0.0, 1.0, out=scaled)
     ch, cw = scaled.shape
     content_w = max(1, int(round(cw * height / ch)))
-    resized = np.asarray(Image.fromarray(scaled, mode="F").resize((content_w, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    content = Image.fromarray(scaled, mode="F")
+    resized = np.asarray(content.resize((content_w, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
     width = int(np.ceil(content_w / WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
     out = np.zeros((height, width), np.float32)
     out[:, :content_w] = np.clip(resized, 0.0, 1.0)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from inference.errors import PreprocessError
+from inference.imaging import decode
+from inference.imaging.decode import load_image
+from inference.imaging.geometry import BreastMask, find_breast
+from inference.model import preprocess as preprocess_module
+from inference.model.predict import prepare
 from inference.model.preprocess import Geometry, Preprocess, preprocess
+from inference.phantoms import generator as phantom
 
 
 def breast(h: int = 300, w: int = 240, right: bool = False, marker: bool = True) -> np.ndarray:
@@ -95,3 +103,52 @@ def test_blank_and_bad_inputs_raise_clear_errors() -> None:
         preprocess(breast(), 100)
     with pytest.raises(PreprocessError, match="2-D"):
         preprocess(np.zeros((4, 5, 6, 7)), 64)
+
+
+# --------------------------------------------------------------------------- the breast handed on
+@pytest.mark.parametrize(
+    ("laterality", "photometric", "voi_lut"),
+    [
+        ("L", "MONOCHROME2", "window"),
+        ("R", "MONOCHROME2", None),
+        ("R", "MONOCHROME1", "lut"),
+        ("L", "MONOCHROME1", None),
+    ],
+)
+def test_the_breast_found_when_loading_gives_the_same_input_as_finding_it_again(
+    tmp_path: Path, laterality: str, photometric: str, voi_lut: str | None
+) -> None:
+    spec = phantom.PhantomSpec(laterality, "MLO", shape=(200, 150), seed=7)  # type: ignore[arg-type]
+    path = phantom.write_dicom(
+        tmp_path / "a.dcm", phantom.render(spec), spec=spec, photometric=photometric, voi_lut=voi_lut  # type: ignore[arg-type]
+    )
+    loaded = load_image(path)
+    found, found_geometry = preprocess(loaded.pixels, 128)
+    handed, handed_geometry = preprocess(loaded.pixels, 128, mask=loaded.breast)
+    np.testing.assert_array_equal(handed, found)
+    assert handed_geometry == found_geometry and handed_geometry.flipped == (laterality == "R")
+    assert prepare(loaded, 128).geometry == found_geometry
+    np.testing.assert_array_equal(prepare(loaded, 128).array, found)
+
+
+def test_a_loaded_image_finds_its_breast_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = phantom.PhantomSpec("R", "CC", shape=(200, 150), seed=7)
+    path = phantom.write_dicom(tmp_path / "a.dcm", phantom.render(spec), spec=spec, voi_lut=None)
+    calls: list[tuple[int, ...]] = []
+
+    def counted(image: np.ndarray) -> BreastMask:
+        calls.append(image.shape)
+        return find_breast(image)
+
+    monkeypatch.setattr(decode, "find_breast", counted)
+    monkeypatch.setattr(preprocess_module, "find_breast", counted)
+    loaded = load_image(path)  # on the modality values: the breast range and the chest-wall side
+    assert len(calls) == 1 and loaded.pixel_laterality == "R"
+    for height in (128, 192):  # two models
+        prepare(loaded, height)
+    assert len(calls) == 2  # on the display pixels, once, for both
+
+
+def test_a_breast_found_on_another_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="found on an image of"):
+        preprocess(breast(300, 240), 128, mask=find_breast(breast(200, 240)))
