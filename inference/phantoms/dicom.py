@@ -1,4 +1,4 @@
-"""DICOM writers for the synthetic mammograms of `inference.phantoms.generator`.
+"""DICOM writers for the synthetic mammograms of `inference.phantoms.drawing`.
 
 `write_dicom` stores an image the ways real mammography DICOM varies (bit depth, MONOCHROME1/2,
 VOI LUT or window, compressed transfer syntaxes, laterality/view in tags, in free text only or
@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -22,15 +22,23 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (  # fmt: skip
-    PYDICOM_IMPLEMENTATION_UID, UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
-    JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless, generate_uid,
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
 )
 
-if TYPE_CHECKING:  # phantom imports this module; write_study imports phantom when called
-    from inference.phantoms.generator import Density, Laterality, PhantomSpec
+from inference.phantoms.drawing import CalcCluster, Density, Laterality, Mass, PhantomSpec, render
 
 __all__ = [  # fmt: skip
-    "TRANSFER_SYNTAXES", "MG_FOR_PRESENTATION", "write_dicom", "write_non_image_dicom", "write_study",
+    "TRANSFER_SYNTAXES", "MG_FOR_PRESENTATION", "TagsMode", "VoiMode", "write_dicom", "write_non_image_dicom",
+    "write_study",
 ]
 
 TagsMode = Literal["standard", "text_only", "none"]
@@ -298,8 +306,6 @@ def write_study(
     from `seed` and `patient_id`, so a study is reproducible byte for byte. `encoding` goes to
     `write_dicom`: transfer_syntax, bits_stored, photometric, voi_lut, tags_mode.
     """
-    from inference.phantoms.generator import CalcCluster, Mass, PhantomSpec, render  # here: phantom imports this module
-
     folder = Path(folder)
     rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFF, 77]))
     depth, mass_r = rng.uniform(0.25, 0.45), rng.uniform(0.03, 0.045)
