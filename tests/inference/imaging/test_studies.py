@@ -131,13 +131,33 @@ def test_view_code_meaning_alone_is_understood(tmp_path: Path) -> None:
     assert (record.view, record.view_source, record.model_view) == ("XCCL", "tag", "CC")
 
 
-def test_patient_orientation_gives_the_side_of_a_cc_image(tmp_path: Path) -> None:
-    for side in ("L", "R"):
-        ds = _strip(_one(tmp_path / f"{side}.dcm", side, "CC"), "ImageLaterality", "Laterality")
-        ds.SeriesDescription = ds.ProtocolName = "MAMMOGRAPHY"
-        ds.save_as(tmp_path / f"{side}.dcm")
-        record = read_record(tmp_path / f"{side}.dcm")
-        assert (record.laterality, record.laterality_source) == (side, "text")
+@pytest.mark.parametrize(("side", "mirrored"), [("L", False), ("R", False), ("L", True), ("R", True)])
+def test_patient_orientation_gives_the_side_of_a_cc_image(tmp_path: Path, side: str, mirrored: bool) -> None:
+    """The only evidence is PatientOrientation: no laterality tag, no side in any text or the file name.
+
+    Down the columns of a CC image is toward the patient's left ("L") for a right breast. A mirrored
+    image shows the other side in its pixels: the header still decides, and the mismatch is flagged.
+    """
+    from inference.imaging.decode import load_image, resolve_laterality
+
+    spec = phantom.PhantomSpec(side, "CC", shape=SHAPE, mirrored=mirrored)  # type: ignore[arg-type]
+    path = phantom.write_dicom(tmp_path / "image.dcm", phantom.render(spec), spec=spec)
+    ds = _strip(path, "ImageLaterality", "Laterality")
+    ds.SeriesDescription = ds.ProtocolName = "MAMMOGRAPHY"
+    ds.save_as(path)
+    column = {"L": "R", "R": "L"}[side]
+    assert list(ds.PatientOrientation)[1] == column and laterality_in_text(path.stem) == ""
+    record = read_record(path)
+    assert (record.laterality, record.laterality_source) == (side, "text")
+    loaded = load_image(record)
+    assert loaded.pixel_laterality == ({"L": "R", "R": "L"}[side] if mirrored else side)
+    assert loaded.laterality_mismatch == mirrored
+    assert resolve_laterality(record, loaded) == (side, "text")
+    del ds.PatientOrientation  # without it nothing in the header tells the side: the pixels do
+    ds.save_as(path)
+    silent = read_record(path)
+    assert (silent.laterality, silent.laterality_source) == ("", "unknown")
+    assert resolve_laterality(silent, load_image(silent)) == (loaded.pixel_laterality, "pixels")
 
 
 def test_file_names_give_laterality_and_view(tmp_path: Path) -> None:
