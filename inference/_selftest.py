@@ -21,8 +21,13 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inference.imaging.decode import LoadedImage
+    from inference.model.predict import Prediction
 
 __all__ = ["EXPECTED_PLUGINS", "main"]
 
@@ -88,12 +93,13 @@ def _decoders(folder: Path) -> str:
 def _decode(path: Path, plugin: str) -> np.ndarray:
     """The stored values of `path` decoded by `plugin` ("" = pydicom's choice)."""
     from pydicom import dcmread
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
-    return pixel_array(dcmread(path), decoding_plugin=plugin)
+    values: np.ndarray = pixel_array(dcmread(path), decoding_plugin=plugin)
+    return values
 
 
-def _samples() -> tuple[str, list]:
+def _samples() -> tuple[str, list[LoadedImage]]:
     """Scan and load the bundled sample studies (read through importlib.resources)."""
     from inference.imaging.decode import load_image
     from inference.imaging.studies import scan
@@ -107,7 +113,7 @@ def _samples() -> tuple[str, list]:
     return f"{len(loaded)} images in {len(study_set.studies)} studies ({'; '.join(syntaxes)}) from {root}", loaded
 
 
-def _model(loaded: list) -> tuple[str, list]:
+def _model(loaded: list[LoadedImage]) -> tuple[str, list[Prediction]]:
     from inference.model.predict import predict
     from inference.model.session import ModelSession
 
@@ -123,7 +129,7 @@ def _model(loaded: list) -> tuple[str, list]:
     return detail, predictions
 
 
-def _projections(predictions: list) -> str:
+def _projections(predictions: list[Prediction]) -> str:
     """UMAP and t-SNE maps of the latent vectors through inference.latent.projection (plus jittered
     copies: the samples are only 8 images); numba compiles into its per-user disk cache."""
     from inference.formats import Embeddings
@@ -180,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     frozen = bool(getattr(sys, "frozen", False))
     print(f"mammo-review selftest: python {sys.version.split()[0]}, {'frozen' if frozen else 'source'}, {sys.executable}", flush=True)
     report = _Report()
-    state: dict[str, list] = {}
+    state: dict[str, list[Any]] = {}
 
     def samples() -> str:
         detail, state["loaded"] = _samples()

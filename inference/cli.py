@@ -160,7 +160,8 @@ def _thumbnail(pixels: np.ndarray) -> np.ndarray:
     th = min(_PREVIEW_HEIGHT, h)
     tw = max(1, int(round(w * th / h)))
     img = Image.fromarray(np.asarray(pixels, np.float32), mode="F").resize((tw, th), Image.Resampling.BOX)
-    return np.clip(np.asarray(img), 0.0, 1.0)
+    out: np.ndarray = np.clip(np.asarray(img), 0.0, 1.0)
+    return out
 
 
 def _fit(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -373,7 +373,7 @@ class Embeddings:
     z: np.ndarray
     model_version: str = ""
     paths: tuple[str, ...] = ()
-    meta: dict[str, Sequence[str]] = field(default_factory=dict)
+    meta: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.z.ndim != 2 or self.z.shape[0] != len(self.keys):
@@ -385,7 +385,8 @@ class Embeddings:
 def write_embeddings(path: str | Path, emb: Embeddings) -> Path:
     """Write an embeddings ``.npz`` (keys, z float32, model version, optional paths and metadata columns)."""
     path = Path(path)
-    extra = {f"meta_{k}": np.asarray(list(v), dtype=str) for k, v in emb.meta.items()}
+    # Any: numpy's stub reads a ** of arrays as if it could hold its allow_pickle= flag.
+    extra: dict[str, Any] = {f"meta_{k}": np.asarray(list(v), dtype=str) for k, v in emb.meta.items()}
     with open(path, "wb") as f:
         np.savez_compressed(
             f,

@@ -12,6 +12,7 @@ kept with the image and handed on to preprocessing.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
+from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut, apply_windowing
 
 from inference.errors import ImageReadError, MammoReviewError, PreprocessError, UnsupportedImageError
 from inference.imaging.dicom import read_pixels
@@ -158,9 +159,9 @@ def _normalise(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
 def _values(value: object) -> list[object]:
     if value is None:
         return []
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Collection):
         return [value]
-    return list(value)  # type: ignore[call-overload]
+    return list(value)
 
 
 def _windows(ds: Dataset) -> tuple[Window, ...]:
@@ -173,6 +174,7 @@ def _windows(ds: Dataset) -> tuple[Window, ...]:
     function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
     for i, (c, w) in enumerate(zip(centers, widths)):
         try:
+            # a DICOM DS value of any type: float() of it or the TypeError/ValueError caught below
             center, width = float(c), float(w)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             continue

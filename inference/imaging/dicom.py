@@ -20,7 +20,8 @@ from typing import IO, Any
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.pixels import get_decoder, pixel_array
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
 from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError

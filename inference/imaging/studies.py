@@ -414,7 +414,7 @@ def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[tuple[P
     for given in paths:
         p = Path(given).expanduser()
         if p.is_dir():
-            found = []
+            found: list[Path] = []
             for root, dirs, names in os.walk(p, onerror=unlisted):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(Path(root) / n for n in names if not n.startswith("."))

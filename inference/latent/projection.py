@@ -98,6 +98,7 @@ class ProjectionParams:
         """The parameters that change the result of this method."""
         if self.method == "pca":
             return {"method": "pca"}
+        keep: tuple[str, ...]
         if self.method == "umap":
             keep = ("method", "n_neighbors", "min_dist", "n_epochs", "pca_dims", "seed", "reproducible")
         else:
@@ -166,7 +167,8 @@ def _components_exact(x: np.ndarray, mean: np.ndarray, k: int) -> np.ndarray:
         cov += xc.T @ xc
     cov /= max(n - 1, 1)
     _, vecs = np.linalg.eigh(cov)
-    return vecs[:, ::-1][:, :k].T  # (k, d), largest variance first
+    out: np.ndarray = vecs[:, ::-1][:, :k].T  # (k, d), largest variance first
+    return out
 
 
 def _components_randomized(x: np.ndarray, mean: np.ndarray, k: int) -> np.ndarray:
@@ -177,7 +179,8 @@ def _components_randomized(x: np.ndarray, mean: np.ndarray, k: int) -> np.ndarra
         q, _ = np.linalg.qr(x.T @ y - np.outer(mean, y.sum(axis=0)))
     y = (x @ q - mean @ q).astype(np.float64)
     _, vecs = np.linalg.eigh(y.T @ y / max(n - 1, 1))  # covariance restricted to the found subspace
-    return (q.astype(np.float64) @ vecs[:, ::-1][:, :k]).T
+    out: np.ndarray = (q.astype(np.float64) @ vecs[:, ::-1][:, :k]).T
+    return out
 
 
 def knn_euclidean(x: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +266,7 @@ def _import_umap() -> Any:
 
         for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral, umap.distances):
             for obj in vars(module).values():
-                if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
                     try:
                         obj.enable_caching()
                     except RuntimeError as exc:  # no source file to key the cache on (e.g. frozen without .py)

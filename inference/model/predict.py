@@ -99,7 +99,8 @@ def smooth_evidence(evidence: np.ndarray, sigma: float) -> np.ndarray:
     """The evidence grid blurred by a Gaussian of ``sigma`` cells; its sum is kept inside the image."""
     if sigma <= 0:
         return evidence
-    return ndimage.gaussian_filter(np.asarray(evidence, np.float32), sigma, mode="constant")
+    out: np.ndarray = ndimage.gaussian_filter(np.asarray(evidence, np.float32), sigma, mode="constant")
+    return out
 
 
 def mc_seed(key: str) -> int:

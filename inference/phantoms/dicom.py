@@ -34,7 +34,7 @@ from pydicom.uid import (  # fmt: skip
     generate_uid,
 )
 
-from inference.phantoms.drawing import CalcCluster, Density, Laterality, Mass, PhantomSpec, render
+from inference.phantoms.drawing import CalcCluster, Density, Laterality, Mass, PhantomSpec, View, render
 
 __all__ = [  # fmt: skip
     "TRANSFER_SYNTAXES", "MG_FOR_PRESENTATION", "TagsMode", "VoiMode", "write_dicom", "write_non_image_dicom",
@@ -85,7 +85,7 @@ def _header(
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid) if sop_uid else generate_uid()
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = "093000"
     ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = f"ACC{patient_id}"[:16], "1", ""
@@ -147,7 +147,8 @@ def _gdcm_jpeg_lossless(ds: Dataset, folder: Path) -> bytes:
             if change.Change():
                 writer.SetImage(change.GetOutput())
                 if writer.Write():
-                    return dcmread(dst).PixelData
+                    data: bytes = dcmread(dst).PixelData
+                    return data
         raise ValueError(f"{dst}: python-gdcm could not encode JPEG lossless")
 
 
@@ -181,12 +182,12 @@ def write_dicom(
     """
     path = Path(path)
     ts = _resolve_ts(transfer_syntax)
-    for name, value, allowed in (
+    for name, given, allowed in (
         ("tags_mode", tags_mode, ("standard", "text_only", "none")),
         ("photometric", photometric, ("MONOCHROME1", "MONOCHROME2")),
     ):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if given not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {given!r}")
     if tags_mode != "none" and spec is None:
         raise ValueError("a spec is needed to write laterality and view")
     bits = 8 if ts == JPEGBaseline8Bit else int(bits_stored)
@@ -282,7 +283,7 @@ def write_non_image_dicom(
     return path
 
 
-_STUDY_VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+_STUDY_VIEWS: tuple[tuple[Laterality, View], ...] = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 
 
 def write_study(
@@ -316,7 +317,7 @@ def write_study(
         y = rng.uniform(0.35, 0.6) if view == "CC" else rng.uniform(0.4, 0.6)
         sick = lat == malignant_side
         spec = PhantomSpec(
-            lat, view, density, shape=shape, seed=seed * 16 + i, markers=markers,  # type: ignore[arg-type]
+            lat, view, density, shape=shape, seed=seed * 16 + i, markers=markers,
             masses=(Mass(y, depth, mass_r, True),) if sick else (),
             calcifications=(CalcCluster(y + 0.09, depth * 1.1, 0.02, 14),) if sick else (),
         )  # fmt: skip

@@ -60,7 +60,7 @@ class CalcCluster:
     count: int = 12
 
 
-def _as_lesions(value: object, kind: type) -> tuple | int:
+def _as_lesions(value: object, kind: type) -> tuple[object, ...] | int:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise ValueError(f"lesion count must be >= 0, got {value}")
@@ -166,7 +166,8 @@ def _rng(spec: PhantomSpec, salt: int) -> np.random.Generator:
 def _smooth1d(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
     noise = ndimage.gaussian_filter1d(rng.standard_normal(n + 4 * int(sigma)), sigma, mode="wrap")
     noise = noise[2 * int(sigma) : 2 * int(sigma) + n]
-    return noise / (noise.std() + 1e-9)
+    out: np.ndarray = noise / (noise.std() + 1e-9)
+    return out
 
 
 def _layout(spec: PhantomSpec) -> _Layout:
@@ -199,7 +200,7 @@ def _layout(spec: PhantomSpec) -> _Layout:
     def inside(yy: float, frac: float, r: float) -> float:
         d = depth[int(np.clip(yy, 0, rows - 1))]
         lo = pect[0] * max(0.0, 1 - yy / pect[1]) ** pect[2] + r if pect else r
-        return lo + frac * max(d - lo - 1.5 * r, 0.0)
+        return float(lo + frac * max(d - lo - 1.5 * r, 0.0))
 
     rows_lo, rows_hi = float(np.argmax(depth > 0)), float(rows - np.argmax(depth[::-1] > 0))
     span = rows_hi - rows_lo
@@ -277,13 +278,15 @@ _Shader = Callable[[np.ndarray, np.ndarray], tuple[float | np.ndarray, np.ndarra
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    n = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma, mode="wrap")
-    return n / (n.std() + 1e-6)
+    n: np.ndarray = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma, mode="wrap")
+    out: np.ndarray = n / (n.std() + 1e-6)
+    return out
 
 
 def _smoothstep(v: np.ndarray) -> np.ndarray:
     v = np.clip(v, 0.0, 1.0)
-    return v * v * (3 - 2 * v)
+    out: np.ndarray = v * v * (3 - 2 * v)
+    return out
 
 
 def _tissue_lowres(spec: PhantomSpec, lay: _Layout, factor: int) -> np.ndarray:
@@ -322,7 +325,8 @@ def _tissue_lowres(spec: PhantomSpec, lay: _Layout, factor: int) -> np.ndarray:
     gland = 1 / (1 + np.exp(-(field_ - thr) / 0.12))
     ridges = np.clip(1 - np.abs(_noise(rng, (h, w), 0.01 * rows / factor)), 0, 1) ** 10
     tissue = _FAT + (_GLAND - _FAT) * gland + 0.10 * ridges * (1 - gland) + 0.04 * fine
-    return (tissue * (0.55 + 0.45 * thick) * mask).astype(np.float32)
+    out: np.ndarray = (tissue * (0.55 + 0.45 * thick) * mask).astype(np.float32)
+    return out
 
 
 def _blend(img: np.ndarray, y: float, x: float, half: float, fn: _Shader) -> None:
@@ -432,7 +436,8 @@ def _render(spec: PhantomSpec, lay: _Layout) -> np.ndarray:
     if (box := _marker_box(spec, lay)) is not None:
         (h, w), (y0, x0) = box[0].shape, box[1]
         img[y0 : y0 + h, x0 : x0 + w][box[0]] = 1.0
-    return img.astype(np.float32, copy=False)
+    out: np.ndarray = img.astype(np.float32, copy=False)
+    return out
 
 
 def _truth(spec: PhantomSpec, lay: _Layout) -> PhantomTruth:

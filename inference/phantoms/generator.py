@@ -68,16 +68,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="breast with a cancer (default: R, none, L in turn)")  # fmt: skip
     parser.add_argument("--patient-id", default=None, help="PatientID (and folder) of study 1")
     args = parser.parse_args(argv)
-    densities = "BCAD"
+    densities: tuple[Density, ...] = ("B", "C", "A", "D")
+    sides: tuple[Laterality | None, ...] = ("R", None, "L")
     for n in range(args.studies):
         patient = f"PHANTOM{args.seed:03d}{n:03d}"
         if args.patient_id:
             patient = args.patient_id if n == 0 else f"{args.patient_id}-{n}"
-        side = ("R", None, "L")[n % 3] if args.malignant == "cycle" else args.malignant
+        side: Laterality | None = sides[n % 3] if args.malignant == "cycle" else args.malignant
+        if args.malignant == "none":
+            side = None
+        density: Density = args.density or densities[n % 4]
         paths = write_study(
             args.outdir / patient, patient_id=patient, patient_name=f"Phantom^{n:03d}",
-            shape=(args.rows, args.cols), density=args.density or densities[n % 4],
-            malignant_side=None if side == "none" else side, seed=args.seed * 1000 + n,
+            shape=(args.rows, args.cols), density=density,
+            malignant_side=side, seed=args.seed * 1000 + n,
             transfer_syntax=args.transfer_syntax, bits_stored=args.bits,
             photometric="MONOCHROME1" if args.monochrome1 else "MONOCHROME2",
             tags_mode=args.tags,

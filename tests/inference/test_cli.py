@@ -17,9 +17,9 @@ import inference.cli as cli
 from inference.cli import CSV_COLUMNS, MAPS_INDEX_COLUMNS, main, map_stem
 from inference.formats import read_embeddings
 from inference.imaging.decode import load_image
-from inference.phantoms.generator import write_non_image_dicom, write_png
 from inference.model.predict import predict
 from inference.model.session import ModelSession
+from inference.phantoms.generator import write_non_image_dicom, write_png
 
 SHAPE = (256, 192)
 

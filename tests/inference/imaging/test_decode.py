@@ -12,11 +12,11 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.uid import UID
 
-from inference.phantoms import generator as phantom
 from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError
 from inference.imaging.decode import LoadedImage, Window, apply_window, load_image, resolve_laterality
 from inference.imaging.geometry import breast_mask
 from inference.imaging.studies import read_record
+from inference.phantoms import generator as phantom
 
 SHAPE = (160, 120)
 LOSSLESS = [name for name in phantom.TRANSFER_SYNTAXES if name != "jpeg-baseline"]

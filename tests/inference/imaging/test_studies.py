@@ -12,10 +12,10 @@ from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from inference.phantoms import generator as phantom
 from inference.errors import ImageReadError, NotAnImageError
 from inference.formats import image_key
 from inference.imaging.studies import ImageRecord, Problem, laterality_in_text, read_record, scan, view_in_text
+from inference.phantoms import generator as phantom
 
 SHAPE = (96, 72)
 HANGING = ["R-CC", "L-CC", "R-MLO", "L-MLO"]

@@ -11,9 +11,9 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
-from inference.latent import projection as proj
 from inference.errors import ProjectionCancelled, ProjectionError
 from inference.formats import Embeddings
+from inference.latent import projection as proj
 from inference.latent.projection import (
     Projection,
     ProjectionParams,

@@ -10,12 +10,12 @@ import pytest
 
 from inference.errors import PreprocessError
 from inference.imaging.decode import LoadedImage
-from inference.phantoms.generator import Mass, PhantomSpec, render
+from inference.imaging.studies import ImageRecord
 from inference.model.predict import MC_SAMPLES, Prediction, mc_dropout, mc_seed, predict, predict_inputs, prepare
 from inference.model.preprocess import preprocess
 from inference.model.session import ModelSession
-from inference.imaging.studies import ImageRecord
 from inference.model.summary import study_key, summarise
+from inference.phantoms.generator import Mass, PhantomSpec, render
 
 HEIGHT = 128  # the conftest model's
 LEVELS = (16, 32, 64, 128, 256)
