@@ -33,8 +33,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "model.summary": ("BreastSummary", "ExamSummary", "summarise"),
     "labels.store": ("LabelStore", "LabelRecord", "HistoryEntry", "CombinedLabel", "combine", "default_store_path"),
     "labels.review": ("ORDERS", "QueueItem", "Progress", "review_queue", "progress"),
-    "labels.exchange": ("export_labels", "import_labels", "import_manifest", "deidentify_dataset", "ExportResult", "ImportResult"),
-    "latent.projection": ("ProjectionParams", "Projection", "project", "SimilarityIndex", "Neighbour", "pca", "numba_cache_dir"),
+    "labels.exchange": (
+        "export_labels", "import_labels", "import_manifest", "deidentify_dataset", "ExportResult", "ImportResult",
+    ),
+    "latent.projection": (
+        "ProjectionParams", "Projection", "project", "SimilarityIndex", "Neighbour", "pca", "numba_cache_dir",
+    ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

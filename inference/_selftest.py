@@ -140,7 +140,8 @@ def _projections(predictions: list[Prediction]) -> str:
     data = np.concatenate([z + rng.normal(0, 0.01, z.shape).astype(np.float32) for _ in range(8)])
     emb = Embeddings(tuple(f"selftest-{i}" for i in range(len(data))), data, "selftest")
     parts = []
-    for params in (ProjectionParams("umap", n_neighbors=8, n_epochs=60), ProjectionParams("tsne", perplexity=10.0, tsne_iter=250)):
+    umap_params = ProjectionParams("umap", n_neighbors=8, n_epochs=60)
+    for params in (umap_params, ProjectionParams("tsne", perplexity=10.0, tsne_iter=250)):
         result = project(emb, params)
         if result.xy.shape != (len(data), 2) or not np.all(np.isfinite(result.xy)):
             raise AssertionError(f"{params.describe()} gave shape {result.xy.shape}")
@@ -181,10 +182,13 @@ def _layering() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every check; return the number of failures (0 = the runtime works)."""
     parser = argparse.ArgumentParser(prog="mammo-review-selftest", description=__doc__.splitlines()[0])
-    parser.add_argument("--no-umap", action="store_true", help="skip the UMAP / t-SNE check (numba compiles for ~1 min on a first run)")
+    parser.add_argument(
+        "--no-umap", action="store_true", help="skip the UMAP / t-SNE check (numba compiles for ~1 min on a first run)"
+    )
     args = parser.parse_args(argv)
     frozen = bool(getattr(sys, "frozen", False))
-    print(f"mammo-review selftest: python {sys.version.split()[0]}, {'frozen' if frozen else 'source'}, {sys.executable}", flush=True)
+    where = "frozen" if frozen else "source"
+    print(f"mammo-review selftest: python {sys.version.split()[0]}, {where}, {sys.executable}", flush=True)
     report = _Report()
     state: dict[str, list[Any]] = {}
 

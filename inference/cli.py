@@ -102,7 +102,7 @@ def _num(v: float | None) -> str:
 
 def _probs(row: dict[str, str], task: str, values: Sequence[float]) -> None:
     if values:
-        for c, v in zip(TASK_CLASSES[task], values):
+        for c, v in zip(TASK_CLASSES[task], values, strict=False):
             row[f"p_{task}_{c}"] = _num(v)
 
 
@@ -123,7 +123,8 @@ def _image_row(rec: ImageRecord, lat: str, lat_src: str) -> dict[str, str]:
 
 
 def _prediction_row(row: dict[str, str], p: Prediction) -> dict[str, str]:
-    row.update(status="ok", p_malignant=_num(p.p_malignant), p_malignant_std=_num(p.p_malignant_std), model_version=p.model_version)
+    row.update(status="ok", p_malignant=_num(p.p_malignant), p_malignant_std=_num(p.p_malignant_std))
+    row.update(model_version=p.model_version)
     for task in ("acr", "density", "view"):
         _probs(row, task, p.probabilities.get(task, ()))
     return row
@@ -293,7 +294,8 @@ class _Run:
 
     def problem(self, problem: Problem) -> None:
         row = dict.fromkeys(CSV_COLUMNS, "")
-        row.update(level="image", path=str(problem.path), status="skipped" if problem.skipped else "error", error=problem.reason)
+        status = "skipped" if problem.skipped else "error"
+        row.update(level="image", path=str(problem.path), status=status, error=problem.reason)
         self.writer.writerow(row)
         self.failed += 0 if problem.skipped else 1
 
@@ -340,7 +342,7 @@ class _Run:
         if not self._pending:
             return
         preds = predict_inputs(self.session, [p.item for p in self._pending], self.batch_size)
-        for pend, pred in zip(self._pending, preds):
+        for pend, pred in zip(self._pending, preds, strict=True):
             self.writer.writerow(_prediction_row(pend.row, pred))
             if self.maps is not None and pend.thumb is not None:
                 self.maps.write(pend.record, pred, pend.thumb)
@@ -359,7 +361,9 @@ class _Run:
     def embeddings(self) -> Embeddings:
         z = np.stack(self.zs) if self.zs else np.zeros((0, self.session.manifest.latent_dim), np.float32)
         meta = {k: tuple(v) for k, v in self.meta.items()}
-        return Embeddings(keys=tuple(self.keys), z=z, model_version=self.session.version, paths=tuple(self.paths), meta=meta)
+        return Embeddings(
+            keys=tuple(self.keys), z=z, model_version=self.session.version, paths=tuple(self.paths), meta=meta
+        )
 
 
 def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
@@ -421,7 +425,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m inference", description="mammo-review runtime (research use only, not for diagnosis).")
+    parser = _Parser(
+        prog="python -m inference", description="mammo-review runtime (research use only, not for diagnosis)."
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("predict", help="predict every image under the given files and folders")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM / PNG / JPEG / TIFF / PGM files or folders")
@@ -479,5 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     except Exception as exc:
-        err.write(f"\nunexpected error: {type(exc).__name__}: {exc}\n(this is a bug in mammo-review; please report it)\n")
+        err.write(
+            f"\nunexpected error: {type(exc).__name__}: {exc}\n(this is a bug in mammo-review; please report it)\n"
+        )
         return EXIT_BUG

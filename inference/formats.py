@@ -200,7 +200,8 @@ class ModelManifest:
             n = len(self.tasks.get(task, ()))
             if w.shape != (n, self.latent_dim) or b.shape != (n,):
                 raise ManifestError(
-                    f"head {task!r} has weight {w.shape} and bias {b.shape}, expected ({n}, {self.latent_dim}) and ({n},)",
+                    f"head {task!r} has weight {w.shape} and bias {b.shape}, "
+                    f"expected ({n}, {self.latent_dim}) and ({n},)",
                     source,
                 )
         if "research" not in self.intended_use.lower():

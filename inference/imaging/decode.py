@@ -1,9 +1,10 @@
 """Decode one image into display-ready pixels and the modality values behind them.
 
 ``load_image`` takes the stored values of a DICOM file from :func:`inference.imaging.dicom.read_pixels`
-(any transfer syntax the installed decoders handle, checked there), applies pydicom's modality LUT, then the first VOI LUT or window (pydicom's ``apply_voi_lut`` /
-``apply_windowing``), inverts MONOCHROME1 and scales to [0, 1] so brighter always means denser.
-Without any VOI the breast's 0.5-99.5 percentile range is used. PNG, PGM, JPEG and TIFF are read
+(any transfer syntax the installed decoders handle, checked there), applies pydicom's modality LUT,
+then the first VOI LUT or window (pydicom's ``apply_voi_lut`` / ``apply_windowing``), inverts
+MONOCHROME1 and scales to [0, 1] so brighter always means denser. Without any VOI the breast's
+0.5-99.5 percentile range is used. PNG, PGM, JPEG and TIFF are read
 with Pillow (8 or 16 bit, grey, or RGB holding grey). The chest-wall side is decided from the pixels
 (a chest wall on the right edge means a right breast), so a mirrored image can be flagged. The
 breast found on the display pixels (:attr:`LoadedImage.breast`, :mod:`inference.imaging.geometry`) is
@@ -172,7 +173,7 @@ def _windows(ds: Dataset) -> tuple[Window, ...]:
     centers, widths = _values(ds.get("WindowCenter")), _values(ds.get("WindowWidth"))
     names = _values(ds.get("WindowCenterWidthExplanation"))
     function = str(ds.get("VOILUTFunction", "") or "LINEAR").strip().upper()
-    for i, (c, w) in enumerate(zip(centers, widths)):
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):  # a centre without its width is left out
         try:
             # a DICOM DS value of any type: float() of it or the TypeError/ValueError caught below
             center, width = float(c), float(w)  # type: ignore[arg-type]
@@ -209,7 +210,8 @@ def _as_integers(values: np.ndarray) -> np.ndarray:
     """Whole-numbered floats (a rescale with integer slope and intercept) as int64, so that a VOI LUT
     indexes them without pydicom's warning about float input; other values unchanged (pydicom
     truncates them, and says so)."""
-    if values.dtype.kind == "f" and values.size and np.all(np.isfinite(values)) and np.array_equal(values, np.trunc(values)):
+    whole = values.dtype.kind == "f" and values.size and np.all(np.isfinite(values))
+    if whole and np.array_equal(values, np.trunc(values)):
         return values.astype(np.int64)
     return values
 

@@ -1,8 +1,9 @@
 """Find images in files and folders and group them into patients, studies and images.
 
-``scan(paths)`` reads DICOM headers only, with :func:`inference.imaging.dicom.read_header` (pixels are
-decoded later by :func:`inference.imaging.decode.load_image`), and also accepts PNG, PGM, JPEG and TIFF files of research data sets. It never raises for one bad
-file: what cannot be used is listed as a :class:`Problem` and the scan goes on.
+``scan(paths)`` reads DICOM headers only, with :func:`inference.imaging.dicom.read_header` (pixels
+are decoded later by :func:`inference.imaging.decode.load_image`), and also accepts PNG, PGM, JPEG and
+TIFF files of research data sets. It never raises for one bad file: what cannot be used is listed as
+a :class:`Problem` and the scan goes on.
 
 Laterality comes from ImageLaterality / Laterality, else from free text (series description,
 protocol, comments, file name), else from the DICOM PatientOrientation convention; when all are

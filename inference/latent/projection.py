@@ -76,7 +76,8 @@ class ProjectionParams:
     tsne_iter: int = 1000  # t-SNE gradient-descent iterations (at least 250)
     pca_dims: int = 50  # UMAP / t-SNE run on this many principal components
     seed: int = 0  # random seed of t-SNE, and of UMAP when reproducible
-    reproducible: bool = False  # UMAP: same result every run, but on one core (the disk cache keeps results stable anyway)
+    # UMAP: same result every run, but on one core (the disk cache keeps results stable anyway)
+    reproducible: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

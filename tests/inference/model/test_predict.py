@@ -21,7 +21,9 @@ HEIGHT = 128  # the conftest model's
 LEVELS = (16, 32, 64, 128, 256)
 
 
-def _record(key: str, laterality: str = "L", view: str = "CC", study: str = "1.2.3", shape: tuple[int, int] = (256, 192)) -> ImageRecord:
+def _record(
+    key: str, laterality: str = "L", view: str = "CC", study: str = "1.2.3", shape: tuple[int, int] = (256, 192)
+) -> ImageRecord:
     return ImageRecord(
         key=key, path=Path(f"/data/{key}.dcm"), kind="dicom", patient_id="P1", patient_name="", study_uid=study,
         study_date="", study_description="", series_uid="", sop_uid=key, laterality=laterality,
@@ -30,8 +32,11 @@ def _record(key: str, laterality: str = "L", view: str = "CC", study: str = "1.2
     )  # fmt: skip
 
 
-def _loaded(key: str, laterality: str = "L", view: str = "CC", seed: int = 0, shape: tuple[int, int] = (256, 192)) -> LoadedImage:
-    pixels = render(PhantomSpec(laterality=laterality, view=view, shape=shape, seed=seed, masses=(Mass(0.5, 0.4, 0.05, True),)))
+def _loaded(
+    key: str, laterality: str = "L", view: str = "CC", seed: int = 0, shape: tuple[int, int] = (256, 192)
+) -> LoadedImage:
+    mass = Mass(0.5, 0.4, 0.05, True)
+    pixels = render(PhantomSpec(laterality=laterality, view=view, shape=shape, seed=seed, masses=(mass,)))
     return LoadedImage(
         record=_record(key, laterality, view, shape=shape), pixels=pixels, raw=pixels * 4095, windows=(),
         pixel_spacing_mm=None, chest_wall_right=laterality == "R",
@@ -40,7 +45,9 @@ def _loaded(key: str, laterality: str = "L", view: str = "CC", seed: int = 0, sh
 
 @pytest.fixture(scope="module")
 def images() -> list[LoadedImage]:
-    return [_loaded("a", "L", "CC", 1), _loaded("b", "R", "MLO", 2), _loaded("c", "L", "MLO", 3), _loaded("d", "R", "CC", 4)]
+    return [
+        _loaded("a", "L", "CC", 1), _loaded("b", "R", "MLO", 2), _loaded("c", "L", "MLO", 3), _loaded("d", "R", "CC", 4)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +57,7 @@ def predictions(tiny_session: ModelSession, images: list[LoadedImage]) -> list[P
 
 def test_outputs_have_the_contract_shapes_and_ranges(predictions: list[Prediction], images: list[LoadedImage]) -> None:
     assert [p.key for p in predictions] == [im.record.key for im in images]
-    for p, im in zip(predictions, images):
+    for p, im in zip(predictions, images, strict=True):
         assert p.model_version == "test-0"
         assert set(p.probabilities) == {"malignancy", "acr", "density", "view"}
         for task, n in (("malignancy", 2), ("acr", 6), ("density", 4), ("view", 2)):
@@ -62,7 +69,7 @@ def test_outputs_have_the_contract_shapes_and_ranges(predictions: list[Predictio
         assert p.z.shape == (496,) and p.z.dtype == np.float32
         # z: five L2-normalised level vectors
         bounds = np.cumsum((0, *LEVELS))
-        norms = [np.linalg.norm(p.z[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        norms = [np.linalg.norm(p.z[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         np.testing.assert_allclose(norms, 1.0, atol=1e-4)
         h, w = p.model_input.shape
         assert h == HEIGHT and w % 64 == 0
@@ -86,7 +93,9 @@ def test_evidence_adds_up_to_the_malignancy_logit(tiny_session: ModelSession, pr
         assert float(logits[1] - logits[0]) == pytest.approx(logit_diff, abs=1e-3)
 
 
-def test_batching_changes_nothing_and_keeps_the_order(tiny_session: ModelSession, images: list[LoadedImage], predictions: list[Prediction]) -> None:
+def test_batching_changes_nothing_and_keeps_the_order(
+    tiny_session: ModelSession, images: list[LoadedImage], predictions: list[Prediction]
+) -> None:
     wide = _loaded("wide", "L", "CC", 9, shape=(200, 320))
     mixed = [images[0], wide, *images[1:]]
     batched = predict(tiny_session, mixed, batch_size=3)
@@ -116,9 +125,11 @@ def test_batch_size_must_be_positive(tiny_session: ModelSession, images: list[Lo
         predict(tiny_session, images[:1], batch_size=0)
 
 
-def test_mc_dropout_is_deterministic_per_key_and_uncertain(tiny_session: ModelSession, images: list[LoadedImage], predictions: list[Prediction]) -> None:
+def test_mc_dropout_is_deterministic_per_key_and_uncertain(
+    tiny_session: ModelSession, images: list[LoadedImage], predictions: list[Prediction]
+) -> None:
     again = predict(tiny_session, images[:2])
-    for p, q in zip(predictions[:2], again):
+    for p, q in zip(predictions[:2], again, strict=True):
         assert (p.p_malignant_mc_mean, p.p_malignant_std) == (q.p_malignant_mc_mean, q.p_malignant_std)
         assert p.p_malignant_std > 0.0
     assert mc_seed("a") == mc_seed("a") != mc_seed("b")
@@ -228,7 +239,9 @@ def _pred(key: str, p: float, std: float, acr: int, density: tuple[float, ...]) 
 
 
 def test_breast_and_exam_follow_the_highest_view_and_the_mean_density() -> None:
-    records = [_record("rcc", "R", "CC"), _record("lcc", "L", "CC"), _record("rmlo", "R", "MLO"), _record("lmlo", "L", "MLO")]
+    records = [
+        _record("rcc", "R", "CC"), _record("lcc", "L", "CC"), _record("rmlo", "R", "MLO"), _record("lmlo", "L", "MLO")
+    ]
     preds = [
         _pred("rcc", 0.20, 0.01, 1, (1.0, 0.0, 0.0, 0.0)),
         _pred("lcc", 0.70, 0.05, 4, (0.0, 1.0, 0.0, 0.0)),
@@ -253,7 +266,11 @@ def test_breast_and_exam_follow_the_highest_view_and_the_mean_density() -> None:
 
 def test_unknown_laterality_counts_for_the_exam_only_and_pixels_can_resolve_it() -> None:
     records = [_record("lcc", "L", "CC"), _record("x", "", "MLO"), _record("other", "R", "CC", study="9.9")]
-    preds = [_pred("lcc", 0.2, 0.01, 0, (1, 0, 0, 0)), _pred("x", 0.9, 0.1, 5, (0, 0, 0, 1)), _pred("other", 0.4, 0.0, 0, (0, 1, 0, 0))]
+    preds = [
+        _pred("lcc", 0.2, 0.01, 0, (1, 0, 0, 0)),
+        _pred("x", 0.9, 0.1, 5, (0, 0, 0, 1)),
+        _pred("other", 0.4, 0.0, 0, (0, 1, 0, 0)),
+    ]
     breasts, exams = summarise(records, preds)
     assert [b.key for b in breasts] == ["1.2.3/L", "9.9/R"]
     assert exams[0].breast_keys == ("1.2.3/L", "x") and exams[0].source_key == "x" and exams[0].p_malignant == 0.9

@@ -106,16 +106,27 @@ def _drop_heads(d: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["input"].update(height=TEST_HEIGHT * 2), f"input height is {TEST_HEIGHT}, the manifest says {TEST_HEIGHT * 2}"),
+        (
+            lambda d: d["input"].update(height=TEST_HEIGHT * 2),
+            f"input height is {TEST_HEIGHT}, the manifest says {TEST_HEIGHT * 2}",
+        ),
         (lambda d: d["input"].update(name="pixels"), "input is named 'image', the manifest says 'pixels'"),
-        (lambda d: d["outputs"].update(segmentation=[None, 1, TEST_HEIGHT, None]), "output 'segmentation' listed in the manifest is not in the model"),
+        (
+            lambda d: d["outputs"].update(segmentation=[None, 1, TEST_HEIGHT, None]),
+            "output 'segmentation' listed in the manifest is not in the model",
+        ),
         (lambda d: d["outputs"].update(z=[None, 496, 1]), "output 'z' has rank 2"),
         (lambda d: d["outputs"].update(evidence=[None, 1, TEST_HEIGHT // 8, None]), "output 'evidence' has shape"),
         (
-            lambda d: (_drop_heads(d), d["tasks"].update(density=["A", "B", "C"]), d["outputs"].update(density=[None, 3])),
+            lambda d: (
+                _drop_heads(d), d["tasks"].update(density=["A", "B", "C"]), d["outputs"].update(density=[None, 3])
+            ),
             "output 'density' has shape",
         ),
-        (lambda d: (_drop_heads(d), d.update(latent_dim=256), d["outputs"].update(z=[None, 256])), "output 'z' has shape"),
+        (
+            lambda d: (_drop_heads(d), d.update(latent_dim=256), d["outputs"].update(z=[None, 256])),
+            "output 'z' has shape",
+        ),
     ],
     ids=["height", "input-name", "missing-output", "rank", "evidence-grid", "classes", "latent-dim"],
 )
