@@ -27,6 +27,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "model.preprocess": ("Geometry", "Preprocess", "preprocess"),
     "imaging.studies": ("ImageRecord", "Problem", "Study", "StudySet", "scan", "read_record"),
+    "imaging.geometry": ("BreastMask",),
     "imaging.decode": ("Window", "LoadedImage", "load_image", "resolve_laterality", "apply_window"),
     "model.session": ("ModelSession", "bundled_model_path", "DEVICES"),
     "model.predict": ("Prediction", "ModelInput", "prepare", "predict", "predict_inputs", "mc_dropout"),

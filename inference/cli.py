@@ -59,7 +59,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 # --------------------------------------------------------------------------- progress
-class Progress:
+class ProgressBar:
     """A plain text progress bar on a stream (stderr): redrawn in place on a terminal, a single
     final line otherwise (logs stay readable)."""
 
@@ -280,7 +280,7 @@ class _Run:
     """One ``predict`` run: writes rows as studies complete, keeps only the latent vectors."""
 
     def __init__(self, session: ModelSession, writer: csv.DictWriter[str], maps: MapsWriter | None,
-                 inputs: Sequence[Path], batch_size: int, bar: Progress, total: int) -> None:  # fmt: skip
+                 inputs: Sequence[Path], batch_size: int, bar: ProgressBar, total: int) -> None:  # fmt: skip
         self.session, self.writer, self.maps, self.inputs = session, writer, maps, inputs
         self.batch_size, self.bar, self.total = batch_size, bar, total
         self.done = self.failed = 0
@@ -381,7 +381,7 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
             log.write(session.notice + "\n")
 
     inputs = [Path(p) for p in args.inputs]
-    studyset = scan(inputs, progress=Progress(log, "scan   "))
+    studyset = scan(inputs, progress=ProgressBar(log, "scan   "))
     out_path = Path(args.out)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +393,7 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
     try:
         writer = csv.DictWriter(out_file, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()
-        run = _Run(session, writer, maps, inputs, batch_size, Progress(log, "predict"), total)
+        run = _Run(session, writer, maps, inputs, batch_size, ProgressBar(log, "predict"), total)
         for problem in studyset.problems:
             run.problem(problem)
         run.bar(0, total)

@@ -222,7 +222,7 @@ class _Terminal(io.StringIO):
 
 def test_the_progress_bar_redraws_on_a_terminal_and_prints_one_line_otherwise() -> None:
     tty = _Terminal()
-    bar = cli.Progress(tty, "predict", width=10)
+    bar = cli.ProgressBar(tty, "predict", width=10)
     bar(0, 4)
     bar(4, 4)
     bar(4, 4)  # a repeated final call adds nothing
@@ -230,7 +230,7 @@ def test_the_progress_bar_redraws_on_a_terminal_and_prints_one_line_otherwise() 
     assert text.startswith("\rpredict [----------] 0/4")
     assert "\rpredict [##########] 4/4" in text and text.endswith("\n") and text.count("\n") == 1
     log = io.StringIO()
-    bar = cli.Progress(log, "predict", width=10)
+    bar = cli.ProgressBar(log, "predict", width=10)
     for i in range(5):
         bar(i, 4)
     assert log.getvalue().startswith("predict [##########] 4/4") and "\r" not in log.getvalue()

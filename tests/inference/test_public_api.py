@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -11,6 +12,12 @@ import inference
 def test_every_public_name_resolves() -> None:
     for name in inference.__all__:
         assert getattr(inference, name) is not None, name
+
+
+def test_each_public_name_is_public_where_it_lives() -> None:
+    for module_name, names in inference._EXPORTS.items():
+        module = importlib.import_module(f"inference.{module_name}")
+        assert set(names) <= set(module.__all__), (module_name, set(names) - set(module.__all__))
 
 
 def test_import_is_light() -> None:
