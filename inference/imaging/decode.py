@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +54,19 @@ class LoadedImage:
     window_applied: str = ""  # what made `pixels`: a window's or VOI LUT's name, "breast range", "8-bit range"
     inverted: bool = False  # True for MONOCHROME1 (raw is darker where denser)
 
-    @cached_property
+    @property
     def breast(self) -> BreastMask:
         """The breast found on :attr:`pixels` (what preprocessing crops to), found once and kept.
 
         Found when first asked for (a thumbnail needs none); raises PreprocessError when there is no
-        breast. Pass it on as ``preprocess(image.pixels, height, mask=image.breast)``.
+        breast. Pass it on as ``preprocess(image.pixels, height, mask=image.breast)``. Two threads
+        asking at once may both compute it (the same mask); neither waits for the other.
         """
-        return find_breast(self.pixels)
+        found: BreastMask | None = self.__dict__.get("_breast")
+        if found is None:
+            found = find_breast(self.pixels)
+            object.__setattr__(self, "_breast", found)  # a cache, not a field: the image stays frozen
+        return found
 
     @property
     def laterality_mismatch(self) -> bool:

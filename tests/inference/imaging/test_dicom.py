@@ -40,6 +40,11 @@ def _no_pixels(ds: Dataset) -> None:
     del ds.PixelData
 
 
+def _float_pixels(ds: Dataset) -> None:
+    ds.FloatPixelData = np.zeros(SHAPE, np.float32).tobytes()
+    del ds.PixelData
+
+
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
@@ -47,6 +52,7 @@ def _no_pixels(ds: Dataset) -> None:
         (_frames, UnsupportedImageError, "with 3 frames: only single-frame 2-D mammograms are supported"),
         (_modality, UnsupportedImageError, "of modality CT: not a mammogram"),
         (_no_pixels, ImageReadError, "without pixel data (truncated?)"),
+        (_float_pixels, UnsupportedImageError, "float pixel data is not supported"),
     ],
 )
 def test_the_header_and_the_pixel_reader_refuse_a_file_with_the_same_message(
