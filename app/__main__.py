@@ -50,24 +50,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.models.settings import Settings
     from app.models.state import AppState
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setWindowIcon(QIcon(str(importlib.resources.files("resources") / "icons" / "mammo-review.png")))
     app.setApplicationName("mammo-review")
     app.setOrganizationName("mammo-review")
-    apply_dark_theme(app)  # type: ignore[arg-type]
+    apply_dark_theme(app)
     settings = Settings(args.settings)
     if args.device:
         settings.device = args.device
     cache = PredictionCache(Path(args.cache) if args.cache else settings.cache_dir)
     state = AppState(settings, cache=cache)
     if args.operating_point is not None:
-        state.set_operating_point(args.operating_point)
+        state.runner.set_operating_point(args.operating_point)
     if args.layout:
-        state.set_display(layout=args.layout)
+        state.display.set_view(layout=args.layout)
     if args.overlay:
-        state.set_overlay(kind=args.overlay)
+        state.display.set_overlay(kind=args.overlay)
     if args.reconstruction:
-        state.set_overlay(reconstruction=True)
+        state.display.set_overlay(reconstruction=True)
     win = MainWindow(state)
     for name in args.panel:
         dock = win.panels.get(name)
@@ -120,12 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"mammo-review: could not write {out}", file=sys.stderr)
                     status["code"] = 1
                 else:
-                    n = len(state.predictions)
-                    print(f"mammo-review: wrote {out} ({n} predictions, {len(state.problems)} problems)")
+                    n = len(state.runner.predictions)
+                    print(f"mammo-review: wrote {out} ({n} predictions, {len(state.files.problems)} problems)")
                 win.close()
 
         def check() -> None:
-            if state.study_set.studies and not state.busy[0] and not state.pool.running():
+            if state.files.study_set.studies and not state.activity.busy[0] and not state.pool.running():
                 QTimer.singleShot(600, save)
                 timer.stop()
 

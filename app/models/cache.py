@@ -124,7 +124,8 @@ class PredictionCache:
             target = self._file(pred.key, pred.model_version)
             fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=self.folder)
             with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **_encode(pred))
+                arrays: dict[str, Any] = _encode(pred)
+                np.savez_compressed(f, **arrays)
             os.replace(tmp, target)
             self._puts += 1
             if self._puts % 64 == 1:

@@ -7,6 +7,7 @@ configuration folder. Folders default to the platform's config / cache locations
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
@@ -122,7 +123,7 @@ class Settings:
     # -- recent files
     @property
     def recent_paths(self) -> list[str]:
-        value = self._q.value("recent/paths", [])
+        value: Any = self._q.value("recent/paths", [])
         if isinstance(value, str):
             value = [value] if value else []
         return [str(v) for v in (value or [])][:MAX_RECENT]

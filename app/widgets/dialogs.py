@@ -35,7 +35,7 @@ class AboutDialog(QDialog):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("About mammo-review")
-        m = state.manifest
+        m = state.runner.manifest
         lines = [
             "<h2>mammo-review</h2>",
             f"<p style='color:#ffb347'><b>{escape(RESEARCH_NOTICE)}</b></p>",
@@ -44,7 +44,7 @@ class AboutDialog(QDialog):
         ]
         if m is not None:
             lines.append(f"<p>Model <b>{escape(m.name)}</b> version {escape(m.version)}, input height {m.input_height}, "
-                         f"running on {escape(str(getattr(state.session, 'device', '?')))}.</p>")
+                         f"running on {escape(str(getattr(state.runner.session, 'device', '?')))}.</p>")
             lines.append(f"<p>Intended use: {escape(m.intended_use)}</p>")
             if m.training_data:
                 lines.append("<p>Training data: " + escape(", ".join(m.training_data)) + "</p>")

@@ -92,7 +92,7 @@ class ViewContent:
     pinned: bool = True  # fit with the chest wall against the inner edge (a pair), else centred
 
 
-class _ViewBox(pg.ViewBox):
+class _ViewBox(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph has no type information (its classes are Any)
     """A ViewBox whose right-drag (or Shift + left-drag) asks for a new window instead of zooming."""
 
     window_drag = Signal(float, float, bool)  # dx, dy (screen pixels since the drag began), start
@@ -351,7 +351,7 @@ class ImageView(QWidget):
         pix = QPixmap.fromImage(img).scaled(_MAG_SIZE, _MAG_SIZE, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation)
         self.mag.setPixmap(pix)
         self.mag.resize(_MAG_SIZE, _MAG_SIZE)
-        pos = self.gv.mapTo(self, at)  # type: ignore[arg-type]
+        pos = self.gv.mapTo(self, at)
         x = min(max(0, pos.x() + 20), max(0, self.width() - _MAG_SIZE))
         y = min(max(0, pos.y() + 20), max(0, self.height() - _MAG_SIZE))
         self.mag.move(x, y)

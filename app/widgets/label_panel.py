@@ -82,6 +82,7 @@ class TaskEditor(QFrame):
 
     def __init__(self, labels: LabelsState, task: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._rendering = False  # refresh() sets the controls: their signals are not requests
         self.setObjectName("task")
         self.labels = labels
         self.task = task
@@ -131,7 +132,6 @@ class TaskEditor(QFrame):
         grid.addWidget(self.slider, 2, 1)
         grid.addWidget(self.confidence, 2, 2)
         grid.addWidget(self.others, 3, 0, 1, 3)
-        self._rendering = False
 
     def _pick(self, value: str | None) -> None:
         self.labels.set_focus_task(self.task)
@@ -149,7 +149,7 @@ class TaskEditor(QFrame):
         t = self.labels.targets()
         return t[0] if t else ""
 
-    def render(self, d: TaskDraft | None, focused: bool, others: str) -> None:
+    def refresh(self, d: TaskDraft | None, focused: bool, others: str) -> None:
         self._rendering = True
         try:
             enabled = d is not None
@@ -231,20 +231,20 @@ class LabelPanel(QWidget):
         self.focus_shortcut = QShortcut(QKeySequence("L"), self, context=Qt.ShortcutContext.WindowShortcut)
         self.focus_shortcut.activated.connect(self.take_focus)
 
-        labels.drafts_changed.connect(lambda _k: self.render())
-        labels.labels_changed.connect(lambda _k: self.render())
-        labels.focus_changed.connect(lambda _t: self.render())
-        labels.annotator_changed.connect(lambda _n: self.render())
+        labels.drafts_changed.connect(lambda _k: self.refresh())
+        labels.labels_changed.connect(lambda _k: self.refresh())
+        labels.focus_changed.connect(lambda _t: self.refresh())
+        labels.annotator_changed.connect(lambda _n: self.refresh())
         labels.annotator_needed.connect(self._on_annotator_needed)
         labels.store_failed.connect(self._on_store_failed)
         labels.store_ok.connect(self.banner.hide)
-        labels.app.current_changed.connect(lambda _k: self.render())
+        labels.app.files.current_changed.connect(lambda _k: self.refresh())
         if labels.store_error:
             self._on_store_failed(labels.store_error)
-        self.render()
+        self.refresh()
 
     # ------------------------------------------------------------------ rendering
-    def render(self) -> None:
+    def refresh(self) -> None:
         lab = self.labels
         name = lab.annotator
         self.who.setText(f"Annotator: <b>{escape(name)}</b>" if name else "Annotator: <i>not set (asked at the first label)</i>")
@@ -255,7 +255,7 @@ class LabelPanel(QWidget):
             self.target.setText(f"<b>{len(keys)} images selected</b> — an edit applies to all of them")
         else:
             try:
-                rec = lab.app.record(keys[0])
+                rec = lab.app.files.record(keys[0])
                 where = f"{rec.label} · {rec.path.name}"
             except KeyError:
                 where = keys[0]
@@ -266,18 +266,18 @@ class LabelPanel(QWidget):
             o = ", ".join(
                 f"{r.annotator}: {'unknown' if r.value is None else r.value} {r.confidence:.0%}" for r in others if r.task == t
             )
-            e.render(drafts.get(t), t == lab.focus_task and self.hasFocus(), escape(o))
+            e.refresh(drafts.get(t), t == lab.focus_task and self.hasFocus(), escape(o))
         self.accept_button.setEnabled(bool(keys))
         self.undo_button.setEnabled(lab.can_undo())
         self.redo_button.setEnabled(lab.can_redo())
 
     def focusInEvent(self, event: object) -> None:  # noqa: N802 - Qt name
         super().focusInEvent(event)  # type: ignore[arg-type]
-        self.render()
+        self.refresh()
 
     def focusOutEvent(self, event: object) -> None:  # noqa: N802 - Qt name
         super().focusOutEvent(event)  # type: ignore[arg-type]
-        self.render()
+        self.refresh()
 
     # ------------------------------------------------------------------ requests
     def take_focus(self) -> None:

@@ -138,7 +138,7 @@ class ModelPickerDialog(QDialog):
         known = {e.path.resolve() for e in self.entries}
         self.entries += [_entry(p, False) for p in self.extra if p.resolve() not in known]
         chosen = self.state.settings.model_path
-        m = self.state.manifest
+        m = self.state.runner.manifest
         self.current.setText(
             f"In use: <b>{escape(m.name)} {escape(m.version)}</b>" if m is not None else "In use: (no model loaded yet)"
         )
@@ -192,5 +192,5 @@ class ModelPickerDialog(QDialog):
         if e is None or e.error:
             return
         default = (bundled_models_folder() / "mammo-mtl.onnx").resolve()
-        self.state.set_model_path("" if e.path.resolve() == default else str(e.path))
+        self.state.runner.set_model_path("" if e.path.resolve() == default else str(e.path))
         self.accept()

@@ -20,6 +20,8 @@ from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QP
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from inference.errors import MammoReviewError
+from inference.latent.projection import Neighbour
+from inference.model.predict import Prediction, PredictionSummary
 
 from app.models.explorer import ExplorerState
 
@@ -54,17 +56,15 @@ def _pixmap(gray: np.ndarray) -> QPixmap:
     return pm
 
 
-def _model_thumbnail(pred: object) -> np.ndarray | None:
+def _model_thumbnail(pred: PredictionSummary | None) -> np.ndarray | None:
     """The thumbnail of what the network saw (cropped to the breast, chest wall left), if kept."""
-    mi = getattr(pred, "model_input", None)
-    if mi is None or not mi.size:
+    if not isinstance(pred, Prediction):  # none, or its maps were let go
         return None
-    geo = getattr(pred, "geometry", None)
-    width = geo.content_shape[1] if geo is not None else mi.shape[1]
-    return thumbnail_array(mi[:, : max(1, width)])
+    mi = pred.model_input
+    return thumbnail_array(mi[:, : max(1, pred.geometry.content_shape[1])])
 
 
-def _load_thumbnail(path: str, cached: Callable[[], object] | None) -> np.ndarray:
+def _load_thumbnail(path: str, cached: Callable[[], Prediction | None] | None) -> np.ndarray:
     """From the prediction cache on disk when it has the image, else from the file itself."""
     if cached is not None:
         gray = _model_thumbnail(cached())
@@ -87,7 +87,7 @@ class Thumbnails(QObject):
         self.app = explorer.app
         self._cache: OrderedDict[str, QPixmap] = OrderedDict()
         self._failed: set[str] = set()
-        self._queue: list[tuple[str, str, Callable[[], object] | None]] = []  # (key, path, cache reader), most wanted first
+        self._queue: list[tuple[str, str, Callable[[], Prediction | None] | None]] = []  # (key, path, cache reader), most wanted first
         self._running = False
         self._jobs = 0
         self._lock = threading.Lock()
@@ -106,20 +106,20 @@ class Thumbnails(QObject):
         return None
 
     def _from_memory(self, key: str) -> np.ndarray | None:
-        gray = _model_thumbnail(self.app.predictions.get(key))
+        gray = _model_thumbnail(self.app.runner.predictions.get(key))
         if gray is not None:
             return gray
-        img = self.app.image(key)
+        img = self.app.memory.image(key)
         if img is not None:
             return thumbnail_array(img.pixels, flip=img.chest_wall_right)
         return None
 
-    def _cache_reader(self, key: str) -> Callable[[], object] | None:
+    def _cache_reader(self, key: str) -> Callable[[], Prediction | None] | None:
         """Reads a prediction whose maps AppState let go back from its on-disk cache (in the worker)."""
-        pred = self.app.predictions.get(key)
+        pred = self.app.runner.predictions.get(key)
         if pred is None:
             return None
-        cache, version = self.app.cache, pred.model_version
+        cache, version = self.app.runner.cache, pred.model_version
         return lambda: cache.get(key, version)
 
     def _keep(self, key: str, pm: QPixmap) -> QPixmap:
@@ -247,7 +247,7 @@ class SimilarStrip(QWidget):
         self.thumbnails = thumbnails
         self.accent = accent
         self.k = k
-        self.cases: tuple = ()
+        self.cases: tuple[Neighbour, ...] = ()
         self.title = QLabel("Similar cases")
         self.title.setStyleSheet("color: #bbbbbb; font-weight: bold;")
         self.tiles = [_Tile() for _ in range(k)]
@@ -274,14 +274,14 @@ class SimilarStrip(QWidget):
         lay.addWidget(scroll)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         app = explorer.app
-        app.current_changed.connect(lambda _k: self.refresh())
+        app.files.current_changed.connect(lambda _k: self.refresh())
         explorer.points_changed.connect(self.refresh)
         explorer.colour_changed.connect(self._repaint_labels)
         thumbnails.ready.connect(self._on_thumbnail)
         self.refresh()
 
     def refresh(self) -> None:
-        key = self.explorer.app.current_key
+        key = self.explorer.app.files.current_key
         self.cases = self.explorer.similar(key, self.k) if key else ()
         if key and not self.cases:
             self.title.setText("Similar cases: the current image is not in the explorer")
@@ -307,7 +307,7 @@ class SimilarStrip(QWidget):
             n = self.cases[i]
             row = ex.row(n.key)
             value = colouring.describe(row) if colouring is not None and row is not None else ""
-            pred = ex.app.predictions.get(n.key)
+            pred = ex.app.runner.predictions.get(n.key)
             p = f"p {pred.p_malignant:.2f}" if pred is not None and pred.p_malignant == pred.p_malignant else ""
             lines = (f"d {n.distance:.3f}  {p}".rstrip(), value)
             path = ex.path_of(n.key)

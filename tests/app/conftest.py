@@ -72,7 +72,7 @@ def three_studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wait_idle(qtbot: object, state: AppState, timeout_ms: int = 60000) -> None:
     """Wait until the opened set is scanned and every worker has finished."""
     qtbot.waitUntil(  # type: ignore[attr-defined]
-        lambda: bool(state.study_set.studies or state.study_set.problems) and not state.busy[0] and not state.pool.running(),
+        lambda: bool(state.files.study_set.studies or state.files.study_set.problems) and not state.activity.busy[0] and not state.pool.running(),
         timeout=timeout_ms,
     )
 

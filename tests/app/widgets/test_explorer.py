@@ -108,7 +108,7 @@ def fake_backend(n: int) -> Backend:
 def opened(qtbot: Any, make_state: Any, n: int = 60) -> AppState:
     state = make_state(backend=fake_backend(n))
     state.open_paths(["/nowhere"])
-    qtbot.waitUntil(lambda: len(state.predictions) == n and not state.pool.running(), timeout=30000)
+    qtbot.waitUntil(lambda: len(state.runner.predictions) == n and not state.pool.running(), timeout=30000)
     return state
 
 
@@ -117,7 +117,7 @@ def panel_for(qtbot: Any, state: AppState, labels: Any = None) -> ExplorerPanel:
     qtbot.addWidget(panel)
     panel.resize(900, 760)
     panel.show()
-    qtbot.waitUntil(lambda: len(panel.explorer.keys) == len(state.predictions) and not state.pool.running(), timeout=30000)
+    qtbot.waitUntil(lambda: len(panel.explorer.keys) == len(state.runner.predictions) and not state.pool.running(), timeout=30000)
     return panel
 
 
@@ -143,25 +143,25 @@ def test_map_shows_every_predicted_image_with_keys_on_points(qtbot, make_state) 
     panel = panel_for(qtbot, state)
     ex = panel.explorer
     assert ex.projection is not None and ex.projection.params.method == "pca"
-    assert set(ex.keys) == set(state.predictions) and ex.xy.shape == (60, 2)
+    assert set(ex.keys) == set(state.runner.predictions) and ex.xy.shape == (60, 2)
     keys_on_points = {str(k) for k in panel.scatter.data["data"]}
-    assert keys_on_points == set(state.predictions)
+    assert keys_on_points == set(state.runner.predictions)
     assert "Opened images: 60" in panel.source_label.text()
 
 
 def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
-    target = state.study_set.images[17].key
+    target = state.files.study_set.images[17].key
     at = scene_pos(panel, target)
     spots = panel.scatter.pointsAt(panel.scatter.mapFromScene(at))
     assert target in [str(s.data()) for s in spots]
     panel._on_clicked(panel.scatter, spots, SimpleNamespace(scenePos=lambda: at))  # what sigClicked delivers
-    assert state.current_key == target
+    assert state.files.current_key == target
     ringed = np.column_stack(panel.current_item.getData())
     assert len(ringed) == 1 and tuple(ringed[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(target)]))
-    other = state.study_set.images[3].key
-    state.set_current(other)  # from the browser or the viewer
+    other = state.files.study_set.images[3].key
+    state.files.set_current(other)  # from the browser or the viewer
     assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(other)]))
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
@@ -173,23 +173,23 @@ def test_box_and_lasso_selection_reach_app_state_and_come_back(qtbot, make_state
     xy = ex.xy
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     mid = (lo + hi) / 2
-    with qtbot.waitSignal(state.selection_changed):
+    with qtbot.waitSignal(state.files.selection_changed):
         panel._on_select("box", (lo[0] - 1, lo[1] - 1, mid[0], hi[1] + 1), False)
     expected = {k for k, (x, _) in zip(ex.keys, xy) if x <= mid[0]}
-    assert set(state.selection) == expected and 0 < len(expected) < 60
+    assert set(state.files.selection) == expected and 0 < len(expected) < 60
     assert len(panel.selection_item.data) == len(expected)
 
     triangle = np.array([(lo[0] - 1, lo[1] - 1), (hi[0] + 1, lo[1] - 1), (lo[0] - 1, hi[1] + 1)])
     panel._on_select("lasso", triangle, False)
-    assert set(state.selection) == {k for k, inside in zip(ex.keys, points_in_polygon(xy, triangle)) if inside}
-    before = set(state.selection)
+    assert set(state.files.selection) == {k for k, inside in zip(ex.keys, points_in_polygon(xy, triangle)) if inside}
+    before = set(state.files.selection)
     panel._on_select("box", (mid[0], mid[1], hi[0] + 1, hi[1] + 1), True)  # Shift adds
-    assert set(state.selection) >= before
+    assert set(state.files.selection) >= before
 
-    state.set_selection([ex.keys[0], ex.keys[1]])  # from the browser
+    state.files.set_selection([ex.keys[0], ex.keys[1]])  # from the browser
     assert set(ex.selected) == {ex.keys[0], ex.keys[1]} and len(panel.selection_item.data) == 2
     panel.clear_button.click()
-    assert state.selection == ()
+    assert state.files.selection == ()
 
 
 def test_lasso_drag_in_the_view(qtbot, make_state) -> None:
@@ -231,13 +231,13 @@ def test_lasso_drag_in_the_view(qtbot, make_state) -> None:
     assert got and got[0][0] == "lasso" and len(got[0][1]) >= 3
     panel._on_select(*got[0])
     inside = points_in_polygon(panel.explorer.xy, got[0][1])
-    assert set(state.selection) == {k for k, m in zip(panel.explorer.keys, inside) if m} and inside.any()
+    assert set(state.files.selection) == {k for k, m in zip(panel.explorer.keys, inside) if m} and inside.any()
 
 
 def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
-    key = state.study_set.images[5].key
+    key = state.files.study_set.images[5].key
     pos = scene_pos(panel, key)
     assert panel.key_at(pos) == key
     assert panel.key_at(pos + QPointF(40, 40)) in ("",) + panel.explorer.keys
@@ -335,10 +335,10 @@ class FakeStore:
 def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
-    current = state.current_key
+    current = state.files.current_key
     assert current
     strip = panel.similar
-    z = np.stack([state.predictions[k].z for k in panel.explorer.keys])
+    z = np.stack([state.runner.predictions[k].z for k in panel.explorer.keys])
     u = z / np.linalg.norm(z, axis=1, keepdims=True)
     i = panel.explorer.row(current)
     cos = u @ u[i]
@@ -351,7 +351,7 @@ def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_s
     tile = strip.tiles[2]
     assert tile.isVisible() and tile.pixmap is not None and tile.lines[0].startswith(f"d {strip.cases[2].distance:.3f}")
     qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
-    assert state.current_key == expected[2]
+    assert state.files.current_key == expected[2]
     assert expected[2] not in [n.key for n in strip.cases]  # the strip now shows the new image's neighbours
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
@@ -399,10 +399,10 @@ def test_embeddings_file_of_an_archive(qtbot, make_state, tmp_path) -> None:
     panel.set_colour_mode("prediction:density")  # no head for density: unknown
     assert ex.colouring().describe(ex.row("A1")) == "unknown"
     messages: list[tuple[str, str]] = []
-    state.message.connect(lambda level, text: messages.append((level, text)))
-    assert not ex.open("A3") and "/archive/3.dcm" in messages[-1][1] and state.current_key != "A3"
+    state.activity.message.connect(lambda level, text: messages.append((level, text)))
+    assert not ex.open("A3") and "/archive/3.dcm" in messages[-1][1] and state.files.current_key != "A3"
     panel._on_select("box", (-1e9, -1e9, 1e9, 1e9), False)
-    assert len(ex.selected) == 200 and state.selection == ()  # archive images cannot be labelled here
+    assert len(ex.selected) == 200 and state.files.selection == ()  # archive images cannot be labelled here
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"nope")
     ex.load_embeddings(bad)
@@ -480,14 +480,14 @@ def test_with_the_real_label_store_colours_follow_accepted_labels(qtbot, make_st
 
 
 def test_previews_of_predictions_whose_maps_were_let_go_come_from_the_cache(qtbot, make_state, monkeypatch) -> None:
-    import app.models.state
+    import app.models.images
 
-    monkeypatch.setattr(app.models.state, "MAPS_MEMORY", 4)
+    monkeypatch.setattr(app.models.images, "MAPS_MEMORY", 4)
     state = opened(qtbot, make_state, n=40)
     panel = panel_for(qtbot, state)
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)  # the similar strip's previews
     shown = {n.key for n in panel.similar.cases}
-    slim = [k for k, p in state.predictions.items() if not p.model_input.size and k not in shown and state.image(k) is None]
+    slim = [k for k, p in state.runner.predictions.items() if not isinstance(p, Prediction) and k not in shown and state.memory.image(k) is None]
     assert slim
     key = slim[0]
     with qtbot.waitSignal(panel.thumbnails.ready, timeout=30000, check_params_cb=lambda k: k == key):

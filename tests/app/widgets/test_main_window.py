@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QLabel
 from app.__main__ import main
 from app.widgets.dialogs import RESEARCH_NOTICE, AboutDialog, ShortcutsDialog
 from app.widgets.main_window import MainWindow
+from app.widgets.overlays import overlay_range
 from app.widgets.predictions_panel import ACR_MEANING, operating_points
 from app.models.state import AppState
 
@@ -39,12 +40,12 @@ def test_open_by_drop_shows_studies_predictions_and_problems(qtbot, window: Main
     window.dropEvent(event)
     state = window.state
     wait_idle(qtbot, state)
-    keys = [r.key for r in state.study_set.images]
+    keys = [r.key for r in state.files.study_set.images]
     assert window.browser.visible_keys() == keys  # hanging order
     assert [name for name, _ in window.problems.rows()] == ["notes.dcm"]
     assert window.problems.rows()[0][1]
     # the predictions panel renders the current image's prediction
-    pred = state.prediction(state.current_key)
+    pred = state.runner.prediction(state.files.current_key)
     acr = window.predictions.task_boxes["acr"][1]
     assert list(acr.bars) == list(ACR_MEANING)
     assert sum(acr.values().values()) == pytest.approx(1.0, abs=0.01)
@@ -54,23 +55,23 @@ def test_open_by_drop_shows_studies_predictions_and_problems(qtbot, window: Main
     assert RESEARCH_NOTICE in window.notice_label.text()
     # keyboard: next image, next study, overlays, layout
     qtbot.keyClick(window, Qt.Key.Key_N)
-    assert state.current_key == keys[1]
+    assert state.files.current_key == keys[1]
     qtbot.keyClick(window, Qt.Key.Key_E)
-    assert state.overlay.kind == "evidence"
+    assert state.display.overlay.kind == "evidence"
     qtbot.keyClick(window, Qt.Key.Key_R)
-    assert state.overlay.kind == "error"
+    assert state.display.overlay.kind == "error"
     qtbot.keyClick(window, Qt.Key.Key_2)
-    assert state.display.layout == "cc" and len(window.viewer.slots) == 2
+    assert state.display.view.layout == "cc" and len(window.viewer.slots) == 2
     # browser: choosing a row makes it current; filtering by the operating point
-    state.set_operating_point(max(p.p_malignant for p in state.predictions.values()))
+    state.runner.set_operating_point(max(p.p_malignant for p in state.runner.predictions.values()))
     window.browser.proxy.set_mode("flagged")
     flagged = window.browser.visible_keys()
-    assert flagged and all(state.flagged(k) for k in flagged)
+    assert flagged and all(state.runner.flagged(k) for k in flagged)
     window.browser.proxy.set_mode("below")
     assert set(window.browser.visible_keys()) == set(keys) - set(flagged)
     window.browser.proxy.set_mode("all")
     window.browser.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)
-    ps = [state.prediction(k).p_malignant for k in window.browser.visible_keys()]
+    ps = [state.runner.prediction(k).p_malignant for k in window.browser.visible_keys()]
     assert ps == sorted(ps, reverse=True)
 
 
@@ -81,11 +82,11 @@ def test_panels_dialogs_and_operating_point(qtbot, window: MainWindow, study_dir
     assert ("Ctrl+9", "Show or hide the Extra panel") in window.shortcut_rows
     state.open_paths([study_dir])
     wait_idle(qtbot, state)
-    points = operating_points(state.manifest)
-    assert points[0][1] == pytest.approx(state.manifest.threshold("default"))
+    points = operating_points(state.runner.manifest)
+    assert points[0][1] == pytest.approx(state.runner.manifest.threshold("default"))
     assert window.predictions.op_presets.count() == len(points)
     window.predictions.op_spin.setValue(0.123)
-    assert state.operating_point == pytest.approx(0.123)
+    assert state.runner.operating_point == pytest.approx(0.123)
     assert window.predictions.op_slider.value() == 123
     help_rows = dict(window.shortcut_rows)
     for keys in ("N, PgDown", "E", "R", "B", "1", "F1"):
@@ -93,7 +94,7 @@ def test_panels_dialogs_and_operating_point(qtbot, window: MainWindow, study_dir
     dlg = ShortcutsDialog(window.shortcut_rows, window)
     assert dlg.table.rowCount() == len(window.shortcut_rows)
     about = AboutDialog(state, window)
-    assert "not for diagnosis" in about.text.text() and state.manifest.version in about.text.text()
+    assert "not for diagnosis" in about.text.text() and state.runner.manifest.version in about.text.text()
     dlg.deleteLater()
     about.deleteLater()
 
@@ -140,3 +141,32 @@ def test_exit_after_show_reports_the_first_window(qtbot, tmp_path: Path, capsys)
     code = main(["--exit-after-show", "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c")])
     assert code == 0
     assert "first window after" in capsys.readouterr().out
+
+
+def test_colour_bar_shows_the_current_studys_overlay_range(qtbot, window: MainWindow, three_studies: Path) -> None:
+    """The range is derived in the state: the viewer and the colour bar read the same value, also after a
+    study change (which changes no prediction and no overlay)."""
+    state = window.state
+    state.open_paths([three_studies])
+    wait_idle(qtbot, state)
+    state.display.set_overlay(kind="error")
+    ranges = []
+    for _ in range(len(state.files.study_set.studies)):
+        study = state.files.current_study
+        preds = [state.runner.prediction_with_maps(r.key) for r in study.images]
+        expected = overlay_range("error", [p for p in preds if p is not None])
+        assert state.display.overlay_range == expected
+        assert window.overlay_controls.colorbar.vrange == expected
+        ranges.append(expected)
+        state.files.step_study(1)
+    assert len(set(ranges)) == len(ranges)  # each study its own range: a stale bar would show
+
+
+def test_file_menu_holds_the_panels_actions_before_recent(window: MainWindow) -> None:
+    texts = [a.text().replace("&", "") for a in window.file_menu.actions() if not a.isSeparator()]
+    assert texts == [
+        "Open folder…", "Open files…", "Open the sample studies",
+        "Export labels…", "Import labels…", "Models…", "Load embeddings…",
+        "Recent", "Settings…", "Quit",
+    ]  # fmt: skip
+    assert window.file_menu.actions()[3] is window.queue.export_action
