@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 
 from app.widgets.explorer import CATEGORY_COLOURS, UNKNOWN_COLOUR, ExplorerPanel
 from app.models.explorer import ExplorerState, points_in_polygon
@@ -237,16 +237,27 @@ def test_lasso_drag_in_the_view(qtbot, make_state) -> None:
 def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
-    key = state.files.study_set.images[5].key
-    pos = scene_pos(panel, key)
-    assert panel.key_at(pos) == key
-    assert panel.key_at(pos + QPointF(40, 40)) in ("",) + panel.explorer.keys
-    panel._on_mouse_moved((pos,))
     card = panel.hover
-    assert card.isVisible() and card.key == key
-    assert card.image.pixmap() is not None and not card.image.pixmap().isNull()
-    assert "p(malignant) 0.900" in card.text.text() or "p(malignant) 0.500" in card.text.text() or "p(malignant) 0.100" in card.text.text()
+    # K0005: patient P1, left CC, cluster 2 (p 0.9 ± 0.03); K0010: P2, right MLO, cluster 1 (p 0.5 ± 0.02)
+    expected = {
+        "K0005": ("P1 · L CC · 20240101", "p(malignant) 0.900 ± 0.030"),
+        "K0010": ("P2 · R MLO · 20240101", "p(malignant) 0.500 ± 0.020"),
+    }
+    for key, lines in expected.items():
+        pos = scene_pos(panel, key)
+        assert panel.key_at(pos) == key
+        panel._on_mouse_moved((pos,))
+        assert card.isVisible() and card.key == key
+        text = card.text.text()
+        assert text.startswith(f"<b>{key}</b>") and all(line in text for line in lines), text
+        other = next(k for k in expected if k != key)
+        assert not any(line in text for line in expected[other])
+        assert card.image.isVisibleTo(card)
+        assert card.image.pixmap().cacheKey() == panel.thumbnails.get(key).cacheKey()
+        at = panel.plot.mapFromScene(pos)
+        assert card.geometry().topLeft() == QPoint(int(at.x()) + 16, int(at.y()) + 16) or not card.geometry().contains(at)
     far = panel.view.sceneBoundingRect().topLeft() - QPointF(50, 50)
+    assert panel.key_at(far) == ""
     panel._on_mouse_moved((far,))
     assert not card.isVisible()
 
