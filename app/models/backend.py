@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.models.workers import WorkerError
 from inference.errors import MammoReviewError
 from inference.imaging.decode import LoadedImage
 from inference.imaging.studies import ImageRecord, StudySet
 from inference.model.predict import Prediction
-
-from app.models.workers import WorkerError
 
 __all__ = ["Backend", "reason", "error_text"]
 

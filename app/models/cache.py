@@ -77,7 +77,9 @@ def _decode(data: Any) -> Prediction:
 class PredictionCache:
     """Prediction lookup by (image key, model version); ``folder=None`` keeps memory only."""
 
-    def __init__(self, folder: str | Path | None, memory_entries: int = MEMORY_ENTRIES, max_bytes: int = MAX_DISK_BYTES) -> None:
+    def __init__(
+        self, folder: str | Path | None, memory_entries: int = MEMORY_ENTRIES, max_bytes: int = MAX_DISK_BYTES
+    ) -> None:
         self.folder = None if folder is None else Path(folder)
         self.max_bytes = max_bytes
         self._puts = 0

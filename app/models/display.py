@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from inference.model.predict import Prediction, smooth_evidence
-
 from app.models.files import FilesState
 from app.models.runner import ModelRunner
 from app.models.settings import Settings
+from inference.model.predict import Prediction, smooth_evidence
 
 __all__ = ["DisplayState", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "EVIDENCE_SMOOTHING", "overlay_range"]
 
@@ -66,7 +65,9 @@ class DisplayState(QObject):
     display_changed = Signal()
     overlay_changed = Signal()
 
-    def __init__(self, settings: Settings, files: FilesState, runner: ModelRunner, parent: QObject | None = None) -> None:
+    def __init__(
+        self, settings: Settings, files: FilesState, runner: ModelRunner, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.settings = settings
         self.files = files
@@ -89,13 +90,15 @@ class DisplayState(QObject):
         keys = tuple(r.key for r in study.images)
         preds = tuple(self.runner.predictions.get(k) for k in keys)
         memo = self._range
-        if memo is None or memo[:2] != (kind, keys) or any(a is not b for a, b in zip(memo[2], preds)):
+        if memo is None or memo[:2] != (kind, keys) or any(a is not b for a, b in zip(memo[2], preds, strict=True)):
             maps = [p for k in keys if (p := self.runner.prediction_with_maps(k)) is not None]
             memo = self._range = (kind, keys, preds, overlay_range(kind, maps))
         return memo[3]
 
     # ------------------------------------------------------------------ requests
-    def set_overlay(self, kind: str | None = None, opacity: float | None = None, reconstruction: bool | None = None) -> None:
+    def set_overlay(
+        self, kind: str | None = None, opacity: float | None = None, reconstruction: bool | None = None
+    ) -> None:
         changes: dict[str, Any] = {}
         if kind is not None:
             if kind not in OVERLAYS:

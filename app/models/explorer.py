@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.models.state import AppState
+from app.models.workers import Cancelled, WorkerError
 from inference.errors import FormatError, MammoReviewError, ProjectionCancelled
 from inference.formats import TASK_CLASSES, TASKS, Embeddings, read_embeddings
 from inference.latent.projection import Neighbour, Projection, ProjectionParams, SimilarityIndex, project
-
-from app.models.state import AppState
-from app.models.workers import Cancelled, WorkerError
 
 __all__ = ["ExplorerState", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
 
@@ -82,7 +81,7 @@ def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
     cx, cy = x[cand], y[cand]
     hit = np.zeros(len(cand), bool)
-    for ax, ay, bx, by in zip(x0, y0, x1, y1):
+    for ax, ay, bx, by in zip(x0, y0, x1, y1, strict=False):
         crosses = (ay > cy) != (by > cy)
         if not crosses.any():
             continue
@@ -117,7 +116,9 @@ class ExplorerState(QObject):
         super().__init__(parent)
         self.app = app_state
         self.labels = labels  # app.models.labels.LabelsState, when the label panel exists
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(app_state.settings.cache_dir) / "projections"
+        self.cache_dir = (
+            Path(cache_dir) if cache_dir is not None else Path(app_state.settings.cache_dir) / "projections"
+        )
         self.params = ProjectionParams()
         self.source = "opened"  # "opened" | "file"
         self.file_path: Path | None = None
@@ -145,7 +146,9 @@ class ExplorerState(QObject):
         s = app_state
         s.runner.predictions_changed.connect(self._on_predictions)
         s.files.studies_changed.connect(self._on_predictions)
-        s.activity.busy_changed.connect(lambda task, _d, _t: self._refresh.start() if not task and self.pending else None)
+        s.activity.busy_changed.connect(
+            lambda task, _d, _t: self._refresh.start() if not task and self.pending else None
+        )
         s.files.selection_changed.connect(self._on_app_selection)
         s.runner.operating_point_changed.connect(lambda _t: self._invalidate_colours())
         if labels is not None and hasattr(labels, "labels_changed"):
@@ -176,7 +179,11 @@ class ExplorerState(QObject):
 
     def _opened_embeddings(self) -> Embeddings:
         s = self.app
-        preds = [(r.key, p) for r in s.files.study_set.images if (p := s.runner.predictions.get(r.key)) is not None and p.z is not None]
+        preds = [
+            (r.key, p)
+            for r in s.files.study_set.images
+            if (p := s.runner.predictions.get(r.key)) is not None and p.z is not None
+        ]
         version = preds[0][1].model_version if preds else ""
         keys = tuple(k for k, _ in preds)
         z = np.stack([np.asarray(p.z, np.float32) for _, p in preds]) if preds else np.zeros((0, 496), np.float32)

@@ -13,13 +13,12 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from inference.errors import ImageReadError
-from inference.imaging.decode import LoadedImage
-
 from app.models.activity import Activity
 from app.models.backend import Backend, error_text, reason
 from app.models.files import FilesState
 from app.models.workers import Cancelled, WorkerError, WorkerPool
+from inference.errors import ImageReadError
+from inference.imaging.decode import LoadedImage
 
 __all__ = ["ImageMemory", "IMAGE_MEMORY", "MAPS_MEMORY"]
 
@@ -106,7 +105,9 @@ class ImageMemory(QObject):
         if study is None:
             return
         problems = self.files.load_problems
-        missing = [r for r in study.images if self.image(r.key) is None and r.key not in self.loading and r.key not in problems]
+        missing = [
+            r for r in study.images if self.image(r.key) is None and r.key not in self.loading and r.key not in problems
+        ]
         if not missing:
             return
         load = self.backend.load_image

@@ -22,14 +22,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from inference.errors import FormatError, LabelStoreError, MammoReviewError
-from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
-from inference.formats import TASK_CLASSES, TASKS
-from inference.labels.store import LabelEdit, LabelRecord, LabelStore
-from inference.labels.review import ORDERS, Progress, QueueItem, progress, review_queue
-
 from app.models.state import AppState
 from app.models.workers import WorkerError
+from inference.errors import FormatError, LabelStoreError, MammoReviewError
+from inference.formats import TASK_CLASSES, TASKS
+from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
+from inference.labels.review import ORDERS, Progress, QueueItem, progress, review_queue
+from inference.labels.store import LabelEdit, LabelRecord, LabelStore
 
 __all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP"]
 
@@ -168,7 +167,9 @@ class LabelsState(QObject):
         me = self.annotator
         own = next((r for r in records if r.annotator == me and r.task == task), None)
         if own is not None and own.status == "confirmed":
-            return TaskDraft(own.value, own.confidence, "saved", f"{own.annotator}, {own.time[:16].replace('T', ' ')} UTC")
+            return TaskDraft(
+                own.value, own.confidence, "saved", f"{own.annotator}, {own.time[:16].replace('T', ' ')} UTC"
+            )
         sug = [r for r in records if r.task == task and r.status == "suggested" and r.value is not None]
         sug.sort(key=lambda r: (r.source == "model", -r.confidence))
         if sug:
@@ -241,7 +242,10 @@ class LabelsState(QObject):
 
     def step_confidence(self, task: str, steps: int) -> None:
         self._edit(
-            task, lambda old: replace(old, confidence=_clamp(old.confidence + steps * CONFIDENCE_STEP), origin="edited", detail="")
+            task,
+            lambda old: replace(
+                old, confidence=_clamp(old.confidence + steps * CONFIDENCE_STEP), origin="edited", detail=""
+            ),
         )
 
     def set_focus_task(self, task: str) -> None:
@@ -319,7 +323,8 @@ class LabelsState(QObject):
         for key in keys:
             current = self.drafts(key)
             self._drafts[key] = {
-                t: d if d.dirty or d.origin == "none" else replace(d, origin="edited", detail="") for t, d in current.items()
+                t: d if d.dirty or d.origin == "none" else replace(d, origin="edited", detail="")
+                for t, d in current.items()
             }
         self.drafts_changed.emit(tuple(keys))
 
@@ -386,7 +391,9 @@ class LabelsState(QObject):
         self._refresh_timer.stop()
         keys = [r.key for r in self.app.files.study_set.images]
         try:
-            self._queue = review_queue(keys, self.app.runner.predictions, self.store, order=self.order, annotator=self.annotator or None)
+            self._queue = review_queue(
+                keys, self.app.runner.predictions, self.store, order=self.order, annotator=self.annotator or None
+            )
         except LabelStoreError as exc:
             self._fail(str(exc))
             self._queue = review_queue(keys, self.app.runner.predictions, None, order=self.order)
@@ -435,13 +442,19 @@ class LabelsState(QObject):
         def done(result: ExportResult) -> None:
             text = f"Exported {result.rows} image(s) and {result.annotations} label(s) to {result.folder}"
             if result.problems:
-                text += f"; {len(result.problems)} image(s) could not be exported: " + "; ".join(map(str, result.problems[:3]))
+                text += f"; {len(result.problems)} image(s) could not be exported: " + "; ".join(
+                    map(str, result.problems[:3])
+                )
             self.app.activity.message.emit("warning" if result.problems else "info", text)
             self.exported.emit(result)
 
         def failed(err: WorkerError) -> None:
             exc = err.exception
-            self._fail(f"Export failed: {exc}" if isinstance(exc, MammoReviewError) else f"Export failed: {type(exc).__name__}: {exc}")
+            self._fail(
+                f"Export failed: {exc}"
+                if isinstance(exc, MammoReviewError)
+                else f"Export failed: {type(exc).__name__}: {exc}"
+            )
 
         self.app.pool.submit(job, channel="export", on_result=done, on_error=failed, owner=self)
 
@@ -461,7 +474,9 @@ class LabelsState(QObject):
         except (FormatError, LabelStoreError) as exc:
             self._fail(f"Import failed: {exc}")
             return 0
-        self.app.activity.message.emit("info", f"Imported {result.added} {what} from {result.source} ({result.skipped} already there)")
+        self.app.activity.message.emit(
+            "info", f"Imported {result.added} {what} from {result.source} ({result.skipped} already there)"
+        )
         self.labels_changed.emit(tuple(r.key for r in self.app.files.study_set.images))
         self.drafts_changed.emit(tuple(self.targets()))
         self.refresh_queue()

@@ -16,13 +16,6 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from inference.errors import ImageReadError, ModelError, PreprocessError
-from inference.formats import ModelManifest
-from inference.imaging.decode import LoadedImage
-from inference.imaging.studies import ImageRecord
-from inference.model.predict import Prediction, PredictionSummary
-from inference.model.summary import BreastSummary, ExamSummary, summarise
-
 from app.models.activity import Activity
 from app.models.backend import Backend, error_text, reason
 from app.models.cache import PredictionCache
@@ -30,6 +23,12 @@ from app.models.files import FilesState
 from app.models.images import ImageMemory
 from app.models.settings import Settings
 from app.models.workers import Cancelled, WorkerError, WorkerPool
+from inference.errors import ImageReadError, ModelError, PreprocessError
+from inference.formats import ModelManifest
+from inference.imaging.decode import LoadedImage
+from inference.imaging.studies import ImageRecord
+from inference.model.predict import Prediction, PredictionSummary
+from inference.model.summary import BreastSummary, ExamSummary, summarise
 
 __all__ = ["ModelRunner"]
 
@@ -261,7 +260,9 @@ def _inference_job(
     """The worker function of one model run: yields ("model", session), ("image", img),
     ("problem", key, reason) and ("prediction", key, img or None, prediction, ran)."""
 
-    def job(progress: Callable[[int, int], None], cancelled: Callable[[], bool]) -> Generator[tuple[Any, ...], None, int]:
+    def job(
+        progress: Callable[[int, int], None], cancelled: Callable[[], bool]
+    ) -> Generator[tuple[Any, ...], None, int]:
         nonlocal session
         if session is None:
             session = backend.load_model(model_path, device)
@@ -282,7 +283,7 @@ def _inference_job(
                 else:
                     need.append((rec, hit))
             todo: list[LoadedImage] = []
-            for (rec, hit), img in zip(need, _load_all(backend, [r for r, _ in need], peek)):
+            for (rec, hit), img in zip(need, _load_all(backend, [r for r, _ in need], peek), strict=False):
                 if cancelled():
                     raise Cancelled()
                 if not isinstance(img, LoadedImage):
@@ -318,7 +319,9 @@ def _group_by_study(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]:
     return list(groups.values())
 
 
-def _load_all(backend: Backend, records: list[ImageRecord], peek: Callable[[str], LoadedImage | None]) -> list[LoadedImage | str]:
+def _load_all(
+    backend: Backend, records: list[ImageRecord], peek: Callable[[str], LoadedImage | None]
+) -> list[LoadedImage | str]:
     """Decode images two at a time (decoders release the GIL); a failure becomes its reason."""
 
     def one(rec: ImageRecord) -> LoadedImage | str:
@@ -336,13 +339,15 @@ def _load_all(backend: Backend, records: list[ImageRecord], peek: Callable[[str]
         return list(ex.map(one, records))
 
 
-def _predict_all(backend: Backend, session: Any, images: list[LoadedImage]) -> list[tuple[LoadedImage, Prediction | None, str]]:
+def _predict_all(
+    backend: Backend, session: Any, images: list[LoadedImage]
+) -> list[tuple[LoadedImage, Prediction | None, str]]:
     """Predict a study's images together; one image that cannot be preprocessed fails alone."""
     if not images:
         return []
     try:
         preds = backend.predict(session, images)
-        return [(img, p, "") for img, p in zip(images, preds)]
+        return [(img, p, "") for img, p in zip(images, preds, strict=False)]
     except PreprocessError:
         pass
     out: list[tuple[LoadedImage, Prediction | None, str]] = []

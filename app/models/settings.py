@@ -43,7 +43,7 @@ class Settings:
 
     def _float(self, name: str, default: float) -> float:
         try:
-            return float(self._q.value(name, default))  # type: ignore[arg-type]
+            return float(self._q.value(name, default))  # type: ignore[arg-type]  # QSettings values are untyped; bad ones raise
         except (TypeError, ValueError):
             return default
 
@@ -91,7 +91,7 @@ class Settings:
         """The malignancy threshold the user chose; None = the model's default."""
         value = self._q.value("model/operating_point", None)
         try:
-            return None if value in (None, "") else float(value)  # type: ignore[arg-type]
+            return None if value in (None, "") else float(value)  # type: ignore[arg-type]  # untyped QSettings value
         except (TypeError, ValueError):
             return None
 

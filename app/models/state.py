@@ -23,8 +23,6 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
-from inference.imaging.studies import StudySet
-
 from app.models.activity import Activity
 from app.models.backend import Backend, error_text
 from app.models.cache import PredictionCache
@@ -34,6 +32,7 @@ from app.models.images import IMAGE_MEMORY, MAPS_MEMORY, ImageMemory
 from app.models.runner import ModelRunner
 from app.models.settings import Settings
 from app.models.workers import WorkerError, WorkerPool
+from inference.imaging.studies import StudySet
 
 __all__ = ["AppState", "Backend", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "IMAGE_MEMORY", "MAPS_MEMORY"]
 
@@ -58,7 +57,9 @@ class AppState(QObject):
         self.files = FilesState(self)
         self.memory = ImageMemory(self.files, self.pool, self.backend, self.activity, self)
         cache = cache if cache is not None else PredictionCache(settings.cache_dir)
-        self.runner = ModelRunner(settings, self.files, self.memory, self.pool, self.backend, cache, self.activity, self)
+        self.runner = ModelRunner(
+            settings, self.files, self.memory, self.pool, self.backend, cache, self.activity, self
+        )
         self.display = DisplayState(settings, self.files, self.runner, self)
 
     # ------------------------------------------------------------------ requests
@@ -95,7 +96,9 @@ class AppState(QObject):
             self.files.current_changed.emit("")
         self.activity.idle()
         if not images and study_set.problems:
-            self.activity.say("warning", f"No readable image in the opened files ({len(study_set.problems)} problem(s))")
+            self.activity.say(
+                "warning", f"No readable image in the opened files ({len(study_set.problems)} problem(s))"
+            )
         self.runner.run_inference()
 
     def cancel(self) -> None:

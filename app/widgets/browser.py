@@ -24,7 +24,12 @@ __all__ = ["StudyBrowser", "ProblemsPanel", "BrowserFilter", "KEY_ROLE", "SORT_R
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KIND_ROLE = Qt.ItemDataRole.UserRole + 3
-FILTERS = {"all": "All images", "flagged": "Flagged (≥ operating point)", "below": "Below the operating point", "pending": "Not predicted yet"}
+FILTERS = {
+    "all": "All images",
+    "flagged": "Flagged (≥ operating point)",
+    "below": "Below the operating point",
+    "pending": "Not predicted yet",
+}
 _COLUMNS = ("Patient / study / image", "View", "P(malignant)", "Flag")
 _BADGE = {"R": QColor("#7a3434"), "L": QColor("#2f4f86"), "": QColor("#4a4a4a")}
 

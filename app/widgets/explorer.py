@@ -87,7 +87,9 @@ class ExplorerPanel(QWidget):
         self.source_label = QLabel()
         self.source_label.setStyleSheet("color: #bbbbbb;")
         self.load_button = QPushButton("Load embeddings…")
-        self.load_button.setToolTip("Show an archive's embeddings file (python -m inference predict … --embeddings FILE)")
+        self.load_button.setToolTip(
+            "Show an archive's embeddings file (python -m inference predict … --embeddings FILE)"
+        )
         self.load_button.clicked.connect(self.load_embeddings_dialog)
         self.load_action = QAction("Load embeddings…", self)  # the main window puts it in its File menu
         self.load_action.setToolTip(self.load_button.toolTip())
@@ -173,7 +175,9 @@ class ExplorerPanel(QWidget):
         self.plot.setMinimumHeight(260)
         self.scatter = pg.ScatterPlotItem(pxMode=True, useCache=True, antialias=False, pen=None, hoverable=False)
         self.scatter.sigClicked.connect(self._on_clicked)
-        self.selection_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1))
+        self.selection_item = pg.ScatterPlotItem(
+            pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1)
+        )
         ring = pg.mkPen(CURRENT_PEN, width=2.5)
         self.current_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, size=20, pen=ring)
         self.selection_item.setZValue(5)
@@ -368,7 +372,9 @@ class ExplorerPanel(QWidget):
     def _render_points(self) -> None:
         ex = self.explorer
         n = len(ex.keys)
-        self.placeholder.setText("" if n else "No image with a prediction yet: open studies, or load an embeddings file")
+        self.placeholder.setText(
+            "" if n else "No image with a prediction yet: open studies, or load an embeddings file"
+        )
         self.placeholder.setPos(0, 0)
         if not n:
             self.scatter.clear()
@@ -413,7 +419,9 @@ class ExplorerPanel(QWidget):
         entries = []
         if c.kind == "category" and c.codes is not None:
             counts = np.bincount(c.codes[c.codes >= 0].astype(np.int64), minlength=len(c.names))
-            entries = [(self._colours[i % len(CATEGORY_COLOURS)], f"{name} ({counts[i]:,})") for i, name in enumerate(c.names)]
+            entries = [
+                (self._colours[i % len(CATEGORY_COLOURS)], f"{name} ({counts[i]:,})") for i, name in enumerate(c.names)
+            ]
             if len(entries) > LEGEND_ENTRIES:
                 rest = len(entries) - LEGEND_ENTRIES + 1
                 entries = entries[: LEGEND_ENTRIES - 1] + [(QColor(0, 0, 0, 0), f"+{rest} more (colours repeat)")]

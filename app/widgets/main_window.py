@@ -11,14 +11,23 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QUrl, Qt
-from PySide6.QtGui import QAction, QActionGroup, QColor, QDragEnterEvent, QDropEvent, QKeySequence, QPalette
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QPalette,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDockWidget,
-    QFrame,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMenu,
@@ -29,17 +38,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.labels import LabelsState
+from app.models.settings import Settings
+from app.models.state import AppState
 from app.widgets.browser import ProblemsPanel, StudyBrowser
 from app.widgets.dialogs import RESEARCH_NOTICE, AboutDialog, SettingsDialog, ShortcutsDialog
 from app.widgets.explorer import ExplorerPanel
 from app.widgets.image_view import PRESETS
 from app.widgets.label_panel import LabelPanel
-from app.models.labels import LabelsState
 from app.widgets.overlays import OverlayControls
 from app.widgets.predictions_panel import PredictionsPanel
 from app.widgets.queue_panel import QueuePanel
-from app.models.settings import Settings
-from app.models.state import AppState
 from app.widgets.viewer import HangingViewer
 
 __all__ = ["MainWindow", "apply_dark_theme", "samples_path"]
@@ -111,7 +120,9 @@ class MainWindow(QMainWindow):
         s.runner.predictions_changed.connect(lambda _k: self._render_overlay_controls())
         s.files.current_changed.connect(self._on_current_changed)
         s.display.display_changed.connect(self._render_display_controls)
-        s.memory.images_changed.connect(lambda keys: self._on_current_changed(s.files.current_key or "") if s.files.current_key in keys else None)
+        s.memory.images_changed.connect(
+            lambda keys: self._on_current_changed(s.files.current_key or "") if s.files.current_key in keys else None
+        )
         self.resize(1600, 1000)
         geometry = self.settings.window_geometry
         if not geometry.isEmpty():
@@ -168,7 +179,12 @@ class MainWindow(QMainWindow):
         self.add_panel("Latent space", self.explorer, Qt.DockWidgetArea.BottomDockWidgetArea, "Ctrl+6")
         self.panels["Latent space"].hide()
         # The panels' file actions go into File, after the ways to open and before Recent.
-        for act in (self.queue.export_action, self.queue.import_action, self.queue.models_action, self.explorer.load_action):
+        for act in (
+            self.queue.export_action,
+            self.queue.import_action,
+            self.queue.models_action,
+            self.explorer.load_action,
+        ):
             self.file_menu.insertAction(self.recent_menu.menuAction(), act)
         self.splitDockWidget(self.panels["Studies"], self.panels["Problems"], Qt.Orientation.Vertical)
         self.resizeDocks([self.panels["Studies"], self.panels["Predictions"]], [330, 380], Qt.Orientation.Horizontal)
@@ -176,7 +192,9 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.panels["Latent space"]], [360], Qt.Orientation.Vertical)
 
     # ------------------------------------------------------------------ actions
-    def _action(self, menu: QMenu, text: str, slot: Callable[[], object], keys: str | list[str] | None = None, what: str = "") -> QAction:
+    def _action(
+        self, menu: QMenu, text: str, slot: Callable[[], object], keys: str | list[str] | None = None, what: str = ""
+    ) -> QAction:
         act = QAction(text, self)
         if keys:
             seqs = [keys] if isinstance(keys, str) else keys
@@ -208,23 +226,43 @@ class MainWindow(QMainWindow):
             "mlo": ("&MLO pair", "3"),
             "single": ("&1 image", "4"),
         }.items():
-            act = self._action(v, text, partial(self.state.display.set_view, layout=key), sc, f"Layout: {text.replace('&', '')}")
-            act.setToolTip({"hanging": "R-CC and L-CC above R-MLO and L-MLO", "cc": "The CC pair", "mlo": "The MLO pair", "single": "The current image alone"}[key])
+            act = self._action(
+                v, text, partial(self.state.display.set_view, layout=key), sc, f"Layout: {text.replace('&', '')}"
+            )
+            act.setToolTip(
+                {
+                    "hanging": "R-CC and L-CC above R-MLO and L-MLO",
+                    "cc": "The CC pair",
+                    "mlo": "The MLO pair",
+                    "single": "The current image alone",
+                }[key]
+            )
             act.setCheckable(True)
             group.addAction(act)
             self.layout_actions[key] = act
         v.addSeparator()
-        self.act_evidence = self._action(v, "Malignancy &evidence overlay", lambda: self.state.display.toggle_overlay("evidence"), "E")
-        self.act_error = self._action(v, "Reconstruction e&rror overlay", lambda: self.state.display.toggle_overlay("error"), "R")
+        self.act_evidence = self._action(
+            v, "Malignancy &evidence overlay", lambda: self.state.display.toggle_overlay("evidence"), "E"
+        )
+        self.act_error = self._action(
+            v, "Reconstruction e&rror overlay", lambda: self.state.display.toggle_overlay("error"), "R"
+        )
         self.act_recon = self._action(
-            v, "Reconstruction &beside", lambda: self.state.display.set_overlay(reconstruction=not self.state.display.overlay.reconstruction), "B"
+            v,
+            "Reconstruction &beside",
+            lambda: self.state.display.set_overlay(reconstruction=not self.state.display.overlay.reconstruction),
+            "B",
         )
         for act in (self.act_evidence, self.act_error, self.act_recon):
             act.setCheckable(True)
         v.addSeparator()
-        self.act_invert = self._action(v, "&Invert", lambda: self.state.display.set_view(inverted=not self.state.display.view.inverted), "I")
+        self.act_invert = self._action(
+            v, "&Invert", lambda: self.state.display.set_view(inverted=not self.state.display.view.inverted), "I"
+        )
         self.act_invert.setCheckable(True)
-        self.act_magnifier = self._action(v, "&Magnifier", lambda: self.state.display.set_view(magnifier=not self.state.display.view.magnifier), "M")
+        self.act_magnifier = self._action(
+            v, "&Magnifier", lambda: self.state.display.set_view(magnifier=not self.state.display.view.magnifier), "M"
+        )
         self.act_magnifier.setCheckable(True)
         self._action(v, "Next window &preset", self._next_preset, "W")
         self._action(v, "Re&set zoom, pan and window", self.reset_view, ["0", "Home"])
@@ -341,7 +379,9 @@ class MainWindow(QMainWindow):
         self._render_overlay_controls()  # the colour range is the current study's
         rec = self.state.files.current_record
         if rec is not None:
-            self.setWindowTitle(f"mammo-review — {rec.patient_id or rec.path.name} — research use only, not for diagnosis")
+            self.setWindowTitle(
+                f"mammo-review — {rec.patient_id or rec.path.name} — research use only, not for diagnosis"
+            )
 
     def _render_display_controls(self) -> None:
         d = self.state.display.view
@@ -390,7 +430,9 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(nothing yet)").setEnabled(False)
         else:
             self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear the list").triggered.connect(lambda _c=False: self.settings.clear_recent())
+            self.recent_menu.addAction("Clear the list").triggered.connect(
+                lambda _c=False: self.settings.clear_recent()
+            )
 
     def settings_dialog(self) -> None:
         from inference.model.session import cuda_available
@@ -423,9 +465,9 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.state.open_paths(paths)
 
-    def closeEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
         self.settings.window_geometry = self.saveGeometry()
         self.settings.window_state = self.saveState()
         self.state.shutdown()
         self.labels.close()
-        super().closeEvent(event)  # type: ignore[arg-type]
+        super().closeEvent(event)

@@ -28,10 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.state import AppState
 from inference.errors import ModelError
 from inference.formats import read_model_manifest
-
-from app.models.state import AppState
 
 __all__ = ["ModelEntry", "list_models", "bundled_models_folder", "user_models_folder", "ModelPickerDialog"]
 
@@ -178,7 +177,9 @@ class ModelPickerDialog(QDialog):
         self.use_button.setEnabled(not e.error)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "A model (.onnx with its .json beside it)", "", "ONNX model (*.onnx)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "A model (.onnx with its .json beside it)", "", "ONNX model (*.onnx)"
+        )
         if path:
             self.extra.append(Path(path))
             self.refresh()

@@ -15,9 +15,8 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
-from inference.model.predict import Prediction
-
 from app.models.display import EVIDENCE_SMOOTHING, overlay_range
+from inference.model.predict import Prediction
 
 __all__ = ["OVERLAY_TITLES", "lut", "overlay_map", "overlay_range", "overlay_rgba", "ColorBar", "OverlayControls"]
 

@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.state import AppState
 from inference.errors import ManifestError
 from inference.formats import ModelManifest
-
-from app.models.state import AppState
+from inference.model.summary import BreastSummary, ExamSummary
 
 __all__ = ["PredictionsPanel", "ProbabilityBars", "ACR_MEANING", "DENSITY_MEANING", "operating_points"]
 
@@ -49,7 +49,12 @@ DENSITY_MEANING = {
 }
 VIEW_MEANING = {"CC": "cranio-caudal", "MLO": "medio-lateral oblique"}
 _MEANINGS = {"acr": ACR_MEANING, "density": DENSITY_MEANING, "view": VIEW_MEANING, "malignancy": {}}
-_TITLES = {"malignancy": "Malignancy", "acr": "ACR category (BI-RADS assessment)", "density": "BI-RADS density", "view": "View"}
+_TITLES = {
+    "malignancy": "Malignancy",
+    "acr": "ACR category (BI-RADS assessment)",
+    "density": "BI-RADS density",
+    "view": "View",
+}
 _BAR_STYLE = (
     "QProgressBar { border: 1px solid #3a3a3a; border-radius: 2px; background: #1b1b1b; color: #e8e8e8;"
     " text-align: right; padding-right: 4px; max-height: 15px; }"
@@ -123,7 +128,7 @@ class ProbabilityBars(QWidget):
 
     def set_values(self, probs: Sequence[float] | None) -> None:
         top = int(np.argmax(probs)) if probs else -1
-        for i, (c, bar) in enumerate(self.bars.items()):
+        for i, bar in enumerate(self.bars.values()):
             if probs is None or i >= len(probs):
                 bar.setValue(0)
                 bar.setFormat("–")
@@ -305,7 +310,9 @@ class PredictionsPanel(QScrollArea):
             self.view_flag.setText("")
         pix = s.files.pixel_laterality.get(key, "")
         if rec.laterality and pix and pix != rec.laterality:
-            self.lat_flag.setText(f"⚠ The pixels look like a {pix} breast; the {rec.laterality_source} says {rec.laterality}")
+            self.lat_flag.setText(
+                f"⚠ The pixels look like a {pix} breast; the {rec.laterality_source} says {rec.laterality}"
+            )
             self.lat_flag.setStyleSheet(_FLAG_STYLE)
         elif pix and not rec.laterality:
             self.lat_flag.setText(f"Laterality {pix} from the pixels (no tag)")
@@ -321,11 +328,11 @@ class PredictionsPanel(QScrollArea):
         self.breast_label.setText(self._summary_text(b) if b is not None else "–")
         self.exam_label.setText(self._summary_text(e) if e is not None else "–")
 
-    def _summary_text(self, summ: object) -> str:
+    def _summary_text(self, summ: BreastSummary | ExamSummary) -> str:
         s = self.state
-        p = float(getattr(summ, "p_malignant"))
-        std = float(getattr(summ, "p_malignant_std"))
-        src = getattr(summ, "source_key")
+        p = float(summ.p_malignant)
+        std = float(summ.p_malignant_std)
+        src = summ.source_key
         try:
             rec = s.files.record(src)
             where = f"{s.files.laterality(src) or '?'} {rec.view or '?'}"
@@ -333,8 +340,8 @@ class PredictionsPanel(QScrollArea):
             where = "?"
         flagged = p == p and p >= s.runner.operating_point
         colour = "#ff6b6b" if flagged else "#e8e8e8"
-        acr = getattr(summ, "acr")
-        dens = getattr(summ, "density")
+        acr = summ.acr
+        dens = summ.density
         parts = [f"<span style='color:{colour}'><b>P {p:.3f}</b>" + (f" ± {std:.3f}" if std == std else "") + "</span>"]
         parts.append(f"from {where}")
         if acr:

@@ -12,18 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
+from app.models.explorer import ExplorerState
 from inference.errors import MammoReviewError
 from inference.latent.projection import Neighbour
 from inference.model.predict import Prediction, PredictionSummary
-
-from app.models.explorer import ExplorerState
 
 __all__ = ["Thumbnails", "SimilarStrip", "thumbnail_array", "THUMB_HEIGHT"]
 
@@ -87,7 +86,9 @@ class Thumbnails(QObject):
         self.app = explorer.app
         self._cache: OrderedDict[str, QPixmap] = OrderedDict()
         self._failed: set[str] = set()
-        self._queue: list[tuple[str, str, Callable[[], Prediction | None] | None]] = []  # (key, path, cache reader), most wanted first
+        self._queue: list[
+            tuple[str, str, Callable[[], Prediction | None] | None]
+        ] = []  # (key, path, cache reader), most wanted first
         self._running = False
         self._jobs = 0
         self._lock = threading.Lock()
@@ -149,7 +150,9 @@ class Thumbnails(QObject):
                 return
             self._running = True
 
-        def job(progress: Callable[[int, int], None], cancelled: Callable[[], bool]):  # type: ignore[no-untyped-def]
+        def job(
+            progress: Callable[[int, int], None], cancelled: Callable[[], bool]
+        ) -> Generator[tuple[str, np.ndarray | None], None, int]:
             done = 0
             try:
                 while True:
@@ -211,7 +214,9 @@ class _Tile(QWidget):
         p.fillRect(self.rect(), QColor(28, 28, 28))
         box = self.rect().adjusted(4, 4, -4, -40)
         if self.pixmap is not None and not self.pixmap.isNull():
-            pm = self.pixmap.scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            pm = self.pixmap.scaled(
+                box.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
             p.drawPixmap(box.x() + (box.width() - pm.width()) // 2, box.y(), pm)
         else:
             p.setPen(QColor(90, 90, 90))
@@ -286,7 +291,9 @@ class SimilarStrip(QWidget):
         if key and not self.cases:
             self.title.setText("Similar cases: the current image is not in the explorer")
         elif key:
-            self.title.setText(f"Similar cases ({len(self.cases)} nearest, cosine distance in the {self._dim()}-d latent space)")
+            self.title.setText(
+                f"Similar cases ({len(self.cases)} nearest, cosine distance in the {self._dim()}-d latent space)"
+            )
         else:
             self.title.setText("Similar cases")
         self.thumbnails.request([n.key for n in self.cases if self.thumbnails.get(n.key) is None])

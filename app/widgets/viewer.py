@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtWidgets import QFrame, QGridLayout, QVBoxLayout, QWidget
 
-from inference.imaging.studies import ImageRecord, Study
-
+from app.models.state import AppState
 from app.widgets.image_view import ImageView, ViewContent, window_for
 from app.widgets.overlays import overlay_map, overlay_rgba
-from app.models.state import AppState
+from inference.imaging.studies import ImageRecord, Study
 
 __all__ = ["HangingViewer", "Slot", "hanging_slots"]
 
@@ -81,7 +80,9 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
         for i, (lat, view) in enumerate(wanted):
             key = found.get((lat, view), "")
             row, col = divmod(i, 2)
-            cells.append(Slot(key, row, col, lat == "R", f"{lat} {view}" if not key else _marker(lat, state.files.record(key))))
+            cells.append(
+                Slot(key, row, col, lat == "R", f"{lat} {view}" if not key else _marker(lat, state.files.record(key)))
+            )
         return cells
     # The current image is not one of the standard views (or the study has none): show the
     # study's images in order, up to four, each facing by its own laterality.
@@ -143,10 +144,10 @@ class HangingViewer(QWidget):
     @property
     def views(self) -> list[ImageView]:
         """The visible views, in slot order."""
-        return [c.view for c, _ in zip(self.cells, self.slots)]
+        return [c.view for c, _ in zip(self.cells, self.slots, strict=False)]
 
     def view_of(self, key: str, reconstruction: bool = False) -> ImageView | None:
-        for cell, slot in zip(self.cells, self.slots):
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             if slot.key == key and slot.reconstruction == reconstruction:
                 return cell.view
         return None
@@ -154,7 +155,12 @@ class HangingViewer(QWidget):
     # ------------------------------------------------------------------ state -> screen
     def _on_current_changed(self, key: str) -> None:
         study_keys = [s.key for s in self.slots]
-        if key and key in study_keys and self.state.display.view.layout != "single" and not self.state.display.overlay.reconstruction:
+        if (
+            key
+            and key in study_keys
+            and self.state.display.view.layout != "single"
+            and not self.state.display.overlay.reconstruction
+        ):
             same_cells = hanging_slots(self.state, self.state.display.view.layout, False) == self.slots
             if same_cells:
                 self._update_active()
@@ -188,7 +194,9 @@ class HangingViewer(QWidget):
             self._update_overlays()
 
     def _rebuild(self) -> None:
-        self.slots = hanging_slots(self.state, self.state.display.view.layout, self.state.display.overlay.reconstruction)
+        self.slots = hanging_slots(
+            self.state, self.state.display.view.layout, self.state.display.overlay.reconstruction
+        )
         for i, cell in enumerate(self.cells):
             self.grid.removeWidget(cell)
             if i < len(self.slots):
@@ -227,15 +235,17 @@ class HangingViewer(QWidget):
             std = pred.p_malignant_std
             caption = f"P(malignant) {pred.p_malignant:.2f}" + (f" ± {std:.2f}" if std == std else "")
             caption += "  ▲ above operating point" if flagged else ""
-        return ViewContent(slot.key, img, slot.marker, slot.chest_wall_right, caption=caption, flagged=flagged, pinned=pinned)
+        return ViewContent(
+            slot.key, img, slot.marker, slot.chest_wall_right, caption=caption, flagged=flagged, pinned=pinned
+        )
 
     def _update_contents(self) -> None:
-        for cell, slot in zip(self.cells, self.slots):
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             cell.view.set_content(self._content(slot))
 
     def _update_levels(self) -> None:
         d = self.state.display.view
-        for cell, slot in zip(self.cells, self.slots):
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             v = cell.view
             v.magnifier = d.magnifier
             img = self.state.memory.image(slot.key) if slot.key else None
@@ -252,7 +262,7 @@ class HangingViewer(QWidget):
     def _update_overlays(self) -> None:
         ov = self.state.display.overlay
         vrange = self.state.display.overlay_range
-        for cell, slot in zip(self.cells, self.slots):
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             pred = self.state.runner.prediction(slot.key) if slot.key else None
             if ov.kind == "none" or pred is None or slot.reconstruction:
                 cell.view.set_overlay(None)
@@ -272,7 +282,7 @@ class HangingViewer(QWidget):
 
     def _update_active(self) -> None:
         multi = len(self.slots) > 1 and not any(s.reconstruction for s in self.slots)
-        for cell, slot in zip(self.cells, self.slots):
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             cell.set_active(multi and bool(slot.key) and slot.key == self.state.files.current_key)
 
     # ------------------------------------------------------------------ screen -> requests

@@ -38,7 +38,9 @@ def test_the_requirement_excludes_the_leaking_release_and_the_binding_meets_it()
     assert spec.contains(PySide6.__version__), f"the installed PySide6 {PySide6.__version__} is outside {spec}"
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="True is immortal from Python 3.12: emit cannot take its references")
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="True is immortal from Python 3.12: emit cannot take its references"
+)
 def test_signal_emit_keeps_the_refcount_of_true(qapp) -> None:
     e = _Emitter()
     seen: list[int] = []

@@ -118,7 +118,9 @@ def test_navigation_and_operating_point(qtbot, make_state, three_studies: Path) 
     ps = sorted(p.p_malignant for p in state.runner.predictions.values())
     with qtbot.waitSignal(state.runner.operating_point_changed):
         state.runner.set_operating_point(ps[-1])
-    assert [k for k in keys if state.runner.flagged(k)] == [k for k in keys if state.runner.predictions[k].p_malignant >= ps[-1]]
+    assert [k for k in keys if state.runner.flagged(k)] == [
+        k for k in keys if state.runner.predictions[k].p_malignant >= ps[-1]
+    ]
     state.runner.set_operating_point(0.0)
     assert all(state.runner.flagged(k) for k in keys)
     assert state.settings.operating_point == 0.0
@@ -138,7 +140,9 @@ def test_model_error_reaches_the_user(qtbot, make_state, study_dir: Path, tmp_pa
 
 
 
-def test_maps_of_older_predictions_come_back_from_the_cache(qtbot, make_state, three_studies: Path, monkeypatch) -> None:
+def test_maps_of_older_predictions_come_back_from_the_cache(
+    qtbot, make_state, three_studies: Path, monkeypatch
+) -> None:
     import app.models.images
 
     monkeypatch.setattr(app.models.images, "MAPS_MEMORY", 4)

@@ -121,7 +121,9 @@ def test_a_destroyed_owner_gets_nothing_more(qtbot) -> None:
 
     running = pool.submit(job, channel="panel", on_result=got.append, owner=owner)
     other = pool.submit(lambda p, c: "kept", channel="other", on_result=got.append, owner=other_owner)
-    qtbot.waitUntil(lambda: got == ["kept"] and not pool.running("other"), timeout=5000)  # another owner's job is not affected
+    qtbot.waitUntil(
+        lambda: got == ["kept"] and not pool.running("other"), timeout=5000
+    )  # another owner's job is not affected
     watching = other_owner.receivers(SIGNAL("destroyed(QObject*)"))
     for _ in range(3):
         pool.submit(lambda p, c: None, channel="other", owner=other_owner)

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-from app.widgets.explorer import CATEGORY_COLOURS, UNKNOWN_COLOUR, ExplorerPanel
 from app.models.explorer import ExplorerState, points_in_polygon
 from app.models.state import AppState, Backend
+from app.widgets.explorer import CATEGORY_COLOURS, UNKNOWN_COLOUR, ExplorerPanel
 from inference.formats import TASK_CLASSES, Embeddings, ModelManifest, write_embeddings
 from inference.imaging.decode import LoadedImage
+from inference.imaging.studies import ImageRecord, Study, StudySet
+from inference.latent.projection import ProjectionParams
 from inference.model.predict import Prediction
 from inference.model.preprocess import Geometry
-from inference.latent.projection import ProjectionParams
-from inference.imaging.studies import ImageRecord, Study, StudySet
 
 CLUSTERS = 3
 VERSION = "fake-1"
@@ -117,7 +117,9 @@ def panel_for(qtbot: Any, state: AppState, labels: Any = None) -> ExplorerPanel:
     qtbot.addWidget(panel)
     panel.resize(900, 760)
     panel.show()
-    qtbot.waitUntil(lambda: len(panel.explorer.keys) == len(state.runner.predictions) and not state.pool.running(), timeout=30000)
+    qtbot.waitUntil(
+        lambda: len(panel.explorer.keys) == len(state.runner.predictions) and not state.pool.running(), timeout=30000
+    )
     return panel
 
 
@@ -133,7 +135,12 @@ def test_points_in_polygon_even_odd() -> None:
     pts = np.array([(1, 1), (5, 1), (2, 3.9), (-0.1, 2), (3.99, 0.01)])
     assert points_in_polygon(pts, square).tolist() == [True, False, True, False, True]
     u_shape = np.array([(0, 0), (3, 0), (3, 3), (2, 3), (2, 1), (1, 1), (1, 3), (0, 3)])
-    assert points_in_polygon(np.array([(0.5, 2), (1.5, 2), (2.5, 2), (1.5, 0.5)]), u_shape).tolist() == [True, False, True, True]
+    assert points_in_polygon(np.array([(0.5, 2), (1.5, 2), (2.5, 2), (1.5, 0.5)]), u_shape).tolist() == [
+        True,
+        False,
+        True,
+        True,
+    ]
     assert not points_in_polygon(pts, square[:2]).any()
 
 
@@ -162,7 +169,9 @@ def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> N
     assert len(ringed) == 1 and tuple(ringed[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(target)]))
     other = state.files.study_set.images[3].key
     state.files.set_current(other)  # from the browser or the viewer
-    assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(other)]))
+    assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(
+        tuple(panel.explorer.xy[panel.explorer.row(other)])
+    )
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
@@ -175,13 +184,15 @@ def test_box_and_lasso_selection_reach_app_state_and_come_back(qtbot, make_state
     mid = (lo + hi) / 2
     with qtbot.waitSignal(state.files.selection_changed):
         panel._on_select("box", (lo[0] - 1, lo[1] - 1, mid[0], hi[1] + 1), False)
-    expected = {k for k, (x, _) in zip(ex.keys, xy) if x <= mid[0]}
+    expected = {k for k, (x, _) in zip(ex.keys, xy, strict=False) if x <= mid[0]}
     assert set(state.files.selection) == expected and 0 < len(expected) < 60
     assert len(panel.selection_item.data) == len(expected)
 
     triangle = np.array([(lo[0] - 1, lo[1] - 1), (hi[0] + 1, lo[1] - 1), (lo[0] - 1, hi[1] + 1)])
     panel._on_select("lasso", triangle, False)
-    assert set(state.files.selection) == {k for k, inside in zip(ex.keys, points_in_polygon(xy, triangle)) if inside}
+    assert set(state.files.selection) == {
+        k for k, inside in zip(ex.keys, points_in_polygon(xy, triangle), strict=False) if inside
+    }
     before = set(state.files.selection)
     panel._on_select("box", (mid[0], mid[1], hi[0] + 1, hi[1] + 1), True)  # Shift adds
     assert set(state.files.selection) >= before
@@ -231,7 +242,10 @@ def test_lasso_drag_in_the_view(qtbot, make_state) -> None:
     assert got and got[0][0] == "lasso" and len(got[0][1]) >= 3
     panel._on_select(*got[0])
     inside = points_in_polygon(panel.explorer.xy, got[0][1])
-    assert set(state.files.selection) == {k for k, m in zip(panel.explorer.keys, inside) if m} and inside.any()
+    assert (
+        set(state.files.selection) == {k for k, m in zip(panel.explorer.keys, inside, strict=False) if m}
+        and inside.any()
+    )
 
 
 def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
@@ -255,7 +269,9 @@ def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
         assert card.image.isVisibleTo(card)
         assert card.image.pixmap().cacheKey() == panel.thumbnails.get(key).cacheKey()
         at = panel.plot.mapFromScene(pos)
-        assert card.geometry().topLeft() == QPoint(int(at.x()) + 16, int(at.y()) + 16) or not card.geometry().contains(at)
+        assert card.geometry().topLeft() == QPoint(int(at.x()) + 16, int(at.y()) + 16) or not card.geometry().contains(
+            at
+        )
     far = panel.view.sceneBoundingRect().topLeft() - QPointF(50, 50)
     assert panel.key_at(far) == ""
     panel._on_mouse_moved((far,))
@@ -273,7 +289,9 @@ def test_colour_modes_give_the_right_colours(qtbot, make_state) -> None:
     c = ex.colouring()
     assert c.kind == "category" and c.names == ("A", "B", "C", "D")
     assert [int(c.codes[ex.row(k)]) for k in ex.keys] == [row_cluster[k] for k in ex.keys]
-    brushes = {str(k): b.color().name() for k, b in zip(panel.scatter.data["data"], panel.scatter.data["brush"])}
+    brushes = {
+        str(k): b.color().name() for k, b in zip(panel.scatter.data["data"], panel.scatter.data["brush"], strict=False)
+    }
     assert {brushes[k] for k in ex.keys if row_cluster[k] == 2} == {QColorName(CATEGORY_COLOURS[2])}
 
     panel.set_colour_mode("laterality")
@@ -287,7 +305,7 @@ def test_colour_modes_give_the_right_colours(qtbot, make_state) -> None:
     assert row_cluster[drawn[-1]] == 2  # the most suspicious are drawn last, on top
 
     panel.size_check.setChecked(True)
-    sizes = {str(k): s for k, s in zip(panel.scatter.data["data"], panel.scatter.data["size"])}
+    sizes = {str(k): s for k, s in zip(panel.scatter.data["data"], panel.scatter.data["size"], strict=False)}
     assert sizes["K0002"] > sizes["K0001"] > sizes["K0000"]  # MC std grows with the cluster
 
     panel.set_colour_mode("view")
@@ -332,7 +350,9 @@ def test_label_colours_and_correction_status(qtbot, make_state) -> None:
 def rec(key: str, task: str, value: str, status: str, source: str) -> Any:
     from inference.labels.store import LabelRecord
 
-    return LabelRecord(key, "ann" if source == "person" else "dataset", task, value, 0.9, status, source, "", "2024-01-01T00:00:00Z")
+    return LabelRecord(
+        key, "ann" if source == "person" else "dataset", task, value, 0.9, status, source, "", "2024-01-01T00:00:00Z"
+    )
 
 
 class FakeStore:
@@ -395,7 +415,13 @@ def test_embeddings_file_of_an_archive(qtbot, make_state, tmp_path) -> None:
     keys = tuple(f"A{i}" for i in range(200))
     path = write_embeddings(
         tmp_path / "archive.npz",
-        Embeddings(keys, z, VERSION, tuple(f"/archive/{i}.dcm" for i in range(200)), {"laterality": tuple("LR"[i % 2] for i in range(200)), "view": ("CC",) * 200, "source": ("site-a",) * 200}),
+        Embeddings(
+            keys,
+            z,
+            VERSION,
+            tuple(f"/archive/{i}.dcm" for i in range(200)),
+            {"laterality": tuple("LR"[i % 2] for i in range(200)), "view": ("CC",) * 200, "source": ("site-a",) * 200},
+        ),
     )
     with qtbot.waitSignal(panel.explorer.points_changed, timeout=30000):
         panel.explorer.load_embeddings(path)
@@ -498,7 +524,11 @@ def test_previews_of_predictions_whose_maps_were_let_go_come_from_the_cache(qtbo
     panel = panel_for(qtbot, state)
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)  # the similar strip's previews
     shown = {n.key for n in panel.similar.cases}
-    slim = [k for k, p in state.runner.predictions.items() if not isinstance(p, Prediction) and k not in shown and state.memory.image(k) is None]
+    slim = [
+        k
+        for k, p in state.runner.predictions.items()
+        if not isinstance(p, Prediction) and k not in shown and state.memory.image(k) is None
+    ]
     assert slim
     key = slim[0]
     with qtbot.waitSignal(panel.thumbnails.ready, timeout=30000, check_params_cb=lambda k: k == key):

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.widgets.label_panel import LabelPanel
 from app.models.labels import LabelsState
-from app.widgets.model_picker import ModelPickerDialog, bundled_models_folder, list_models
-from app.widgets.queue_panel import QueuePanel
 from app.models.settings import Settings
 from app.models.state import AppState
+from app.widgets.label_panel import LabelPanel
+from app.widgets.model_picker import ModelPickerDialog, bundled_models_folder, list_models
+from app.widgets.queue_panel import QueuePanel
 from inference.formats import TASK_CLASSES, read_label_manifest
 from inference.labels.store import LabelStore
 
@@ -222,7 +222,9 @@ def test_model_picker_lists_models_and_requests_one(qtbot, make_state, settings:
     assert not dialog.use_button.isEnabled()
 
 
-def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+def test_queue_follows_predictions_as_they_arrive(
+    qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path
+) -> None:
     settings.store_path = tmp_path / "labels.sqlite"
     state: AppState = make_state()
     labels = LabelsState(state)  # before anything is opened
@@ -230,7 +232,9 @@ def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: S
     qtbot.addWidget(queue)
     state.open_paths([study_dir])
     wait_idle(qtbot, state)
-    qtbot.waitUntil(lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000)
+    qtbot.waitUntil(
+        lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000
+    )
     assert queue.table.rowCount() == 4 and queue.bar.text() == "0 / 4 reviewed"
     labels.close()
 
@@ -265,7 +269,9 @@ def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_stu
     assert len({r.patient for r in read_label_manifest(result.manifest)}) == 2  # two women, two pseudonyms
 
 
-def test_store_that_cannot_open_is_shown_and_edits_stay(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+def test_store_that_cannot_open_is_shown_and_edits_stay(
+    qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store's folder should be")
     settings.store_path = blocker / "labels.sqlite"

@@ -11,11 +11,11 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QLabel
 
 from app.__main__ import main
+from app.models.state import AppState
 from app.widgets.dialogs import RESEARCH_NOTICE, AboutDialog, ShortcutsDialog
 from app.widgets.main_window import MainWindow
 from app.widgets.overlays import overlay_range
 from app.widgets.predictions_panel import ACR_MEANING, operating_points
-from app.models.state import AppState
 
 from ..conftest import wait_idle
 
@@ -30,13 +30,17 @@ def window(qtbot, make_state) -> MainWindow:
     return win
 
 
-def test_open_by_drop_shows_studies_predictions_and_problems(qtbot, window: MainWindow, study_dir: Path, tmp_path: Path) -> None:
+def test_open_by_drop_shows_studies_predictions_and_problems(
+    qtbot, window: MainWindow, study_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "drop"
     shutil.copytree(study_dir, folder)
     (folder / "notes.dcm").write_bytes(b"not a dicom file at all")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
-    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
     state = window.state
     wait_idle(qtbot, state)
@@ -114,8 +118,9 @@ def test_window_state_persists(qtbot, make_state, settings) -> None:
 
 def test_screenshot_command(qtbot, study_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "shot.png"
-    code = main([str(study_dir), "--screenshot", str(out), "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c"),
-                 "--device", "cpu", "--overlay", "evidence", "--size", "1000x700"])  # fmt: skip
+    code = main([str(study_dir), "--screenshot", str(out), "--settings", str(tmp_path / "s.ini"),
+                 "--cache", str(tmp_path / "c"), "--device", "cpu", "--overlay", "evidence",
+                 "--size", "1000x700"])  # fmt: skip
     assert code == 0
     from PySide6.QtGui import QImage
 

@@ -10,8 +10,8 @@ import pytest
 from pydicom.uid import generate_uid
 from PySide6.QtCore import QPointF
 
-from app.widgets.image_view import window_for
 from app.models.state import AppState
+from app.widgets.image_view import window_for
 from app.widgets.viewer import HangingViewer
 from inference.phantoms import generator as phantom
 
@@ -29,7 +29,9 @@ def mirrored_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     for i, (lat, view) in enumerate(reversed(VIEWS), start=1):
         spec = phantom.PhantomSpec(lat, view, "B", shape=SHAPE, seed=40 + i, mirrored=(lat, view) == ("R", "CC"))
         image, truth = phantom.render_with_truth(spec)
-        phantom.write_dicom(folder / f"IM{i}.dcm", image, spec=spec, patient_id="MIR", study_uid=study_uid, sop_uid=generate_uid())
+        phantom.write_dicom(
+            folder / f"IM{i}.dcm", image, spec=spec, patient_id="MIR", study_uid=study_uid, sop_uid=generate_uid()
+        )
         truths[f"{lat} {view}"] = truth
     return folder, truths
 
@@ -106,7 +108,9 @@ def test_evidence_hot_spot_lands_on_its_pixel(
 ) -> None:
     import app.widgets.overlays
 
-    monkeypatch.setattr(app.widgets.overlays, "EVIDENCE_SMOOTHING", 0.0)  # geometry only: the display blur is tested below
+    monkeypatch.setattr(
+        app.widgets.overlays, "EVIDENCE_SMOOTHING", 0.0
+    )  # geometry only: the display blur is tested below
     state, viewer, truths = opened
     key = _key(state, lat, view)
     pred = state.runner.prediction(key)
@@ -286,5 +290,7 @@ def test_evidence_display_blur_keeps_the_peak_in_place(opened) -> None:
     evidence[cy, cx] = 1.0
     sharp = dataclasses.replace(pred, evidence=evidence).evidence_original()
     soft = dataclasses.replace(pred, evidence=evidence).evidence_original(smooth=1.0)
-    assert np.unravel_index(np.argmax(soft), soft.shape) == pytest.approx(np.unravel_index(np.argmax(sharp), sharp.shape), abs=2)
+    assert np.unravel_index(np.argmax(soft), soft.shape) == pytest.approx(
+        np.unravel_index(np.argmax(sharp), sharp.shape), abs=2
+    )
     assert soft.max() < sharp.max() and (soft > 0.01 * soft.max()).sum() > (sharp > 0.01 * sharp.max()).sum()
