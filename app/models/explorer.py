@@ -5,7 +5,7 @@ file written by ``python -m inference predict ... --embeddings FILE`` for archiv
 open. Projections run in AppState's worker pool (channel ``explorer``); PCA, UMAP and t-SNE results
 are cached on disk by :mod:`inference.latent.projection`. Colourings are computed here as flat arrays
 (category codes or values) so the view never builds per-point Python objects. Nothing here touches
-a widget; selections and clicks go to AppState's request methods.
+a widget; selections and clicks go to the requests of FilesState (AppState's ``files``).
 """
 
 from __future__ import annotations
@@ -449,7 +449,7 @@ class ExplorerState(QObject):
             self.colour_changed.emit()
 
     def select_rows(self, rows: np.ndarray, add: bool = False) -> None:
-        """Select points by row; opened images also become AppState's selection."""
+        """Select points by row; opened images also become the files' selection (FilesState)."""
         keys = [self.keys[int(i)] for i in np.asarray(rows, int)]
         if add:
             have = set(self.selected)

@@ -10,7 +10,7 @@ the DICOM header (view), then the model's prediction; other annotators' confirme
 but never pre-filled, so readings stay independent. ``accept()`` writes the drafts of the target
 images (the selection when several images are selected, else the current one) as *confirmed*
 labels in one undoable action, then moves to the next image in the queue. A write that fails keeps
-the drafts on screen and reports the error at once (``store_failed`` and AppState's ``message``).
+the drafts on screen and reports the error at once (``store_failed`` and the activity's ``message``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One pyqtgraph ScatterPlotItem holds every point (``data=`` carries the image key
 a small palette, sizes from an array, so 100,000 points need no per-point Python object). Colour by
 any task's prediction or label, correction status, laterality, view or source; point size by the
 model's uncertainty. Hover shows a thumbnail and the values; a click shows the image in the viewer;
-box and lasso selections become AppState's selection (the label panel acts on it); the current image
+box and lasso selections become the selection of FilesState (the label panel acts on it); the current image
 is ringed. A "Similar cases" strip shows the current image's nearest neighbours. The panel renders
 :class:`app.models.explorer.ExplorerState` and sends it requests; projections run in its worker.
 """

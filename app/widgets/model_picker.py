@@ -1,4 +1,4 @@
-"""The model picker: bundled and user models with their version and card; loads one via AppState.
+"""The model picker: bundled and user models with their version and card; loads one via the model runner.
 
 Models are ``<name>.onnx`` files with their manifest ``<name>.json`` and card ``<name>.md`` beside
 them, in the ``resources`` package (bundled) and in the user's models folder (``models/`` in the
@@ -97,7 +97,7 @@ def list_models(folders: Iterable[tuple[Path, bool]]) -> list[ModelEntry]:
 
 
 class ModelPickerDialog(QDialog):
-    """List models; "Use this model" asks AppState to load the chosen one."""
+    """List models; "Use this model" asks the model runner to load the chosen one."""
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -188,7 +188,7 @@ class ModelPickerDialog(QDialog):
                     self.list.setCurrentRow(i)
 
     def use_selected(self) -> None:
-        """Ask AppState to load the selected model ("" = the bundled default)."""
+        """Ask the model runner to load the selected model ("" = the bundled default)."""
         e = self.selected()
         if e is None or e.error:
             return

@@ -116,7 +116,7 @@ class Thumbnails(QObject):
         return None
 
     def _cache_reader(self, key: str) -> Callable[[], Prediction | None] | None:
-        """Reads a prediction whose maps AppState let go back from its on-disk cache (in the worker)."""
+        """Reads a prediction whose maps the model runner let go back from its on-disk cache (in the worker)."""
         pred = self.app.runner.predictions.get(key)
         if pred is None:
             return None
