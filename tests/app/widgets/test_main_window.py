@@ -164,6 +164,7 @@ def test_colour_bar_shows_the_current_studys_overlay_range(qtbot, window: MainWi
         assert window.overlay_controls.colorbar.vrange == expected
         ranges.append(expected)
         state.files.step_study(1)
+        qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the next study's pixels
     assert len(set(ranges)) == len(ranges)  # each study its own range: a stale bar would show
 
 
