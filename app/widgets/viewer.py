@@ -124,6 +124,7 @@ class HangingViewer(QWidget):
         self.cells: list[_Cell] = []
         self.slots: list[Slot] = []
         self._maps: dict[tuple[str, str], np.ndarray | None] = {}
+        self._drawn_range: tuple[str, tuple[float, float]] = ("none", (0.0, 1.0))  # the overlays' colouring
         self._syncing = False
         for _ in range(4):
             cell = _Cell(self)
@@ -192,6 +193,8 @@ class HangingViewer(QWidget):
         if any(s.key in keys for s in self.slots):
             self._update_contents()
             self._update_overlays()
+        elif self._drawn_range != (self.state.display.overlay.kind, self.state.display.overlay_range):
+            self._update_overlays()  # another image of the study changed the shared colour range
 
     def _rebuild(self) -> None:
         self.slots = hanging_slots(
@@ -262,6 +265,7 @@ class HangingViewer(QWidget):
     def _update_overlays(self) -> None:
         ov = self.state.display.overlay
         vrange = self.state.display.overlay_range
+        self._drawn_range = (ov.kind, vrange)
         for cell, slot in zip(self.cells, self.slots, strict=False):
             pred = self.state.runner.prediction(slot.key) if slot.key else None
             if ov.kind == "none" or pred is None or slot.reconstruction:

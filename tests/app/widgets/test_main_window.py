@@ -176,3 +176,19 @@ def test_file_menu_holds_the_panels_actions_before_recent(window: MainWindow) ->
         "Recent", "Settings…", "Quit",
     ]  # fmt: skip
     assert window.file_menu.actions()[3] is window.queue.export_action
+
+
+def test_one_image_layout_colours_its_overlay_with_the_studys_range(qtbot, window: MainWindow, study_dir: Path) -> None:
+    """In the one-image layout the other images' predictions arrive after the shown one's: the shared
+    range must still take them in, for the drawn overlay and the colour bar alike."""
+    state = window.state
+    state.display.set_view(layout="single")
+    state.display.set_overlay(kind="error")
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    study = state.files.current_study
+    assert len(window.viewer.slots) == 1 and len(study.images) == 4
+    expected = overlay_range("error", [state.runner.prediction_with_maps(r.key) for r in study.images])
+    assert state.display.overlay_range == expected
+    assert window.viewer._drawn_range == ("error", expected)
+    assert window.overlay_controls.colorbar.vrange == expected
