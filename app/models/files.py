@@ -72,17 +72,26 @@ class FilesState(QObject):
         return first + [r for r in self.study_set.images if cur is None or self._study_of.get(r.key) is not cur]
 
     # ------------------------------------------------------------------ changes
-    def set_study_set(self, study_set: StudySet) -> None:
-        """Show a newly scanned set: no current image or selection yet, no load problems (emits studies
-        and problems; the caller then picks the current image)."""
+    def load(self, study_set: StudySet) -> None:
+        """Take a newly scanned set: no current image or selection yet, no load problems. No signal yet,
+        so the state objects that depend on the records catch up first; then :meth:`announce`."""
         self.study_set = study_set
         self._records = {r.key: r for r in study_set.images}
         self._study_of = {r.key: s for s in study_set.studies for r in s.images}
         self.load_problems = {}
         self.selection = ()
         self.current_key = None
+
+    def announce(self) -> None:
+        """Tell the widgets about the set taken by :meth:`load`: the studies, the problems, then the
+        current image (the first one, or none)."""
         self.studies_changed.emit()
         self.problems_changed.emit()
+        images = self.study_set.images
+        if images:
+            self.set_current(images[0].key)
+        else:
+            self.current_changed.emit("")
 
     def add_problem(self, key: str, reason: str) -> None:
         rec = self._records.get(key)

@@ -87,15 +87,11 @@ class AppState(QObject):
     def _on_scanned(self, study_set: StudySet) -> None:
         keys = {r.key for r in study_set.images}
         self.memory.retain(keys)
-        self.files.set_study_set(study_set)
-        self.runner.forget(keys)
-        images = study_set.images
-        if images:
-            self.files.set_current(images[0].key)
-        else:
-            self.files.current_changed.emit("")
+        self.files.load(study_set)
+        self.runner.forget(keys)  # before the widgets hear of the new set: predictions and summaries fit it
+        self.files.announce()
         self.activity.idle()
-        if not images and study_set.problems:
+        if not study_set.images and study_set.problems:
             self.activity.say(
                 "warning", f"No readable image in the opened files ({len(study_set.problems)} problem(s))"
             )

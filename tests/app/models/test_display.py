@@ -40,8 +40,8 @@ def parts(settings):  # two studies of two images
     files = FilesState()
     records = [_record(i) for i in range(4)]
     studies = (Study("P0", "S0", "", "", tuple(records[:2])), Study("P1", "S1", "", "", tuple(records[2:])))
-    files.set_study_set(StudySet(studies, ()))
-    files.set_current("K0")
+    files.load(StudySet(studies, ()))
+    files.announce()  # K0 becomes current
     preds = {f"K{i}": _prediction(f"K{i}", peak) for i, peak in enumerate((1.0, 2.0, 5.0, 3.0))}
     runner = SimpleNamespace(predictions=preds, prediction_with_maps=preds.get)
     return files, runner, DisplayState(settings, files, runner)  # type: ignore[arg-type]

@@ -126,6 +126,27 @@ def test_navigation_and_operating_point(qtbot, make_state, three_studies: Path) 
     assert state.settings.operating_point == 0.0
 
 
+def test_a_new_set_is_announced_with_predictions_and_summaries_that_fit_it(qtbot, make_state, study_dir: Path,
+                                                                           three_studies: Path) -> None:  # fmt: skip
+    state = make_state()
+    state.open_paths([three_studies])
+    wait_idle(qtbot, state)
+    assert len(state.runner.predictions) == 12 and state.runner.breasts
+    seen: list[tuple[bool, bool, str | None]] = []
+
+    def on_studies() -> None:
+        files, runner = state.files, state.runner
+        fits = all(files.has(k) for k in runner.predictions)
+        summaries_fit = all(files.has(k) for b in runner.breasts.values() for k in b.image_keys)
+        seen.append((fits, summaries_fit, files.current_key))
+
+    state.files.studies_changed.connect(on_studies)
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    assert seen == [(True, True, None)]  # no old prediction, no old breast, no stale current image
+    assert state.files.current_key == state.files.study_set.images[0].key and len(state.runner.predictions) == 4
+
+
 def test_model_error_reaches_the_user(qtbot, make_state, study_dir: Path, tmp_path: Path) -> None:
     state = make_state()
     state.settings.model_path = str(tmp_path / "missing.onnx")
