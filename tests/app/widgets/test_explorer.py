@@ -387,6 +387,20 @@ def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_s
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
+def test_similar_strip_follows_the_colouring_by_itself(qtbot, make_state) -> None:
+    """The strip repaints from the explorer state's colour_changed: no widget calls into it."""
+    state = opened(qtbot, make_state)
+    panel = panel_for(qtbot, state)
+    strip, ex = panel.similar, panel.explorer
+    for mode in ("laterality", "prediction:malignancy"):
+        panel.set_colour_mode(mode)
+        c = ex.colouring()
+        shown = [(t.lines[1], t.accent.name()) for t in strip.tiles[: len(strip.cases)]]
+        assert shown == [(c.describe(ex.row(n.key)), panel.accent_of(n.key).name()) for n in strip.cases]
+    assert {t.lines[1] for t in strip.tiles[: len(strip.cases)]} <= {"0.100", "0.500", "0.900"}
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+
+
 def test_umap_runs_in_the_worker_with_progress_and_cache(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
