@@ -19,7 +19,10 @@ _T0 = time.perf_counter()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mammo-review", description="Review mammograms with a multi-task network. Research use only, not for diagnosis.")
+    p = argparse.ArgumentParser(
+        prog="mammo-review",
+        description="Review mammograms with a multi-task network. Research use only, not for diagnosis.",
+    )
     p.add_argument("paths", nargs="*", help="DICOM/PNG/JPEG/TIFF files or folders to open")
     p.add_argument("--screenshot", metavar="FILE", help="load, run the model, save the main window to FILE and exit")
     p.add_argument("--layout", choices=("hanging", "cc", "mlo", "single"), help="hanging layout to start with")
@@ -28,10 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
     p.add_argument("--settings", metavar="INI", help="settings file (default: the user's configuration folder)")
     p.add_argument("--cache", metavar="DIR", help="prediction cache folder (overrides the settings)")
-    p.add_argument("--operating-point", type=float, metavar="T", help="malignancy threshold to flag at (saved in the settings)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="run the model on this device (saved in the settings)")
-    p.add_argument("--panel", action="append", default=[], metavar="NAME", help="show this panel (e.g. 'Latent space', 'Labels'); repeatable")
-    p.add_argument("--exit-after-show", action="store_true", help="quit as soon as the first window is on screen (start-up benchmark)")
+    p.add_argument(
+        "--operating-point", type=float, metavar="T", help="malignancy threshold to flag at (saved in the settings)"
+    )
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="run the model on this device (saved in the settings)"
+    )
+    p.add_argument(
+        "--panel",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="show this panel (e.g. 'Latent space', 'Labels'); repeatable",
+    )
+    p.add_argument(
+        "--exit-after-show",
+        action="store_true",
+        help="quit as soon as the first window is on screen (start-up benchmark)",
+    )
     p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
     return p
 
@@ -46,28 +63,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.models.cache import PredictionCache
-    from app.widgets.main_window import MainWindow, apply_dark_theme, samples_path
     from app.models.settings import Settings
     from app.models.state import AppState
+    from app.widgets.main_window import MainWindow, apply_dark_theme, samples_path
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setWindowIcon(QIcon(str(importlib.resources.files("resources") / "icons" / "mammo-review.png")))
     app.setApplicationName("mammo-review")
     app.setOrganizationName("mammo-review")
-    apply_dark_theme(app)  # type: ignore[arg-type]
+    apply_dark_theme(app)
     settings = Settings(args.settings)
     if args.device:
         settings.device = args.device
     cache = PredictionCache(Path(args.cache) if args.cache else settings.cache_dir)
     state = AppState(settings, cache=cache)
     if args.operating_point is not None:
-        state.set_operating_point(args.operating_point)
+        state.runner.set_operating_point(args.operating_point)
     if args.layout:
-        state.set_display(layout=args.layout)
+        state.display.set_view(layout=args.layout)
     if args.overlay:
-        state.set_overlay(kind=args.overlay)
+        state.display.set_overlay(kind=args.overlay)
     if args.reconstruction:
-        state.set_overlay(reconstruction=True)
+        state.display.set_overlay(reconstruction=True)
     win = MainWindow(state)
     for name in args.panel:
         dock = win.panels.get(name)
@@ -95,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The first turn of the event loop after show(): the window has been laid out and painted.
         def first_window() -> None:
             app.processEvents()
-            print(f"mammo-review: first window after {time.perf_counter() - _T0:.2f} s (from Python start-up of the app module)")
+            print(
+                f"mammo-review: first window after {time.perf_counter() - _T0:.2f} s "
+                "(from Python start-up of the app module)"
+            )
             win.close()
 
         QTimer.singleShot(0, first_window)
@@ -120,12 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"mammo-review: could not write {out}", file=sys.stderr)
                     status["code"] = 1
                 else:
-                    n = len(state.predictions)
-                    print(f"mammo-review: wrote {out} ({n} predictions, {len(state.problems)} problems)")
+                    n = len(state.runner.predictions)
+                    print(f"mammo-review: wrote {out} ({n} predictions, {len(state.files.problems)} problems)")
                 win.close()
 
         def check() -> None:
-            if state.study_set.studies and not state.busy[0] and not state.pool.running():
+            if state.files.study_set.studies and not state.activity.busy[0] and not state.pool.running():
                 QTimer.singleShot(600, save)
                 timer.stop()
 
@@ -134,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         timer.start(200)
 
         def give_up() -> None:
-            print(f"mammo-review: the model did not finish within {args.timeout:g} s; saving what is on screen", file=sys.stderr)
+            print(
+                f"mammo-review: the model did not finish within {args.timeout:g} s; saving what is on screen",
+                file=sys.stderr,
+            )
             status["code"] = 2
             save(final=True)
 

@@ -71,11 +71,11 @@ def main() -> int:
         state.open_paths([folder])
         while True:
             app.processEvents()
-            study = state.current_study
+            study = state.files.current_study
             if (
                 study is not None
                 and study.images[0].path.parent == folder
-                and all(r.key in state.predictions for r in study.images)
+                and all(r.key in state.runner.predictions for r in study.images)
                 and all(v.data_shape is not None and v.caption.text() for v in win.viewer.views)
             ):
                 break
@@ -90,9 +90,9 @@ def main() -> int:
     cold = open_and_wait(studies[0])
     warm = [open_and_wait(s) for s in studies[1:]]
     cache.clear_memory()
-    runs_before = state.model_runs
+    runs_before = state.runner.model_runs
     cached = open_and_wait(studies[0])
-    assert state.model_runs == runs_before
+    assert state.runner.model_runs == runs_before
     win.close()
     state.shutdown()
 

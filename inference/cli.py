@@ -24,7 +24,7 @@ from PIL import Image
 
 from inference.errors import MammoReviewError
 from inference.formats import TASK_CLASSES, Embeddings, write_embeddings
-from inference.model.predict import ModelInput, Prediction, predict_inputs, prepare
+from inference.model.predict import ModelInput, Prediction, PredictionSummary, predict_inputs, prepare
 from inference.model.session import DEVICES, ModelSession
 from inference.model.summary import BreastSummary, ExamSummary, summarise
 
@@ -270,12 +270,6 @@ def _source_of(path: Path, inputs: Sequence[Path]) -> str:
     return path.parent.name
 
 
-def _slim(p: Prediction) -> Prediction:
-    """The prediction without its model-space arrays (what the summaries need)."""
-    empty = np.zeros((0, 0), np.float32)
-    return dataclasses.replace(p, model_input=empty, reconstruction=None, evidence=None)
-
-
 class _Run:
     """One ``predict`` run: writes rows as studies complete, keeps only the latent vectors."""
 
@@ -289,7 +283,7 @@ class _Run:
         self.paths: list[str] = []
         self.meta: dict[str, list[str]] = {"laterality": [], "view": [], "source": []}
         self._pending: list[_Pending] = []
-        self._slim: list[Prediction] = []
+        self._slim: list[PredictionSummary] = []
         self._lateralities: dict[str, str] = {}
 
     def problem(self, problem: Problem) -> None:
@@ -353,7 +347,7 @@ class _Run:
                 self.meta["laterality"].append(pend.row["laterality"])
                 self.meta["view"].append(pend.record.view)
                 self.meta["source"].append(_source_of(pend.record.path, self.inputs))
-            self._slim.append(_slim(pred))
+            self._slim.append(pred.without_maps())  # the summaries need no maps
             self.done += 1
             self.bar(self.done, self.total)
         self._pending.clear()

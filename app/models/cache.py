@@ -77,7 +77,9 @@ def _decode(data: Any) -> Prediction:
 class PredictionCache:
     """Prediction lookup by (image key, model version); ``folder=None`` keeps memory only."""
 
-    def __init__(self, folder: str | Path | None, memory_entries: int = MEMORY_ENTRIES, max_bytes: int = MAX_DISK_BYTES) -> None:
+    def __init__(
+        self, folder: str | Path | None, memory_entries: int = MEMORY_ENTRIES, max_bytes: int = MAX_DISK_BYTES
+    ) -> None:
         self.folder = None if folder is None else Path(folder)
         self.max_bytes = max_bytes
         self._puts = 0
@@ -124,7 +126,8 @@ class PredictionCache:
             target = self._file(pred.key, pred.model_version)
             fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=self.folder)
             with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **_encode(pred))
+                arrays: dict[str, Any] = _encode(pred)
+                np.savez_compressed(f, **arrays)
             os.replace(tmp, target)
             self._puts += 1
             if self._puts % 64 == 1:

@@ -5,7 +5,7 @@ file written by ``python -m inference predict ... --embeddings FILE`` for archiv
 open. Projections run in AppState's worker pool (channel ``explorer``); PCA, UMAP and t-SNE results
 are cached on disk by :mod:`inference.latent.projection`. Colourings are computed here as flat arrays
 (category codes or values) so the view never builds per-point Python objects. Nothing here touches
-a widget; selections and clicks go to AppState's request methods.
+a widget; selections and clicks go to the requests of FilesState (AppState's ``files``).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.models.state import AppState
+from app.models.workers import Cancelled, WorkerError
 from inference.errors import FormatError, MammoReviewError, ProjectionCancelled
 from inference.formats import TASK_CLASSES, TASKS, Embeddings, read_embeddings
 from inference.latent.projection import Neighbour, Projection, ProjectionParams, SimilarityIndex, project
-
-from app.models.state import AppState
-from app.models.workers import Cancelled, WorkerError
 
 __all__ = ["ExplorerState", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
 
@@ -82,7 +81,7 @@ def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
     cx, cy = x[cand], y[cand]
     hit = np.zeros(len(cand), bool)
-    for ax, ay, bx, by in zip(x0, y0, x1, y1):
+    for ax, ay, bx, by in zip(x0, y0, x1, y1, strict=False):
         crosses = (ay > cy) != (by > cy)
         if not crosses.any():
             continue
@@ -95,7 +94,8 @@ def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 class ExplorerState(QObject):
@@ -116,7 +116,9 @@ class ExplorerState(QObject):
         super().__init__(parent)
         self.app = app_state
         self.labels = labels  # app.models.labels.LabelsState, when the label panel exists
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else Path(app_state.settings.cache_dir) / "projections"
+        self.cache_dir = (
+            Path(cache_dir) if cache_dir is not None else Path(app_state.settings.cache_dir) / "projections"
+        )
         self.params = ProjectionParams()
         self.source = "opened"  # "opened" | "file"
         self.file_path: Path | None = None
@@ -142,11 +144,13 @@ class ExplorerState(QObject):
         self._recolour.setInterval(150)
         self._recolour.timeout.connect(self._invalidate_colours)
         s = app_state
-        s.predictions_changed.connect(self._on_predictions)
-        s.studies_changed.connect(self._on_predictions)
-        s.busy_changed.connect(lambda task, _d, _t: self._refresh.start() if not task and self.pending else None)
-        s.selection_changed.connect(self._on_app_selection)
-        s.operating_point_changed.connect(lambda _t: self._invalidate_colours())
+        s.runner.predictions_changed.connect(self._on_predictions)
+        s.files.studies_changed.connect(self._on_predictions)
+        s.activity.busy_changed.connect(
+            lambda task, _d, _t: self._refresh.start() if not task and self.pending else None
+        )
+        s.files.selection_changed.connect(self._on_app_selection)
+        s.runner.operating_point_changed.connect(lambda _t: self._invalidate_colours())
         if labels is not None and hasattr(labels, "labels_changed"):
             labels.labels_changed.connect(lambda _keys: self._invalidate_colours(labels_too=True))
 
@@ -157,7 +161,7 @@ class ExplorerState(QObject):
     def path_of(self, key: str) -> str:
         """Where the image of a point lives ("" when unknown)."""
         try:
-            return str(self.app.record(key).path)
+            return str(self.app.files.record(key).path)
         except KeyError:
             pass
         emb = self.embeddings
@@ -168,14 +172,18 @@ class ExplorerState(QObject):
 
     def is_open(self, key: str) -> bool:
         try:
-            self.app.record(key)
+            self.app.files.record(key)
         except KeyError:
             return False
         return True
 
     def _opened_embeddings(self) -> Embeddings:
         s = self.app
-        preds = [(r.key, p) for r in s.study_set.images if (p := s.predictions.get(r.key)) is not None and p.z is not None]
+        preds = [
+            (r.key, p)
+            for r in s.files.study_set.images
+            if (p := s.runner.predictions.get(r.key)) is not None and p.z is not None
+        ]
         version = preds[0][1].model_version if preds else ""
         keys = tuple(k for k, _ in preds)
         z = np.stack([np.asarray(p.z, np.float32) for _, p in preds]) if preds else np.zeros((0, 496), np.float32)
@@ -199,7 +207,7 @@ class ExplorerState(QObject):
         def loaded(emb: Embeddings) -> None:
             if not len(emb.keys):
                 self._set_busy("", 0, 0)
-                self.app.message.emit("warning", f"{path}: the embeddings file holds no image")
+                self.app.activity.message.emit("warning", f"{path}: the embeddings file holds no image")
                 return
             self.source = "file"
             self.file_path = path
@@ -271,7 +279,7 @@ class ExplorerState(QObject):
             self._recolour.start()
         if self.source != "opened":
             return
-        with_z = {r.key for r in self.app.study_set.images if r.key in self.app.predictions}
+        with_z = {r.key for r in self.app.files.study_set.images if r.key in self.app.runner.predictions}
         self.pending = len(with_z.symmetric_difference(self.keys))  # added (or dropped) since the projection
         if self.pending:
             self._refresh.start()
@@ -280,7 +288,7 @@ class ExplorerState(QObject):
         """New predictions: PCA follows at once; UMAP / t-SNE once the model run has finished."""
         if self.source != "opened" or not self.pending:
             return
-        if self.params.method != "pca" and self.app.busy[0]:
+        if self.params.method != "pca" and self.app.activity.busy[0]:
             return
         self.recompute()
 
@@ -314,7 +322,7 @@ class ExplorerState(QObject):
         """MC-dropout std of p(malignant) per point (NaN where unknown)."""
         out = np.full(len(self.keys), np.nan, np.float32)
         for i, k in enumerate(self.keys):
-            p = self.app.predictions.get(k)
+            p = self.app.runner.predictions.get(k)
             if p is not None:
                 out[i] = p.p_malignant_std
         return out
@@ -325,13 +333,13 @@ class ExplorerState(QObject):
         out = np.full((n, len(classes)), np.nan, np.float32)
         missing = []
         for i, k in enumerate(self.keys):
-            p = self.app.predictions.get(k)
+            p = self.app.runner.predictions.get(k)
             probs = None if p is None else p.probabilities.get(task)
             if probs is not None and len(probs) == len(classes):
                 out[i] = probs
             else:
                 missing.append(i)
-        manifest, emb = self.app.manifest, self.embeddings
+        manifest, emb = self.app.runner.manifest, self.embeddings
         if missing and manifest is not None and emb is not None and task in manifest.heads:
             if emb.model_version == manifest.version and emb.keys == self.keys:
                 w, b = manifest.head(task)
@@ -346,9 +354,9 @@ class ExplorerState(QObject):
         for i, k in enumerate(self.keys):
             value = ""
             try:
-                rec = self.app.record(k)
+                rec = self.app.files.record(k)
                 if name == "laterality":
-                    value = self.app.laterality(k)
+                    value = self.app.files.laterality(k)
                 elif name == "view":
                     value = rec.model_view or rec.view
                 else:
@@ -369,7 +377,7 @@ class ExplorerState(QObject):
                     for rec in store.labels():
                         records.setdefault(rec.key, []).append(rec)
                 except MammoReviewError as exc:
-                    self.app.message.emit("error", f"Labels cannot be read for the explorer: {exc}")
+                    self.app.activity.message.emit("error", f"Labels cannot be read for the explorer: {exc}")
             self._label_cache = records
         return self._label_cache
 
@@ -435,19 +443,19 @@ class ExplorerState(QObject):
         return Colouring("category", "correction status", codes=codes, names=STATUSES)
 
     # ------------------------------------------------------------------ selection, current, similar
-    def _on_app_selection(self, keys: tuple) -> None:
+    def _on_app_selection(self, keys: tuple[str, ...]) -> None:
         if tuple(keys) != tuple(k for k in self.selected if self.is_open(k)):
             self.selected = tuple(keys)
             self.colour_changed.emit()
 
     def select_rows(self, rows: np.ndarray, add: bool = False) -> None:
-        """Select points by row; opened images also become AppState's selection."""
+        """Select points by row; opened images also become the files' selection (FilesState)."""
         keys = [self.keys[int(i)] for i in np.asarray(rows, int)]
         if add:
             have = set(self.selected)
             keys = list(self.selected) + [k for k in keys if k not in have]
         self.selected = tuple(keys)
-        self.app.set_selection([k for k in keys if self.is_open(k)])
+        self.app.files.set_selection([k for k in keys if self.is_open(k)])
         self.colour_changed.emit()
 
     def select_box(self, x0: float, y0: float, x1: float, y1: float, add: bool = False) -> None:
@@ -462,23 +470,23 @@ class ExplorerState(QObject):
     def open(self, key: str) -> bool:
         """Show an image in the viewer; an archive image that is not opened gets a message."""
         if self.is_open(key):
-            self.app.set_current(key)
+            self.app.files.set_current(key)
             return True
         path = self.path_of(key)
         where = f" ({path})" if path else ""
-        self.app.message.emit("info", f"This image is not opened{where}; double-click to open it")
+        self.app.activity.message.emit("info", f"This image is not opened{where}; double-click to open it")
         return False
 
     def open_file(self, key: str) -> bool:
         """Open an archive image's file in the viewer (replaces the opened set)."""
         if self.is_open(key):
-            self.app.set_current(key)
+            self.app.files.set_current(key)
             return True
         path = self.path_of(key)
         if path and Path(path).exists():
             self.app.open_paths([path])
             return True
-        self.app.message.emit("warning", f"The file of image {key} is not known or no longer exists")
+        self.app.activity.message.emit("warning", f"The file of image {key} is not known or no longer exists")
         return False
 
     def similar(self, key: str, k: int = 8) -> tuple[Neighbour, ...]:
@@ -490,7 +498,7 @@ class ExplorerState(QObject):
             self._similarity = SimilarityIndex.from_embeddings(emb)
         if key in self._similarity:
             return self._similarity.neighbours(key, k)
-        p = self.app.predictions.get(key)
+        p = self.app.runner.predictions.get(key)
         if p is not None and p.z is not None and (not emb.model_version or p.model_version == emb.model_version):
             return self._similarity.neighbours_of(p.z, k)
         return ()
@@ -506,4 +514,4 @@ class ExplorerState(QObject):
         self._set_busy("", 0, 0)
         exc = err.exception
         text = str(exc) if isinstance(exc, (MammoReviewError, FormatError)) else f"{type(exc).__name__}: {exc}"
-        self.app.message.emit("error", f"Latent-space explorer: {text}")
+        self.app.activity.message.emit("error", f"Latent-space explorer: {text}")

@@ -10,7 +10,7 @@ the DICOM header (view), then the model's prediction; other annotators' confirme
 but never pre-filled, so readings stay independent. ``accept()`` writes the drafts of the target
 images (the selection when several images are selected, else the current one) as *confirmed*
 labels in one undoable action, then moves to the next image in the queue. A write that fails keeps
-the drafts on screen and reports the error at once (``store_failed`` and AppState's ``message``).
+the drafts on screen and reports the error at once (``store_failed`` and the activity's ``message``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from inference.errors import FormatError, LabelStoreError, MammoReviewError
-from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
-from inference.formats import TASK_CLASSES, TASKS
-from inference.labels.store import LabelEdit, LabelRecord, LabelStore
-from inference.labels.review import ORDERS, Progress, QueueItem, progress, review_queue
-
 from app.models.state import AppState
 from app.models.workers import WorkerError
+from inference.errors import FormatError, LabelStoreError, MammoReviewError
+from inference.formats import TASK_CLASSES, TASKS
+from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
+from inference.labels.review import ORDERS, Progress, QueueItem, progress, review_queue
+from inference.labels.store import LabelEdit, LabelRecord, LabelStore
 
 __all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP"]
 
@@ -95,10 +94,10 @@ class LabelsState(QObject):
         if self.store is None:
             self._open_store()
         s = app_state
-        s.studies_changed.connect(self._on_studies_changed)
-        s.predictions_changed.connect(self._on_predictions_changed)
-        s.current_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
-        s.selection_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
+        s.files.studies_changed.connect(self._on_studies_changed)
+        s.runner.predictions_changed.connect(self._on_predictions_changed)
+        s.files.current_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
+        s.files.selection_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
         self.refresh_queue()
 
     # ------------------------------------------------------------------ store
@@ -117,7 +116,7 @@ class LabelsState(QObject):
     def _fail(self, text: str) -> None:
         self.store_error = text
         self.store_failed.emit(text)
-        self.app.message.emit("error", text)
+        self.app.activity.message.emit("error", text)
 
     def close(self) -> None:
         """Close the store (on quit); unsaved drafts are not labels and are dropped (see has_unsaved)."""
@@ -145,10 +144,10 @@ class LabelsState(QObject):
     # ------------------------------------------------------------------ targets and drafts
     def targets(self) -> list[str]:
         """The images an edit applies to: the selection when it holds several, else the current image."""
-        sel = [k for k in self.app.selection if k]
+        sel = [k for k in self.app.files.selection if k]
         if len(sel) > 1:
             return sel
-        return [self.app.current_key] if self.app.current_key else []
+        return [self.app.files.current_key] if self.app.files.current_key else []
 
     def stored(self, key: str) -> list[LabelRecord]:
         if self.store is None:
@@ -168,7 +167,9 @@ class LabelsState(QObject):
         me = self.annotator
         own = next((r for r in records if r.annotator == me and r.task == task), None)
         if own is not None and own.status == "confirmed":
-            return TaskDraft(own.value, own.confidence, "saved", f"{own.annotator}, {own.time[:16].replace('T', ' ')} UTC")
+            return TaskDraft(
+                own.value, own.confidence, "saved", f"{own.annotator}, {own.time[:16].replace('T', ' ')} UTC"
+            )
         sug = [r for r in records if r.task == task and r.status == "suggested" and r.value is not None]
         sug.sort(key=lambda r: (r.source == "model", -r.confidence))
         if sug:
@@ -176,13 +177,13 @@ class LabelsState(QObject):
             return TaskDraft(r.value, r.confidence, "stored", r.annotator)
         if task == "view":
             try:
-                rec = self.app.record(key)
+                rec = self.app.files.record(key)
             except KeyError:
                 rec = None
             if rec is not None and rec.model_view in TASK_CLASSES["view"]:
                 conf = 1.0 if rec.view_source == "tag" else 0.8
                 return TaskDraft(rec.model_view, conf, "dicom", f"{rec.view_source}: {rec.view}")
-        pred = self.app.predictions.get(key)
+        pred = self.app.runner.predictions.get(key)
         probs = None if pred is None else pred.probabilities.get(task)
         classes = TASK_CLASSES[task]
         if probs and len(probs) == len(classes):
@@ -241,7 +242,10 @@ class LabelsState(QObject):
 
     def step_confidence(self, task: str, steps: int) -> None:
         self._edit(
-            task, lambda old: replace(old, confidence=_clamp(old.confidence + steps * CONFIDENCE_STEP), origin="edited", detail="")
+            task,
+            lambda old: replace(
+                old, confidence=_clamp(old.confidence + steps * CONFIDENCE_STEP), origin="edited", detail=""
+            ),
         )
 
     def set_focus_task(self, task: str) -> None:
@@ -285,13 +289,13 @@ class LabelsState(QObject):
                     continue  # nothing known and nothing chosen: no label
                 source = "model" if d.origin == "model" else "person"
                 edits.append(LabelEdit(key, task, d.value, d.confidence, "confirmed", source))
-        manifest = self.app.manifest
+        manifest = self.app.runner.manifest
         version = manifest.version if manifest is not None else ""
         assert self.store is not None
         records = []
         for key in keys:
             try:
-                records.append(self.app.record(key))
+                records.append(self.app.files.record(key))
             except KeyError:
                 pass
         try:
@@ -319,7 +323,8 @@ class LabelsState(QObject):
         for key in keys:
             current = self.drafts(key)
             self._drafts[key] = {
-                t: d if d.dirty or d.origin == "none" else replace(d, origin="edited", detail="") for t, d in current.items()
+                t: d if d.dirty or d.origin == "none" else replace(d, origin="edited", detail="")
+                for t, d in current.items()
             }
         self.drafts_changed.emit(tuple(keys))
 
@@ -332,16 +337,16 @@ class LabelsState(QObject):
         if nxt is None and i + 1 < len(order):
             nxt = order[i + 1]
         if nxt is not None:
-            self.app.set_current(nxt)
+            self.app.files.set_current(nxt)
 
     def next_in_queue(self) -> None:
         """Go to the next image of the queue that is not reviewed yet."""
         order = [i.key for i in self._queue]
-        cur = self.app.current_key
+        cur = self.app.files.current_key
         if cur in order:
             self._advance(cur, order)
         elif order:
-            self.app.set_current(order[0])
+            self.app.files.set_current(order[0])
 
     def _revert(self, redo: bool) -> bool:
         if self.store is None or not self.annotator:
@@ -384,12 +389,14 @@ class LabelsState(QObject):
 
     def refresh_queue(self) -> None:
         self._refresh_timer.stop()
-        keys = [r.key for r in self.app.study_set.images]
+        keys = [r.key for r in self.app.files.study_set.images]
         try:
-            self._queue = review_queue(keys, self.app.predictions, self.store, order=self.order, annotator=self.annotator or None)
+            self._queue = review_queue(
+                keys, self.app.runner.predictions, self.store, order=self.order, annotator=self.annotator or None
+            )
         except LabelStoreError as exc:
             self._fail(str(exc))
-            self._queue = review_queue(keys, self.app.predictions, None, order=self.order)
+            self._queue = review_queue(keys, self.app.runner.predictions, None, order=self.order)
         self.queue_changed.emit()
 
     @property
@@ -397,13 +404,13 @@ class LabelsState(QObject):
         return list(self._queue)
 
     def progress(self) -> Progress:
-        keys = [r.key for r in self.app.study_set.images]
+        keys = [r.key for r in self.app.files.study_set.images]
         if self.store is None:
             return Progress(0, len(keys))
         return progress(keys, self.store, self.annotator or None)
 
     def _on_studies_changed(self) -> None:
-        keys = {r.key for r in self.app.study_set.images}
+        keys = {r.key for r in self.app.files.study_set.images}
         self._drafts = {k: v for k, v in self._drafts.items() if k in keys or any(d.dirty for d in v.values())}
         self.refresh_queue()
 
@@ -421,7 +428,7 @@ class LabelsState(QObject):
             self._fail("No label store to export from")
             return
         store, target = self.store, Path(folder)
-        records: list[Any] = list(self.app.study_set.images)
+        records: list[Any] = list(self.app.files.study_set.images)
         opened = {r.key for r in records}
         try:  # labelled images that are not opened now, where they were last seen
             records += store.images(set(store.keys()) - opened)
@@ -435,13 +442,19 @@ class LabelsState(QObject):
         def done(result: ExportResult) -> None:
             text = f"Exported {result.rows} image(s) and {result.annotations} label(s) to {result.folder}"
             if result.problems:
-                text += f"; {len(result.problems)} image(s) could not be exported: " + "; ".join(map(str, result.problems[:3]))
-            self.app.message.emit("warning" if result.problems else "info", text)
+                text += f"; {len(result.problems)} image(s) could not be exported: " + "; ".join(
+                    map(str, result.problems[:3])
+                )
+            self.app.activity.message.emit("warning" if result.problems else "info", text)
             self.exported.emit(result)
 
         def failed(err: WorkerError) -> None:
             exc = err.exception
-            self._fail(f"Export failed: {exc}" if isinstance(exc, MammoReviewError) else f"Export failed: {type(exc).__name__}: {exc}")
+            self._fail(
+                f"Export failed: {exc}"
+                if isinstance(exc, MammoReviewError)
+                else f"Export failed: {type(exc).__name__}: {exc}"
+            )
 
         self.app.pool.submit(job, channel="export", on_result=done, on_error=failed, owner=self)
 
@@ -461,8 +474,10 @@ class LabelsState(QObject):
         except (FormatError, LabelStoreError) as exc:
             self._fail(f"Import failed: {exc}")
             return 0
-        self.app.message.emit("info", f"Imported {result.added} {what} from {result.source} ({result.skipped} already there)")
-        self.labels_changed.emit(tuple(r.key for r in self.app.study_set.images))
+        self.app.activity.message.emit(
+            "info", f"Imported {result.added} {what} from {result.source} ({result.skipped} already there)"
+        )
+        self.labels_changed.emit(tuple(r.key for r in self.app.files.study_set.images))
         self.drafts_changed.emit(tuple(self.targets()))
         self.refresh_queue()
         return result.added

@@ -7,6 +7,7 @@ configuration folder. Folders default to the platform's config / cache locations
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
@@ -42,7 +43,7 @@ class Settings:
 
     def _float(self, name: str, default: float) -> float:
         try:
-            return float(self._q.value(name, default))  # type: ignore[arg-type]
+            return float(self._q.value(name, default))  # type: ignore[arg-type]  # QSettings values are untyped; bad ones raise
         except (TypeError, ValueError):
             return default
 
@@ -90,7 +91,7 @@ class Settings:
         """The malignancy threshold the user chose; None = the model's default."""
         value = self._q.value("model/operating_point", None)
         try:
-            return None if value in (None, "") else float(value)  # type: ignore[arg-type]
+            return None if value in (None, "") else float(value)  # type: ignore[arg-type]  # untyped QSettings value
         except (TypeError, ValueError):
             return None
 
@@ -122,7 +123,7 @@ class Settings:
     # -- recent files
     @property
     def recent_paths(self) -> list[str]:
-        value = self._q.value("recent/paths", [])
+        value: Any = self._q.value("recent/paths", [])
         if isinstance(value, str):
             value = [value] if value else []
         return [str(v) for v in (value or [])][:MAX_RECENT]

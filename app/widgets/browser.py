@@ -24,7 +24,12 @@ __all__ = ["StudyBrowser", "ProblemsPanel", "BrowserFilter", "KEY_ROLE", "SORT_R
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 KIND_ROLE = Qt.ItemDataRole.UserRole + 3
-FILTERS = {"all": "All images", "flagged": "Flagged (≥ operating point)", "below": "Below the operating point", "pending": "Not predicted yet"}
+FILTERS = {
+    "all": "All images",
+    "flagged": "Flagged (≥ operating point)",
+    "below": "Below the operating point",
+    "pending": "Not predicted yet",
+}
 _COLUMNS = ("Patient / study / image", "View", "P(malignant)", "Flag")
 _BADGE = {"R": QColor("#7a3434"), "L": QColor("#2f4f86"), "": QColor("#4a4a4a")}
 
@@ -52,12 +57,12 @@ class BrowserFilter(QSortFilterProxyModel):
         if index.data(KIND_ROLE) != "image":
             return False
         key = index.data(KEY_ROLE)
-        flagged = self.state.flagged(key)
+        flagged = self.state.runner.flagged(key)
         if self.mode == "flagged":
             return flagged is True
         if self.mode == "below":
             return flagged is False
-        return self.state.prediction(key) is None
+        return self.state.runner.prediction(key) is None
 
 
 class StudyBrowser(QWidget):
@@ -102,11 +107,11 @@ class StudyBrowser(QWidget):
 
         self.filter_combo.currentIndexChanged.connect(lambda i: self.proxy.set_mode(self.filter_combo.itemData(i)))
         self.tree.selectionModel().selectionChanged.connect(self._on_selection)
-        state.studies_changed.connect(self._rebuild)
-        state.predictions_changed.connect(self._on_predictions)
-        state.operating_point_changed.connect(lambda _t: self._on_predictions(tuple(self._rows)))
-        state.current_changed.connect(self._show_current)
-        state.images_changed.connect(self._on_images)
+        state.files.studies_changed.connect(self._rebuild)
+        state.runner.predictions_changed.connect(self._on_predictions)
+        state.runner.operating_point_changed.connect(lambda _t: self._on_predictions(tuple(self._rows)))
+        state.files.current_changed.connect(self._show_current)
+        state.memory.images_changed.connect(self._on_images)
 
     # ------------------------------------------------------------------ state -> tree
     def _rebuild(self) -> None:
@@ -115,7 +120,7 @@ class StudyBrowser(QWidget):
             self._fill()
         finally:
             self._selecting = False
-        self._show_current(self.state.current_key or "")
+        self._show_current(self.state.files.current_key or "")
 
     def _fill(self) -> None:
         s = self.state
@@ -124,7 +129,7 @@ class StudyBrowser(QWidget):
         self._parents = []
         self._ordinal = 0
         patients: dict[str, list[QStandardItem]] = {}
-        for study in s.study_set.studies:
+        for study in s.files.study_set.studies:
             pid = study.patient_id or "(no patient id)"
             if pid not in patients:
                 name = study.images[0].patient_name if study.images else ""
@@ -140,7 +145,7 @@ class StudyBrowser(QWidget):
             self._parents.append((srow, keys))
             next(kl for r, kl in self._parents if r is prow).extend(keys)
             for rec in study.images:
-                lat = s.laterality(rec.key)
+                lat = s.files.laterality(rec.key)
                 irow = self._row(rec.path.name, "image", rec.key)
                 irow[0].setToolTip(str(rec.path))
                 irow[1].setText(f"{lat or '?'} {rec.view or '?'}")
@@ -162,15 +167,15 @@ class StudyBrowser(QWidget):
         items[0].setData(self._ordinal, SORT_ROLE)  # column 0 sorts in scan (hanging) order
         return items
 
-    def _on_images(self, keys: tuple) -> None:
+    def _on_images(self, keys: tuple[str, ...]) -> None:
         for k in keys:
             row = self._rows.get(k)
-            if row is not None and not self.state.record(k).laterality:
-                lat = self.state.laterality(k)
-                row[1].setText(f"{lat or '?'} {self.state.record(k).view or '?'}")
+            if row is not None and not self.state.files.record(k).laterality:
+                lat = self.state.files.laterality(k)
+                row[1].setText(f"{lat or '?'} {self.state.files.record(k).view or '?'}")
                 row[1].setBackground(QBrush(_BADGE.get(lat, _BADGE[""])))
 
-    def _on_predictions(self, keys: tuple) -> None:
+    def _on_predictions(self, keys: tuple[str, ...]) -> None:
         s = self.state
         for k in keys:
             row = self._rows.get(k)
@@ -179,23 +184,24 @@ class StudyBrowser(QWidget):
         for row, children in self._parents:
             self._set_p(row, children)
         self.proxy.invalidate()
-        n = sum(1 for k in self._rows if s.prediction(k) is not None)
-        flagged = sum(1 for k in self._rows if s.flagged(k))
+        n = sum(1 for k in self._rows if s.runner.prediction(k) is not None)
+        flagged = sum(1 for k in self._rows if s.runner.flagged(k))
         self.count_label.setText(f"{n}/{len(self._rows)} predicted, {flagged} flagged")
 
     def _set_p(self, row: list[QStandardItem], keys: list[str]) -> None:
         s = self.state
-        ps = [p.p_malignant for k in keys if (p := s.prediction(k)) is not None and p.p_malignant == p.p_malignant]
-        problems = [k for k in keys if k in s.load_problems]
+        preds = [s.runner.prediction(k) for k in keys]
+        ps = [p.p_malignant for p in preds if p is not None and p.p_malignant == p.p_malignant]
+        problems = [k for k in keys if k in s.files.load_problems]
         if not ps:
             row[2].setText("✕ unreadable" if problems and len(problems) == len(keys) else "…")
             row[2].setData(-1.0, SORT_ROLE)
             row[3].setText("")
             return
-        p = max(ps)
-        row[2].setText(f"{p:.3f}")
-        row[2].setData(p, SORT_ROLE)
-        flagged = p >= s.operating_point
+        top = max(ps)
+        row[2].setText(f"{top:.3f}")
+        row[2].setData(top, SORT_ROLE)
+        flagged = top >= s.runner.operating_point
         row[3].setText("▲" if flagged else "")
         row[3].setForeground(QBrush(QColor("#ff6b6b")))
         row[3].setData(1.0 if flagged else 0.0, SORT_ROLE)
@@ -227,15 +233,15 @@ class StudyBrowser(QWidget):
                 src = self.proxy.mapToSource(index)
                 item = self.model.itemFromIndex(src)
                 keys.extend(_image_keys(item))
-        self.state.set_selection(keys)
+        self.state.files.set_selection(keys)
         cur = self.tree.currentIndex()
         if cur.isValid():
             src_item = self.model.itemFromIndex(self.proxy.mapToSource(cur.siblingAtColumn(0)))
             image_keys = _image_keys(src_item) if src_item is not None else []
-            if image_keys and self.state.current_key not in image_keys:
-                self.state.set_current(image_keys[0])
+            if image_keys and self.state.files.current_key not in image_keys:
+                self.state.files.set_current(image_keys[0])
             elif src_item is not None and src_item.data(KIND_ROLE) == "image" and src_item.data(KEY_ROLE) in self._rows:
-                self.state.set_current(src_item.data(KEY_ROLE))
+                self.state.files.set_current(src_item.data(KEY_ROLE))
 
     def visible_keys(self) -> list[str]:
         """Image keys as the tree shows them now (sorted and filtered), for tests and navigation."""
@@ -285,12 +291,12 @@ class ProblemsPanel(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.summary)
         lay.addWidget(self.list)
-        state.problems_changed.connect(self.refresh)
+        state.files.problems_changed.connect(self.refresh)
         self.refresh()
 
     def refresh(self) -> None:
         self.list.clear()
-        problems = self.state.problems
+        problems = self.state.files.problems
         for p in problems:
             item = QTreeWidgetItem([p.path.name, ("skipped: " if p.skipped else "") + p.reason])
             item.setToolTip(0, str(p.path))
@@ -308,4 +314,5 @@ class ProblemsPanel(QWidget):
 
     def rows(self) -> list[tuple[str, str]]:
         """(file name, reason) per listed problem."""
-        return [(self.list.topLevelItem(i).text(0), self.list.topLevelItem(i).text(1)) for i in range(self.list.topLevelItemCount())]
+        items = [self.list.topLevelItem(i) for i in range(self.list.topLevelItemCount())]
+        return [(it.text(0), it.text(1)) for it in items if it is not None]

@@ -21,10 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inference.formats import INTENDED_USE
-
 from app.models.settings import DEVICES, Settings
 from app.models.state import AppState
+from inference.formats import INTENDED_USE
 
 __all__ = ["RESEARCH_NOTICE", "AboutDialog", "ShortcutsDialog", "SettingsDialog", "SettingsChoice"]
 
@@ -35,7 +34,7 @@ class AboutDialog(QDialog):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("About mammo-review")
-        m = state.manifest
+        m = state.runner.manifest
         lines = [
             "<h2>mammo-review</h2>",
             f"<p style='color:#ffb347'><b>{escape(RESEARCH_NOTICE)}</b></p>",
@@ -43,8 +42,10 @@ class AboutDialog(QDialog):
             "Poor and Missing Labels of Mammograms</i>, Front. Radiol. 2022.</p>",
         ]
         if m is not None:
-            lines.append(f"<p>Model <b>{escape(m.name)}</b> version {escape(m.version)}, input height {m.input_height}, "
-                         f"running on {escape(str(getattr(state.session, 'device', '?')))}.</p>")
+            lines.append(
+                f"<p>Model <b>{escape(m.name)}</b> version {escape(m.version)}, input height {m.input_height}, "
+                f"running on {escape(str(getattr(state.runner.session, 'device', '?')))}.</p>"
+            )
             lines.append(f"<p>Intended use: {escape(m.intended_use)}</p>")
             if m.training_data:
                 lines.append("<p>Training data: " + escape(", ".join(m.training_data)) + "</p>")

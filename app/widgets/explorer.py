@@ -4,7 +4,7 @@ One pyqtgraph ScatterPlotItem holds every point (``data=`` carries the image key
 a small palette, sizes from an array, so 100,000 points need no per-point Python object). Colour by
 any task's prediction or label, correction status, laterality, view or source; point size by the
 model's uncertainty. Hover shows a thumbnail and the values; a click shows the image in the viewer;
-box and lasso selections become AppState's selection (the label panel acts on it); the current image
+box and lasso selections become the selection of FilesState (the label panel acts on it); the current image
 is ringed. A "Similar cases" strip shows the current image's nearest neighbours. The panel renders
 :class:`app.models.explorer.ExplorerState` and sends it requests; projections run in its worker.
 """
@@ -15,180 +15,46 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor, QLinearGradient, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QAction, QColor
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
-    QFrame,
-    QGraphicsPathItem,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.models.explorer import Colouring, ExplorerState, colour_modes
+from app.models.state import AppState
+from app.widgets.explorer_map import (
+    BACKGROUND,
+    CATEGORY_COLOURS,
+    CURRENT_PEN,
+    LEGEND_ENTRIES,
+    SELECTION_PEN,
+    SELECTION_RINGS,
+    UNKNOWN_COLOUR,
+    VALUE_BINS,
+    HoverCard,
+    Legend,
+    SelectViewBox,
+    palette,
+    point_size,
+    value_colours,
+)
+from app.widgets.similar import SimilarStrip, Thumbnails
 from inference.latent.projection import METHOD_NAMES, METHODS, ProjectionParams
 
-from app.models.explorer import Colouring, ExplorerState, colour_modes
-from app.widgets.similar import SimilarStrip, Thumbnails
-from app.models.state import AppState
-
 __all__ = ["ExplorerPanel", "CATEGORY_COLOURS", "UNKNOWN_COLOUR", "value_colours", "point_size"]
-
-BACKGROUND = "#161616"
-UNKNOWN_COLOUR = "#5c5c5c"
-#: Bright, distinguishable on a dark background (Okabe-Ito / Tableau inspired).
-CATEGORY_COLOURS = (
-    "#4ea1ff", "#ff9f43", "#3ddc97", "#ff5c7a", "#b48cff",
-    "#ffd166", "#5ad1e8", "#f78fb3", "#a3cb38", "#c8a27c",
-)  # fmt: skip
-CURRENT_PEN = "#ffffff"
-SELECTION_PEN = "#00e5ff"
-SELECTION_RINGS = 300
-LEGEND_ENTRIES = 10
-_VALUE_BINS = 32
-
-
-def value_colours(n: int = _VALUE_BINS) -> list[QColor]:
-    """``n`` colours of the 'plasma' map without its darkest end (invisible on a dark background)."""
-    cmap = pg.colormap.get("plasma")
-    return [cmap.mapToQColor(0.18 + 0.82 * i / max(n - 1, 1)) for i in range(n)]
-
-
-def point_size(n: int) -> float:
-    """Point diameter in pixels for ``n`` points: big for a study, small for an archive."""
-    return 8.0 if n <= 2000 else 6.0 if n <= 10000 else 4.0 if n <= 50000 else 3.0
-
-
-class _SelectViewBox(pg.ViewBox):
-    """A ViewBox that pans/zooms, or draws a selection box or lasso with the left button."""
-
-    sigSelect = Signal(str, object, bool)  # "box" | "lasso", (x0, y0, x1, y1) or (M, 2) polygon, add
-
-    def __init__(self) -> None:
-        super().__init__(enableMenu=False)
-        self.mode = "pan"
-        self._start: QPointF | None = None
-        self._path: list[QPointF] = []
-        self._outline = QGraphicsPathItem()
-        pen = QPen(QColor(SELECTION_PEN), 1.5, Qt.PenStyle.DashLine)
-        pen.setCosmetic(True)
-        self._outline.setPen(pen)
-        self._outline.setBrush(QBrush(QColor(0, 229, 255, 30)))
-        self._outline.setZValue(1e6)
-        self._outline.hide()
-        self.addItem(self._outline, ignoreBounds=True)
-
-    def mouseDragEvent(self, ev: Any, axis: int | None = None) -> None:  # noqa: N802 - pyqtgraph name
-        if self.mode == "pan" or ev.button() != Qt.MouseButton.LeftButton:
-            super().mouseDragEvent(ev, axis)
-            return
-        ev.accept()
-        p = self.mapSceneToView(ev.scenePos())
-        if ev.isStart():
-            self._start = self.mapSceneToView(ev.buttonDownScenePos())
-            self._path = [self._start]
-        self._path.append(p)
-        path = QPainterPath()
-        if self.mode == "box" and self._start is not None:
-            path.addRect(QRectF(self._start, p).normalized())
-        else:
-            path.moveTo(self._path[0])
-            for q in self._path[1:]:
-                path.lineTo(q)
-            path.closeSubpath()
-        self._outline.setPath(path)
-        self._outline.show()
-        if ev.isFinish():
-            self._outline.hide()
-            add = bool(ev.modifiers() & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier))
-            if self.mode == "box" and self._start is not None:
-                self.sigSelect.emit("box", (self._start.x(), self._start.y(), p.x(), p.y()), add)
-            elif len(self._path) >= 3:
-                self.sigSelect.emit("lasso", np.array([(q.x(), q.y()) for q in self._path]), add)
-            self._start, self._path = None, []
-
-
-class _HoverCard(QFrame):
-    """The tooltip-like card of the point under the mouse: thumbnail and values."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.key = ""
-        self.setStyleSheet(
-            "QFrame { background: #1f1f1f; border: 1px solid #5a5a5a; border-radius: 4px; }"
-            "QLabel { border: none; background: transparent; color: #e6e6e6; }"
-        )
-        self.image = QLabel()
-        self.text = QLabel()
-        self.text.setTextFormat(Qt.TextFormat.RichText)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(6, 6, 8, 6)
-        lay.setSpacing(8)
-        lay.addWidget(self.image)
-        lay.addWidget(self.text)
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.setAutoFillBackground(True)
-        self.hide()
-
-
-class _Legend(QWidget):
-    """Category swatches with counts, or a colour bar with its range."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.colouring: Colouring | None = None
-        self.entries: list[tuple[QColor, str]] = []
-        self.setMinimumHeight(22)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-
-    def set_colouring(self, colouring: Colouring, entries: list[tuple[QColor, str]]) -> None:
-        self.colouring, self.entries = colouring, entries
-        self.update()
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt name
-        c = self.colouring
-        if c is None:
-            return
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        fm = p.fontMetrics()
-        y = (self.height() - fm.height()) // 2 + fm.ascent()
-        p.setPen(QColor(170, 170, 170))
-        p.drawText(4, y, c.label + ":")
-        x = 12 + fm.horizontalAdvance(c.label + ":")
-        if c.kind == "value":
-            bar = QRectF(x, self.height() / 2 - 5, min(220, self.width() - x - 120), 10)
-            grad = QLinearGradient(bar.topLeft(), bar.topRight())
-            cols = value_colours(8)
-            for i, col in enumerate(cols):
-                grad.setColorAt(i / (len(cols) - 1), col)
-            p.fillRect(bar, grad)
-            p.setPen(QColor(220, 220, 220))
-            p.drawText(int(bar.left()) - 2 - fm.horizontalAdvance(f"{c.vmin:.2g}") - 2, y, f"{c.vmin:.2g}")
-            p.drawText(int(bar.right()) + 4, y, f"{c.vmax:.2g}")
-            x = int(bar.right()) + 12 + fm.horizontalAdvance(f"{c.vmax:.2g}")
-            entries = self.entries[-1:]  # "unknown"
-        else:
-            entries = self.entries
-        for colour, text in entries:
-            p.setBrush(colour)
-            p.setPen(Qt.PenStyle.NoPen)
-            p.drawEllipse(QRectF(x, self.height() / 2 - 5, 10, 10))
-            p.setPen(QColor(220, 220, 220))
-            p.drawText(x + 14, y, text)
-            x += 26 + fm.horizontalAdvance(text)
-        p.end()
-
 
 class ExplorerPanel(QWidget):
     """The latent-space explorer: controls, the map, a legend and the similar-cases strip."""
@@ -207,8 +73,8 @@ class ExplorerPanel(QWidget):
         ex.colour_changed.connect(self._render_colours)
         ex.busy_changed.connect(self._on_busy)
         ex.source_changed.connect(self._render_source)
-        state.current_changed.connect(self._render_current)
-        state.predictions_changed.connect(lambda _k: self._render_source())
+        state.files.current_changed.connect(self._render_current)
+        state.runner.predictions_changed.connect(lambda _k: self._render_source())
         self.thumbnails.ready.connect(lambda key: self._show_hover(key) if key == self.hovered else None)
         self._render_source()
         self._render_points()
@@ -216,17 +82,18 @@ class ExplorerPanel(QWidget):
 
     # ------------------------------------------------------------------ building
     def _build(self) -> None:
-        self.view = _SelectViewBox()
+        self.view = SelectViewBox()
         self.view.sigSelect.connect(self._on_select)
         self.source_label = QLabel()
         self.source_label.setStyleSheet("color: #bbbbbb;")
         self.load_button = QPushButton("Load embeddings…")
-        self.load_button.setToolTip("Show an archive's embeddings file (python -m inference predict … --embeddings FILE)")
+        self.load_button.setToolTip(
+            "Show an archive's embeddings file (python -m inference predict … --embeddings FILE)"
+        )
         self.load_button.clicked.connect(self.load_embeddings_dialog)
-        load = QAction("Load embeddings…", self)
-        load.setToolTip(self.load_button.toolTip())
-        load.triggered.connect(self.load_embeddings_dialog)
-        self.menu_actions = [load]  # for the main window's File menu
+        self.load_action = QAction("Load embeddings…", self)  # the main window puts it in its File menu
+        self.load_action.setToolTip(self.load_button.toolTip())
+        self.load_action.triggered.connect(self.load_embeddings_dialog)
         self.opened_button = QPushButton("Opened images")
         self.opened_button.setToolTip("Show the opened images (those the model has run on)")
         self.opened_button.clicked.connect(self.explorer.use_opened)
@@ -308,7 +175,9 @@ class ExplorerPanel(QWidget):
         self.plot.setMinimumHeight(260)
         self.scatter = pg.ScatterPlotItem(pxMode=True, useCache=True, antialias=False, pen=None, hoverable=False)
         self.scatter.sigClicked.connect(self._on_clicked)
-        self.selection_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1))
+        self.selection_item = pg.ScatterPlotItem(
+            pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1)
+        )
         ring = pg.mkPen(CURRENT_PEN, width=2.5)
         self.current_item = pg.ScatterPlotItem(pxMode=True, antialias=True, brush=None, size=20, pen=ring)
         self.selection_item.setZValue(5)
@@ -317,11 +186,11 @@ class ExplorerPanel(QWidget):
             self.view.addItem(item)
         self.placeholder = pg.TextItem("", color="#8a8a8a", anchor=(0.5, 0.5))
         self.view.addItem(self.placeholder, ignoreBounds=True)
-        self.hover = _HoverCard(self.plot)
+        self.hover = HoverCard(self.plot)
         self._mouse = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=60, slot=self._on_mouse_moved)
         self.plot.scene().sigMouseClicked.connect(self._on_scene_clicked)
 
-        self.legend = _Legend()
+        self.legend = Legend()
         self.info = QLabel()
         self.info.setStyleSheet("color: #9a9a9a;")
         self.similar = SimilarStrip(self.explorer, self.thumbnails, self.accent_of)
@@ -385,7 +254,8 @@ class ExplorerPanel(QWidget):
 
     def _on_select(self, kind: str, shape: Any, add: bool) -> None:
         if kind == "box":
-            self.explorer.select_box(*shape, add=add)
+            x0, y0, x1, y1 = shape
+            self.explorer.select_box(x0, y0, x1, y1, add=add)
         else:
             self.explorer.select_polygon(shape, add=add)
 
@@ -416,7 +286,7 @@ class ExplorerPanel(QWidget):
         i = int(np.argmin(d2))
         return self.explorer.keys[i] if d2[i] <= radius_px**2 else ""
 
-    def _on_mouse_moved(self, args: tuple) -> None:
+    def _on_mouse_moved(self, args: tuple[QPointF, ...]) -> None:
         pos = args[0]
         key = self.key_at(pos)
         if key != self.hovered or not key:
@@ -436,13 +306,13 @@ class ExplorerPanel(QWidget):
         card.image.setVisible(pm is not None)
         lines = [f"<b>{_short(key)}</b>"]
         try:
-            rec = self.state.record(key)
-            side = f"{self.state.laterality(key) or '?'} {rec.view or '?'}"
+            rec = self.state.files.record(key)
+            side = f"{self.state.files.laterality(key) or '?'} {rec.view or '?'}"
             lines.append(f"{rec.patient_id or '?'} · {side} · {rec.study_date or ''}")
         except KeyError:
             path = ex.path_of(key)
             lines.append(f"archive · {_short(path, 40)}" if path else "archive image")
-        pred = self.state.predictions.get(key)
+        pred = self.state.runner.predictions.get(key)
         if pred is not None:
             lines.append(f"p(malignant) {pred.p_malignant:.3f} ± {pred.p_malignant_std:.3f}")
         c = ex.colouring()
@@ -470,7 +340,7 @@ class ExplorerPanel(QWidget):
         if row is None:
             return QColor(UNKNOWN_COLOUR)
         c = self.explorer.colouring()
-        colours = _palette(c)
+        colours = palette(c)
         return colours[int(self._colour_index(c, len(colours))[row])]
 
     def _render_source(self) -> None:
@@ -478,7 +348,7 @@ class ExplorerPanel(QWidget):
         if ex.source == "file" and ex.file_path is not None:
             text = f"Archive: {ex.file_path.name} · {len(ex.keys):,} images"
         else:
-            n = sum(1 for r in self.state.study_set.images if r.key in self.state.predictions)
+            n = sum(1 for r in self.state.files.study_set.images if r.key in self.state.runner.predictions)
             text = f"Opened images: {n} with a prediction"
             if ex.pending:
                 text += f" ({ex.pending} not on the map yet)"
@@ -496,13 +366,15 @@ class ExplorerPanel(QWidget):
             return pal
         v = c.values if c.values is not None else np.full(len(self.explorer.keys), np.nan, np.float32)
         span = max(c.vmax - c.vmin, 1e-12)
-        bins = np.clip(((v - c.vmin) / span * _VALUE_BINS).astype(np.float64), 0, _VALUE_BINS - 1)
+        bins = np.clip(((v - c.vmin) / span * VALUE_BINS).astype(np.float64), 0, VALUE_BINS - 1)
         return np.where(np.isfinite(v), np.nan_to_num(bins).astype(np.int64), unknown)
 
     def _render_points(self) -> None:
         ex = self.explorer
         n = len(ex.keys)
-        self.placeholder.setText("" if n else "No image with a prediction yet: open studies, or load an embeddings file")
+        self.placeholder.setText(
+            "" if n else "No image with a prediction yet: open studies, or load an embeddings file"
+        )
         self.placeholder.setPos(0, 0)
         if not n:
             self.scatter.clear()
@@ -519,7 +391,7 @@ class ExplorerPanel(QWidget):
         if not n:
             return
         c = ex.colouring()
-        self._colours = _palette(c)
+        self._colours = palette(c)
         idx = self._colour_index(c, len(self._colours))
         # draw unknown first, then by colour (high values on top), so rare findings stay visible
         key = np.where(idx == len(self._colours) - 1, -1, idx)
@@ -547,7 +419,9 @@ class ExplorerPanel(QWidget):
         entries = []
         if c.kind == "category" and c.codes is not None:
             counts = np.bincount(c.codes[c.codes >= 0].astype(np.int64), minlength=len(c.names))
-            entries = [(self._colours[i % len(CATEGORY_COLOURS)], f"{name} ({counts[i]:,})") for i, name in enumerate(c.names)]
+            entries = [
+                (self._colours[i % len(CATEGORY_COLOURS)], f"{name} ({counts[i]:,})") for i, name in enumerate(c.names)
+            ]
             if len(entries) > LEGEND_ENTRIES:
                 rest = len(entries) - LEGEND_ENTRIES + 1
                 entries = entries[: LEGEND_ENTRIES - 1] + [(QColor(0, 0, 0, 0), f"+{rest} more (colours repeat)")]
@@ -556,10 +430,9 @@ class ExplorerPanel(QWidget):
             entries.append((QColor(UNKNOWN_COLOUR), f"unknown ({unknown:,})"))
         self.legend.set_colouring(c, entries)
         self._render_selection()
-        self._render_current(self.state.current_key or "")
+        self._render_current(self.state.files.current_key or "")
         if fit:
             self.fit_view()
-        self.similar._repaint_labels()
 
     def _selected_rows(self) -> np.ndarray:
         ex = self.explorer
@@ -597,12 +470,6 @@ class ExplorerPanel(QWidget):
         self.progress.setRange(0, total if total > 0 else 0)
         self.progress.setValue(done)
         self.progress.setFormat(task)
-
-
-def _palette(c: Colouring) -> list[QColor]:
-    """The colours of a colouring; the last one is for unknown values."""
-    colours = [QColor(h) for h in CATEGORY_COLOURS] if c.kind == "category" else value_colours()
-    return colours + [QColor(UNKNOWN_COLOUR)]
 
 
 def _short(text: str, width: int = 28) -> str:

@@ -10,11 +10,12 @@ emits the request and the state decides.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap, QTransform
+from PySide6.QtCore import QEvent, QPointF, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap, QResizeEvent, QTransform
 from PySide6.QtWidgets import QLabel, QWidget
 
 from inference.imaging.decode import LoadedImage
@@ -92,25 +93,25 @@ class ViewContent:
     pinned: bool = True  # fit with the chest wall against the inner edge (a pair), else centred
 
 
-class _ViewBox(pg.ViewBox):
+class _ViewBox(pg.ViewBox):  # type: ignore[misc]  # pyqtgraph has no type information (its classes are Any)
     """A ViewBox whose right-drag (or Shift + left-drag) asks for a new window instead of zooming."""
 
     window_drag = Signal(float, float, bool)  # dx, dy (screen pixels since the drag began), start
 
-    def mouseDragEvent(self, ev: object, axis: object = None) -> None:  # noqa: N802 - pyqtgraph name
-        button = ev.button()  # type: ignore[attr-defined]
-        mods = ev.modifiers()  # type: ignore[attr-defined]
+    def mouseDragEvent(self, ev: Any, axis: object = None) -> None:  # noqa: N802 - pyqtgraph name
+        button = ev.button()
+        mods = ev.modifiers()
         shift_left = button == Qt.MouseButton.LeftButton and bool(mods & Qt.KeyboardModifier.ShiftModifier)
         if button == Qt.MouseButton.RightButton or shift_left:
-            ev.accept()  # type: ignore[attr-defined]
-            d = ev.screenPos() - ev.buttonDownScreenPos()  # type: ignore[attr-defined]
-            self.window_drag.emit(float(d.x()), float(d.y()), bool(ev.isStart()))  # type: ignore[attr-defined]
+            ev.accept()
+            d = ev.screenPos() - ev.buttonDownScreenPos()
+            self.window_drag.emit(float(d.x()), float(d.y()), bool(ev.isStart()))
             return
         super().mouseDragEvent(ev, axis)
 
-    def mouseClickEvent(self, ev: object) -> None:  # noqa: N802 - pyqtgraph name
-        if ev.button() == Qt.MouseButton.RightButton:  # type: ignore[attr-defined]
-            ev.accept()  # type: ignore[attr-defined]  # right button is for the window: no export menu
+    def mouseClickEvent(self, ev: Any) -> None:  # noqa: N802 - pyqtgraph name (its events are untyped)
+        if ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()  # right button is for the window: no export menu
             return
         super().mouseClickEvent(ev)
 
@@ -122,7 +123,9 @@ def _label(parent: QWidget, style: str) -> QLabel:
     return lab
 
 
-_MARKER_STYLE = "color: #ffd34d; font: bold 15pt 'DejaVu Sans'; background: rgba(0,0,0,140); padding: 2px 6px; border-radius: 3px;"
+_MARKER_STYLE = (
+    "color: #ffd34d; font: bold 15pt 'DejaVu Sans'; background: rgba(0,0,0,140); padding: 2px 6px; border-radius: 3px;"
+)
 _SMALL_STYLE = "color: #d8d8d8; font: 9pt 'DejaVu Sans Mono'; background: rgba(0,0,0,150); padding: 1px 4px;"
 _EDGE_STYLE = "color: #9fb7d9; font: bold 10pt 'DejaVu Sans'; background: transparent;"
 
@@ -176,7 +179,8 @@ class ImageView(QWidget):
             self._data is not None
             and self.content is not None
             and content is not None
-            and (self.content.key, self.content.pinned, self.content.chest_wall_right) == (content.key, content.pinned, content.chest_wall_right)
+            and (self.content.key, self.content.pinned, self.content.chest_wall_right)
+            == (content.key, content.pinned, content.chest_wall_right)
         )
         self.content = content
         if content is None or (content.image is None and content.reconstruction is None):
@@ -187,9 +191,15 @@ class ImageView(QWidget):
             self.caption.setText("loading…" if content else "")
             self._place_labels()
             return
-        data = content.reconstruction if content.reconstruction is not None else content.image.raw  # type: ignore[union-attr]
+        if content.reconstruction is not None:
+            data = content.reconstruction
+        else:
+            assert content.image is not None  # the early return above handles neither
+            data = content.image.raw
         h, w = data.shape
-        cw_right_in_pixels = bool(content.image.chest_wall_right) if content.image is not None else content.chest_wall_right
+        cw_right_in_pixels = (
+            bool(content.image.chest_wall_right) if content.image is not None else content.chest_wall_right
+        )
         mirrored = cw_right_in_pixels != content.chest_wall_right
         if data is not self._data or mirrored != self.mirrored:  # a caption change alone redraws no pixels
             self._data = data
@@ -348,10 +358,12 @@ class ImageView(QWidget):
             g = g[:, ::-1]
         g8 = np.ascontiguousarray((g * 255).astype(np.uint8))
         img = QImage(g8.data, g8.shape[1], g8.shape[0], g8.strides[0], QImage.Format.Format_Grayscale8).copy()
-        pix = QPixmap.fromImage(img).scaled(_MAG_SIZE, _MAG_SIZE, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation)
+        pix = QPixmap.fromImage(img).scaled(
+            _MAG_SIZE, _MAG_SIZE, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation
+        )
         self.mag.setPixmap(pix)
         self.mag.resize(_MAG_SIZE, _MAG_SIZE)
-        pos = self.gv.mapTo(self, at)  # type: ignore[arg-type]
+        pos = self.gv.mapTo(self, at)
         x = min(max(0, pos.x() + 20), max(0, self.width() - _MAG_SIZE))
         y = min(max(0, pos.y() + 20), max(0, self.height() - _MAG_SIZE))
         self.mag.move(x, y)
@@ -362,15 +374,15 @@ class ImageView(QWidget):
         if self.content is not None:
             self.clicked.emit(self.content.key)
 
-    def leaveEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt name
         self.mag.hide()
         self.readout.hide()
-        super().leaveEvent(event)  # type: ignore[arg-type]
+        super().leaveEvent(event)
 
     # ------------------------------------------------------------------ layout
-    def resizeEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt name
         self.gv.setGeometry(0, 0, self.width(), self.height())
-        super().resizeEvent(event)  # type: ignore[arg-type]
+        super().resizeEvent(event)
         if self._fitted:
             self.fit()
         self._place_labels()

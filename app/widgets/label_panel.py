@@ -1,10 +1,10 @@
 """The label panel: set each task of the current image (or the selection) with a confidence.
 
-Keyboard: ``L`` in the window gives the panel the keyboard; then number keys pick the focused task's class (1 = first class,
-0 = unknown), Up/Down switch task, ``[``/``-`` and ``]``/``+`` step the confidence by 10 %, Enter
-accepts and moves to the next image of the queue, Ctrl+Z / Ctrl+Shift+Z undo and redo. Pre-filled
-values are marked as suggestions (model, DICOM, manifest) until a person confirms them. A failed
-save shows a red banner at once and leaves the edit on screen.
+Keyboard: ``L`` in the window gives the panel the keyboard; then number keys pick the focused task's
+class (1 = first class, 0 = unknown), Up/Down switch task, ``[``/``-`` and ``]``/``+`` step the
+confidence by 10 %, Enter accepts and moves to the next image of the queue, Ctrl+Z / Ctrl+Shift+Z
+undo and redo. Pre-filled values are marked as suggestions (model, DICOM, manifest) until a person
+confirms them. A failed save shows a red banner at once and leaves the edit on screen.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QFocusEvent, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFrame,
@@ -26,9 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inference.formats import TASK_CLASSES, TASKS
-
 from app.models.labels import LabelsState, TaskDraft
+from inference.formats import TASK_CLASSES, TASKS
 
 __all__ = ["LabelPanel", "TaskEditor", "TASK_TITLES", "CLASS_NAMES"]
 
@@ -82,6 +81,7 @@ class TaskEditor(QFrame):
 
     def __init__(self, labels: LabelsState, task: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._rendering = False  # refresh() sets the controls: their signals are not requests
         self.setObjectName("task")
         self.labels = labels
         self.task = task
@@ -116,7 +116,9 @@ class TaskEditor(QFrame):
         self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.sliderReleased.connect(lambda: self._confidence(self.slider.value()))
-        self.slider.valueChanged.connect(lambda v: self._confidence(v) if not self.slider.isSliderDown() and not self._rendering else None)
+        self.slider.valueChanged.connect(
+            lambda v: self._confidence(v) if not self.slider.isSliderDown() and not self._rendering else None
+        )
         self.confidence = QLabel()
         self.confidence.setMinimumWidth(110)
         self.others = QLabel()
@@ -131,7 +133,6 @@ class TaskEditor(QFrame):
         grid.addWidget(self.slider, 2, 1)
         grid.addWidget(self.confidence, 2, 2)
         grid.addWidget(self.others, 3, 0, 1, 3)
-        self._rendering = False
 
     def _pick(self, value: str | None) -> None:
         self.labels.set_focus_task(self.task)
@@ -149,7 +150,7 @@ class TaskEditor(QFrame):
         t = self.labels.targets()
         return t[0] if t else ""
 
-    def render(self, d: TaskDraft | None, focused: bool, others: str) -> None:
+    def refresh(self, d: TaskDraft | None, focused: bool, others: str) -> None:
         self._rendering = True
         try:
             enabled = d is not None
@@ -201,11 +202,16 @@ class LabelPanel(QWidget):
         self.accept_button.setToolTip("Save these labels as confirmed and go to the next image (Enter)")
         self.undo_button = QPushButton("Undo")
         self.redo_button = QPushButton("Redo")
-        for b, slot in ((self.accept_button, self.accept), (self.undo_button, labels.undo), (self.redo_button, labels.redo)):
+        for b, slot in (
+            (self.accept_button, self.accept),
+            (self.undo_button, labels.undo),
+            (self.redo_button, labels.redo),
+        ):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(lambda _c=False, s=slot: (s(), self.setFocus()))
         help_line = QLabel(
-            "L: label this image · 1–6 class · 0 unknown · ↑/↓ task · [ ] or −/+ confidence ±10 % · Enter accept · Ctrl+Z undo"
+            "L: label this image · 1–6 class · 0 unknown · ↑/↓ task · [ ] or −/+ confidence ±10 % · "
+            "Enter accept · Ctrl+Z undo"
         )
         help_line.setStyleSheet("color: #8a8a8a;")
         help_line.setWordWrap(True)
@@ -231,23 +237,25 @@ class LabelPanel(QWidget):
         self.focus_shortcut = QShortcut(QKeySequence("L"), self, context=Qt.ShortcutContext.WindowShortcut)
         self.focus_shortcut.activated.connect(self.take_focus)
 
-        labels.drafts_changed.connect(lambda _k: self.render())
-        labels.labels_changed.connect(lambda _k: self.render())
-        labels.focus_changed.connect(lambda _t: self.render())
-        labels.annotator_changed.connect(lambda _n: self.render())
+        labels.drafts_changed.connect(lambda _k: self.refresh())
+        labels.labels_changed.connect(lambda _k: self.refresh())
+        labels.focus_changed.connect(lambda _t: self.refresh())
+        labels.annotator_changed.connect(lambda _n: self.refresh())
         labels.annotator_needed.connect(self._on_annotator_needed)
         labels.store_failed.connect(self._on_store_failed)
         labels.store_ok.connect(self.banner.hide)
-        labels.app.current_changed.connect(lambda _k: self.render())
+        labels.app.files.current_changed.connect(lambda _k: self.refresh())
         if labels.store_error:
             self._on_store_failed(labels.store_error)
-        self.render()
+        self.refresh()
 
     # ------------------------------------------------------------------ rendering
-    def render(self) -> None:
+    def refresh(self) -> None:
         lab = self.labels
         name = lab.annotator
-        self.who.setText(f"Annotator: <b>{escape(name)}</b>" if name else "Annotator: <i>not set (asked at the first label)</i>")
+        self.who.setText(
+            f"Annotator: <b>{escape(name)}</b>" if name else "Annotator: <i>not set (asked at the first label)</i>"
+        )
         keys = lab.targets()
         if not keys:
             self.target.setText("<i>No image</i>")
@@ -255,7 +263,7 @@ class LabelPanel(QWidget):
             self.target.setText(f"<b>{len(keys)} images selected</b> — an edit applies to all of them")
         else:
             try:
-                rec = lab.app.record(keys[0])
+                rec = lab.app.files.record(keys[0])
                 where = f"{rec.label} · {rec.path.name}"
             except KeyError:
                 where = keys[0]
@@ -264,20 +272,22 @@ class LabelPanel(QWidget):
         others = lab.others(keys[0]) if len(keys) == 1 else []
         for t, e in self.editors.items():
             o = ", ".join(
-                f"{r.annotator}: {'unknown' if r.value is None else r.value} {r.confidence:.0%}" for r in others if r.task == t
+                f"{r.annotator}: {'unknown' if r.value is None else r.value} {r.confidence:.0%}"
+                for r in others
+                if r.task == t
             )
-            e.render(drafts.get(t), t == lab.focus_task and self.hasFocus(), escape(o))
+            e.refresh(drafts.get(t), t == lab.focus_task and self.hasFocus(), escape(o))
         self.accept_button.setEnabled(bool(keys))
         self.undo_button.setEnabled(lab.can_undo())
         self.redo_button.setEnabled(lab.can_redo())
 
-    def focusInEvent(self, event: object) -> None:  # noqa: N802 - Qt name
-        super().focusInEvent(event)  # type: ignore[arg-type]
-        self.render()
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt name
+        super().focusInEvent(event)
+        self.refresh()
 
-    def focusOutEvent(self, event: object) -> None:  # noqa: N802 - Qt name
-        super().focusOutEvent(event)  # type: ignore[arg-type]
-        self.render()
+    def focusOutEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt name
+        super().focusOutEvent(event)
+        self.refresh()
 
     # ------------------------------------------------------------------ requests
     def take_focus(self) -> None:
@@ -315,7 +325,9 @@ class LabelPanel(QWidget):
         mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if mods & Qt.KeyboardModifier.ControlModifier:
             return key in (Qt.Key.Key_Z, Qt.Key.Key_Y)
-        return key in _DIGITS or key in _MINUS or key in _PLUS or key in _ENTER or key in (Qt.Key.Key_Up, Qt.Key.Key_Down)
+        return (
+            key in _DIGITS or key in _MINUS or key in _PLUS or key in _ENTER or key in (Qt.Key.Key_Up, Qt.Key.Key_Down)
+        )
 
     def event(self, event: QEvent) -> bool:
         # Take our keys before window shortcuts (layouts on 1-4, studies on [ and ]) see them.

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import importlib.resources
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QUrl, Qt
-from PySide6.QtGui import QAction, QActionGroup, QColor, QDragEnterEvent, QDropEvent, QKeySequence, QPalette
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QPalette,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDockWidget,
-    QFrame,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMenu,
@@ -28,17 +38,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.labels import LabelsState
+from app.models.settings import Settings
+from app.models.state import AppState
 from app.widgets.browser import ProblemsPanel, StudyBrowser
 from app.widgets.dialogs import RESEARCH_NOTICE, AboutDialog, SettingsDialog, ShortcutsDialog
 from app.widgets.explorer import ExplorerPanel
 from app.widgets.image_view import PRESETS
 from app.widgets.label_panel import LabelPanel
-from app.models.labels import LabelsState
 from app.widgets.overlays import OverlayControls
 from app.widgets.predictions_panel import PredictionsPanel
 from app.widgets.queue_panel import QueuePanel
-from app.models.settings import Settings
-from app.models.state import AppState
 from app.widgets.viewer import HangingViewer
 
 __all__ = ["MainWindow", "apply_dark_theme", "samples_path"]
@@ -103,14 +113,16 @@ class MainWindow(QMainWindow):
         self._build_status()
         self._build_panels()
         s = state
-        s.busy_changed.connect(self._on_busy)
-        s.message.connect(self._on_message)
-        s.model_changed.connect(self._on_model_changed)
-        s.overlay_changed.connect(self._render_overlay_controls)
-        s.predictions_changed.connect(lambda _k: self._render_overlay_controls())
-        s.current_changed.connect(self._on_current_changed)
-        s.display_changed.connect(self._render_display_controls)
-        s.images_changed.connect(lambda keys: self._on_current_changed(s.current_key or "") if s.current_key in keys else None)
+        s.activity.busy_changed.connect(self._on_busy)
+        s.activity.message.connect(self._on_message)
+        s.runner.model_changed.connect(self._on_model_changed)
+        s.display.overlay_changed.connect(self._render_overlay_controls)
+        s.runner.predictions_changed.connect(lambda _k: self._render_overlay_controls())
+        s.files.current_changed.connect(self._on_current_changed)
+        s.display.display_changed.connect(self._render_display_controls)
+        s.memory.images_changed.connect(
+            lambda keys: self._on_current_changed(s.files.current_key or "") if s.files.current_key in keys else None
+        )
         self.resize(1600, 1000)
         geometry = self.settings.window_geometry
         if not geometry.isEmpty():
@@ -160,24 +172,29 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.panels["Predictions"], self.panels["Labels"])
         self.panels["Studies"].raise_()
         self.panels["Predictions"].raise_()
-        first = self.file_menu.actions()[3] if len(self.file_menu.actions()) > 3 else None
-        for act in self.queue.menu_actions:
-            self.file_menu.insertAction(first, act)
         self.shortcut_rows.append(("L", "label this image (then 1-6 / 0, [ ], Enter)"))
         # The latent-space explorer of the 496-d embeddings, linked to the viewer and the labels.
         self.explorer = ExplorerPanel(self.state, self.labels)
         # Wide and tall: it lives below the viewer and opens on demand (Ctrl+6, View > Panels).
         self.add_panel("Latent space", self.explorer, Qt.DockWidgetArea.BottomDockWidgetArea, "Ctrl+6")
         self.panels["Latent space"].hide()
-        for act in getattr(self.explorer, "menu_actions", ()):
-            self.file_menu.insertAction(first, act)
+        # The panels' file actions go into File, after the ways to open and before Recent.
+        for act in (
+            self.queue.export_action,
+            self.queue.import_action,
+            self.queue.models_action,
+            self.explorer.load_action,
+        ):
+            self.file_menu.insertAction(self.recent_menu.menuAction(), act)
         self.splitDockWidget(self.panels["Studies"], self.panels["Problems"], Qt.Orientation.Vertical)
         self.resizeDocks([self.panels["Studies"], self.panels["Predictions"]], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.panels["Studies"], self.panels["Problems"]], [640, 200], Qt.Orientation.Vertical)
         self.resizeDocks([self.panels["Latent space"]], [360], Qt.Orientation.Vertical)
 
     # ------------------------------------------------------------------ actions
-    def _action(self, menu: QMenu, text: str, slot: Callable[[], object], keys: str | list[str] | None = None, what: str = "") -> QAction:
+    def _action(
+        self, menu: QMenu, text: str, slot: Callable[[], object], keys: str | list[str] | None = None, what: str = ""
+    ) -> QAction:
         act = QAction(text, self)
         if keys:
             seqs = [keys] if isinstance(keys, str) else keys
@@ -209,23 +226,43 @@ class MainWindow(QMainWindow):
             "mlo": ("&MLO pair", "3"),
             "single": ("&1 image", "4"),
         }.items():
-            act = self._action(v, text, lambda k=key: self.state.set_display(layout=k), sc, f"Layout: {text.replace('&', '')}")
-            act.setToolTip({"hanging": "R-CC and L-CC above R-MLO and L-MLO", "cc": "The CC pair", "mlo": "The MLO pair", "single": "The current image alone"}[key])
+            act = self._action(
+                v, text, partial(self.state.display.set_view, layout=key), sc, f"Layout: {text.replace('&', '')}"
+            )
+            act.setToolTip(
+                {
+                    "hanging": "R-CC and L-CC above R-MLO and L-MLO",
+                    "cc": "The CC pair",
+                    "mlo": "The MLO pair",
+                    "single": "The current image alone",
+                }[key]
+            )
             act.setCheckable(True)
             group.addAction(act)
             self.layout_actions[key] = act
         v.addSeparator()
-        self.act_evidence = self._action(v, "Malignancy &evidence overlay", lambda: self.state.toggle_overlay("evidence"), "E")
-        self.act_error = self._action(v, "Reconstruction e&rror overlay", lambda: self.state.toggle_overlay("error"), "R")
+        self.act_evidence = self._action(
+            v, "Malignancy &evidence overlay", lambda: self.state.display.toggle_overlay("evidence"), "E"
+        )
+        self.act_error = self._action(
+            v, "Reconstruction e&rror overlay", lambda: self.state.display.toggle_overlay("error"), "R"
+        )
         self.act_recon = self._action(
-            v, "Reconstruction &beside", lambda: self.state.set_overlay(reconstruction=not self.state.overlay.reconstruction), "B"
+            v,
+            "Reconstruction &beside",
+            lambda: self.state.display.set_overlay(reconstruction=not self.state.display.overlay.reconstruction),
+            "B",
         )
         for act in (self.act_evidence, self.act_error, self.act_recon):
             act.setCheckable(True)
         v.addSeparator()
-        self.act_invert = self._action(v, "&Invert", lambda: self.state.set_display(inverted=not self.state.display.inverted), "I")
+        self.act_invert = self._action(
+            v, "&Invert", lambda: self.state.display.set_view(inverted=not self.state.display.view.inverted), "I"
+        )
         self.act_invert.setCheckable(True)
-        self.act_magnifier = self._action(v, "&Magnifier", lambda: self.state.set_display(magnifier=not self.state.display.magnifier), "M")
+        self.act_magnifier = self._action(
+            v, "&Magnifier", lambda: self.state.display.set_view(magnifier=not self.state.display.view.magnifier), "M"
+        )
         self.act_magnifier.setCheckable(True)
         self._action(v, "Next window &preset", self._next_preset, "W")
         self._action(v, "Re&set zoom, pan and window", self.reset_view, ["0", "Home"])
@@ -233,12 +270,12 @@ class MainWindow(QMainWindow):
         self.panels_menu = v.addMenu("&Panels")
 
         g = bar.addMenu("&Go")
-        self._action(g, "&Next image", lambda: self.state.step_image(1), ["N", "PgDown"])
-        self._action(g, "&Previous image", lambda: self.state.step_image(-1), ["P", "PgUp"])
-        self._action(g, "Next &study", lambda: self.state.step_study(1), ["]", "Ctrl+PgDown"])
-        self._action(g, "Previous s&tudy", lambda: self.state.step_study(-1), ["[", "Ctrl+PgUp"])
+        self._action(g, "&Next image", lambda: self.state.files.step_image(1), ["N", "PgDown"])
+        self._action(g, "&Previous image", lambda: self.state.files.step_image(-1), ["P", "PgUp"])
+        self._action(g, "Next &study", lambda: self.state.files.step_study(1), ["]", "Ctrl+PgDown"])
+        self._action(g, "Previous s&tudy", lambda: self.state.files.step_study(-1), ["[", "Ctrl+PgUp"])
         g.addSeparator()
-        self._action(g, "&Run the model again on missing predictions", self.state.run_inference, "F5")
+        self._action(g, "&Run the model again on missing predictions", self.state.runner.run_inference, "F5")
         self._action(g, "&Cancel the model run", self.state.cancel, "Esc")
 
         h = bar.addMenu("&Help")
@@ -258,7 +295,7 @@ class MainWindow(QMainWindow):
         self.preset_combo.setMinimumWidth(200)
         self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.preset_combo.setToolTip("Window presets: the file's windows and a few standard ones (W cycles)")
-        self.preset_combo.activated.connect(lambda i: self.state.set_display(preset=self.preset_combo.itemData(i)))
+        self.preset_combo.activated.connect(lambda i: self.state.display.set_view(preset=self.preset_combo.itemData(i)))
         tb.addWidget(self.preset_combo)
         tb.addAction(self.act_invert)
         tb.addAction(self.act_magnifier)
@@ -267,8 +304,8 @@ class MainWindow(QMainWindow):
         tb.addAction(reset)
         tb.addSeparator()
         self.overlay_controls = OverlayControls()
-        self.overlay_controls.kind_requested.connect(lambda k: self.state.set_overlay(kind=k))
-        self.overlay_controls.opacity_requested.connect(lambda o: self.state.set_overlay(opacity=o))
+        self.overlay_controls.kind_requested.connect(lambda k: self.state.display.set_overlay(kind=k))
+        self.overlay_controls.opacity_requested.connect(lambda o: self.state.display.set_overlay(opacity=o))
         tb.addWidget(self.overlay_controls)
         tb.addAction(self.act_recon)
 
@@ -311,18 +348,17 @@ class MainWindow(QMainWindow):
 
     def _on_model_changed(self) -> None:
         s = self.state
-        if s.session is not None:
-            self.device_label.setText(f"model {s.session.version} on {s.session.device.upper()}")
-        elif s.model_error:
+        if s.runner.session is not None:
+            self.device_label.setText(f"model {s.runner.session.version} on {s.runner.session.device.upper()}")
+        elif s.runner.model_error:
             self.device_label.setText("model: error")
-            self.device_label.setToolTip(s.model_error)
+            self.device_label.setToolTip(s.runner.model_error)
         else:
             self.device_label.setText("model: not loaded")
 
     def _render_overlay_controls(self) -> None:
-        ov = self.state.overlay
-        kind, vrange = self.viewer.overlay_scale
-        self.overlay_controls.show_state(ov.kind, ov.opacity, vrange if kind == ov.kind else (0.0, 1.0))
+        ov = self.state.display.overlay
+        self.overlay_controls.show_state(ov.kind, ov.opacity, self.state.display.overlay_range)
         self.act_evidence.setChecked(ov.kind == "evidence")
         self.act_error.setChecked(ov.kind == "error")
         self.act_recon.setChecked(ov.reconstruction)
@@ -330,7 +366,7 @@ class MainWindow(QMainWindow):
     def _on_current_changed(self, key: str) -> None:
         self.preset_combo.blockSignals(True)
         self.preset_combo.clear()
-        img = self.state.image(key) if key else None
+        img = self.state.memory.image(key) if key else None
         if img is not None:
             for i, w in enumerate(img.windows):
                 self.preset_combo.addItem(f"{w.name or 'File window'} (C {w.center:g} / W {w.width:g})", f"dicom:{i}")
@@ -340,12 +376,15 @@ class MainWindow(QMainWindow):
             self.preset_combo.addItem(title, name)
         self.preset_combo.blockSignals(False)
         self._render_display_controls()
-        rec = self.state.current_record
+        self._render_overlay_controls()  # the colour range is the current study's
+        rec = self.state.files.current_record
         if rec is not None:
-            self.setWindowTitle(f"mammo-review — {rec.patient_id or rec.path.name} — research use only, not for diagnosis")
+            self.setWindowTitle(
+                f"mammo-review — {rec.patient_id or rec.path.name} — research use only, not for diagnosis"
+            )
 
     def _render_display_controls(self) -> None:
-        d = self.state.display
+        d = self.state.display.view
         self.layout_actions[d.layout].setChecked(True)
         self.act_invert.setChecked(d.inverted)
         self.act_magnifier.setChecked(d.magnifier)
@@ -359,14 +398,14 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ requests
     def reset_view(self) -> None:
-        self.state.reset_display()
+        self.state.display.reset()
         self.viewer.reset_views()
 
     def _next_preset(self) -> None:
         n = self.preset_combo.count()
         if n:
             i = (self.preset_combo.currentIndex() + 1) % n
-            self.state.set_display(preset=self.preset_combo.itemData(i))
+            self.state.display.set_view(preset=self.preset_combo.itemData(i))
 
     def open_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of studies")
@@ -391,7 +430,9 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(nothing yet)").setEnabled(False)
         else:
             self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear the list").triggered.connect(lambda _c=False: self.settings.clear_recent())
+            self.recent_menu.addAction("Clear the list").triggered.connect(
+                lambda _c=False: self.settings.clear_recent()
+            )
 
     def settings_dialog(self) -> None:
         from inference.model.session import cuda_available
@@ -401,11 +442,11 @@ class MainWindow(QMainWindow):
             c = dlg.choice()
             self.settings.annotator = c.annotator
             if c.cache_dir and Path(c.cache_dir) != self.settings.cache_dir:
-                self.state.set_cache_dir(c.cache_dir)
+                self.state.runner.set_cache_dir(c.cache_dir)
             if c.model_path != self.settings.model_path:
-                self.state.set_model_path(c.model_path)
+                self.state.runner.set_model_path(c.model_path)
             if c.device != self.settings.device:
-                self.state.set_device(c.device)
+                self.state.runner.set_device(c.device)
 
     def shortcuts_dialog(self) -> None:
         ShortcutsDialog(self.shortcut_rows, self).exec()
@@ -424,9 +465,9 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.state.open_paths(paths)
 
-    def closeEvent(self, event: object) -> None:  # noqa: N802 - Qt name
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
         self.settings.window_geometry = self.saveGeometry()
         self.settings.window_state = self.saveState()
         self.state.shutdown()
         self.labels.close()
-        super().closeEvent(event)  # type: ignore[arg-type]
+        super().closeEvent(event)

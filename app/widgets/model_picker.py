@@ -1,4 +1,4 @@
-"""The model picker: bundled and user models with their version and card; loads one via AppState.
+"""The model picker: bundled and user models with their version and card; loads one via the model runner.
 
 Models are ``<name>.onnx`` files with their manifest ``<name>.json`` and card ``<name>.md`` beside
 them, in the ``resources`` package (bundled) and in the user's models folder (``models/`` in the
@@ -28,10 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.state import AppState
 from inference.errors import ModelError
 from inference.formats import read_model_manifest
-
-from app.models.state import AppState
 
 __all__ = ["ModelEntry", "list_models", "bundled_models_folder", "user_models_folder", "ModelPickerDialog"]
 
@@ -98,7 +97,7 @@ def list_models(folders: Iterable[tuple[Path, bool]]) -> list[ModelEntry]:
 
 
 class ModelPickerDialog(QDialog):
-    """List models; "Use this model" asks AppState to load the chosen one."""
+    """List models; "Use this model" asks the model runner to load the chosen one."""
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -138,7 +137,7 @@ class ModelPickerDialog(QDialog):
         known = {e.path.resolve() for e in self.entries}
         self.entries += [_entry(p, False) for p in self.extra if p.resolve() not in known]
         chosen = self.state.settings.model_path
-        m = self.state.manifest
+        m = self.state.runner.manifest
         self.current.setText(
             f"In use: <b>{escape(m.name)} {escape(m.version)}</b>" if m is not None else "In use: (no model loaded yet)"
         )
@@ -178,7 +177,9 @@ class ModelPickerDialog(QDialog):
         self.use_button.setEnabled(not e.error)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "A model (.onnx with its .json beside it)", "", "ONNX model (*.onnx)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "A model (.onnx with its .json beside it)", "", "ONNX model (*.onnx)"
+        )
         if path:
             self.extra.append(Path(path))
             self.refresh()
@@ -187,10 +188,10 @@ class ModelPickerDialog(QDialog):
                     self.list.setCurrentRow(i)
 
     def use_selected(self) -> None:
-        """Ask AppState to load the selected model ("" = the bundled default)."""
+        """Ask the model runner to load the selected model ("" = the bundled default)."""
         e = self.selected()
         if e is None or e.error:
             return
         default = (bundled_models_folder() / "mammo-mtl.onnx").resolve()
-        self.state.set_model_path("" if e.path.resolve() == default else str(e.path))
+        self.state.runner.set_model_path("" if e.path.resolve() == default else str(e.path))
         self.accept()

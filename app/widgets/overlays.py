@@ -15,7 +15,8 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QWidget
 
-from inference.model.predict import Prediction, smooth_evidence
+from app.models.display import EVIDENCE_SMOOTHING, overlay_range
+from inference.model.predict import Prediction
 
 __all__ = ["OVERLAY_TITLES", "lut", "overlay_map", "overlay_range", "overlay_rgba", "ColorBar", "OverlayControls"]
 
@@ -47,11 +48,6 @@ def lut(kind: str) -> np.ndarray:
     return out
 
 
-#: Gaussian blur (in H/16 cells) of the evidence grid before display: the deepest level's evidence
-#: is spread evenly over 4 x 4 cells, which would read as hard blocks on the image.
-EVIDENCE_SMOOTHING = 1.0
-
-
 def overlay_map(pred: Prediction, kind: str) -> np.ndarray | None:
     """The map of ``kind`` on the original image's pixel grid, zero outside the breast the model saw
     (None when the model has no such output)."""
@@ -67,27 +63,12 @@ def overlay_map(pred: Prediction, kind: str) -> np.ndarray | None:
     return np.where(breast, m, 0.0).astype(np.float32)
 
 
-def overlay_range(kind: str, predictions: list[Prediction]) -> tuple[float, float]:
-    """Colour range shared by a study's images so their overlays compare: (vmin, vmax)."""
-    values: list[float] = []
-    for p in predictions:
-        if kind == "evidence" and p.evidence is not None:
-            values.append(float(np.max(np.abs(smooth_evidence(p.evidence, EVIDENCE_SMOOTHING)))))
-        elif kind == "error":
-            err = p.error_map()
-            if err is not None:
-                values.append(float(np.percentile(err[:, : p.geometry.content_shape[1]], 99.5)))
-    top = max(values) if values else 1.0
-    top = top if top > 1e-12 else 1.0
-    return (-top, top) if kind == "evidence" else (0.0, top)
-
-
 def overlay_rgba(data: np.ndarray, kind: str, vrange: tuple[float, float], opacity: float) -> np.ndarray:
     """Colour a map: [H, W, 4] uint8; alpha follows the map's strength (zero where it is zero) times ``opacity``."""
     lo, hi = vrange
     v = np.asarray(data, np.float32)
     norm = np.clip((v - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    out = lut(kind)[np.round(norm * (_LUT_SIZE - 1)).astype(np.intp)]
+    out: np.ndarray = lut(kind)[np.round(norm * (_LUT_SIZE - 1)).astype(np.intp)]
     strength = np.abs(v) / max(abs(lo), abs(hi), 1e-12) if kind == "evidence" else norm
     alpha = np.clip(strength * 1.6, 0.0, 1.0) * float(np.clip(opacity, 0.0, 1.0)) * 255.0
     out[..., 3] = np.round(alpha).astype(np.uint8)

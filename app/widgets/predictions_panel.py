@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.state import AppState
 from inference.errors import ManifestError
 from inference.formats import ModelManifest
-
-from app.models.state import AppState
+from inference.model.summary import BreastSummary, ExamSummary
 
 __all__ = ["PredictionsPanel", "ProbabilityBars", "ACR_MEANING", "DENSITY_MEANING", "operating_points"]
 
@@ -49,7 +49,12 @@ DENSITY_MEANING = {
 }
 VIEW_MEANING = {"CC": "cranio-caudal", "MLO": "medio-lateral oblique"}
 _MEANINGS = {"acr": ACR_MEANING, "density": DENSITY_MEANING, "view": VIEW_MEANING, "malignancy": {}}
-_TITLES = {"malignancy": "Malignancy", "acr": "ACR category (BI-RADS assessment)", "density": "BI-RADS density", "view": "View"}
+_TITLES = {
+    "malignancy": "Malignancy",
+    "acr": "ACR category (BI-RADS assessment)",
+    "density": "BI-RADS density",
+    "view": "View",
+}
 _BAR_STYLE = (
     "QProgressBar { border: 1px solid #3a3a3a; border-radius: 2px; background: #1b1b1b; color: #e8e8e8;"
     " text-align: right; padding-right: 4px; max-height: 15px; }"
@@ -99,8 +104,9 @@ class ProbabilityBars(QWidget):
             return
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.bars = {}
         self._classes = classes
         meaning = _MEANINGS.get(self.task, {})
@@ -122,7 +128,7 @@ class ProbabilityBars(QWidget):
 
     def set_values(self, probs: Sequence[float] | None) -> None:
         top = int(np.argmax(probs)) if probs else -1
-        for i, (c, bar) in enumerate(self.bars.items()):
+        for i, bar in enumerate(self.bars.values()):
             if probs is None or i >= len(probs):
                 bar.setValue(0)
                 bar.setFormat("–")
@@ -192,9 +198,11 @@ class PredictionsPanel(QScrollArea):
             lay.addWidget(box)
             self.task_boxes[task] = (box, bars)
         self.view_flag = QLabel("")
-        self.task_boxes["view"][0].layout().addWidget(self.view_flag)
         self.lat_flag = QLabel("")
-        self.task_boxes["view"][0].layout().addWidget(self.lat_flag)
+        view_box = self.task_boxes["view"][0].layout()
+        assert view_box is not None  # every task box was given its layout above
+        view_box.addWidget(self.view_flag)
+        view_box.addWidget(self.lat_flag)
 
         sums = QGroupBox("Breast and exam (highest view wins)")
         self.summary_form = QFormLayout(sums)
@@ -212,26 +220,26 @@ class PredictionsPanel(QScrollArea):
         lay.addWidget(self.model_label)
         lay.addStretch(1)
 
-        self.op_slider.valueChanged.connect(lambda v: self.state.set_operating_point(v / 1000))
-        self.op_spin.valueChanged.connect(self.state.set_operating_point)
+        self.op_slider.valueChanged.connect(lambda v: self.state.runner.set_operating_point(v / 1000))
+        self.op_spin.valueChanged.connect(self.state.runner.set_operating_point)
         self.op_presets.activated.connect(self._on_preset)
         s = state
-        s.current_changed.connect(lambda _k: self.refresh())
-        s.predictions_changed.connect(lambda keys: self.refresh())
-        s.model_changed.connect(self._on_model_changed)
-        s.operating_point_changed.connect(lambda _t: self.refresh())
-        s.images_changed.connect(lambda keys: self.refresh() if self.state.current_key in keys else None)
+        s.files.current_changed.connect(lambda _k: self.refresh())
+        s.runner.predictions_changed.connect(lambda keys: self.refresh())
+        s.runner.model_changed.connect(self._on_model_changed)
+        s.runner.operating_point_changed.connect(lambda _t: self.refresh())
+        s.memory.images_changed.connect(lambda keys: self.refresh() if self.state.files.current_key in keys else None)
         self._on_model_changed()
 
     # ------------------------------------------------------------------ requests
     def _on_preset(self, index: int) -> None:
         value = self.op_presets.itemData(index)
         if value is not None:
-            self.state.set_operating_point(float(value))
+            self.state.runner.set_operating_point(float(value))
 
     # ------------------------------------------------------------------ rendering
     def _on_model_changed(self) -> None:
-        m = self.state.manifest
+        m = self.state.runner.manifest
         self.op_presets.clear()
         for title, t in operating_points(m):
             self.op_presets.addItem(title, t)
@@ -239,34 +247,34 @@ class PredictionsPanel(QScrollArea):
             for task, (box, bars) in self.task_boxes.items():
                 bars.set_classes(m.tasks.get(task, ()))
                 box.setVisible(task in m.tasks)
-            dev = getattr(self.state.session, "device", "?")
+            dev = getattr(self.state.runner.session, "device", "?")
             self.model_label.setText(f"Model {m.name} {m.version} on {dev}. {m.intended_use}")
-        elif self.state.model_error:
-            self.model_label.setText(f"<span style='color:#ff6b6b'>{self.state.model_error}</span>")
+        elif self.state.runner.model_error:
+            self.model_label.setText(f"<span style='color:#ff6b6b'>{self.state.runner.model_error}</span>")
         else:
             self.model_label.setText("Model not loaded yet")
         self.refresh()
 
     def refresh(self) -> None:
         s = self.state
-        t = s.operating_point
+        t = s.runner.operating_point
         for w in (self.op_slider, self.op_spin):
             w.blockSignals(True)
         self.op_slider.setValue(int(round(t * 1000)))
         self.op_spin.setValue(t)
         for w in (self.op_slider, self.op_spin):
             w.blockSignals(False)
-        key = s.current_key
-        rec = s.current_record
+        key = s.files.current_key
+        rec = s.files.current_record
         if key is None or rec is None:
             self.title.setText("No image")
             self._clear()
             return
-        lat = s.laterality(key)
+        lat = s.files.laterality(key)
         self.title.setText(f"{lat or '?'} {rec.view or rec.model_view or '?'}  ·  {rec.patient_id or rec.path.name}")
         self.title.setToolTip(str(rec.path))
-        pred = s.prediction(key)
-        problem = s.load_problems.get(key)
+        pred = s.runner.prediction(key)
+        problem = s.files.load_problems.get(key)
         if pred is None:
             self._clear("cannot be predicted: " + problem.reason if problem else "waiting for the model…")
             self._summaries(key)
@@ -276,7 +284,7 @@ class PredictionsPanel(QScrollArea):
         self.p_label.setToolTip(f"Monte-Carlo dropout: mean {mc:.3f}, std {std:.3f}")
         self.p_bar.setValue(int(round(p * 1000)) if p == p else 0)
         self.p_bar.setFormat(f"{p * 100:.1f} %")
-        flagged = s.flagged(key)
+        flagged = s.runner.flagged(key)
         self.p_bar.setStyleSheet(_BAR_STYLE % ("#d9534f" if flagged else "#4f7fbf"))
         if flagged:
             self.flag_label.setText(f"▲ Above the operating point ({t:.3f})")
@@ -289,8 +297,8 @@ class PredictionsPanel(QScrollArea):
         # model view vs the file's view
         view_probs = pred.probabilities.get("view")
         mview = ""
-        if view_probs and s.manifest is not None:
-            mview = s.manifest.tasks["view"][int(np.argmax(view_probs))]
+        if view_probs and s.runner.manifest is not None:
+            mview = s.runner.manifest.tasks["view"][int(np.argmax(view_probs))]
         if mview and rec.model_view and mview != rec.model_view:
             self.view_flag.setText(f"⚠ The model sees {mview}; the file says {rec.view}")
             self.view_flag.setStyleSheet(_FLAG_STYLE)
@@ -300,9 +308,11 @@ class PredictionsPanel(QScrollArea):
             self.view_flag.setStyleSheet(_OK_STYLE if rec.model_view else "")
         else:
             self.view_flag.setText("")
-        pix = s.pixel_laterality.get(key, "")
+        pix = s.files.pixel_laterality.get(key, "")
         if rec.laterality and pix and pix != rec.laterality:
-            self.lat_flag.setText(f"⚠ The pixels look like a {pix} breast; the {rec.laterality_source} says {rec.laterality}")
+            self.lat_flag.setText(
+                f"⚠ The pixels look like a {pix} breast; the {rec.laterality_source} says {rec.laterality}"
+            )
             self.lat_flag.setStyleSheet(_FLAG_STYLE)
         elif pix and not rec.laterality:
             self.lat_flag.setText(f"Laterality {pix} from the pixels (no tag)")
@@ -313,25 +323,25 @@ class PredictionsPanel(QScrollArea):
 
     def _summaries(self, key: str) -> None:
         s = self.state
-        b = s.breast_of(key)
-        e = s.exam_of(key)
+        b = s.runner.breast_of(key)
+        e = s.runner.exam_of(key)
         self.breast_label.setText(self._summary_text(b) if b is not None else "–")
         self.exam_label.setText(self._summary_text(e) if e is not None else "–")
 
-    def _summary_text(self, summ: object) -> str:
+    def _summary_text(self, summ: BreastSummary | ExamSummary) -> str:
         s = self.state
-        p = float(getattr(summ, "p_malignant"))
-        std = float(getattr(summ, "p_malignant_std"))
-        src = getattr(summ, "source_key")
+        p = float(summ.p_malignant)
+        std = float(summ.p_malignant_std)
+        src = summ.source_key
         try:
-            rec = s.record(src)
-            where = f"{s.laterality(src) or '?'} {rec.view or '?'}"
+            rec = s.files.record(src)
+            where = f"{s.files.laterality(src) or '?'} {rec.view or '?'}"
         except KeyError:
             where = "?"
-        flagged = p == p and p >= s.operating_point
+        flagged = p == p and p >= s.runner.operating_point
         colour = "#ff6b6b" if flagged else "#e8e8e8"
-        acr = getattr(summ, "acr")
-        dens = getattr(summ, "density")
+        acr = summ.acr
+        dens = summ.density
         parts = [f"<span style='color:{colour}'><b>P {p:.3f}</b>" + (f" ± {std:.3f}" if std == std else "") + "</span>"]
         parts.append(f"from {where}")
         if acr:

@@ -2,7 +2,8 @@
 
 The table lists the opened images in the queue's order (model uncertainty, model/label
 disagreement, or unlabelled first); a click opens an image. The panel also holds the
-"Export labels…", "Import labels…" and "Models…" actions (``menu_actions`` for the File menu).
+"Export labels…", "Import labels…" and "Models…" actions: its buttons trigger them, and the main
+window puts them in its File menu.
 """
 
 from __future__ import annotations
@@ -71,9 +72,8 @@ class QueuePanel(QWidget):
         self.import_action.triggered.connect(lambda _c=False: self.import_dialog())
         self.models_action = QAction("&Models…", self)
         self.models_action.triggered.connect(lambda _c=False: self.models_dialog())
-        self.menu_actions = (self.export_action, self.import_action, self.models_action)
         row = QHBoxLayout()
-        for act in self.menu_actions:
+        for act in (self.export_action, self.import_action, self.models_action):
             b = QPushButton(act.text().replace("&", ""))
             b.clicked.connect(lambda _c=False, a=act: a.trigger())
             row.addWidget(b)
@@ -88,12 +88,12 @@ class QueuePanel(QWidget):
         lay.addWidget(nxt)
         lay.addLayout(row)
 
-        labels.queue_changed.connect(self.render)
-        self.app.current_changed.connect(lambda _k: self._mark_current())
-        self.render()
+        labels.queue_changed.connect(self.refresh)
+        self.app.files.current_changed.connect(lambda _k: self._mark_current())
+        self.refresh()
 
     # ------------------------------------------------------------------ rendering
-    def render(self) -> None:
+    def refresh(self) -> None:
         queue = self.labels.queue
         prog = self.labels.progress()
         self.bar.setRange(0, max(1, prog.total))
@@ -102,7 +102,7 @@ class QueuePanel(QWidget):
         self.table.setRowCount(len(queue))
         for i, item in enumerate(queue):
             try:
-                rec = self.app.record(item.key)
+                rec = self.app.files.record(item.key)
                 name = f"{rec.patient_id or rec.path.parent.name} · {rec.label}  {rec.path.name}"
             except KeyError:
                 name = item.key
@@ -119,7 +119,7 @@ class QueuePanel(QWidget):
         self._mark_current()
 
     def _mark_current(self) -> None:
-        cur = self.app.current_key
+        cur = self.app.files.current_key
         for i in range(self.table.rowCount()):
             cell = self.table.item(i, 0)
             if cell is not None and cell.data(Qt.ItemDataRole.UserRole) == cur:
@@ -130,7 +130,7 @@ class QueuePanel(QWidget):
     def _on_clicked(self, row: int, _col: int) -> None:
         cell = self.table.item(row, 0)
         if cell is not None:
-            self.app.set_current(cell.data(Qt.ItemDataRole.UserRole))
+            self.app.files.set_current(cell.data(Qt.ItemDataRole.UserRole))
 
     # ------------------------------------------------------------------ dialogs
     def choose_export(self) -> tuple[str, bool] | None:

@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
-from inference.errors import MammoReviewError
-
 from app.models.explorer import ExplorerState
+from inference.errors import MammoReviewError
+from inference.latent.projection import Neighbour
+from inference.model.predict import Prediction, PredictionSummary
 
 __all__ = ["Thumbnails", "SimilarStrip", "thumbnail_array", "THUMB_HEIGHT"]
 
@@ -54,17 +55,15 @@ def _pixmap(gray: np.ndarray) -> QPixmap:
     return pm
 
 
-def _model_thumbnail(pred: object) -> np.ndarray | None:
+def _model_thumbnail(pred: PredictionSummary | None) -> np.ndarray | None:
     """The thumbnail of what the network saw (cropped to the breast, chest wall left), if kept."""
-    mi = getattr(pred, "model_input", None)
-    if mi is None or not mi.size:
+    if not isinstance(pred, Prediction):  # none, or its maps were let go
         return None
-    geo = getattr(pred, "geometry", None)
-    width = geo.content_shape[1] if geo is not None else mi.shape[1]
-    return thumbnail_array(mi[:, : max(1, width)])
+    mi = pred.model_input
+    return thumbnail_array(mi[:, : max(1, pred.geometry.content_shape[1])])
 
 
-def _load_thumbnail(path: str, cached: Callable[[], object] | None) -> np.ndarray:
+def _load_thumbnail(path: str, cached: Callable[[], Prediction | None] | None) -> np.ndarray:
     """From the prediction cache on disk when it has the image, else from the file itself."""
     if cached is not None:
         gray = _model_thumbnail(cached())
@@ -87,7 +86,9 @@ class Thumbnails(QObject):
         self.app = explorer.app
         self._cache: OrderedDict[str, QPixmap] = OrderedDict()
         self._failed: set[str] = set()
-        self._queue: list[tuple[str, str, Callable[[], object] | None]] = []  # (key, path, cache reader), most wanted first
+        self._queue: list[
+            tuple[str, str, Callable[[], Prediction | None] | None]
+        ] = []  # (key, path, cache reader), most wanted first
         self._running = False
         self._jobs = 0
         self._lock = threading.Lock()
@@ -106,20 +107,20 @@ class Thumbnails(QObject):
         return None
 
     def _from_memory(self, key: str) -> np.ndarray | None:
-        gray = _model_thumbnail(self.app.predictions.get(key))
+        gray = _model_thumbnail(self.app.runner.predictions.get(key))
         if gray is not None:
             return gray
-        img = self.app.image(key)
+        img = self.app.memory.image(key)
         if img is not None:
             return thumbnail_array(img.pixels, flip=img.chest_wall_right)
         return None
 
-    def _cache_reader(self, key: str) -> Callable[[], object] | None:
-        """Reads a prediction whose maps AppState let go back from its on-disk cache (in the worker)."""
-        pred = self.app.predictions.get(key)
+    def _cache_reader(self, key: str) -> Callable[[], Prediction | None] | None:
+        """Reads a prediction whose maps the model runner let go back from its on-disk cache (in the worker)."""
+        pred = self.app.runner.predictions.get(key)
         if pred is None:
             return None
-        cache, version = self.app.cache, pred.model_version
+        cache, version = self.app.runner.cache, pred.model_version
         return lambda: cache.get(key, version)
 
     def _keep(self, key: str, pm: QPixmap) -> QPixmap:
@@ -149,7 +150,9 @@ class Thumbnails(QObject):
                 return
             self._running = True
 
-        def job(progress: Callable[[int, int], None], cancelled: Callable[[], bool]):  # type: ignore[no-untyped-def]
+        def job(
+            progress: Callable[[int, int], None], cancelled: Callable[[], bool]
+        ) -> Generator[tuple[str, np.ndarray | None], None, int]:
             done = 0
             try:
                 while True:
@@ -211,7 +214,9 @@ class _Tile(QWidget):
         p.fillRect(self.rect(), QColor(28, 28, 28))
         box = self.rect().adjusted(4, 4, -4, -40)
         if self.pixmap is not None and not self.pixmap.isNull():
-            pm = self.pixmap.scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            pm = self.pixmap.scaled(
+                box.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
             p.drawPixmap(box.x() + (box.width() - pm.width()) // 2, box.y(), pm)
         else:
             p.setPen(QColor(90, 90, 90))
@@ -247,7 +252,7 @@ class SimilarStrip(QWidget):
         self.thumbnails = thumbnails
         self.accent = accent
         self.k = k
-        self.cases: tuple = ()
+        self.cases: tuple[Neighbour, ...] = ()
         self.title = QLabel("Similar cases")
         self.title.setStyleSheet("color: #bbbbbb; font-weight: bold;")
         self.tiles = [_Tile() for _ in range(k)]
@@ -274,19 +279,21 @@ class SimilarStrip(QWidget):
         lay.addWidget(scroll)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         app = explorer.app
-        app.current_changed.connect(lambda _k: self.refresh())
+        app.files.current_changed.connect(lambda _k: self.refresh())
         explorer.points_changed.connect(self.refresh)
         explorer.colour_changed.connect(self._repaint_labels)
         thumbnails.ready.connect(self._on_thumbnail)
         self.refresh()
 
     def refresh(self) -> None:
-        key = self.explorer.app.current_key
+        key = self.explorer.app.files.current_key
         self.cases = self.explorer.similar(key, self.k) if key else ()
         if key and not self.cases:
             self.title.setText("Similar cases: the current image is not in the explorer")
         elif key:
-            self.title.setText(f"Similar cases ({len(self.cases)} nearest, cosine distance in the {self._dim()}-d latent space)")
+            self.title.setText(
+                f"Similar cases ({len(self.cases)} nearest, cosine distance in the {self._dim()}-d latent space)"
+            )
         else:
             self.title.setText("Similar cases")
         self.thumbnails.request([n.key for n in self.cases if self.thumbnails.get(n.key) is None])
@@ -307,7 +314,7 @@ class SimilarStrip(QWidget):
             n = self.cases[i]
             row = ex.row(n.key)
             value = colouring.describe(row) if colouring is not None and row is not None else ""
-            pred = ex.app.predictions.get(n.key)
+            pred = ex.app.runner.predictions.get(n.key)
             p = f"p {pred.p_malignant:.2f}" if pred is not None and pred.p_malignant == pred.p_malignant else ""
             lines = (f"d {n.distance:.3f}  {p}".rstrip(), value)
             path = ex.path_of(n.key)

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtWidgets import QFrame, QGridLayout, QVBoxLayout, QWidget
 
-from inference.imaging.studies import ImageRecord, Study
-
-from app.widgets.image_view import ImageView, ViewContent, window_for
-from app.widgets.overlays import overlay_map, overlay_range, overlay_rgba
 from app.models.state import AppState
+from app.widgets.image_view import ImageView, ViewContent, window_for
+from app.widgets.overlays import overlay_map, overlay_rgba
+from inference.imaging.studies import ImageRecord, Study
 
 __all__ = ["HangingViewer", "Slot", "hanging_slots"]
 
@@ -46,34 +45,34 @@ def _marker(lat: str, rec: ImageRecord) -> str:
 
 def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Slot]:
     """The cells to show for the current study and layout (pure: reads the state only)."""
-    study: Study | None = state.current_study
-    cur = state.current_key
+    study: Study | None = state.files.current_study
+    cur = state.files.current_key
     if study is None or cur is None:
         return []
     recs = list(study.images)
 
     def facing(key: str, default_col: int) -> bool:
-        lat = state.laterality(key)
+        lat = state.files.laterality(key)
         if lat:
             return lat == "R"
-        img = state.image(key)
+        img = state.memory.image(key)
         return bool(img.chest_wall_right) if img is not None else default_col == 0
 
     if reconstruction:
-        rec = state.record(cur)
-        lat = state.laterality(cur)
+        rec = state.files.record(cur)
+        lat = state.files.laterality(cur)
         right = facing(cur, 0)
         return [
             Slot(cur, 0, 0, right, _marker(lat, rec)),
             Slot(cur, 0, 1, right, _marker(lat, rec) + "  reconstruction", reconstruction=True),
         ]
     if layout == "single":
-        rec = state.record(cur)
-        return [Slot(cur, 0, 0, facing(cur, 0), _marker(state.laterality(cur), rec))]
+        rec = state.files.record(cur)
+        return [Slot(cur, 0, 0, facing(cur, 0), _marker(state.files.laterality(cur), rec))]
     wanted = {"hanging": _HANGING, "cc": _HANGING[:2], "mlo": _HANGING[2:]}[layout]
     found: dict[tuple[str, str], str] = {}
     for r in recs:
-        slot = (state.laterality(r.key), r.model_view)
+        slot = (state.files.laterality(r.key), r.model_view)
         if slot in wanted and slot not in found:
             found[slot] = r.key
     if cur in found.values() or (found and layout != "hanging"):
@@ -81,7 +80,9 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
         for i, (lat, view) in enumerate(wanted):
             key = found.get((lat, view), "")
             row, col = divmod(i, 2)
-            cells.append(Slot(key, row, col, lat == "R", f"{lat} {view}" if not key else _marker(lat, state.record(key))))
+            cells.append(
+                Slot(key, row, col, lat == "R", f"{lat} {view}" if not key else _marker(lat, state.files.record(key)))
+            )
         return cells
     # The current image is not one of the standard views (or the study has none): show the
     # study's images in order, up to four, each facing by its own laterality.
@@ -91,7 +92,7 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
     n = len(chosen)
     cols = 1 if n == 1 else 2
     return [
-        Slot(k, i // cols, i % cols, facing(k, i % cols), _marker(state.laterality(k), state.record(k)))
+        Slot(k, i // cols, i % cols, facing(k, i % cols), _marker(state.files.laterality(k), state.files.record(k)))
         for i, k in enumerate(chosen)
     ]
 
@@ -123,31 +124,31 @@ class HangingViewer(QWidget):
         self.cells: list[_Cell] = []
         self.slots: list[Slot] = []
         self._maps: dict[tuple[str, str], np.ndarray | None] = {}
+        self._drawn_range: tuple[str, tuple[float, float]] = ("none", (0.0, 1.0))  # the overlays' colouring
         self._syncing = False
-        self.overlay_scale: tuple[str, tuple[float, float]] = ("none", (0.0, 1.0))
         for _ in range(4):
             cell = _Cell(self)
-            cell.view.window_requested.connect(self.state.set_window)
+            cell.view.window_requested.connect(self.state.display.set_window)
             cell.view.range_changed_by_user.connect(self._sync_from)
             cell.view.clicked.connect(self._on_view_clicked)
             cell.hide()
             self.cells.append(cell)
         s = state
-        s.current_changed.connect(self._on_current_changed)
-        s.studies_changed.connect(self._rebuild)
-        s.images_changed.connect(self._on_images_changed)
-        s.predictions_changed.connect(self._on_predictions_changed)
-        s.display_changed.connect(self._on_display_changed)
-        s.overlay_changed.connect(self._on_overlay_changed)
-        s.operating_point_changed.connect(lambda _t: self._update_contents())
+        s.files.current_changed.connect(self._on_current_changed)
+        s.files.studies_changed.connect(self._rebuild)
+        s.memory.images_changed.connect(self._on_images_changed)
+        s.runner.predictions_changed.connect(self._on_predictions_changed)
+        s.display.display_changed.connect(self._on_display_changed)
+        s.display.overlay_changed.connect(self._on_overlay_changed)
+        s.runner.operating_point_changed.connect(lambda _t: self._update_contents())
 
     @property
     def views(self) -> list[ImageView]:
         """The visible views, in slot order."""
-        return [c.view for c, _ in zip(self.cells, self.slots)]
+        return [c.view for c, _ in zip(self.cells, self.slots, strict=False)]
 
     def view_of(self, key: str, reconstruction: bool = False) -> ImageView | None:
-        for cell, slot in zip(self.cells, self.slots):
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             if slot.key == key and slot.reconstruction == reconstruction:
                 return cell.view
         return None
@@ -155,41 +156,50 @@ class HangingViewer(QWidget):
     # ------------------------------------------------------------------ state -> screen
     def _on_current_changed(self, key: str) -> None:
         study_keys = [s.key for s in self.slots]
-        if key and key in study_keys and self.state.display.layout != "single" and not self.state.overlay.reconstruction:
-            same_cells = hanging_slots(self.state, self.state.display.layout, False) == self.slots
+        if (
+            key
+            and key in study_keys
+            and self.state.display.view.layout != "single"
+            and not self.state.display.overlay.reconstruction
+        ):
+            same_cells = hanging_slots(self.state, self.state.display.view.layout, False) == self.slots
             if same_cells:
                 self._update_active()
                 return
         self._rebuild()
 
     def _on_display_changed(self) -> None:
-        slots = hanging_slots(self.state, self.state.display.layout, self.state.overlay.reconstruction)
+        slots = hanging_slots(self.state, self.state.display.view.layout, self.state.display.overlay.reconstruction)
         if slots != self.slots:
             self._rebuild()
         else:
             self._update_levels()
 
     def _on_overlay_changed(self) -> None:
-        slots = hanging_slots(self.state, self.state.display.layout, self.state.overlay.reconstruction)
+        slots = hanging_slots(self.state, self.state.display.view.layout, self.state.display.overlay.reconstruction)
         if slots != self.slots:
             self._rebuild()
         else:
             self._update_overlays()
 
-    def _on_images_changed(self, keys: tuple) -> None:
+    def _on_images_changed(self, keys: tuple[str, ...]) -> None:
         if any(s.key in keys for s in self.slots) or not self.slots:
             self._rebuild()
 
-    def _on_predictions_changed(self, keys: tuple) -> None:
+    def _on_predictions_changed(self, keys: tuple[str, ...]) -> None:
         for k in list(self._maps):
             if k[0] in keys:
                 del self._maps[k]
         if any(s.key in keys for s in self.slots):
             self._update_contents()
             self._update_overlays()
+        elif self._drawn_range != (self.state.display.overlay.kind, self.state.display.overlay_range):
+            self._update_overlays()  # another image of the study changed the shared colour range
 
     def _rebuild(self) -> None:
-        self.slots = hanging_slots(self.state, self.state.display.layout, self.state.overlay.reconstruction)
+        self.slots = hanging_slots(
+            self.state, self.state.display.view.layout, self.state.display.overlay.reconstruction
+        )
         for i, cell in enumerate(self.cells):
             self.grid.removeWidget(cell)
             if i < len(self.slots):
@@ -214,31 +224,34 @@ class HangingViewer(QWidget):
         pinned = len(self.slots) > 1 and not any(s.reconstruction for s in self.slots)
         if not slot.key:
             return ViewContent("", None, f"no {slot.marker}", slot.chest_wall_right)
-        img = self.state.image(slot.key)
-        pred = self.state.prediction_with_maps(slot.key) if slot.reconstruction else self.state.prediction(slot.key)
-        caption, flagged = "", False
-        if pred is not None and pred.p_malignant == pred.p_malignant:
-            flagged = bool(self.state.flagged(slot.key))
-            std = pred.p_malignant_std
-            caption = f"P(malignant) {pred.p_malignant:.2f}" + (f" ± {std:.2f}" if std == std else "")
-            caption += "  ▲ above operating point" if flagged else ""
+        img = self.state.memory.image(slot.key)
         if slot.reconstruction:
-            recon = pred.reconstruction_original() if pred is not None else None
+            full = self.state.runner.prediction_with_maps(slot.key)
+            recon = full.reconstruction_original() if full is not None else None
             if recon is None:
                 return ViewContent(slot.key, None, slot.marker, slot.chest_wall_right, caption="no reconstruction yet")
             return ViewContent(slot.key, img, slot.marker, slot.chest_wall_right, reconstruction=recon, pinned=False)
-        return ViewContent(slot.key, img, slot.marker, slot.chest_wall_right, caption=caption, flagged=flagged, pinned=pinned)
+        pred = self.state.runner.prediction(slot.key)
+        caption, flagged = "", False
+        if pred is not None and pred.p_malignant == pred.p_malignant:
+            flagged = bool(self.state.runner.flagged(slot.key))
+            std = pred.p_malignant_std
+            caption = f"P(malignant) {pred.p_malignant:.2f}" + (f" ± {std:.2f}" if std == std else "")
+            caption += "  ▲ above operating point" if flagged else ""
+        return ViewContent(
+            slot.key, img, slot.marker, slot.chest_wall_right, caption=caption, flagged=flagged, pinned=pinned
+        )
 
     def _update_contents(self) -> None:
-        for cell, slot in zip(self.cells, self.slots):
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             cell.view.set_content(self._content(slot))
 
     def _update_levels(self) -> None:
-        d = self.state.display
-        for cell, slot in zip(self.cells, self.slots):
+        d = self.state.display.view
+        for cell, slot in zip(self.cells, self.slots, strict=False):
             v = cell.view
             v.magnifier = d.magnifier
-            img = self.state.image(slot.key) if slot.key else None
+            img = self.state.memory.image(slot.key) if slot.key else None
             if slot.reconstruction:
                 v.set_levels(0.5, 1.0)
                 v.set_inverted(d.inverted)
@@ -250,15 +263,11 @@ class HangingViewer(QWidget):
             v.set_inverted(d.inverted != bool(img.inverted))
 
     def _update_overlays(self) -> None:
-        ov = self.state.overlay
-        study = self.state.current_study
-        vrange = (0.0, 1.0)
-        if ov.kind != "none" and study is not None:
-            preds = [p for r in study.images if (p := self.state.prediction_with_maps(r.key)) is not None]
-            vrange = overlay_range(ov.kind, preds)
-        self.overlay_scale = (ov.kind, vrange)
-        for cell, slot in zip(self.cells, self.slots):
-            pred = self.state.prediction(slot.key) if slot.key else None
+        ov = self.state.display.overlay
+        vrange = self.state.display.overlay_range
+        self._drawn_range = (ov.kind, vrange)
+        for cell, slot in zip(self.cells, self.slots, strict=False):
+            pred = self.state.runner.prediction(slot.key) if slot.key else None
             if ov.kind == "none" or pred is None or slot.reconstruction:
                 cell.view.set_overlay(None)
                 continue
@@ -269,7 +278,7 @@ class HangingViewer(QWidget):
         """The overlay map of an image on its original grid (computed once per prediction)."""
         k = (key, kind)
         if k not in self._maps:
-            pred = self.state.prediction_with_maps(key)
+            pred = self.state.runner.prediction_with_maps(key)
             self._maps[k] = None if pred is None else overlay_map(pred, kind)
             if len(self._maps) > 16:
                 self._maps.pop(next(iter(self._maps)))
@@ -277,13 +286,13 @@ class HangingViewer(QWidget):
 
     def _update_active(self) -> None:
         multi = len(self.slots) > 1 and not any(s.reconstruction for s in self.slots)
-        for cell, slot in zip(self.cells, self.slots):
-            cell.set_active(multi and bool(slot.key) and slot.key == self.state.current_key)
+        for cell, slot in zip(self.cells, self.slots, strict=False):
+            cell.set_active(multi and bool(slot.key) and slot.key == self.state.files.current_key)
 
     # ------------------------------------------------------------------ screen -> requests
     def _on_view_clicked(self, key: str) -> None:
-        if key and key != self.state.current_key:
-            self.state.set_current(key)
+        if key and key != self.state.files.current_key:
+            self.state.files.set_current(key)
 
     def _sync_from(self, source: ImageView) -> None:
         if self._syncing:

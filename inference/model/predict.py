@@ -4,7 +4,8 @@
 images of the same padded width together, and returns one :class:`Prediction` per image. The
 malignancy uncertainty is Monte-Carlo dropout on the latent ``z`` with the head weights from the
 manifest (no second forward pass); the maps are kept in model space and drawn back on the original
-pixels only when asked (:meth:`Prediction.evidence_original` ...).
+pixels only when asked (:meth:`Prediction.evidence_original` ...). :meth:`Prediction.without_maps`
+gives the :class:`PredictionSummary` that outlives the maps (summaries, review queue, latent space).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "ERROR_SMOOTHING",
     "ModelInput",
     "Prediction",
+    "PredictionSummary",
     "prepare",
     "predict",
     "predict_inputs",
@@ -54,8 +56,11 @@ class ModelInput:
 
 
 @dataclass(frozen=True, eq=False)
-class Prediction:
-    """What the model says about one image (model-space maps; see the ``*_original`` methods)."""
+class PredictionSummary:
+    """What the model says about one image, without its maps: the numbers, ``z`` and the geometry.
+
+    This is what the breast and exam summaries, the review queue and the latent space need; a full
+    :class:`Prediction` is a summary with its model-space maps (:meth:`Prediction.without_maps`)."""
 
     key: str
     model_version: str
@@ -65,9 +70,28 @@ class Prediction:
     p_malignant_std: float  # their standard deviation: the model's uncertainty
     z: np.ndarray  # (latent_dim,) float32
     geometry: Geometry
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction(PredictionSummary):
+    """A prediction with its model-space maps (see the ``*_original`` methods)."""
+
     model_input: np.ndarray  # [H, W] float32, what the network saw
     reconstruction: np.ndarray | None  # [H, W] float32 in [0, 1], None when the model has no decoder
     evidence: np.ndarray | None  # [H/16, W/16] contributions to logit(malignant) - logit(benign)
+
+    def without_maps(self) -> PredictionSummary:
+        """The numbers, ``z`` and geometry without the maps (about 1.6 MB less at height 512)."""
+        return PredictionSummary(
+            key=self.key,
+            model_version=self.model_version,
+            probabilities=self.probabilities,
+            p_malignant=self.p_malignant,
+            p_malignant_mc_mean=self.p_malignant_mc_mean,
+            p_malignant_std=self.p_malignant_std,
+            z=self.z,
+            geometry=self.geometry,
+        )
 
     def error_map(self) -> np.ndarray | None:
         """|input - reconstruction| in model space, smoothed a little, zero on the padding."""
@@ -76,7 +100,8 @@ class Prediction:
         err = np.abs(self.model_input - self.reconstruction)
         err = ndimage.gaussian_filter(err, ERROR_SMOOTHING, mode="nearest")
         err[:, self.geometry.content_shape[1] :] = 0.0
-        return err.astype(np.float32, copy=False)
+        out: np.ndarray = err.astype(np.float32, copy=False)
+        return out
 
     def reconstruction_original(self) -> np.ndarray | None:
         """The reconstruction on the original image's pixel grid (0 outside the breast's box)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference.model.predict import Prediction
+from inference.model.predict import PredictionSummary
 
 if TYPE_CHECKING:
     from inference.imaging.studies import ImageRecord
@@ -83,7 +83,7 @@ def _combine(units: Sequence[_Unit]) -> tuple[_Unit, tuple[float, ...]]:
     return top, density
 
 
-def _unit(key: str, p: Prediction) -> _Unit:
+def _unit(key: str, p: PredictionSummary) -> _Unit:
     return _Unit(
         key=key,
         source_key=p.key,
@@ -96,7 +96,7 @@ def _unit(key: str, p: Prediction) -> _Unit:
 
 def summarise(
     records: Sequence[ImageRecord],
-    predictions: Sequence[Prediction],
+    predictions: Sequence[PredictionSummary],
     laterality: Mapping[str, str] | None = None,
 ) -> tuple[list[BreastSummary], list[ExamSummary]]:
     """Breast and exam summaries of the records that have a prediction, in the records' order.

@@ -37,7 +37,9 @@ def make_state(settings: Settings) -> Iterator[Callable[..., AppState]]:
     """AppState factory; fails the test if a worker is still running at its end."""
     made: list[AppState] = []
 
-    def make(backend: Backend | None = None, cache: PredictionCache | None = None, settings_: Settings | None = None) -> AppState:
+    def make(
+        backend: Backend | None = None, cache: PredictionCache | None = None, settings_: Settings | None = None
+    ) -> AppState:
         s = settings_ or settings
         state = AppState(s, backend=backend, cache=cache if cache is not None else PredictionCache(s.cache_dir))
         made.append(state)
@@ -72,7 +74,11 @@ def three_studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wait_idle(qtbot: object, state: AppState, timeout_ms: int = 60000) -> None:
     """Wait until the opened set is scanned and every worker has finished."""
     qtbot.waitUntil(  # type: ignore[attr-defined]
-        lambda: bool(state.study_set.studies or state.study_set.problems) and not state.busy[0] and not state.pool.running(),
+        lambda: (
+            bool(state.files.study_set.studies or state.files.study_set.problems)
+            and not state.activity.busy[0]
+            and not state.pool.running()
+        ),
         timeout=timeout_ms,
     )
 

@@ -39,7 +39,9 @@ def test_round_trip_through_disk(tmp_path: Path) -> None:
     assert q.p_malignant == p.p_malignant and np.isnan(q.p_malignant_std)
     assert np.array_equal(q.z, p.z) and np.array_equal(q.evidence, p.evidence)
     assert q.model_input.dtype == np.float32
-    assert np.allclose(q.model_input, p.model_input, atol=5e-4) and np.allclose(q.reconstruction, p.reconstruction, atol=5e-4)
+    assert np.allclose(q.model_input, p.model_input, atol=5e-4) and np.allclose(
+        q.reconstruction, p.reconstruction, atol=5e-4
+    )
     assert PredictionCache(tmp_path).get(p.key, "v2") is None  # another model version never reads it
     none_recon = _prediction(key="k2", seed=1)
     PredictionCache(tmp_path).put(none_recon)

@@ -62,6 +62,29 @@ def test_errors_are_reported_and_stale_results_dropped(qtbot) -> None:
     assert isinstance(errors[0].exception, ValueError) and "bad pixel data" in errors[0].traceback
 
 
+def test_results_of_an_older_generation_are_dropped_even_when_sent_before_the_cancel(qtbot) -> None:
+    """Cancellation cannot help here: the old job has yielded and returned, its reports wait in the event
+    queue, when a newer job takes the channel. Only the generation filter keeps them out."""
+    pool = WorkerPool()
+    seen: list[str] = []
+
+    def old_job(progress, cancelled):
+        progress(1, 1)
+        yield "old item"
+        return "old"
+
+    old = pool.submit(old_job, channel="c", on_yield=seen.append, on_result=seen.append,
+                      on_progress=lambda d, t: seen.append("old progress"))  # fmt: skip
+    assert old.wait(5)  # finished, never cancelled: its reports are queued, not yet delivered
+    assert not old.cancelled() and seen == []
+    pool.submit(lambda p, c: "new", channel="c", on_result=seen.append)
+    assert old.cancelled()  # too late to matter: it emitted everything before
+    qtbot.waitUntil(lambda: "new" in seen, timeout=5000)
+    assert pool.wait(5000)
+    qtbot.wait(20)
+    assert seen == ["new"]
+
+
 def test_cancel_all_stops_a_cooperative_job(qtbot) -> None:
     pool = WorkerPool()
     steps: list[int] = []
@@ -98,7 +121,9 @@ def test_a_destroyed_owner_gets_nothing_more(qtbot) -> None:
 
     running = pool.submit(job, channel="panel", on_result=got.append, owner=owner)
     other = pool.submit(lambda p, c: "kept", channel="other", on_result=got.append, owner=other_owner)
-    qtbot.waitUntil(lambda: got == ["kept"] and not pool.running("other"), timeout=5000)  # another owner's job is not affected
+    qtbot.waitUntil(
+        lambda: got == ["kept"] and not pool.running("other"), timeout=5000
+    )  # another owner's job is not affected
     watching = other_owner.receivers(SIGNAL("destroyed(QObject*)"))
     for _ in range(3):
         pool.submit(lambda p, c: None, channel="other", owner=other_owner)

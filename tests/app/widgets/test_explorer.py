@@ -9,17 +9,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 
-from app.widgets.explorer import CATEGORY_COLOURS, UNKNOWN_COLOUR, ExplorerPanel
 from app.models.explorer import ExplorerState, points_in_polygon
 from app.models.state import AppState, Backend
+from app.widgets.explorer import CATEGORY_COLOURS, UNKNOWN_COLOUR, ExplorerPanel
 from inference.formats import TASK_CLASSES, Embeddings, ModelManifest, write_embeddings
 from inference.imaging.decode import LoadedImage
+from inference.imaging.studies import ImageRecord, Study, StudySet
+from inference.latent.projection import ProjectionParams
 from inference.model.predict import Prediction
 from inference.model.preprocess import Geometry
-from inference.latent.projection import ProjectionParams
-from inference.imaging.studies import ImageRecord, Study, StudySet
 
 CLUSTERS = 3
 VERSION = "fake-1"
@@ -108,7 +108,7 @@ def fake_backend(n: int) -> Backend:
 def opened(qtbot: Any, make_state: Any, n: int = 60) -> AppState:
     state = make_state(backend=fake_backend(n))
     state.open_paths(["/nowhere"])
-    qtbot.waitUntil(lambda: len(state.predictions) == n and not state.pool.running(), timeout=30000)
+    qtbot.waitUntil(lambda: len(state.runner.predictions) == n and not state.pool.running(), timeout=30000)
     return state
 
 
@@ -117,7 +117,9 @@ def panel_for(qtbot: Any, state: AppState, labels: Any = None) -> ExplorerPanel:
     qtbot.addWidget(panel)
     panel.resize(900, 760)
     panel.show()
-    qtbot.waitUntil(lambda: len(panel.explorer.keys) == len(state.predictions) and not state.pool.running(), timeout=30000)
+    qtbot.waitUntil(
+        lambda: len(panel.explorer.keys) == len(state.runner.predictions) and not state.pool.running(), timeout=30000
+    )
     return panel
 
 
@@ -133,7 +135,12 @@ def test_points_in_polygon_even_odd() -> None:
     pts = np.array([(1, 1), (5, 1), (2, 3.9), (-0.1, 2), (3.99, 0.01)])
     assert points_in_polygon(pts, square).tolist() == [True, False, True, False, True]
     u_shape = np.array([(0, 0), (3, 0), (3, 3), (2, 3), (2, 1), (1, 1), (1, 3), (0, 3)])
-    assert points_in_polygon(np.array([(0.5, 2), (1.5, 2), (2.5, 2), (1.5, 0.5)]), u_shape).tolist() == [True, False, True, True]
+    assert points_in_polygon(np.array([(0.5, 2), (1.5, 2), (2.5, 2), (1.5, 0.5)]), u_shape).tolist() == [
+        True,
+        False,
+        True,
+        True,
+    ]
     assert not points_in_polygon(pts, square[:2]).any()
 
 
@@ -143,26 +150,28 @@ def test_map_shows_every_predicted_image_with_keys_on_points(qtbot, make_state) 
     panel = panel_for(qtbot, state)
     ex = panel.explorer
     assert ex.projection is not None and ex.projection.params.method == "pca"
-    assert set(ex.keys) == set(state.predictions) and ex.xy.shape == (60, 2)
+    assert set(ex.keys) == set(state.runner.predictions) and ex.xy.shape == (60, 2)
     keys_on_points = {str(k) for k in panel.scatter.data["data"]}
-    assert keys_on_points == set(state.predictions)
+    assert keys_on_points == set(state.runner.predictions)
     assert "Opened images: 60" in panel.source_label.text()
 
 
 def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
-    target = state.study_set.images[17].key
+    target = state.files.study_set.images[17].key
     at = scene_pos(panel, target)
     spots = panel.scatter.pointsAt(panel.scatter.mapFromScene(at))
     assert target in [str(s.data()) for s in spots]
     panel._on_clicked(panel.scatter, spots, SimpleNamespace(scenePos=lambda: at))  # what sigClicked delivers
-    assert state.current_key == target
+    assert state.files.current_key == target
     ringed = np.column_stack(panel.current_item.getData())
     assert len(ringed) == 1 and tuple(ringed[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(target)]))
-    other = state.study_set.images[3].key
-    state.set_current(other)  # from the browser or the viewer
-    assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(other)]))
+    other = state.files.study_set.images[3].key
+    state.files.set_current(other)  # from the browser or the viewer
+    assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(
+        tuple(panel.explorer.xy[panel.explorer.row(other)])
+    )
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
@@ -173,23 +182,25 @@ def test_box_and_lasso_selection_reach_app_state_and_come_back(qtbot, make_state
     xy = ex.xy
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     mid = (lo + hi) / 2
-    with qtbot.waitSignal(state.selection_changed):
+    with qtbot.waitSignal(state.files.selection_changed):
         panel._on_select("box", (lo[0] - 1, lo[1] - 1, mid[0], hi[1] + 1), False)
-    expected = {k for k, (x, _) in zip(ex.keys, xy) if x <= mid[0]}
-    assert set(state.selection) == expected and 0 < len(expected) < 60
+    expected = {k for k, (x, _) in zip(ex.keys, xy, strict=False) if x <= mid[0]}
+    assert set(state.files.selection) == expected and 0 < len(expected) < 60
     assert len(panel.selection_item.data) == len(expected)
 
     triangle = np.array([(lo[0] - 1, lo[1] - 1), (hi[0] + 1, lo[1] - 1), (lo[0] - 1, hi[1] + 1)])
     panel._on_select("lasso", triangle, False)
-    assert set(state.selection) == {k for k, inside in zip(ex.keys, points_in_polygon(xy, triangle)) if inside}
-    before = set(state.selection)
+    assert set(state.files.selection) == {
+        k for k, inside in zip(ex.keys, points_in_polygon(xy, triangle), strict=False) if inside
+    }
+    before = set(state.files.selection)
     panel._on_select("box", (mid[0], mid[1], hi[0] + 1, hi[1] + 1), True)  # Shift adds
-    assert set(state.selection) >= before
+    assert set(state.files.selection) >= before
 
-    state.set_selection([ex.keys[0], ex.keys[1]])  # from the browser
+    state.files.set_selection([ex.keys[0], ex.keys[1]])  # from the browser
     assert set(ex.selected) == {ex.keys[0], ex.keys[1]} and len(panel.selection_item.data) == 2
     panel.clear_button.click()
-    assert state.selection == ()
+    assert state.files.selection == ()
 
 
 def test_lasso_drag_in_the_view(qtbot, make_state) -> None:
@@ -231,22 +242,38 @@ def test_lasso_drag_in_the_view(qtbot, make_state) -> None:
     assert got and got[0][0] == "lasso" and len(got[0][1]) >= 3
     panel._on_select(*got[0])
     inside = points_in_polygon(panel.explorer.xy, got[0][1])
-    assert set(state.selection) == {k for k, m in zip(panel.explorer.keys, inside) if m} and inside.any()
+    assert (
+        set(state.files.selection) == {k for k, m in zip(panel.explorer.keys, inside, strict=False) if m}
+        and inside.any()
+    )
 
 
 def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
-    key = state.study_set.images[5].key
-    pos = scene_pos(panel, key)
-    assert panel.key_at(pos) == key
-    assert panel.key_at(pos + QPointF(40, 40)) in ("",) + panel.explorer.keys
-    panel._on_mouse_moved((pos,))
     card = panel.hover
-    assert card.isVisible() and card.key == key
-    assert card.image.pixmap() is not None and not card.image.pixmap().isNull()
-    assert "p(malignant) 0.900" in card.text.text() or "p(malignant) 0.500" in card.text.text() or "p(malignant) 0.100" in card.text.text()
+    # K0005: patient P1, left CC, cluster 2 (p 0.9 ± 0.03); K0010: P2, right MLO, cluster 1 (p 0.5 ± 0.02)
+    expected = {
+        "K0005": ("P1 · L CC · 20240101", "p(malignant) 0.900 ± 0.030"),
+        "K0010": ("P2 · R MLO · 20240101", "p(malignant) 0.500 ± 0.020"),
+    }
+    for key, lines in expected.items():
+        pos = scene_pos(panel, key)
+        assert panel.key_at(pos) == key
+        panel._on_mouse_moved((pos,))
+        assert card.isVisible() and card.key == key
+        text = card.text.text()
+        assert text.startswith(f"<b>{key}</b>") and all(line in text for line in lines), text
+        other = next(k for k in expected if k != key)
+        assert not any(line in text for line in expected[other])
+        assert card.image.isVisibleTo(card)
+        assert card.image.pixmap().cacheKey() == panel.thumbnails.get(key).cacheKey()
+        at = panel.plot.mapFromScene(pos)
+        assert card.geometry().topLeft() == QPoint(int(at.x()) + 16, int(at.y()) + 16) or not card.geometry().contains(
+            at
+        )
     far = panel.view.sceneBoundingRect().topLeft() - QPointF(50, 50)
+    assert panel.key_at(far) == ""
     panel._on_mouse_moved((far,))
     assert not card.isVisible()
 
@@ -262,7 +289,9 @@ def test_colour_modes_give_the_right_colours(qtbot, make_state) -> None:
     c = ex.colouring()
     assert c.kind == "category" and c.names == ("A", "B", "C", "D")
     assert [int(c.codes[ex.row(k)]) for k in ex.keys] == [row_cluster[k] for k in ex.keys]
-    brushes = {str(k): b.color().name() for k, b in zip(panel.scatter.data["data"], panel.scatter.data["brush"])}
+    brushes = {
+        str(k): b.color().name() for k, b in zip(panel.scatter.data["data"], panel.scatter.data["brush"], strict=False)
+    }
     assert {brushes[k] for k in ex.keys if row_cluster[k] == 2} == {QColorName(CATEGORY_COLOURS[2])}
 
     panel.set_colour_mode("laterality")
@@ -276,7 +305,7 @@ def test_colour_modes_give_the_right_colours(qtbot, make_state) -> None:
     assert row_cluster[drawn[-1]] == 2  # the most suspicious are drawn last, on top
 
     panel.size_check.setChecked(True)
-    sizes = {str(k): s for k, s in zip(panel.scatter.data["data"], panel.scatter.data["size"])}
+    sizes = {str(k): s for k, s in zip(panel.scatter.data["data"], panel.scatter.data["size"], strict=False)}
     assert sizes["K0002"] > sizes["K0001"] > sizes["K0000"]  # MC std grows with the cluster
 
     panel.set_colour_mode("view")
@@ -321,7 +350,9 @@ def test_label_colours_and_correction_status(qtbot, make_state) -> None:
 def rec(key: str, task: str, value: str, status: str, source: str) -> Any:
     from inference.labels.store import LabelRecord
 
-    return LabelRecord(key, "ann" if source == "person" else "dataset", task, value, 0.9, status, source, "", "2024-01-01T00:00:00Z")
+    return LabelRecord(
+        key, "ann" if source == "person" else "dataset", task, value, 0.9, status, source, "", "2024-01-01T00:00:00Z"
+    )
 
 
 class FakeStore:
@@ -335,10 +366,10 @@ class FakeStore:
 def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_state) -> None:
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
-    current = state.current_key
+    current = state.files.current_key
     assert current
     strip = panel.similar
-    z = np.stack([state.predictions[k].z for k in panel.explorer.keys])
+    z = np.stack([state.runner.predictions[k].z for k in panel.explorer.keys])
     u = z / np.linalg.norm(z, axis=1, keepdims=True)
     i = panel.explorer.row(current)
     cos = u @ u[i]
@@ -351,8 +382,22 @@ def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_s
     tile = strip.tiles[2]
     assert tile.isVisible() and tile.pixmap is not None and tile.lines[0].startswith(f"d {strip.cases[2].distance:.3f}")
     qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
-    assert state.current_key == expected[2]
+    assert state.files.current_key == expected[2]
     assert expected[2] not in [n.key for n in strip.cases]  # the strip now shows the new image's neighbours
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+
+
+def test_similar_strip_follows_the_colouring_by_itself(qtbot, make_state) -> None:
+    """The strip repaints from the explorer state's colour_changed: no widget calls into it."""
+    state = opened(qtbot, make_state)
+    panel = panel_for(qtbot, state)
+    strip, ex = panel.similar, panel.explorer
+    for mode in ("laterality", "prediction:malignancy"):
+        panel.set_colour_mode(mode)
+        c = ex.colouring()
+        shown = [(t.lines[1], t.accent.name()) for t in strip.tiles[: len(strip.cases)]]
+        assert shown == [(c.describe(ex.row(n.key)), panel.accent_of(n.key).name()) for n in strip.cases]
+    assert {t.lines[1] for t in strip.tiles[: len(strip.cases)]} <= {"0.100", "0.500", "0.900"}
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
@@ -384,7 +429,13 @@ def test_embeddings_file_of_an_archive(qtbot, make_state, tmp_path) -> None:
     keys = tuple(f"A{i}" for i in range(200))
     path = write_embeddings(
         tmp_path / "archive.npz",
-        Embeddings(keys, z, VERSION, tuple(f"/archive/{i}.dcm" for i in range(200)), {"laterality": tuple("LR"[i % 2] for i in range(200)), "view": ("CC",) * 200, "source": ("site-a",) * 200}),
+        Embeddings(
+            keys,
+            z,
+            VERSION,
+            tuple(f"/archive/{i}.dcm" for i in range(200)),
+            {"laterality": tuple("LR"[i % 2] for i in range(200)), "view": ("CC",) * 200, "source": ("site-a",) * 200},
+        ),
     )
     with qtbot.waitSignal(panel.explorer.points_changed, timeout=30000):
         panel.explorer.load_embeddings(path)
@@ -399,10 +450,10 @@ def test_embeddings_file_of_an_archive(qtbot, make_state, tmp_path) -> None:
     panel.set_colour_mode("prediction:density")  # no head for density: unknown
     assert ex.colouring().describe(ex.row("A1")) == "unknown"
     messages: list[tuple[str, str]] = []
-    state.message.connect(lambda level, text: messages.append((level, text)))
-    assert not ex.open("A3") and "/archive/3.dcm" in messages[-1][1] and state.current_key != "A3"
+    state.activity.message.connect(lambda level, text: messages.append((level, text)))
+    assert not ex.open("A3") and "/archive/3.dcm" in messages[-1][1] and state.files.current_key != "A3"
     panel._on_select("box", (-1e9, -1e9, 1e9, 1e9), False)
-    assert len(ex.selected) == 200 and state.selection == ()  # archive images cannot be labelled here
+    assert len(ex.selected) == 200 and state.files.selection == ()  # archive images cannot be labelled here
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"nope")
     ex.load_embeddings(bad)
@@ -480,14 +531,18 @@ def test_with_the_real_label_store_colours_follow_accepted_labels(qtbot, make_st
 
 
 def test_previews_of_predictions_whose_maps_were_let_go_come_from_the_cache(qtbot, make_state, monkeypatch) -> None:
-    import app.models.state
+    import app.models.images
 
-    monkeypatch.setattr(app.models.state, "MAPS_MEMORY", 4)
+    monkeypatch.setattr(app.models.images, "MAPS_MEMORY", 4)
     state = opened(qtbot, make_state, n=40)
     panel = panel_for(qtbot, state)
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)  # the similar strip's previews
     shown = {n.key for n in panel.similar.cases}
-    slim = [k for k, p in state.predictions.items() if not p.model_input.size and k not in shown and state.image(k) is None]
+    slim = [
+        k
+        for k, p in state.runner.predictions.items()
+        if not isinstance(p, Prediction) and k not in shown and state.memory.image(k) is None
+    ]
     assert slim
     key = slim[0]
     with qtbot.waitSignal(panel.thumbnails.ready, timeout=30000, check_params_cb=lambda k: k == key):

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.widgets.label_panel import LabelPanel
 from app.models.labels import LabelsState
-from app.widgets.model_picker import ModelPickerDialog, bundled_models_folder, list_models
-from app.widgets.queue_panel import QueuePanel
 from app.models.settings import Settings
 from app.models.state import AppState
+from app.widgets.label_panel import LabelPanel
+from app.widgets.model_picker import ModelPickerDialog, bundled_models_folder, list_models
+from app.widgets.queue_panel import QueuePanel
 from inference.formats import TASK_CLASSES, read_label_manifest
 from inference.labels.store import LabelStore
 
@@ -45,15 +45,15 @@ def _checked(panel: LabelPanel, task: str) -> str | None:
 
 def test_prefilled_from_model_and_dicom_marked_suggested(opened) -> None:
     state, labels, panel = opened
-    key = state.current_key
-    pred = state.predictions[key]
+    key = state.files.current_key
+    pred = state.runner.predictions[key]
     probs = pred.probabilities["density"]
     expected = TASK_CLASSES["density"][max(range(4), key=lambda i: probs[i])]
     assert _checked(panel, "density") == expected
     assert "Suggested by model" in panel.editors["density"].status.text()
     assert pred.model_version in panel.editors["density"].status.text()
     view = panel.editors["view"]
-    assert _checked(panel, "view") == state.record(key).model_view
+    assert _checked(panel, "view") == state.files.record(key).model_view
     assert "DICOM" in view.status.text() and "not confirmed" in view.status.text()
     assert labels.draft(key, "density").suggested
 
@@ -68,7 +68,7 @@ def test_keyboard_labelling_asks_the_name_once_and_moves_on(opened, qtbot, monke
         return True
 
     monkeypatch.setattr(panel, "ask_annotator", ask)
-    first = state.current_key
+    first = state.files.current_key
     qtbot.keyClick(panel, Qt.Key.Key_Down)  # malignancy -> acr
     assert labels.focus_task == "acr"
     qtbot.keyClick(panel, Qt.Key.Key_4)
@@ -88,8 +88,8 @@ def test_keyboard_labelling_asks_the_name_once_and_moves_on(opened, qtbot, monke
     assert (got["acr"].value, got["acr"].confidence, got["acr"].source) == ("4", pytest.approx(0.9), "person")
     assert got["density"].value is None and got["density"].status == "confirmed"
     assert got["malignancy"].source == "model"  # the model's suggestion, confirmed unchanged
-    assert got["malignancy"].model_version == state.manifest.version
-    assert state.current_key != first  # Enter moved on in the queue
+    assert got["malignancy"].model_version == state.runner.manifest.version
+    assert state.files.current_key != first  # Enter moved on in the queue
     assert labels.progress().reviewed == 1
 
     # the next image: the name is not asked again
@@ -97,7 +97,7 @@ def test_keyboard_labelling_asks_the_name_once_and_moves_on(opened, qtbot, monke
     assert asked == [1] and labels.progress().reviewed == 2
 
     # back on the first image the saved labels show as confirmed
-    state.set_current(first)
+    state.files.set_current(first)
     assert "Confirmed by dr-kb" in panel.editors["acr"].status.text()
     qtbot.keyClick(panel, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undoes the second image only
     assert labels.progress().reviewed == 1
@@ -112,8 +112,8 @@ def test_failed_save_shows_at_once_and_keeps_the_edit(opened, qtbot, settings: S
     labels.store.close()
     labels.store = LabelStore(path, busy_timeout=0.05)
     messages: list[tuple[str, str]] = []
-    state.message.connect(lambda level, text: messages.append((level, text)))
-    key = state.current_key
+    state.activity.message.connect(lambda level, text: messages.append((level, text)))
+    key = state.files.current_key
     qtbot.keyClick(panel, Qt.Key.Key_2)  # malignant
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
@@ -121,7 +121,7 @@ def test_failed_save_shows_at_once_and_keeps_the_edit(opened, qtbot, settings: S
         qtbot.keyClick(panel, Qt.Key.Key_Return)
         assert panel.banner.isVisible() and str(path) in panel.banner.text() and "NOT saved" in panel.banner.text()
         assert messages and messages[-1][0] == "error"
-        assert state.current_key == key  # stayed on the image
+        assert state.files.current_key == key  # stayed on the image
         assert _checked(panel, "malignancy") == "malignant"  # the edit is still on screen
         assert labels.has_unsaved(key)
     finally:
@@ -134,17 +134,17 @@ def test_failed_save_shows_at_once_and_keeps_the_edit(opened, qtbot, settings: S
 
 def test_selection_is_labelled_together_and_others_are_shown(opened, qtbot) -> None:
     state, labels, panel = opened
-    keys = [r.key for r in state.study_set.images]
+    keys = [r.key for r in state.files.study_set.images]
     labels.store.set_label(keys[0], "density", "D", 0.6, annotator="dr-other")
     labels.set_annotator("dr-sel")
-    state.set_selection(keys[:2])
+    state.files.set_selection(keys[:2])
     assert "2 images selected" in panel.target.text()
     labels.set_focus_task("view")
     qtbot.keyClick(panel, Qt.Key.Key_2)
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert {labels.store.label(k, "view", "dr-sel").value for k in keys[:2]} == {"MLO"}
-    state.set_selection([])
-    state.set_current(keys[0])
+    state.files.set_selection([])
+    state.files.set_current(keys[0])
     assert "dr-other: D 60%" in panel.editors["density"].others.text()
     # the other reader's label was shown, never pre-filled: density came from the model
     assert labels.store.label(keys[0], "density", "dr-sel").source == "model"
@@ -154,7 +154,7 @@ def test_queue_panel_orders_shows_progress_and_navigates(opened, qtbot) -> None:
     state, labels, _panel = opened
     queue = QueuePanel(labels)
     qtbot.addWidget(queue)
-    stds = {k: p.p_malignant_std for k, p in state.predictions.items()}
+    stds = {k: p.p_malignant_std for k, p in state.runner.predictions.items()}
     first_key = queue.table.item(0, 0).data(Qt.ItemDataRole.UserRole)
     assert first_key == max(stds, key=stds.get)
     assert queue.bar.text() == "0 / 4 reviewed"
@@ -167,7 +167,7 @@ def test_queue_panel_orders_shows_progress_and_navigates(opened, qtbot) -> None:
     assert reviewed_col == ["", "", "", "✓"]
     target = queue.table.item(1, 0).data(Qt.ItemDataRole.UserRole)
     queue.table.cellClicked.emit(1, 0)
-    assert state.current_key == target
+    assert state.files.current_key == target
 
 
 def test_export_and_import_actions(opened, qtbot, monkeypatch, tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_model_picker_lists_models_and_requests_one(qtbot, make_state, settings:
     assert broken.error and "manifest" in broken.error
     state = make_state()
     requested: list[str] = []
-    state.set_model_path = requested.append  # type: ignore[method-assign]
+    state.runner.set_model_path = requested.append  # type: ignore[method-assign]
     dialog = ModelPickerDialog(state)
     qtbot.addWidget(dialog)
     titles = [dialog.list.item(i).text() for i in range(dialog.list.count())]
@@ -222,7 +222,9 @@ def test_model_picker_lists_models_and_requests_one(qtbot, make_state, settings:
     assert not dialog.use_button.isEnabled()
 
 
-def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+def test_queue_follows_predictions_as_they_arrive(
+    qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path
+) -> None:
     settings.store_path = tmp_path / "labels.sqlite"
     state: AppState = make_state()
     labels = LabelsState(state)  # before anything is opened
@@ -230,7 +232,9 @@ def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: S
     qtbot.addWidget(queue)
     state.open_paths([study_dir])
     wait_idle(qtbot, state)
-    qtbot.waitUntil(lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000)
+    qtbot.waitUntil(
+        lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000
+    )
     assert queue.table.rowCount() == 4 and queue.bar.text() == "0 / 4 reviewed"
     labels.close()
 
@@ -239,7 +243,7 @@ def test_imported_manifest_prefills_as_suggestion(opened, tmp_path: Path) -> Non
     from inference.formats import LabelRow, TaskLabel, write_label_manifest
 
     state, labels, panel = opened
-    key = state.current_key
+    key = state.files.current_key
     manifest = write_label_manifest(
         tmp_path / "dataset.csv", [LabelRow(key, "x.dcm", {"density": TaskLabel("A", 0.3)})], json_copy=False
     )
@@ -252,11 +256,11 @@ def test_imported_manifest_prefills_as_suggestion(opened, tmp_path: Path) -> Non
 def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_studies: Path, tmp_path: Path) -> None:
     state, labels, _panel = opened
     labels.set_annotator("dr-y")
-    first = state.current_key
+    first = state.files.current_key
     labels.accept(advance=False)
     state.open_paths([three_studies / "P0"])
     wait_idle(qtbot, state)
-    assert first not in {r.key for r in state.study_set.images}
+    assert first not in {r.key for r in state.files.study_set.images}
     labels.accept(advance=False)
     with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
         labels.export(tmp_path / "both")
@@ -265,7 +269,9 @@ def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_stu
     assert len({r.patient for r in read_label_manifest(result.manifest)}) == 2  # two women, two pseudonyms
 
 
-def test_store_that_cannot_open_is_shown_and_edits_stay(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+def test_store_that_cannot_open_is_shown_and_edits_stay(
+    qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store's folder should be")
     settings.store_path = blocker / "labels.sqlite"
@@ -278,10 +284,10 @@ def test_store_that_cannot_open_is_shown_and_edits_stay(qtbot, make_state, setti
     qtbot.addWidget(panel)
     panel.show()
     assert labels.store is None and panel.banner.isVisible() and str(blocker) in panel.banner.text()
-    key = state.current_key
+    key = state.files.current_key
     qtbot.keyClick(panel, Qt.Key.Key_2)
     qtbot.keyClick(panel, Qt.Key.Key_Return)
-    assert state.current_key == key and _checked(panel, "malignancy") == "malignant" and labels.has_unsaved(key)
+    assert state.files.current_key == key and _checked(panel, "malignancy") == "malignant" and labels.has_unsaved(key)
     blocker.unlink()  # the folder can be made now: the next Enter saves
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert labels.store is not None and not panel.banner.isVisible()

@@ -11,10 +11,11 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QLabel
 
 from app.__main__ import main
+from app.models.state import AppState
 from app.widgets.dialogs import RESEARCH_NOTICE, AboutDialog, ShortcutsDialog
 from app.widgets.main_window import MainWindow
+from app.widgets.overlays import overlay_range
 from app.widgets.predictions_panel import ACR_MEANING, operating_points
-from app.models.state import AppState
 
 from ..conftest import wait_idle
 
@@ -29,22 +30,26 @@ def window(qtbot, make_state) -> MainWindow:
     return win
 
 
-def test_open_by_drop_shows_studies_predictions_and_problems(qtbot, window: MainWindow, study_dir: Path, tmp_path: Path) -> None:
+def test_open_by_drop_shows_studies_predictions_and_problems(
+    qtbot, window: MainWindow, study_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "drop"
     shutil.copytree(study_dir, folder)
     (folder / "notes.dcm").write_bytes(b"not a dicom file at all")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
-    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
     state = window.state
     wait_idle(qtbot, state)
-    keys = [r.key for r in state.study_set.images]
+    keys = [r.key for r in state.files.study_set.images]
     assert window.browser.visible_keys() == keys  # hanging order
     assert [name for name, _ in window.problems.rows()] == ["notes.dcm"]
     assert window.problems.rows()[0][1]
     # the predictions panel renders the current image's prediction
-    pred = state.prediction(state.current_key)
+    pred = state.runner.prediction(state.files.current_key)
     acr = window.predictions.task_boxes["acr"][1]
     assert list(acr.bars) == list(ACR_MEANING)
     assert sum(acr.values().values()) == pytest.approx(1.0, abs=0.01)
@@ -54,23 +59,23 @@ def test_open_by_drop_shows_studies_predictions_and_problems(qtbot, window: Main
     assert RESEARCH_NOTICE in window.notice_label.text()
     # keyboard: next image, next study, overlays, layout
     qtbot.keyClick(window, Qt.Key.Key_N)
-    assert state.current_key == keys[1]
+    assert state.files.current_key == keys[1]
     qtbot.keyClick(window, Qt.Key.Key_E)
-    assert state.overlay.kind == "evidence"
+    assert state.display.overlay.kind == "evidence"
     qtbot.keyClick(window, Qt.Key.Key_R)
-    assert state.overlay.kind == "error"
+    assert state.display.overlay.kind == "error"
     qtbot.keyClick(window, Qt.Key.Key_2)
-    assert state.display.layout == "cc" and len(window.viewer.slots) == 2
+    assert state.display.view.layout == "cc" and len(window.viewer.slots) == 2
     # browser: choosing a row makes it current; filtering by the operating point
-    state.set_operating_point(max(p.p_malignant for p in state.predictions.values()))
+    state.runner.set_operating_point(max(p.p_malignant for p in state.runner.predictions.values()))
     window.browser.proxy.set_mode("flagged")
     flagged = window.browser.visible_keys()
-    assert flagged and all(state.flagged(k) for k in flagged)
+    assert flagged and all(state.runner.flagged(k) for k in flagged)
     window.browser.proxy.set_mode("below")
     assert set(window.browser.visible_keys()) == set(keys) - set(flagged)
     window.browser.proxy.set_mode("all")
     window.browser.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)
-    ps = [state.prediction(k).p_malignant for k in window.browser.visible_keys()]
+    ps = [state.runner.prediction(k).p_malignant for k in window.browser.visible_keys()]
     assert ps == sorted(ps, reverse=True)
 
 
@@ -81,11 +86,11 @@ def test_panels_dialogs_and_operating_point(qtbot, window: MainWindow, study_dir
     assert ("Ctrl+9", "Show or hide the Extra panel") in window.shortcut_rows
     state.open_paths([study_dir])
     wait_idle(qtbot, state)
-    points = operating_points(state.manifest)
-    assert points[0][1] == pytest.approx(state.manifest.threshold("default"))
+    points = operating_points(state.runner.manifest)
+    assert points[0][1] == pytest.approx(state.runner.manifest.threshold("default"))
     assert window.predictions.op_presets.count() == len(points)
     window.predictions.op_spin.setValue(0.123)
-    assert state.operating_point == pytest.approx(0.123)
+    assert state.runner.operating_point == pytest.approx(0.123)
     assert window.predictions.op_slider.value() == 123
     help_rows = dict(window.shortcut_rows)
     for keys in ("N, PgDown", "E", "R", "B", "1", "F1"):
@@ -93,7 +98,7 @@ def test_panels_dialogs_and_operating_point(qtbot, window: MainWindow, study_dir
     dlg = ShortcutsDialog(window.shortcut_rows, window)
     assert dlg.table.rowCount() == len(window.shortcut_rows)
     about = AboutDialog(state, window)
-    assert "not for diagnosis" in about.text.text() and state.manifest.version in about.text.text()
+    assert "not for diagnosis" in about.text.text() and state.runner.manifest.version in about.text.text()
     dlg.deleteLater()
     about.deleteLater()
 
@@ -113,8 +118,9 @@ def test_window_state_persists(qtbot, make_state, settings) -> None:
 
 def test_screenshot_command(qtbot, study_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "shot.png"
-    code = main([str(study_dir), "--screenshot", str(out), "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c"),
-                 "--device", "cpu", "--overlay", "evidence", "--size", "1000x700"])  # fmt: skip
+    code = main([str(study_dir), "--screenshot", str(out), "--settings", str(tmp_path / "s.ini"),
+                 "--cache", str(tmp_path / "c"), "--device", "cpu", "--overlay", "evidence",
+                 "--size", "1000x700"])  # fmt: skip
     assert code == 0
     from PySide6.QtGui import QImage
 
@@ -140,3 +146,49 @@ def test_exit_after_show_reports_the_first_window(qtbot, tmp_path: Path, capsys)
     code = main(["--exit-after-show", "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c")])
     assert code == 0
     assert "first window after" in capsys.readouterr().out
+
+
+def test_colour_bar_shows_the_current_studys_overlay_range(qtbot, window: MainWindow, three_studies: Path) -> None:
+    """The range is derived in the state: the viewer and the colour bar read the same value, also after a
+    study change (which changes no prediction and no overlay)."""
+    state = window.state
+    state.open_paths([three_studies])
+    wait_idle(qtbot, state)
+    state.display.set_overlay(kind="error")
+    ranges = []
+    for _ in range(len(state.files.study_set.studies)):
+        study = state.files.current_study
+        preds = [state.runner.prediction_with_maps(r.key) for r in study.images]
+        expected = overlay_range("error", [p for p in preds if p is not None])
+        assert state.display.overlay_range == expected
+        assert window.overlay_controls.colorbar.vrange == expected
+        ranges.append(expected)
+        state.files.step_study(1)
+        qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the next study's pixels
+    assert len(set(ranges)) == len(ranges)  # each study its own range: a stale bar would show
+
+
+def test_file_menu_holds_the_panels_actions_before_recent(window: MainWindow) -> None:
+    texts = [a.text().replace("&", "") for a in window.file_menu.actions() if not a.isSeparator()]
+    assert texts == [
+        "Open folder…", "Open files…", "Open the sample studies",
+        "Export labels…", "Import labels…", "Models…", "Load embeddings…",
+        "Recent", "Settings…", "Quit",
+    ]  # fmt: skip
+    assert window.file_menu.actions()[3] is window.queue.export_action
+
+
+def test_one_image_layout_colours_its_overlay_with_the_studys_range(qtbot, window: MainWindow, study_dir: Path) -> None:
+    """In the one-image layout the other images' predictions arrive after the shown one's: the shared
+    range must still take them in, for the drawn overlay and the colour bar alike."""
+    state = window.state
+    state.display.set_view(layout="single")
+    state.display.set_overlay(kind="error")
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    study = state.files.current_study
+    assert len(window.viewer.slots) == 1 and len(study.images) == 4
+    expected = overlay_range("error", [state.runner.prediction_with_maps(r.key) for r in study.images])
+    assert state.display.overlay_range == expected
+    assert window.viewer._drawn_range == ("error", expected)
+    assert window.overlay_controls.colorbar.vrange == expected

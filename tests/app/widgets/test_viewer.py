@@ -10,8 +10,8 @@ import pytest
 from pydicom.uid import generate_uid
 from PySide6.QtCore import QPointF
 
-from app.widgets.image_view import window_for
 from app.models.state import AppState
+from app.widgets.image_view import window_for
 from app.widgets.viewer import HangingViewer
 from inference.phantoms import generator as phantom
 
@@ -29,7 +29,9 @@ def mirrored_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     for i, (lat, view) in enumerate(reversed(VIEWS), start=1):
         spec = phantom.PhantomSpec(lat, view, "B", shape=SHAPE, seed=40 + i, mirrored=(lat, view) == ("R", "CC"))
         image, truth = phantom.render_with_truth(spec)
-        phantom.write_dicom(folder / f"IM{i}.dcm", image, spec=spec, patient_id="MIR", study_uid=study_uid, sop_uid=generate_uid())
+        phantom.write_dicom(
+            folder / f"IM{i}.dcm", image, spec=spec, patient_id="MIR", study_uid=study_uid, sop_uid=generate_uid()
+        )
         truths[f"{lat} {view}"] = truth
     return folder, truths
 
@@ -49,7 +51,7 @@ def opened(qtbot, make_state, mirrored_study) -> tuple[AppState, HangingViewer, 
 
 
 def _key(state: AppState, lat: str, view: str) -> str:
-    return next(r.key for r in state.study_set.images if r.laterality == lat and r.view == view)
+    return next(r.key for r in state.files.study_set.images if r.laterality == lat and r.view == view)
 
 
 def test_hanging_order_and_chest_walls_meet_in_the_middle(opened) -> None:
@@ -76,21 +78,21 @@ def test_hanging_order_and_chest_walls_meet_in_the_middle(opened) -> None:
 
 def test_layouts(opened) -> None:
     state, viewer, _ = opened
-    state.set_display(layout="cc")
+    state.display.set_view(layout="cc")
     assert [s.marker for s in viewer.slots] == ["R CC", "L CC"]
-    state.set_display(layout="mlo")
+    state.display.set_view(layout="mlo")
     assert [s.marker for s in viewer.slots] == ["R MLO", "L MLO"]
-    state.set_current(_key(state, "L", "MLO"))
-    state.set_display(layout="single")
-    assert [s.key for s in viewer.slots] == [state.current_key]
+    state.files.set_current(_key(state, "L", "MLO"))
+    state.display.set_view(layout="single")
+    assert [s.key for s in viewer.slots] == [state.files.current_key]
     assert viewer.views[0].content.chest_wall_right is False
-    state.set_overlay(reconstruction=True)
+    state.display.set_overlay(reconstruction=True)
     assert [s.reconstruction for s in viewer.slots] == [False, True]
-    recon_view = viewer.view_of(state.current_key, reconstruction=True)
-    expected = state.prediction(state.current_key).reconstruction_original()
+    recon_view = viewer.view_of(state.files.current_key, reconstruction=True)
+    expected = state.runner.prediction(state.files.current_key).reconstruction_original()
     assert recon_view._data.shape == expected.shape and np.allclose(recon_view._data, expected)
-    state.set_overlay(reconstruction=False)
-    state.set_display(layout="hanging")
+    state.display.set_overlay(reconstruction=False)
+    state.display.set_view(layout="hanging")
     assert len(viewer.slots) == 4
 
 
@@ -106,10 +108,12 @@ def test_evidence_hot_spot_lands_on_its_pixel(
 ) -> None:
     import app.widgets.overlays
 
-    monkeypatch.setattr(app.widgets.overlays, "EVIDENCE_SMOOTHING", 0.0)  # geometry only: the display blur is tested below
+    monkeypatch.setattr(
+        app.widgets.overlays, "EVIDENCE_SMOOTHING", 0.0
+    )  # geometry only: the display blur is tested below
     state, viewer, truths = opened
     key = _key(state, lat, view)
-    pred = state.prediction(key)
+    pred = state.runner.prediction(key)
     g = pred.geometry
     assert g.flipped is flipped
     truth = truths[f"{lat} {view}"]
@@ -120,9 +124,9 @@ def test_evidence_hot_spot_lands_on_its_pixel(
     evidence = np.zeros_like(pred.evidence)
     cy, cx = int(my // cell), int(mx // cell)
     evidence[cy, cx] = 1.0
-    state.predictions[key] = dataclasses.replace(pred, evidence=evidence)
-    state.predictions_changed.emit((key,))
-    state.set_overlay(kind="evidence", opacity=1.0)
+    state.runner.predictions[key] = dataclasses.replace(pred, evidence=evidence)
+    state.runner.predictions_changed.emit((key,))
+    state.display.set_overlay(kind="evidence", opacity=1.0)
     view = viewer.view_of(key)
     rgba = view.overlay_item.image
     assert rgba.shape[:2] == g.original_shape
@@ -145,7 +149,7 @@ def test_evidence_hot_spot_lands_on_its_pixel(
     assert (p_img.x(), p_img.y()) == pytest.approx((p_ovl.x(), p_ovl.y()))
     assert (p_pix.x(), p_pix.y()) == pytest.approx((p_img.x(), p_img.y()))
     assert p_img.x() == pytest.approx(g.original_shape[1] - (hot_col + 0.5) if mirrored_on_screen else hot_col + 0.5)
-    state.set_overlay(kind="none")
+    state.display.set_overlay(kind="none")
     assert not view.overlay_item.isVisible()
 
 
@@ -153,22 +157,22 @@ def test_window_drag_presets_and_invert(opened) -> None:
     state, viewer, _ = opened
     views = viewer.views
     v0 = views[0]
-    img = state.image(v0.content.key)
+    img = state.memory.image(v0.content.key)
     c, w = window_for(img, "default")
     assert v0.levels == pytest.approx((c - w / 2, c + w / 2))
     v0.vb.window_drag.emit(0.0, 0.0, True)
     v0.vb.window_drag.emit(200.0, -60.0, False)  # wider and brighter
-    cw = state.display.window
+    cw = state.display.view.window
     assert cw is not None and cw[1] == pytest.approx(w * np.e) and cw[0] > c
     for v in views:  # every view follows the state's window
         assert v.levels == pytest.approx((cw[0] - cw[1] / 2, cw[0] + cw[1] / 2))
-    state.set_display(preset="full")
+    state.display.set_view(preset="full")
     assert v0.levels == pytest.approx((float(img.raw.min()), float(img.raw.max())))
-    state.set_display(inverted=True)
+    state.display.set_view(inverted=True)
     assert all(v.inverted for v in views)
     assert int(v0.image_item.lut[0, 0]) == 255
-    state.reset_display()
-    assert state.display.window is None and not v0.inverted
+    state.display.reset()
+    assert state.display.view.window is None and not v0.inverted
 
 
 def test_zoom_and_pan_follow_across_views(opened) -> None:
@@ -191,13 +195,13 @@ def test_zoom_and_pan_follow_across_views(opened) -> None:
 def test_pixel_readout_reports_the_modality_value(opened, qtbot) -> None:
     state, viewer, truths = opened
     view = viewer.views[0]
-    img = state.image(view.content.key)
+    img = state.memory.image(view.content.key)
     row, col = 100, 50
     scene = view.image_item.mapToScene(view.image_item.mapFromView(view.image_to_view(row, col)))
     assert view.pixel_at(scene) == (row, col)
     view._on_mouse_moved(scene)
     assert view.readout.text().endswith(f"value {float(img.raw[row, col]):.6g}")
-    state.set_display(magnifier=True)
+    state.display.set_view(magnifier=True)
     view._on_mouse_moved(scene)
     assert view.mag.isVisible() and view.mag.pixmap().width() == 240
 
@@ -221,12 +225,12 @@ def test_monochrome1_dense_tissue_is_bright(qtbot, make_state, tmp_path: Path) -
     viewer.show()
     state.open_paths([tmp_path])
     wait_idle(qtbot, state)
-    view = viewer.view_of(state.current_key)
-    assert state.image(state.current_key).inverted
+    view = viewer.view_of(state.files.current_key)
+    assert state.memory.image(state.files.current_key).inverted
     y0, x0, y1, x1 = truth.breast_bbox
     inside = (int((y0 + y1) / 2), int((x0 + x1) / 2))
     assert _shown_grey(view, *inside) > _shown_grey(view, 2, SHAPE[1] - 3) + 60  # breast brighter than air
-    state.set_display(inverted=True)  # the user's invert flips it back
+    state.display.set_view(inverted=True)  # the user's invert flips it back
     assert _shown_grey(view, *inside) < _shown_grey(view, 2, SHAPE[1] - 3)
 
 
@@ -243,12 +247,12 @@ def test_pictures_without_tags_hang_by_their_pixels(qtbot, make_state, tmp_path:
     viewer.show()
     state.open_paths([tmp_path])
     wait_idle(qtbot, state)
-    assert len(state.study_set.images) == 2
+    assert len(state.files.study_set.images) == 2
     for slot in viewer.slots:
         view = viewer.view_of(slot.key)
-        img = state.image(slot.key)
+        img = state.memory.image(slot.key)
         # without a tag the laterality comes from the pixels and the image is shown as stored
-        assert state.laterality(slot.key) == ("R" if img.chest_wall_right else "L")
+        assert state.files.laterality(slot.key) == ("R" if img.chest_wall_right else "L")
         assert view.mirrored is False and slot.chest_wall_right is img.chest_wall_right
 
 
@@ -256,7 +260,7 @@ def test_large_image_is_drawn_from_block_means_on_the_original_grid(opened, qtbo
     from app.widgets.image_view import ImageView, ViewContent
 
     state, viewer, _ = opened
-    small = state.image(viewer.views[0].content.key)
+    small = state.memory.image(viewer.views[0].content.key)
     rng = np.random.default_rng(0)
     raw = rng.random((2400, 1800), dtype=np.float32) * 4000
     big = dataclasses.replace(small, raw=raw, pixels=raw / 4000, chest_wall_right=True)
@@ -280,11 +284,13 @@ def test_large_image_is_drawn_from_block_means_on_the_original_grid(opened, qtbo
 def test_evidence_display_blur_keeps_the_peak_in_place(opened) -> None:
     state, _viewer, _truths = opened
     key = _key(state, "L", "CC")
-    pred = state.prediction(key)
+    pred = state.runner.prediction(key)
     evidence = np.zeros_like(pred.evidence)
     cy, cx = evidence.shape[0] // 2, 2
     evidence[cy, cx] = 1.0
     sharp = dataclasses.replace(pred, evidence=evidence).evidence_original()
     soft = dataclasses.replace(pred, evidence=evidence).evidence_original(smooth=1.0)
-    assert np.unravel_index(np.argmax(soft), soft.shape) == pytest.approx(np.unravel_index(np.argmax(sharp), sharp.shape), abs=2)
+    assert np.unravel_index(np.argmax(soft), soft.shape) == pytest.approx(
+        np.unravel_index(np.argmax(sharp), sharp.shape), abs=2
+    )
     assert soft.max() < sharp.max() and (soft > 0.01 * soft.max()).sum() > (sharp > 0.01 * sharp.max()).sum()

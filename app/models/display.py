@@ -1,0 +1,137 @@
+"""DisplayState: how the images are shown (layout, window/level, inversion, magnifier) and what is
+drawn over them (overlay kind and opacity, the reconstruction beside), with the overlay's colour
+range that the study's images share (derived here, read by the viewer and the colour bar alike)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from app.models.files import FilesState
+from app.models.runner import ModelRunner
+from app.models.settings import Settings
+from inference.model.predict import Prediction, smooth_evidence
+
+__all__ = ["DisplayState", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "EVIDENCE_SMOOTHING", "overlay_range"]
+
+LAYOUTS = ("hanging", "cc", "mlo", "single")
+OVERLAYS = ("none", "evidence", "error")
+#: Gaussian blur (in H/16 cells) of the evidence grid before display: the deepest level's evidence
+#: is spread evenly over 4 x 4 cells, which would read as hard blocks on the image.
+EVIDENCE_SMOOTHING = 1.0
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What is drawn over the images."""
+
+    kind: str = "none"  # one of OVERLAYS
+    opacity: float = 0.5
+    reconstruction: bool = False  # show the reconstruction beside the current image
+
+
+@dataclass(frozen=True)
+class Display:
+    """How the images are shown."""
+
+    layout: str = "hanging"  # one of LAYOUTS
+    inverted: bool = False
+    window: tuple[float, float] | None = None  # (centre, width) in modality values, None = preset
+    preset: str = "default"  # "default" (the file's first window), "dicom:<i>", "auto", "full", "soft", "dense"
+    magnifier: bool = False
+
+
+def overlay_range(kind: str, predictions: list[Prediction]) -> tuple[float, float]:
+    """Colour range shared by a study's images so their overlays compare: (vmin, vmax)."""
+    values: list[float] = []
+    for p in predictions:
+        if kind == "evidence" and p.evidence is not None:
+            values.append(float(np.max(np.abs(smooth_evidence(p.evidence, EVIDENCE_SMOOTHING)))))
+        elif kind == "error":
+            err = p.error_map()
+            if err is not None:
+                values.append(float(np.percentile(err[:, : p.geometry.content_shape[1]], 99.5)))
+    top = max(values) if values else 1.0
+    top = top if top > 1e-12 else 1.0
+    return (-top, top) if kind == "evidence" else (0.0, top)
+
+
+class DisplayState(QObject):
+    """``view`` (a :class:`Display`) and ``overlay`` (an :class:`Overlay`); requests replace them."""
+
+    display_changed = Signal()
+    overlay_changed = Signal()
+
+    def __init__(
+        self, settings: Settings, files: FilesState, runner: ModelRunner, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.files = files
+        self.runner = runner
+        self.view = Display(layout=settings.layout if settings.layout in LAYOUTS else "hanging")
+        self.overlay = Overlay(opacity=settings.overlay_opacity)
+        # (kind, the study's keys, their prediction objects) -> range; the objects are held, so identity is safe
+        self._range: tuple[str, tuple[str, ...], tuple[object, ...], tuple[float, float]] | None = None
+
+    @property
+    def overlay_range(self) -> tuple[float, float]:
+        """The colour range of the overlay over the current study's predictions ((0, 1) without one).
+
+        Derived on demand from what it depends on (overlay kind, the current study, its predictions),
+        so every reader sees the same value whatever order the signals reach them in."""
+        kind = self.overlay.kind
+        study = self.files.current_study
+        if kind == "none" or study is None:
+            return (0.0, 1.0)
+        keys = tuple(r.key for r in study.images)
+        preds = tuple(self.runner.predictions.get(k) for k in keys)
+        memo = self._range
+        if memo is None or memo[:2] != (kind, keys) or any(a is not b for a, b in zip(memo[2], preds, strict=True)):
+            maps = [p for k in keys if (p := self.runner.prediction_with_maps(k)) is not None]
+            memo = self._range = (kind, keys, preds, overlay_range(kind, maps))
+        return memo[3]
+
+    # ------------------------------------------------------------------ requests
+    def set_overlay(
+        self, kind: str | None = None, opacity: float | None = None, reconstruction: bool | None = None
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if kind is not None:
+            if kind not in OVERLAYS:
+                raise ValueError(f"unknown overlay {kind!r}")
+            changes["kind"] = kind
+        if opacity is not None:
+            changes["opacity"] = float(min(1.0, max(0.0, opacity)))
+            self.settings.overlay_opacity = changes["opacity"]
+        if reconstruction is not None:
+            changes["reconstruction"] = bool(reconstruction)
+        new = replace(self.overlay, **changes)
+        if new != self.overlay:
+            self.overlay = new
+            self.overlay_changed.emit()
+
+    def toggle_overlay(self, kind: str) -> None:
+        self.set_overlay(kind="none" if self.overlay.kind == kind else kind)
+
+    def set_view(self, **changes: Any) -> None:
+        if "layout" in changes:
+            if changes["layout"] not in LAYOUTS:
+                raise ValueError(f"unknown layout {changes['layout']!r}")
+            self.settings.layout = changes["layout"]
+        if "preset" in changes and "window" not in changes:
+            changes["window"] = None
+        new = replace(self.view, **changes)
+        if new != self.view:
+            self.view = new
+            self.display_changed.emit()
+
+    def set_window(self, center: float, width: float) -> None:
+        """Window every view with this (centre, width) in modality values."""
+        self.set_view(window=(float(center), max(1e-6, float(width))))
+
+    def reset(self) -> None:
+        self.set_view(window=None, preset="default", inverted=False)

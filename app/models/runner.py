@@ -1,0 +1,359 @@
+"""ModelRunner: the model session, the predictions and their summaries, and the run that makes them.
+
+One run predicts every opened image that has no prediction of the current model yet, the current
+study first, a study at a time: cache hits come back at once, the rest are decoded two at a time
+(the decoded pixels go to :class:`~app.models.images.ImageMemory` so they are on screen before
+their prediction) and predicted together. Everything reaches the state on the main thread as
+items yielded by the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.models.activity import Activity
+from app.models.backend import Backend, error_text, reason
+from app.models.cache import PredictionCache
+from app.models.files import FilesState
+from app.models.images import ImageMemory
+from app.models.settings import Settings
+from app.models.workers import Cancelled, WorkerError, WorkerPool
+from inference.errors import ImageReadError, ModelError, PreprocessError
+from inference.formats import ModelManifest
+from inference.imaging.decode import LoadedImage
+from inference.imaging.studies import ImageRecord
+from inference.model.predict import Prediction, PredictionSummary
+from inference.model.summary import BreastSummary, ExamSummary, summarise
+
+__all__ = ["ModelRunner"]
+
+_TASK = "Running the model"
+
+
+class ModelRunner(QObject):
+    """The model and what it said: ``predictions`` hold a :class:`Prediction` (with maps) or, for older
+    images beyond the maps memory, its :class:`PredictionSummary`."""
+
+    predictions_changed = Signal(tuple)  # image keys
+    model_changed = Signal()
+    operating_point_changed = Signal(float)
+
+    def __init__(
+        self,
+        settings: Settings,
+        files: FilesState,
+        memory: ImageMemory,
+        pool: WorkerPool,
+        backend: Backend,
+        cache: PredictionCache,
+        activity: Activity,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.files = files
+        self.memory = memory
+        self.pool = pool
+        self.backend = backend
+        self.cache = cache
+        self.activity = activity
+        self.session: Any = None
+        self.model_error = ""
+        self.predictions: dict[str, PredictionSummary] = {}
+        self.breasts: dict[str, BreastSummary] = {}
+        self.exams: dict[str, ExamSummary] = {}
+        self.model_runs = 0  # images the model actually ran on (cache misses)
+        self._operating_point: float | None = settings.operating_point
+
+    # ------------------------------------------------------------------ read access
+    @property
+    def manifest(self) -> ModelManifest | None:
+        return None if self.session is None else self.session.manifest
+
+    @property
+    def operating_point(self) -> float:
+        if self._operating_point is not None:
+            return self._operating_point
+        return self.manifest.threshold("default") if self.manifest is not None else 0.5
+
+    def prediction(self, key: str | None) -> PredictionSummary | None:
+        return None if key is None else self.predictions.get(key)
+
+    def prediction_with_maps(self, key: str | None) -> Prediction | None:
+        """The prediction with its model-space maps (reloaded from the cache when they were let go)."""
+        p = self.prediction(key)
+        if p is None or isinstance(p, Prediction):
+            return p
+        return self.cache.get(p.key, p.model_version)
+
+    def flagged(self, key: str) -> bool | None:
+        """True when the image's malignancy probability reaches the operating point; None without one."""
+        p = self.predictions.get(key)
+        if p is None or p.p_malignant != p.p_malignant:
+            return None
+        return p.p_malignant >= self.operating_point
+
+    def breast_of(self, key: str) -> BreastSummary | None:
+        for b in self.breasts.values():
+            if key in b.image_keys:
+                return b
+        return None
+
+    def exam_of(self, key: str) -> ExamSummary | None:
+        study = self.files.study_of(key)
+        if study is None:
+            return None
+        keys = {r.key for r in study.images}
+        for e in self.exams.values():
+            if e.source_key in keys:
+                return e
+        return None
+
+    # ------------------------------------------------------------------ requests
+    def set_operating_point(self, threshold: float) -> None:
+        t = float(min(1.0, max(0.0, threshold)))
+        if self._operating_point is not None and abs(t - self._operating_point) < 1e-9:
+            return
+        self._operating_point = t
+        self.settings.operating_point = t
+        self.operating_point_changed.emit(t)
+
+    def set_device(self, device: str) -> None:
+        """Use another device from the next model run on (the settings keep it)."""
+        self.settings.device = device
+        if self.session is not None and device not in ("auto", self.session.device):
+            self.session = None
+            self.model_changed.emit()
+        self.run_inference()
+
+    def set_model_path(self, path: str) -> None:
+        """Use another model file ("" = the bundled one); its predictions replace the old model's."""
+        self.pool.cancel("inference")
+        self.settings.model_path = path
+        self.session = None
+        self.model_error = ""
+        dropped = tuple(self.predictions)
+        self.predictions = {}
+        self.summarise()
+        # an image that decoded but failed to preprocess may pass with the other model
+        self.files.load_problems = {k: p for k, p in self.files.load_problems.items() if self.memory.image(k) is None}
+        self.model_changed.emit()
+        if dropped:
+            self.predictions_changed.emit(dropped)
+        self.files.problems_changed.emit()
+        self.run_inference()
+
+    def set_cache_dir(self, folder: str | Path) -> None:
+        """Keep predictions in another folder from now on (the settings keep it)."""
+        self.settings.cache_dir = folder
+        self.cache = PredictionCache(Path(folder))
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the predictions of images no longer opened, and summarise again (no signal)."""
+        self.predictions = {k: v for k, v in self.predictions.items() if k in keep}
+        self.summarise()
+
+    def cancel(self) -> None:
+        self.pool.cancel("inference")
+        self.memory.loading.clear()
+
+    def run_inference(self) -> None:
+        """Predict every opened image that has no prediction of the current model yet."""
+        problems = self.files.load_problems
+        records = [r for r in self.files.ordered_records() if r.key not in self.predictions and r.key not in problems]
+        if not records:
+            self.activity.idle()
+            return
+        want_pixels = self.files.current_study_keys()
+        self.memory.loading |= want_pixels
+        job = _inference_job(
+            records, self.session, self.backend, self.cache, self.settings.model_path, self.settings.device,
+            want_pixels, self.memory.image,
+        )  # fmt: skip
+        self.activity.set_busy(_TASK, 0, len(records))
+        self.pool.submit(
+            job,
+            channel="inference",
+            on_yield=self._on_item,
+            on_progress=lambda d, t: self.activity.set_busy(_TASK, d, t),
+            on_error=self._on_error,
+            on_finished=self._on_finished,
+        )
+
+    # ------------------------------------------------------------------ results (main thread)
+    def _on_item(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "model":
+            self.session = item[1]
+            self.model_error = ""
+            if getattr(self.session, "notice", ""):
+                self.activity.say("warning", self.session.notice)
+            self.model_changed.emit()
+            self.operating_point_changed.emit(self.operating_point)
+        elif kind == "image":
+            self.memory.store([item[1]])
+        elif kind == "problem":
+            _, key, why = item
+            if self.files.has(key):
+                self.memory.loading.discard(key)
+                self.files.add_problem(key, why)
+        elif kind == "prediction":
+            _, key, img, pred, ran = item
+            if img is not None:
+                self.memory.store([img])
+            if ran:
+                self.model_runs += 1
+            if self.files.has(key):
+                self._keep(pred)
+                self.summarise()
+                self.predictions_changed.emit((key,))
+
+    def _keep(self, pred: Prediction) -> None:
+        """Store a prediction; beyond the maps memory, older ones outside the current study keep their
+        summary and leave their maps to the on-disk cache (:meth:`prediction_with_maps`)."""
+        self.predictions[pred.key] = pred
+        for old in self.memory.keep_maps(pred.key):
+            p = self.predictions.get(old)
+            if isinstance(p, Prediction):
+                self.predictions[old] = p.without_maps()
+
+    def _on_finished(self, cancelled: bool) -> None:
+        self.memory.loading.clear()
+        self.activity.idle()
+        if cancelled:
+            self.activity.say("info", "Model run cancelled; the predictions made so far are kept")
+        self.memory.ensure_current()
+
+    def _on_error(self, err: WorkerError) -> None:
+        text = error_text(err)
+        if isinstance(err.exception, ModelError):
+            self.model_error = text
+            self.model_changed.emit()
+        self.memory.loading.clear()
+        self.activity.idle()
+        self.activity.say("error", text)
+
+    def summarise(self) -> None:
+        records = self.files.study_set.images
+        preds = [self.predictions[r.key] for r in records if r.key in self.predictions]
+        lat = {r.key: self.files.laterality(r.key) for r in records}
+        breasts, exams = summarise(records, preds, laterality=lat) if preds else ([], [])
+        self.breasts = {b.key: b for b in breasts}
+        self.exams = {e.key: e for e in exams}
+
+
+def _inference_job(
+    records: list[ImageRecord],
+    session: Any,
+    backend: Backend,
+    cache: PredictionCache,
+    model_path: str,
+    device: str,
+    want_pixels: set[str],
+    peek: Callable[[str], LoadedImage | None],
+) -> Callable[[Callable[[int, int], None], Callable[[], bool]], Generator[tuple[Any, ...], None, int]]:
+    """The worker function of one model run: yields ("model", session), ("image", img),
+    ("problem", key, reason) and ("prediction", key, img or None, prediction, ran)."""
+
+    def job(
+        progress: Callable[[int, int], None], cancelled: Callable[[], bool]
+    ) -> Generator[tuple[Any, ...], None, int]:
+        nonlocal session
+        if session is None:
+            session = backend.load_model(model_path, device)
+            yield ("model", session)
+        total = len(records)
+        progress(0, total)
+        done = 0
+        for study in _group_by_study(records):
+            if cancelled():
+                raise Cancelled()
+            need: list[tuple[ImageRecord, Prediction | None]] = []
+            for rec in study:
+                hit = cache.get(rec.key, session.version)
+                if hit is not None and (rec.key not in want_pixels or peek(rec.key) is not None):
+                    yield ("prediction", rec.key, None, hit, False)
+                    done += 1
+                    progress(done, total)
+                else:
+                    need.append((rec, hit))
+            todo: list[LoadedImage] = []
+            for (rec, hit), img in zip(need, _load_all(backend, [r for r, _ in need], peek), strict=False):
+                if cancelled():
+                    raise Cancelled()
+                if not isinstance(img, LoadedImage):
+                    yield ("problem", rec.key, img)
+                    done += 1
+                    progress(done, total)
+                elif hit is not None:
+                    yield ("prediction", rec.key, img, hit, False)
+                    done += 1
+                    progress(done, total)
+                else:
+                    yield ("image", img)  # on screen before its prediction
+                    todo.append(img)
+            if cancelled():
+                raise Cancelled()
+            for img, pred, err in _predict_all(backend, session, todo):
+                if pred is not None:
+                    cache.put(pred)
+                    yield ("prediction", img.record.key, None, pred, True)
+                else:
+                    yield ("problem", img.record.key, err)
+                done += 1
+                progress(done, total)
+        return done
+
+    return job
+
+
+def _group_by_study(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]:
+    groups: dict[str, list[ImageRecord]] = {}
+    for r in records:
+        groups.setdefault(r.study_uid or f"{r.patient_id}/{r.path.parent}", []).append(r)
+    return list(groups.values())
+
+
+def _load_all(
+    backend: Backend, records: list[ImageRecord], peek: Callable[[str], LoadedImage | None]
+) -> list[LoadedImage | str]:
+    """Decode images two at a time (decoders release the GIL); a failure becomes its reason."""
+
+    def one(rec: ImageRecord) -> LoadedImage | str:
+        img = peek(rec.key)
+        if img is not None:
+            return img
+        try:
+            return backend.load_image(rec)
+        except (ImageReadError, OSError, ValueError) as exc:
+            return reason(exc)
+
+    if len(records) < 2:
+        return [one(r) for r in records]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as ex:
+        return list(ex.map(one, records))
+
+
+def _predict_all(
+    backend: Backend, session: Any, images: list[LoadedImage]
+) -> list[tuple[LoadedImage, Prediction | None, str]]:
+    """Predict a study's images together; one image that cannot be preprocessed fails alone."""
+    if not images:
+        return []
+    try:
+        preds = backend.predict(session, images)
+        return [(img, p, "") for img, p in zip(images, preds, strict=False)]
+    except PreprocessError:
+        pass
+    out: list[tuple[LoadedImage, Prediction | None, str]] = []
+    for img in images:
+        try:
+            out.append((img, backend.predict(session, [img])[0], ""))
+        except PreprocessError as exc:
+            out.append((img, None, reason(exc)))
+    return out
