@@ -22,14 +22,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from inference.errors import FormatError, LabelStoreError, MammoReviewError
-from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
-from inference.formats import TASK_CLASSES, TASKS
-from inference.labels.store import LabelEdit, LabelRecord, LabelStore
-from inference.labels.review import ORDERS, Progress, QueueItem, progress, review_queue
-
 from app.models.state import AppState
 from app.models.workers import WorkerError
+from inference.errors import FormatError, LabelStoreError, MammoReviewError
+from inference.formats import TASK_CLASSES, TASKS
+from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
+from inference.labels.review import ORDERS, QueueItem, ReviewProgress, progress, review_queue
+from inference.labels.store import LabelEdit, LabelRecord, LabelStore
 
 __all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP"]
 
@@ -396,10 +395,10 @@ class LabelsState(QObject):
     def queue(self) -> list[QueueItem]:
         return list(self._queue)
 
-    def progress(self) -> Progress:
+    def progress(self) -> ReviewProgress:
         keys = [r.key for r in self.app.study_set.images]
         if self.store is None:
-            return Progress(0, len(keys))
+            return ReviewProgress(0, len(keys))
         return progress(keys, self.store, self.annotator or None)
 
     def _on_studies_changed(self) -> None:

@@ -13,17 +13,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from inference.errors import FormatError
-from inference.labels.exchange import (
-    _strip_jpeg,
-    deidentify_dataset,
-    export_labels,
-    import_labels,
-    import_manifest,
-)
 from inference.formats import LabelRow, TaskLabel, image_key, read_label_manifest, write_label_manifest
+from inference.imaging.studies import StudySet, scan
+from inference.labels.deidentify import deidentify_dataset, strip_jpeg
+from inference.labels.exchange import export_labels, import_labels, import_manifest
 from inference.labels.store import LabelEdit, LabelStore
 from inference.phantoms.generator import PhantomSpec, render, write_dicom
-from inference.imaging.studies import StudySet, scan
 
 NAME, PID, BIRTH = "Zqxwillow^Secretina", "PIDZQX7731", "19471203"
 IDENTIFIERS = [b"Zqxwillow", b"Secretina", PID.encode(), BIRTH.encode(), b"1947-12-03", b"Hospital Zqx"]
@@ -223,7 +218,7 @@ def test_jpeg_strip_keeps_pixels() -> None:
     exif[0x013B] = "Zqxwillow"  # Artist
     img.save(buf, "JPEG", exif=exif.tobytes(), comment=b"Secretina")
     data = buf.getvalue()
-    stripped = _strip_jpeg(data)
+    stripped = strip_jpeg(data)
     assert b"Zqxwillow" in data and b"Secretina" in data
     assert b"Zqxwillow" not in stripped and b"Secretina" not in stripped
     a = Image.open(io.BytesIO(data))
