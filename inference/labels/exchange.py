@@ -31,7 +31,8 @@ import csv
 import hashlib
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +47,7 @@ from inference.labels.deidentify import (
     pseudo_patient,
     pseudo_study,
 )
+from inference.labels.records import SOURCES, SUGGESTION_SOURCES, exportable
 from inference.labels.store import LabelRecord, LabelStore, combine, utc_now
 
 __all__ = [
@@ -57,6 +59,8 @@ __all__ = [
     "export_labels",
     "import_labels",
     "import_manifest",
+    "import_any",
+    "export_store",
     "deidentify_dataset",
     "ANNOTATION_COLUMNS",
 ]
@@ -98,6 +102,14 @@ class ExportResult:
     annotations: int
     identified: bool
     problems: tuple[ExportProblem, ...]
+    #: exported annotations by source (``person``, ``model-confirmed``, ``manifest``, ...)
+    sources: dict[str, int] = field(default_factory=dict)
+    #: the model's suggestions held in the store and left out (never labels, never exported)
+    left_out: int = 0
+
+    def describe_sources(self) -> str:
+        """``"person 12, model-confirmed 3"`` (or ``"none"``)."""
+        return ", ".join(f"{s} {n}" for s, n in sorted(self.sources.items())) or "none"
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,8 @@ class ImportResult:
     added: int
     skipped: int
     source: Path
+    #: rows that were the model's guesses (older exports held them): never imported
+    left_out: int = 0
 
 
 ANNOTATION_COLUMNS: tuple[str, ...] = (
@@ -123,17 +137,38 @@ def _relative(path: Path, folder: Path) -> str:
 _README = """mammo-review label export ({when})
 Research use only. Not for diagnosis or any clinical decision.
 
-manifest.csv / manifest.json  one row per image: each task's combined label and its uncertainty u
-                              (loss weight 1 - u; empty = missing). Image paths are relative to this folder.
-annotations.csv               every annotator's own label: key, annotator, task, value, confidence, status, time.
-                              It names the annotators (readers), as they entered their names.
+manifest.csv / manifest.json  one row per image: each task's combined label, its uncertainty u
+                              (loss weight 1 - u; empty = missing) and <task>_by: "person" when people's
+                              labels made it, "suggested" when nobody confirmed the task and an imported
+                              data set's label stands in. Image paths are relative to this folder.
+annotations.csv               every annotator's own label: key, annotator, task, value, confidence, status,
+                              source, model version, time. It names the annotators (readers), as they
+                              entered their names.
 {images_line}
-Combining annotators: only confirmed labels vote (suggestions from imported manifests count only when
+A label is what a person confirmed, task by task: a value the person set (source "person") or a
+suggestion the person explicitly confirmed (source "<suggestion>-confirmed", e.g. "model-confirmed").
+The model's suggestions that nobody confirmed are not labels and are not in this folder.
+
+This export: {labels} label(s) confirmed by people and {suggestions} suggestion(s) from imported data sets;
+by source:
+{counts}
+The model's unconfirmed suggestions left out: {left_out}.
+
+Combining annotators: only people's labels vote (suggestions from imported manifests count only when
 nobody confirmed the task; the model's suggestions never count); "unknown" abstains; the class with the
 largest summed confidence wins; u = 1 - (its summed confidence / number of voting annotators).
 
 {deid}
 """
+_SOURCE_TEXT = {
+    "person": "set by a person",
+    "model-confirmed": "the model's suggestion, confirmed by a person",
+    "dicom-confirmed": "the DICOM header's or file name's view, confirmed by a person",
+    "manifest-confirmed": "an imported data set's label, confirmed by a person",
+    "import-confirmed": "an imported suggestion, confirmed by a person",
+    "manifest": "an imported data set's label, not confirmed (a suggestion)",
+    "import": "an imported suggestion, not confirmed",
+}
 _DEID_TEXT = """De-identification: DICOM files follow the DICOM PS3.15 Annex E Basic Application Level
 Confidentiality Profile (Clean Descriptors; Retain Longitudinal Temporal Information with Modified Dates):
 patient names, IDs, birth dates, accession numbers, institution and physician names removed or replaced
@@ -174,8 +209,11 @@ def export_labels(
         raise FormatError(f"cannot create the export folder ({exc.strerror or exc})", folder) from exc
     secret = store.secret
     todo = []
+    left_out = 0
     for rec in dict((r.key, r) for r in records).values():
-        labels = store.labels(rec.key)
+        stored = store.labels(rec.key)
+        labels = [lab for lab in stored if exportable(lab.status, lab.source)]
+        left_out += len(stored) - len(labels)
         if labels or not only_labelled:
             todo.append((rec, labels))
     rows: list[LabelRow] = []
@@ -201,7 +239,7 @@ def export_labels(
             pseudonyms.append((key, rec.key))
         combined = combine(labels)
         row_labels = {
-            t: TaskLabel(c.value, round(c.uncertainty, 6)) for t, c in combined.items() if c.value is not None
+            t: TaskLabel(c.value, round(c.uncertainty, 6), c.by) for t, c in combined.items() if c.value is not None
         }
         rows.append(
             LabelRow(
@@ -238,13 +276,26 @@ def export_labels(
         if identified
         else "images/                       the de-identified image files."
     )
+    sources = dict(Counter(lab.source for _, lab in notes))
+    labels_total = sum(1 for _, lab in notes if lab.status == "confirmed")
+    counts = "\n".join(
+        f"  {src:<20} {n:>6}  {_SOURCE_TEXT.get(src, '')}" for src, n in sorted(sources.items())
+    ) or "  (none)"
     (folder / "README.txt").write_text(
-        _README.format(when=utc_now(), images_line=images_line, deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT),
+        _README.format(
+            when=utc_now(),
+            images_line=images_line,
+            labels=labels_total,
+            suggestions=len(notes) - labels_total,
+            counts=counts,
+            left_out=left_out,
+            deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT,
+        ),
         encoding="utf-8",
     )
     if pseudonyms:
         store.remember_pseudonyms(pseudonyms)
-    return ExportResult(folder, manifest, len(rows), len(notes), identified, tuple(problems))
+    return ExportResult(folder, manifest, len(rows), len(notes), identified, tuple(problems), sources, left_out)
 
 
 # --------------------------------------------------------------------------- import
@@ -255,8 +306,10 @@ def _origin(*parts: str) -> str:
 def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
     """Add the per-annotator labels of an export (its annotations.csv) to ``store``.
 
-    Rows become history with source ``"import"`` under the exporter's annotator names; keys this
-    store exported itself are mapped back to the original keys. Importing twice adds nothing.
+    Rows become history (an ``import`` action) under the exporter's annotator names, keeping their
+    source (a person's label stays ``person`` or ``<suggestion>-confirmed``; suggestions become
+    ``import``); rows that were the model's guesses are left out (:attr:`ImportResult.left_out`).
+    Keys this store exported itself are mapped back to the original keys. Importing twice adds nothing.
     """
     folder = Path(folder)
     path = folder / "annotations.csv" if folder.is_dir() else folder
@@ -269,11 +322,16 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
     if missing:
         raise FormatError(f"annotations lack column(s) {', '.join(sorted(missing))}", path)
     batch = []
+    left_out = 0
     for n, row in enumerate(reader, start=2):
         where = f"{path.name} line {n}"
         file_key = (row["key"] or "").strip()
         value = (row["value"] or "").strip() or None
         status = (row.get("status") or "confirmed").strip()
+        source = _import_source(status, (row.get("source") or "").strip())
+        if source is None:  # the model's guess (older exports stored them as labels): not a label
+            left_out += 1
+            continue
         try:
             confidence = float(row["confidence"])
         except ValueError as exc:
@@ -285,7 +343,7 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
             value=value,
             confidence=confidence,
             status=status,
-            source="import",
+            source=source,
             model_version=(row.get("model_version") or "").strip(),
             time=(row["time"] or "").strip() or utc_now(),
         )
@@ -294,10 +352,21 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
         )
         batch.append((rec, origin))
     try:
-        added = store.add_imported(batch, source="import")
+        added = store.add_imported(batch, source=None)
     except ValueError as exc:
         raise FormatError(f"bad annotation ({exc})", path) from exc
-    return ImportResult(added, len(batch) - added, path)
+    return ImportResult(added, len(batch) - added, path, left_out)
+
+
+def _import_source(status: str, source: str) -> str | None:
+    """The source an imported annotation keeps: a person's label keeps its own (``person``,
+    ``model-confirmed``, ...; ``person`` when the file does not say), a suggestion becomes
+    ``import`` unless it names a data set's manifest; None for the model's guesses."""
+    if source == "model":
+        return None
+    if status == "confirmed":
+        return source if source in SOURCES and (source == "person" or source.endswith("-confirmed")) else "person"
+    return source if source in SUGGESTION_SOURCES else "import"
 
 
 def import_manifest(store: LabelStore, path: str | Path, *, annotator: str | None = None) -> ImportResult:
@@ -320,3 +389,30 @@ def import_manifest(store: LabelStore, path: str | Path, *, annotator: str | Non
             batch.append((rec, _origin("manifest", who, row.key, task, lab.value, f"{lab.uncertainty:.6g}")))
     added = store.add_imported(batch, source="manifest")
     return ImportResult(added, len(batch) - added, path)
+
+
+# --------------------------------------------------------------------------- the app's and the CLI's entry points
+def export_store(
+    store: LabelStore,
+    folder: str | Path,
+    opened: Iterable[ImageLike] = (),
+    *,
+    identified: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> ExportResult:
+    """Export every labelled image: the ``opened`` ones, and the others where the store last saw
+    them (File > Export and ``python -m inference labels export`` both call this)."""
+    records: list[ImageLike] = list(opened)
+    seen = {r.key for r in records}
+    records += store.images(set(store.keys()) - seen)
+    return export_labels(store, records, folder, identified=identified, progress=progress, cancelled=cancelled)
+
+
+def import_any(store: LabelStore, path: str | Path) -> tuple[ImportResult, str]:
+    """Import an export folder (its annotations.csv) or a label manifest (as suggestions); returns
+    the result and what was imported, in words (File > Import and ``labels import`` call this)."""
+    path = Path(path)
+    if path.is_dir() or path.name == "annotations.csv":
+        return import_labels(store, path), "label(s)"
+    return import_manifest(store, path), "suggestion(s) from the manifest"

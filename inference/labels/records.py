@@ -1,6 +1,13 @@
 """Label records: what the store holds and hands out, and how several annotators' labels combine.
 
-Pure data and one pure function (:func:`combine`); no I/O. See :mod:`inference.labels.store`.
+Pure data and pure functions; no I/O. See :mod:`inference.labels.store`.
+
+A *label* is what a person confirmed (status ``"confirmed"``), task by task: a value the person set
+(source ``"person"``) or a suggestion the person explicitly confirmed unchanged (source
+``"<suggestion>-confirmed"``, e.g. ``"model-confirmed"``). Everything else is a *suggestion*
+(status ``"suggested"``): an imported data set's manifest (``"manifest"``), labels imported as
+suggestions (``"import"``), or the model's guesses (``"model"``, kept only where an older store
+held them; never a label, never exported, never a vote).
 """
 
 from __future__ import annotations
@@ -14,7 +21,11 @@ from inference.formats import TASK_CLASSES
 
 __all__ = [
     "SOURCES",
+    "SUGGESTION_SOURCES",
     "LABEL_STATUSES",
+    "confirmed_source",
+    "is_label",
+    "exportable",
     "LabelState",
     "LabelEdit",
     "LabelRecord",
@@ -25,9 +36,31 @@ __all__ = [
     "utc_now",
 ]
 
-SOURCES: tuple[str, ...] = ("person", "model", "import", "manifest")
+#: Where a suggestion comes from: the model, the DICOM header (or file name), an imported manifest
+#: or imported annotations.
+SUGGESTION_SOURCES: tuple[str, ...] = ("model", "dicom", "manifest", "import")
+#: A record's source: ``person`` (a value a person set), a suggestion's source, or
+#: ``<suggestion source>-confirmed`` (that suggestion, explicitly confirmed by a person).
+SOURCES: tuple[str, ...] = ("person", *SUGGESTION_SOURCES, *(f"{s}-confirmed" for s in SUGGESTION_SOURCES))
 #: A label's status: pre-filled and not confirmed by a person, or confirmed by one.
 LABEL_STATUSES: tuple[str, ...] = ("suggested", "confirmed")
+
+
+def confirmed_source(suggestion: str) -> str:
+    """The source of a label that confirms a suggestion of ``suggestion`` (e.g. ``model-confirmed``)."""
+    if suggestion not in SUGGESTION_SOURCES:
+        raise ValueError(f"{suggestion!r} is not a suggestion source ({', '.join(SUGGESTION_SOURCES)})")
+    return f"{suggestion}-confirmed"
+
+
+def is_label(status: str, source: str) -> bool:
+    """Whether a record is a label (a person confirmed it) rather than a suggestion."""
+    return status == "confirmed" and source != "model"
+
+
+def exportable(status: str, source: str) -> bool:
+    """Whether a record may leave the store: labels, and suggestions that are not the model's."""
+    return is_label(status, source) or (status == "suggested" and source != "model")
 
 
 def utc_now() -> str:
@@ -101,7 +134,7 @@ class HistoryEntry:
     source: str
     model_version: str
     time: str
-    kind: str  # "edit" | "undo" | "redo" | "import"
+    kind: str  # "edit" | "undo" | "redo" | "import" | "migration"
     reverts: int | None  # for undo/redo: the action it undoes or redoes
     origin: str  # for imports: the content hash that makes importing idempotent
 
@@ -128,6 +161,9 @@ class CombinedLabel:
     annotators: tuple[str, ...] = ()
     votes: int = 0
     abstentions: int = 0
+    #: ``"person"`` when people's labels voted, ``"suggested"`` when nobody confirmed the task and
+    #: suggestions (an imported data set's labels) voted instead.
+    by: str = "person"
 
 
 def combine(records: Iterable[LabelRecord]) -> dict[str, CombinedLabel]:
@@ -146,15 +182,17 @@ def combine(records: Iterable[LabelRecord]) -> dict[str, CombinedLabel]:
         by_task.setdefault(rec.task, []).append(rec)
     out: dict[str, CombinedLabel] = {}
     for task, recs in by_task.items():
-        voters = [r for r in recs if r.status == "confirmed"]
+        voters = [r for r in recs if is_label(r.status, r.source)]
+        by = "person"
         if not voters:
             voters = [r for r in recs if r.status == "suggested" and r.source != "model"]
+            by = "suggested"
         if not voters:
             continue
         votes = [r for r in voters if r.value is not None]
         names = tuple(sorted({r.annotator for r in voters}))
         if not votes:
-            out[task] = CombinedLabel(None, 1.0, names, 0, len(voters))
+            out[task] = CombinedLabel(None, 1.0, names, 0, len(voters), by)
             continue
         classes = TASK_CLASSES.get(task, ())
         sums: dict[str, float] = {}
@@ -165,6 +203,7 @@ def combine(records: Iterable[LabelRecord]) -> dict[str, CombinedLabel]:
         order = {c: i for i, c in enumerate(classes)}
         winner = max(sums, key=lambda c: (sums[c], counts[c], -order.get(c, len(order))))
         u = 1.0 - sums[winner] / len(votes)
-        out[task] = CombinedLabel(winner, min(1.0, max(0.0, u)), names, len(votes), len(voters) - len(votes))
+        u = min(1.0, max(0.0, u))
+        out[task] = CombinedLabel(winner, u, names, len(votes), len(voters) - len(votes), by)
     return out
 

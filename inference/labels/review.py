@@ -40,10 +40,12 @@ ORDERS: tuple[str, ...] = ("uncertainty", "disagreement", "unlabelled")
 
 
 class PredictionLike(Protocol):
-    """What the queue needs of :class:`inference.model.predict.Prediction`."""
+    """What the queue needs of :class:`inference.model.predict.Prediction` (read-only)."""
 
-    probabilities: Mapping[str, Sequence[float]]
-    p_malignant_std: float
+    @property
+    def probabilities(self) -> Mapping[str, Sequence[float]]: ...
+    @property
+    def p_malignant_std(self) -> float: ...
 
 
 @dataclass(frozen=True)

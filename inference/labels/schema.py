@@ -8,10 +8,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from inference.labels.records import utc_now
+
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "version_int", "version_tuple", "reason"]
 
 #: (major, minor) of the schema this code writes.
-SCHEMA_VERSION: tuple[int, int] = (2, 1)
+SCHEMA_VERSION: tuple[int, int] = (3, 0)
 
 
 def version_int(major: int, minor: int) -> int:
@@ -82,12 +84,44 @@ def _migrate_to_2_1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    """3.0: a label is what a person confirmed. Versions 2.x stored the model's guesses for every task
+    a person did not touch as *confirmed* labels (source ``model``): they become suggestions again.
+
+    The change is appended to the history as one action of kind ``migration`` (old -> new status,
+    per label), so nothing is lost and the history says what happened. A major version: a 2.x
+    program would write such "confirmations" again, so it must not open a 3.0 store.
+    """
+    rows = conn.execute(
+        "SELECT key, annotator, task, value, confidence, model_version FROM labels"
+        " WHERE status = 'confirmed' AND source = 'model'"
+    ).fetchall()
+    if not rows:
+        return
+    time = utc_now()
+    cur = conn.execute("INSERT INTO actions (annotator, kind, time) VALUES ('migration', 'migration', ?)", (time,))
+    action = cur.lastrowid
+    for key, annotator, task, value, confidence, model_version in rows:
+        conn.execute(
+            "UPDATE labels SET status = 'suggested', time = ? WHERE key = ? AND annotator = ? AND task = ?",
+            (time, key, annotator, task),
+        )
+        conn.execute(
+            """INSERT INTO history (action, key, annotator, task,
+                   old_present, old_value, old_confidence, old_status,
+                   new_present, new_value, new_confidence, new_status, source, model_version, time, origin)
+               VALUES (?, ?, ?, ?, 1, ?, ?, 'confirmed', 1, ?, ?, 'suggested', 'model', ?, ?, '')""",
+            (action, key, annotator, task, value, confidence, value, confidence, model_version, time),
+        )
+
+
 #: (version reached, step), in order. A database runs every step newer than its version; each
 #: step can run twice safely. A new minor version only adds (older programs of the major ignore it).
 MIGRATIONS: tuple[tuple[tuple[int, int], Callable[[sqlite3.Connection], None]], ...] = (
     ((1, 0), _migrate_to_1),
     ((2, 0), _migrate_to_2),
     ((2, 1), _migrate_to_2_1),
+    ((3, 0), _migrate_to_3),
 )
 
 

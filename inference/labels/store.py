@@ -14,8 +14,9 @@ re-runnable steps.
 
 A label's value is a class name of :data:`formats.TASK_CLASSES` or ``None`` ("unknown", an explicit
 abstention); its confidence is in [0, 1] and its uncertainty ``u = 1 - confidence``. Its status is
-``"suggested"`` (pre-filled from a manifest, the DICOM or the model, not yet confirmed) or
-``"confirmed"``. Every failure to open or write raises :class:`errors.LabelStoreError` naming the file
+``"suggested"`` (pre-filled from a manifest or imported, not yet confirmed) or ``"confirmed"`` (a
+person set it or explicitly confirmed a suggestion: only these are labels, see
+:mod:`inference.labels.records`); the model's guesses are never stored as labels. Every failure to open or write raises :class:`errors.LabelStoreError` naming the file
 and the reason (read-only, disk full, locked by another writer, not a database, newer schema).
 """
 
@@ -215,6 +216,8 @@ class LabelStore:
             raise ValueError(f"status {edit.status!r} is not one of {', '.join(LABEL_STATUSES)}")
         if source not in SOURCES:
             raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+        if edit.status == "confirmed" and source == "model":
+            raise ValueError("the model's suggestion is not a label: a person confirms it (source 'model-confirmed')")
         if not annotator.strip():
             raise ValueError("a label needs an annotator name")
         if not edit.key:
@@ -368,6 +371,9 @@ class LabelStore:
                 state = (LabelState(ov, float(oc), os_) if op else None) if kind == "undo" else (
                     LabelState(nv, float(nc), ns) if np_ else None
                 )
+                if state is not None and source == "model" and state.status == "confirmed":
+                    # an action from before schema 3.0: the model's guess comes back as a suggestion
+                    state = LabelState(state.value, state.confidence, "suggested")
                 self._apply(action, key, annotator, task, state, source=source, model_version=mv, time=time)
             self._push(annotator, to_stack, target)
         return action
@@ -387,17 +393,18 @@ class LabelStore:
         return bool(self._read("SELECT 1 FROM undo_stack WHERE annotator = ? AND stack = 'redo' LIMIT 1", (annotator,)))
 
     def add_imported(
-        self, records: Iterable[tuple[LabelRecord, str]], *, source: str = "import", importer: str = "import"
+        self, records: Iterable[tuple[LabelRecord, str]], *, source: str | None = "import", importer: str = "import"
     ) -> int:
         """Add labels of other stores, keeping their annotator names; returns how many were added.
 
-        Each record comes with its ``origin`` (a content hash): a record whose origin is already in the
+        ``source=None`` keeps each record's own source. Each record comes with its ``origin`` (a content hash): a record whose origin is already in the
         history, or whose content equals the current label, adds nothing, so importing is idempotent.
         The current label changes only when the imported one is at least as new (last writer wins).
         """
         records = list(records)
         for rec, _ in records:
-            self._check(LabelEdit(rec.key, rec.task, rec.value, rec.confidence, rec.status), rec.annotator, source)
+            edit = LabelEdit(rec.key, rec.task, rec.value, rec.confidence, rec.status)
+            self._check(edit, rec.annotator, source or rec.source)
         added = 0
         with self._transaction():
             action = 0
@@ -415,7 +422,7 @@ class LabelStore:
                 if cur is None or cur[3] <= rec.time:
                     self._apply(
                         action, rec.key, rec.annotator, rec.task, rec.state,
-                        source=source, model_version=rec.model_version, time=rec.time, origin=origin,
+                        source=source or rec.source, model_version=rec.model_version, time=rec.time, origin=origin,
                     )
                 else:  # an older label than ours: keep it in the history only
                     old = LabelState(cur[0], float(cur[1]), cur[2])
@@ -426,7 +433,8 @@ class LabelStore:
                            VALUES (?, ?, ?, ?, 1, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)""",
                         (
                             action, rec.key, rec.annotator, rec.task, old.value, old.confidence, old.status,
-                            old.value, old.confidence, old.status, source, rec.model_version, rec.time, origin,
+                            old.value, old.confidence, old.status, source or rec.source, rec.model_version, rec.time,
+                            origin,
                         ),
                     )
                 added += 1
@@ -496,8 +504,8 @@ class LabelStore:
         return combine(self.labels(key))
 
     def reviewed_keys(self, annotator: str | None = None) -> set[str]:
-        """Keys with at least one confirmed label (by ``annotator``, or by anyone when None)."""
-        sql = "SELECT DISTINCT key FROM labels WHERE status = 'confirmed'"
+        """Keys with at least one label (confirmed by ``annotator``, or by anyone when None)."""
+        sql = "SELECT DISTINCT key FROM labels WHERE status = 'confirmed' AND source != 'model'"
         params: tuple[str, ...] = ()
         if annotator is not None:
             sql += " AND annotator = ?"

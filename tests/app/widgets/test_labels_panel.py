@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.widgets.label_panel import LabelPanel
 from app.models.labels import LabelsState
-from app.widgets.model_picker import ModelPickerDialog, bundled_models_folder, list_models
-from app.widgets.queue_panel import QueuePanel
 from app.models.settings import Settings
 from app.models.state import AppState
+from app.widgets.label_panel import LabelPanel
+from app.widgets.model_picker import ModelPickerDialog, bundled_models_folder, list_models
+from app.widgets.queue_panel import QueuePanel
 from inference.formats import TASK_CLASSES, read_label_manifest
 from inference.labels.store import LabelStore
 
@@ -87,14 +87,18 @@ def test_keyboard_labelling_asks_the_name_once_and_moves_on(opened, qtbot, monke
     got = {r.task: r for r in store.labels(first, annotator="dr-kb")}
     assert (got["acr"].value, got["acr"].confidence, got["acr"].source) == ("4", pytest.approx(0.9), "person")
     assert got["density"].value is None and got["density"].status == "confirmed"
-    assert got["malignancy"].source == "model"  # the model's suggestion, confirmed unchanged
-    assert got["malignancy"].model_version == state.manifest.version
+    assert set(got) == {"acr", "density"}  # the untouched suggestions (malignancy, view) are not labels
+    assert got["acr"].model_version == state.manifest.version
     assert state.current_key != first  # Enter moved on in the queue
     assert labels.progress().reviewed == 1
 
-    # the next image: the name is not asked again
+    # the next image: the name is not asked again; C confirms the model's malignancy suggestion
+    second = state.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_C)
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert asked == [1] and labels.progress().reviewed == 2
+    (confirmed,) = store.labels(second, annotator="dr-kb")
+    assert (confirmed.task, confirmed.source, confirmed.status) == ("malignancy", "model-confirmed", "confirmed")
 
     # back on the first image the saved labels show as confirmed
     state.set_current(first)
@@ -141,13 +145,17 @@ def test_selection_is_labelled_together_and_others_are_shown(opened, qtbot) -> N
     assert "2 images selected" in panel.target.text()
     labels.set_focus_task("view")
     qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Down)  # back to malignancy: confirm the model's suggestions
+    qtbot.keyClick(panel, Qt.Key.Key_Space)
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert {labels.store.label(k, "view", "dr-sel").value for k in keys[:2]} == {"MLO"}
+    assert {labels.store.label(k, "malignancy", "dr-sel").source for k in keys[:2]} == {"model-confirmed"}
     state.set_selection([])
     state.set_current(keys[0])
     assert "dr-other: D 60%" in panel.editors["density"].others.text()
-    # the other reader's label was shown, never pre-filled: density came from the model
-    assert labels.store.label(keys[0], "density", "dr-sel").source == "model"
+    # the other reader's label was shown, never pre-filled: density is the model's, and not stored
+    assert "Suggested by model" in panel.editors["density"].status.text()
+    assert labels.store.label(keys[0], "density", "dr-sel") is None
 
 
 def test_queue_panel_orders_shows_progress_and_navigates(opened, qtbot) -> None:
@@ -159,6 +167,9 @@ def test_queue_panel_orders_shows_progress_and_navigates(opened, qtbot) -> None:
     assert first_key == max(stds, key=stds.get)
     assert queue.bar.text() == "0 / 4 reviewed"
     labels.set_annotator("dr-q")
+    assert not labels.accept(advance=False)  # nothing set or confirmed: nothing saved
+    assert queue.bar.text() == "0 / 4 reviewed"
+    labels.confirm("malignancy")
     labels.accept(advance=False)
     assert queue.bar.text() == "1 / 4 reviewed"
     queue.order.setCurrentIndex(2)  # unlabelled first
@@ -175,6 +186,7 @@ def test_export_and_import_actions(opened, qtbot, monkeypatch, tmp_path: Path) -
     queue = QueuePanel(labels)
     qtbot.addWidget(queue)
     labels.set_annotator("dr-x")
+    labels.confirm("view")
     labels.accept(advance=False)
     out = tmp_path / "export"
     monkeypatch.setattr(queue, "choose_export", lambda: (str(out), False))
@@ -253,10 +265,12 @@ def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_stu
     state, labels, _panel = opened
     labels.set_annotator("dr-y")
     first = state.current_key
+    labels.set_value("density", "B")
     labels.accept(advance=False)
     state.open_paths([three_studies / "P0"])
     wait_idle(qtbot, state)
     assert first not in {r.key for r in state.study_set.images}
+    labels.set_value("density", "C")
     labels.accept(advance=False)
     with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
         labels.export(tmp_path / "both")

@@ -116,8 +116,8 @@ def test_export_manifest_reads_as_training_input(tmp_path: Path, store: LabelSto
     labelled = [r for r in rows.values() if r.label("malignancy").value is not None]
     (first,) = labelled
     # dr-a malignant 0.9 vs dr-b benign 0.6: malignant wins, u = 1 - 0.9 / 2
-    assert first.label("malignancy") == TaskLabel("malignant", pytest.approx(0.55))
-    assert first.label("density") == TaskLabel("C", pytest.approx(0.2))
+    assert first.label("malignancy") == TaskLabel("malignant", pytest.approx(0.55), "person")
+    assert first.label("density") == TaskLabel("C", pytest.approx(0.2), "person")
     assert all(r.label("acr").value is None for r in rows.values())  # unknown stays missing
     with open(out / "annotations.csv", encoding="utf-8") as f:
         notes = list(csv.DictReader(f))
@@ -232,8 +232,8 @@ def test_import_keeps_annotators_and_is_idempotent(tmp_path: Path, store: LabelS
     first = import_labels(other, exported.folder)
     assert first.added == 6 and first.skipped == 0
     labs = other.labels()
-    assert {lab.annotator for lab in labs} == {"dr-a", "dr-b"} and {lab.source for lab in labs} == {"import"}
-    assert {h.source for h in other.history()} == {"import"}
+    assert {lab.annotator for lab in labs} == {"dr-a", "dr-b"} and {lab.source for lab in labs} == {"person"}
+    assert {h.kind for h in other.history()} == {"import"} and {h.source for h in other.history()} == {"person"}
     n_hist = len(other.history())
     again = import_labels(other, exported.folder)
     assert again.added == 0 and len(other.history()) == n_hist
@@ -251,7 +251,7 @@ def test_import_keeps_annotators_and_is_idempotent(tmp_path: Path, store: LabelS
     original_key = store.resolve_pseudonym(target.key)
     assert original_key in {r.key for r in studies.images}
     rec = store.label(original_key, "acr", "dr-c")
-    assert rec is not None and (rec.value, rec.confidence, rec.source) == ("4", 0.8, "import")
+    assert rec is not None and (rec.value, rec.confidence, rec.source) == ("4", 0.8, "person")
     other.close()
 
 

@@ -269,13 +269,18 @@ def test_undo_survives_reopen(tmp_path: Path) -> None:
 
 def test_per_edit_source(store: LabelStore) -> None:
     store.set_labels(
-        [LabelEdit("k", "view", "CC"), LabelEdit("k", "density", "B", 0.7, source="model")],
+        [LabelEdit("k", "view", "CC"), LabelEdit("k", "density", "B", 0.7, source="model-confirmed")],
         annotator="a",
         model_version="1.2",
     )
-    assert {(r.task, r.source, r.model_version) for r in store.labels()} == {("view", "person", "1.2"), ("density", "model", "1.2")}
+    got = {(r.task, r.source, r.model_version) for r in store.labels()}
+    assert got == {("view", "person", "1.2"), ("density", "model-confirmed", "1.2")}
     with pytest.raises(ValueError, match="source"):
         store.set_labels([LabelEdit("k", "view", "CC", source="oracle")], annotator="a")
+    with pytest.raises(ValueError, match="not a label"):  # the model's guess is never a confirmed label
+        store.set_labels([LabelEdit("k", "acr", "2", 0.6, source="model")], annotator="a")
+    store.set_labels([LabelEdit("k", "acr", "2", 0.6, status="suggested", source="model")], annotator="a")
+    assert store.reviewed_keys() == {"k"} and store.combined("k").get("acr") is None
 
 
 def test_unchanged_edit_adds_nothing(store: LabelStore) -> None:
@@ -330,7 +335,7 @@ def test_combination_suggestions_only_without_confirmed_and_never_from_model() -
     sug = combine([_rec("manifest", "density", "B", 0.8, "suggested", "manifest"), _rec("a", "density", "C", 0.7)])
     assert sug["density"].value == "C" and sug["density"].annotators == ("a",)
     only_sug = combine([_rec("manifest", "density", "B", 0.8, "suggested", "manifest")])
-    assert only_sug["density"] == CombinedLabel("B", pytest.approx(0.2), ("manifest",), 1, 0)
+    assert only_sug["density"] == CombinedLabel("B", pytest.approx(0.2), ("manifest",), 1, 0, "suggested")
     assert combine([_rec("model", "density", "B", 0.8, "suggested", "model")]) == {}
     assert combine([_rec("a", "acr", None, 0.5)])["acr"] == CombinedLabel(None, 1.0, ("a",), 0, 1)
 
