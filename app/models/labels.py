@@ -32,8 +32,8 @@ from app.models.workers import WorkerError
 from inference.errors import FormatError, LabelStoreError, MammoReviewError
 from inference.formats import TASK_CLASSES, TASKS
 from inference.labels.exchange import ExportResult, export_store, import_any
-from inference.labels.review import ORDERS, QueueItem, ReviewProgress, progress, review_queue
 from inference.labels.records import confirmed_source
+from inference.labels.review import ORDERS, QueueItem, ReviewProgress, progress, review_queue
 from inference.labels.store import HistoryEntry, LabelEdit, LabelRecord, LabelStore
 
 __all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP"]
@@ -192,7 +192,8 @@ class LabelsState(QObject):
         me = self.annotator
         own = next((r for r in records if r.annotator == me and r.task == task and r.status == "confirmed"), None)
         if own is not None:
-            return TaskDraft(own.value, own.confidence, "saved", f"{own.annotator}, {own.time[:16].replace('T', ' ')} UTC")
+            when = own.time[:16].replace("T", " ")
+            return TaskDraft(own.value, own.confidence, "saved", f"{own.annotator}, {when} UTC")
         stored = [r for r in records if r.task == task and r.status == "suggested" and r.value is not None]
         sug = sorted((r for r in stored if r.source != "model"), key=lambda r: -r.confidence)
         if sug:
@@ -384,7 +385,8 @@ class LabelsState(QObject):
             return False
         try:
             action = self.store.redo(self.annotator) if redo else self.store.undo(self.annotator)
-            rows = [] if action is None else [h for h in self.store.history(annotator=self.annotator) if h.action == action]
+            history = [] if action is None else self.store.history(annotator=self.annotator)
+            rows = [h for h in history if h.action == action]
         except LabelStoreError as exc:
             self._fail(str(exc))
             return False
@@ -457,7 +459,9 @@ class LabelsState(QObject):
         self._refresh_timer.stop()
         keys = [r.key for r in self.app.study_set.images]
         try:
-            self._queue = review_queue(keys, self.app.predictions, self.store, order=self.order, annotator=self.annotator or None)
+            self._queue = review_queue(
+                keys, self.app.predictions, self.store, order=self.order, annotator=self.annotator or None
+            )
         except LabelStoreError as exc:
             self._fail(str(exc))
             self._queue = review_queue(keys, self.app.predictions, None, order=self.order)
@@ -520,7 +524,8 @@ class LabelsState(QObject):
 
         def failed(err: WorkerError) -> None:
             exc = err.exception
-            self._fail(f"Export failed: {exc}" if isinstance(exc, MammoReviewError) else f"Export failed: {type(exc).__name__}: {exc}")
+            what = str(exc) if isinstance(exc, MammoReviewError) else f"{type(exc).__name__}: {exc}"
+            self._fail(f"Export failed: {what}")
 
         self.app.pool.submit(job, channel="export", on_result=done, on_error=failed, owner=self)
 

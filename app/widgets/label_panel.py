@@ -263,7 +263,8 @@ class LabelPanel(QWidget):
         self.accept_button.setToolTip("Save these labels as confirmed and go to the next image (Enter)")
         self.undo_button = QPushButton("Undo")
         self.redo_button = QPushButton("Redo")
-        for b, slot in ((self.accept_button, self.accept), (self.undo_button, labels.undo), (self.redo_button, labels.redo)):
+        actions = ((self.accept_button, self.accept), (self.undo_button, labels.undo), (self.redo_button, labels.redo))
+        for b, slot in actions:
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(lambda _c=False, s=slot: (s(), self.setFocus()))
         help_line = QLabel(" · ".join(f"{k} {what.split(':')[0]}" for k, what in KEYS))
@@ -320,7 +321,9 @@ class LabelPanel(QWidget):
     def refresh(self) -> None:
         lab = self.labels
         name = lab.annotator
-        self.who.setText(f"Annotator: <b>{escape(name)}</b>" if name else "Annotator: <i>not set (asked at the first label)</i>")
+        self.who.setText(
+            f"Annotator: <b>{escape(name)}</b>" if name else "Annotator: <i>not set (asked at the first label)</i>"
+        )
         keys = lab.targets()
         if not keys:
             self.target.setText("<i>No image</i>")
@@ -337,7 +340,9 @@ class LabelPanel(QWidget):
         others = lab.others(keys[0]) if len(keys) == 1 else []
         for t, e in self.editors.items():
             o = ", ".join(
-                f"{r.annotator}: {'unknown' if r.value is None else r.value} {r.confidence:.0%}" for r in others if r.task == t
+                f"{r.annotator}: {'unknown' if r.value is None else r.value} {r.confidence:.0%}"
+                for r in others
+                if r.task == t
             )
             e.show_draft(drafts.get(t), t == lab.focus_task and (lab.labelling or self.hasFocus()), escape(o))
         self.accept_button.setEnabled(bool(keys))

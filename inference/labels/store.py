@@ -16,7 +16,8 @@ A label's value is a class name of :data:`formats.TASK_CLASSES` or ``None`` ("un
 abstention); its confidence is in [0, 1] and its uncertainty ``u = 1 - confidence``. Its status is
 ``"suggested"`` (pre-filled from a manifest or imported, not yet confirmed) or ``"confirmed"`` (a
 person set it or explicitly confirmed a suggestion: only these are labels, see
-:mod:`inference.labels.records`); the model's guesses are never stored as labels. Every failure to open or write raises :class:`errors.LabelStoreError` naming the file
+:mod:`inference.labels.records`); the model's guesses are never stored as labels. Every failure to
+open or write raises :class:`errors.LabelStoreError` naming the file
 and the reason (read-only, disk full, locked by another writer, not a database, newer schema).
 """
 
@@ -397,7 +398,8 @@ class LabelStore:
     ) -> int:
         """Add labels of other stores, keeping their annotator names; returns how many were added.
 
-        ``source=None`` keeps each record's own source. Each record comes with its ``origin`` (a content hash): a record whose origin is already in the
+        ``source=None`` keeps each record's own source. Each record comes with its ``origin`` (a
+        content hash): a record whose origin is already in the
         history, or whose content equals the current label, adds nothing, so importing is idempotent.
         The current label changes only when the imported one is at least as new (last writer wins).
         """

@@ -234,7 +234,9 @@ def test_model_picker_lists_models_and_requests_one(qtbot, make_state, settings:
     assert not dialog.use_button.isEnabled()
 
 
-def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+def test_queue_follows_predictions_as_they_arrive(
+    qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path
+) -> None:
     settings.store_path = tmp_path / "labels.sqlite"
     state: AppState = make_state()
     labels = LabelsState(state)  # before anything is opened
@@ -242,7 +244,9 @@ def test_queue_follows_predictions_as_they_arrive(qtbot, make_state, settings: S
     qtbot.addWidget(queue)
     state.open_paths([study_dir])
     wait_idle(qtbot, state)
-    qtbot.waitUntil(lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000)
+    qtbot.waitUntil(
+        lambda: len(labels.queue) == 4 and all(i.uncertainty == i.uncertainty for i in labels.queue), timeout=5000
+    )
     assert queue.table.rowCount() == 4 and queue.bar.text() == "0 / 4 reviewed"
     labels.close()
 
@@ -279,7 +283,9 @@ def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_stu
     assert len({r.patient for r in read_label_manifest(result.manifest)}) == 2  # two women, two pseudonyms
 
 
-def test_store_that_cannot_open_is_shown_and_edits_stay(qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path) -> None:
+def test_store_that_cannot_open_is_shown_and_edits_stay(
+    qtbot, make_state, settings: Settings, study_dir: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store's folder should be")
     settings.store_path = blocker / "labels.sqlite"
@@ -301,3 +307,108 @@ def test_store_that_cannot_open_is_shown_and_edits_stay(qtbot, make_state, setti
     assert labels.store is not None and not panel.banner.isVisible()
     assert labels.store.label(key, "malignancy", "dr-z").value == "malignant"
     labels.close()
+
+
+# ------------------------------------------------------------- issue 14: a label is what a person confirmed
+def test_accept_never_stores_or_exports_untouched_suggestions(opened, qtbot, tmp_path: Path) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-only")
+    key = state.current_key
+    assert labels.focus_task == "malignancy"
+    qtbot.keyClick(panel, Qt.Key.Key_2)  # malignant: the one thing the person set
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    stored = labels.store.labels(key)
+    assert [(r.task, r.value, r.source) for r in stored] == [("malignancy", "malignant", "person")]
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(tmp_path / "export")
+    result = sig.args[0]
+    assert result.sources == {"person": 1} and result.annotations == 1
+    (row,) = read_label_manifest(result.manifest)
+    assert row.label("malignancy").value == "malignant" and row.label("malignancy").by == "person"
+    assert all(row.label(t).value is None for t in ("acr", "density", "view"))  # no model guess exported
+    readme = (result.folder / "README.txt").read_text(encoding="utf-8")
+    assert "person" in readme and "set by a person" in readme
+
+
+def test_enter_on_an_untouched_image_saves_nothing_and_says_how(opened, qtbot) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-idle")
+    messages: list[str] = []
+    state.message.connect(lambda _level, text: messages.append(text))
+    key = state.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert labels.store.labels(key) == [] and state.current_key == key
+    assert messages and "Nothing to save" in messages[-1]
+    # a click on the suggested class confirms that suggestion (source model-confirmed)
+    editor = panel.editors["density"]
+    suggested = labels.draft(key, "density").value
+    editor.buttons[suggested].click()
+    assert labels.draft(key, "density").origin == "confirmed"
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    (rec,) = labels.store.labels(key)
+    assert (rec.task, rec.value, rec.source) == ("density", suggested, "model-confirmed")
+
+
+def test_focus_returns_to_the_first_task_on_each_image(opened, qtbot) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-focus")
+    first = state.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_Down)  # acr
+    qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    second = state.current_key
+    assert second != first and labels.focus_task == "malignancy"
+    qtbot.keyClick(panel, Qt.Key.Key_2)  # meant for malignancy, the first task
+    assert labels.draft(second, "malignancy").value == "malignant"
+    assert labels.draft(second, "acr").origin != "edited"
+
+
+def test_undo_returns_to_the_image_and_says_what_it_undid(opened, qtbot) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-undo")
+    first = state.current_key
+    messages: list[str] = []
+    state.message.connect(lambda _level, text: messages.append(text))
+    qtbot.keyClick(panel, Qt.Key.Key_1)  # benign
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.current_key != first
+    qtbot.keyClick(panel, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert state.current_key == first  # back on the image it changed
+    assert labels.store.labels(first) == []
+    assert "Undone" in messages[-1] and "malignancy benign 100% → (no label)" in messages[-1]
+    assert panel.notice.isVisible() and "Undone" in panel.notice.text()
+
+
+def test_labelling_mode_takes_the_label_keys_wherever_the_keyboard_is(qtbot, make_state, study_dir: Path) -> None:
+    from app.widgets.main_window import MainWindow
+
+    state: AppState = make_state()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    labels, panel = win.labels, win.label_panel
+    labels.set_annotator("dr-mode")
+    key = state.current_key
+    win.viewer.setFocus()  # the person clicked on the image
+    qtbot.keyClick(win.viewer, Qt.Key.Key_L)  # start labelling
+    win.viewer.setFocus()  # a click on the image again: the label keys still go to the labels
+    layout = state.display.layout
+    qtbot.keyClick(win.viewer, Qt.Key.Key_2)
+    assert state.display.layout == layout  # not the CC layout
+    assert labels.draft(key, "malignancy").value == "malignant" and labels.draft(key, "malignancy").dirty
+    assert labels.labelling and "LABELLING" in panel.mode.text()  # and the panel says so
+    qtbot.keyClick(win.viewer, Qt.Key.Key_Escape)
+    assert not labels.labelling and "LABELLING" not in panel.mode.text()
+    win.viewer.setFocus()
+    qtbot.keyClick(win.viewer, Qt.Key.Key_2)
+    assert state.display.layout == "cc"  # out of labelling mode, 2 is the layout again
+
+
+def test_label_keys_are_data_for_the_key_list() -> None:
+    from app.widgets.label_panel import KEYS
+
+    assert {k for k, _ in KEYS} >= {"L", "0", "C or Space", "↑ / ↓", "Enter", "Esc"}
+    assert all(what for _, what in KEYS)

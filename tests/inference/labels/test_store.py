@@ -73,7 +73,8 @@ def _make_v1(path: Path) -> None:
     conn = sqlite3.connect(path)
     MIGRATIONS[0][1](conn)
     conn.execute(
-        "INSERT INTO labels VALUES ('k1', 'dr-a', 'density', 'B', 0.9, 'confirmed', 'person', '', '2024-01-01T00:00:00.000000Z')"
+        "INSERT INTO labels VALUES"
+        " ('k1', 'dr-a', 'density', 'B', 0.9, 'confirmed', 'person', '', '2024-01-01T00:00:00.000000Z')"
     )
     conn.execute(
         "INSERT INTO history (key, annotator, task, old_present, new_present, new_value, new_confidence, new_status,"
@@ -103,6 +104,62 @@ def test_v1_store_is_migrated(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION[0] << 16 | SCHEMA_VERSION[1]
     conn.close()
+
+
+_T = "2025-03-01T10:00:00.000000Z"
+
+
+def _make_v2_1(path: Path) -> None:
+    """A 2.1 store as the previous release wrote it: one Accept of dr-a where the person set ACR and
+    left malignancy to the model, which was stored as a *confirmed* label with source ``model``."""
+    conn = sqlite3.connect(path)
+    for version, step in MIGRATIONS:
+        if version <= (2, 1):
+            step(conn)
+    action = conn.execute("INSERT INTO actions (annotator, kind, time) VALUES ('dr-a', 'edit', ?)", (_T,)).lastrowid
+    for task, value, conf, source in (("acr", "4", 0.9, "person"), ("malignancy", "benign", 0.98, "model")):
+        conn.execute(
+            "INSERT INTO labels VALUES ('k1', 'dr-a', ?, ?, ?, 'confirmed', ?, '1.0', ?)",
+            (task, value, conf, source, _T),
+        )
+        conn.execute(
+            "INSERT INTO history (action, key, annotator, task, old_present, new_present, new_value, new_confidence,"
+            " new_status, source, model_version, time)"
+            " VALUES (?, 'k1', 'dr-a', ?, 0, 1, ?, ?, 'confirmed', ?, '1.0', ?)",
+            (action, task, value, conf, source, _T),
+        )
+    # another image the person only pressed Enter on: every label was the model's guess
+    conn.execute("INSERT INTO labels VALUES ('k2', 'dr-a', 'density', 'B', 0.6, 'confirmed', 'model', '1.0', ?)", (_T,))
+    conn.execute("INSERT INTO undo_stack VALUES ('dr-a', 'undo', 1, ?)", (action,))
+    conn.execute(f"PRAGMA user_version = {2 << 16 | 1}")
+    conn.commit()
+    conn.close()
+
+
+def test_v2_store_migrates_model_guesses_to_suggestions(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    _make_v2_1(path)
+    with LabelStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= (3, 0)
+        got = {(r.key, r.task): (r.value, r.status, r.source) for r in store.labels()}
+        assert got == {
+            ("k1", "acr"): ("4", "confirmed", "person"),
+            ("k1", "malignancy"): ("benign", "suggested", "model"),
+            ("k2", "density"): ("B", "suggested", "model"),
+        }
+        assert store.reviewed_keys() == {"k1"}  # k2 had no label a person gave
+        assert "malignancy" not in store.combined("k1") and store.combined("k2") == {}
+        migrated = [h for h in store.history() if h.kind == "migration"]
+        assert {(h.key, h.task) for h in migrated} == {("k1", "malignancy"), ("k2", "density")}
+        assert all(h.old == LabelState(h.old.value, h.old.confidence, "confirmed") for h in migrated if h.old)
+        assert all(h.new is not None and h.new.status == "suggested" for h in migrated)
+        # undo and redo of the pre-migration Accept never bring the guess back as a label
+        assert store.undo("dr-a") is not None and store.labels("k1") == []
+        assert store.redo("dr-a") is not None
+        assert store.label("k1", "malignancy", "dr-a").status == "suggested"
+        assert store.label("k1", "acr", "dr-a").status == "confirmed"
+    with LabelStore(path) as again:  # opening again changes nothing more
+        assert len([h for h in again.history() if h.kind == "migration"]) == 2
 
 
 def test_newer_major_version_is_refused_newer_minor_opens(tmp_path: Path) -> None:
@@ -209,7 +266,8 @@ def test_full_disk_fails_naming_the_file_and_keeps_earlier_labels(store: LabelSt
     store._conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk is full" (SQLITE_FULL)
     with pytest.raises(LabelStoreError, match="disk is full") as info:
         for i in range(2000):
-            store.set_labels([LabelEdit(f"key-{i}-{'x' * 200}", t, None, 0.0) for t in ("malignancy", "acr")], annotator="a")
+            edits = [LabelEdit(f"key-{i}-{'x' * 200}", t, None, 0.0) for t in ("malignancy", "acr")]
+            store.set_labels(edits, annotator="a")
     assert info.value.path == store.path
     assert store.label("k0", "view", "a") is not None  # the failed transaction changed nothing before it
 
@@ -306,7 +364,9 @@ def test_default_path_follows_platform(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert default_store_path() == tmp_path / "roaming" / "mammo-review" / "labels.sqlite"
 
 
-def _rec(annotator: str, task: str, value: str | None, conf: float, status: str = "confirmed", source: str = "person") -> LabelRecord:
+def _rec(
+    annotator: str, task: str, value: str | None, conf: float, status: str = "confirmed", source: str = "person"
+) -> LabelRecord:
     return LabelRecord("k", annotator, task, value, conf, status, source, "", "2025-01-01T00:00:00.000000Z")
 
 
