@@ -244,6 +244,8 @@ class TaskEditor(QFrame):
 class LabelPanel(QWidget):
     """Render :class:`LabelsState` for the current image or the selection; keys edit it."""
 
+    KEYS = KEYS  # the label keys, for the window's key list (F1)
+
     def __init__(self, labels: LabelsState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.labels = labels

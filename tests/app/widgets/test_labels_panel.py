@@ -405,6 +405,7 @@ def test_labelling_mode_takes_the_label_keys_wherever_the_keyboard_is(qtbot, mak
     win.viewer.setFocus()
     qtbot.keyClick(win.viewer, Qt.Key.Key_2)
     assert state.display.layout == "cc"  # out of labelling mode, 2 is the layout again
+    wait_idle(qtbot, state)
 
 
 def test_label_keys_are_data_for_the_key_list() -> None:
