@@ -206,7 +206,13 @@ class LabelsState(QObject):
                 rec = None
             if rec is not None and rec.model_view in TASK_CLASSES["view"]:
                 conf = 1.0 if rec.view_source == "tag" else 0.8
-                return TaskDraft(rec.model_view, conf, "dicom", f"{rec.view_source}: {rec.view}", "dicom")
+                if rec.kind != "dicom":
+                    where = f"the file name ({rec.path.stem})"
+                elif rec.view_source == "tag":
+                    where = f"the DICOM header ({rec.view})"
+                else:
+                    where = f"the DICOM descriptions or the file name ({rec.view})"
+                return TaskDraft(rec.model_view, conf, "dicom", where, "dicom")
         pred = self.app.predictions.get(key)
         probs = None if pred is None else pred.probabilities.get(task)
         classes = TASK_CLASSES[task]

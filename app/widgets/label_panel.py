@@ -108,7 +108,7 @@ def status_text(d: TaskDraft) -> str:
     if d.origin == "model":
         return f"Suggested by model {d.detail} — not confirmed".replace("model  —", "model —")
     if d.origin == "dicom":
-        return f"From the DICOM header ({d.detail}) — not confirmed"
+        return f"From {d.detail} — not confirmed"
     if d.origin == "stored":
         return f"Suggested by {d.detail} — not confirmed"
     return "No label"

@@ -413,3 +413,26 @@ def test_label_keys_are_data_for_the_key_list() -> None:
 
     assert {k for k, _ in KEYS} >= {"L", "0", "C or Space", "↑ / ↓", "Enter", "Esc"}
     assert all(what for _, what in KEYS)
+
+
+def test_view_from_a_file_name_is_not_said_to_come_from_the_dicom_header(
+    qtbot, make_state, settings: Settings, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from inference.phantoms.generator import PhantomSpec, render
+
+    folder = tmp_path / "jpegs"
+    folder.mkdir()
+    pixels = (render(PhantomSpec("L", "CC", shape=(128, 96), seed=4)) * 255).astype("uint8")
+    Image.fromarray(pixels).save(folder / "P66_L_DM_CC.jpg", "JPEG", quality=92)
+    settings.store_path = tmp_path / "labels.sqlite"
+    state: AppState = make_state()
+    state.open_paths([folder])
+    wait_idle(qtbot, state)
+    labels = LabelsState(state)
+    panel = LabelPanel(labels)
+    qtbot.addWidget(panel)
+    text = panel.editors["view"].status.text()
+    assert "file name" in text and "P66_L_DM_CC" in text and "DICOM" not in text
+    labels.close()
