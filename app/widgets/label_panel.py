@@ -89,6 +89,7 @@ _CHECKED_COLOUR = {
 _BANNER = "background: #7a1f1f; color: white; padding: 6px; font-weight: bold;"
 _MODE_ON = "background: #1f5fbf; color: white; padding: 4px; font-weight: bold;"
 _MODE_OFF = "color: #8a8a8a; padding: 4px;"
+_SELECTION = "background: #a86b00; color: white; padding: 4px;"
 _DIGITS = {getattr(Qt.Key, f"Key_{i}"): i for i in range(10)}
 _MINUS = (Qt.Key.Key_BracketLeft, Qt.Key.Key_Minus)
 _PLUS = (Qt.Key.Key_BracketRight, Qt.Key.Key_Plus, Qt.Key.Key_Equal)
@@ -260,6 +261,11 @@ class LabelPanel(QWidget):
         change.clicked.connect(self.ask_annotator)
         self.target = QLabel()
         self.target.setWordWrap(True)
+        self.clear_selection = QPushButton("Clear selection")
+        self.clear_selection.setToolTip("Label the current image only")
+        self.clear_selection.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.clear_selection.clicked.connect(lambda: labels.app.set_selection([]))
+        self.clear_selection.hide()
         self.editors = {t: TaskEditor(labels, t, self) for t in TASKS}
         self.accept_button = QPushButton("Accept ⏎")
         self.accept_button.setToolTip("Save these labels as confirmed and go to the next image (Enter)")
@@ -290,7 +296,10 @@ class LabelPanel(QWidget):
         lay.addWidget(self.banner)
         lay.addWidget(self.mode)
         lay.addLayout(top)
-        lay.addWidget(self.target)
+        target_row = QHBoxLayout()
+        target_row.addWidget(self.target, 1)
+        target_row.addWidget(self.clear_selection)
+        lay.addLayout(target_row)
         for e in self.editors.values():
             lay.addWidget(e)
         lay.addLayout(buttons)
@@ -327,9 +336,12 @@ class LabelPanel(QWidget):
             f"Annotator: <b>{escape(name)}</b>" if name else "Annotator: <i>not set (asked at the first label)</i>"
         )
         keys = lab.targets()
+        several = len(keys) > 1
+        self.clear_selection.setVisible(several)
+        self.target.setStyleSheet(_SELECTION if several else "")
         if not keys:
             self.target.setText("<i>No image</i>")
-        elif len(keys) > 1:
+        elif several:
             self.target.setText(f"<b>{len(keys)} images selected</b> — an edit applies to all of them")
         else:
             try:

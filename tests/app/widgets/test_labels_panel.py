@@ -143,6 +143,7 @@ def test_selection_is_labelled_together_and_others_are_shown(opened, qtbot) -> N
     labels.set_annotator("dr-sel")
     state.set_selection(keys[:2])
     assert "2 images selected" in panel.target.text()
+    assert panel.clear_selection.isVisible()  # the selection is shown with a way out
     labels.set_focus_task("view")
     qtbot.keyClick(panel, Qt.Key.Key_2)
     qtbot.keyClick(panel, Qt.Key.Key_Down)  # back to malignancy: confirm the model's suggestions
@@ -150,7 +151,9 @@ def test_selection_is_labelled_together_and_others_are_shown(opened, qtbot) -> N
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert {labels.store.label(k, "view", "dr-sel").value for k in keys[:2]} == {"MLO"}
     assert {labels.store.label(k, "malignancy", "dr-sel").source for k in keys[:2]} == {"model-confirmed"}
-    state.set_selection([])
+    panel.clear_selection.click()
+    assert state.selection == () and not panel.clear_selection.isVisible()
+    assert "images selected" not in panel.target.text()
     state.set_current(keys[0])
     assert "dr-other: D 60%" in panel.editors["density"].others.text()
     # the other reader's label was shown, never pre-filled: density is the model's, and not stored
