@@ -33,7 +33,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "model.predict": ("Prediction", "PredictionSummary", "ModelInput", "prepare", "predict", "predict_inputs", "mc_dropout"),
     "model.summary": ("BreastSummary", "ExamSummary", "summarise"),
     "labels.store": ("LabelStore", "LabelRecord", "HistoryEntry", "CombinedLabel", "combine", "default_store_path"),
-    "labels.review": ("ORDERS", "QueueItem", "Progress", "review_queue", "progress"),
+    "labels.review": ("ORDERS", "QueueItem", "ReviewProgress", "review_queue", "progress"),
     "labels.exchange": (
         "export_labels", "import_labels", "import_manifest", "deidentify_dataset", "ExportResult", "ImportResult",
     ),

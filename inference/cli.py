@@ -434,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("phantom", help="write synthetic phantom DICOM studies (see: phantom --help)", add_help=False)
+    sub.add_parser("labels", help="import, export and count labels (see: labels --help)", add_help=False)
     return parser
 
 
@@ -468,6 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "phantom":
             return _phantom(argv[1:])
+        if argv and argv[0] == "labels":
+            from inference.labels.cli import main as labels_main
+
+            return labels_main(argv[1:])
         args = build_parser().parse_args(argv)
         return run_predict(args, err)
     except MammoReviewError as exc:

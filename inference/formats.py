@@ -244,6 +244,9 @@ class TaskLabel:
 
     value: str | None
     uncertainty: float = 0.0
+    #: who made it: ``"person"`` (people's labels), ``"suggested"`` (nobody confirmed it: e.g. a data
+    #: set's own label), or empty when the manifest does not say.
+    by: str = ""
 
     @property
     def weight(self) -> float:
@@ -276,7 +279,7 @@ class LabelRow:
 LABEL_COLUMNS: tuple[str, ...] = (
     "key",
     "image",
-    *[c for t in TASKS for c in (t, f"{t}_u")],
+    *[c for t in TASKS for c in (t, f"{t}_u", f"{t}_by")],
     "laterality",
     "patient",
     "study",
@@ -285,7 +288,7 @@ LABEL_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _parse_label(task: str, raw: str, raw_u: str, where: str) -> TaskLabel:
+def _parse_label(task: str, raw: str, raw_u: str, where: str, by: str = "") -> TaskLabel:
     raw = (raw or "").strip()
     if not raw:
         return TaskLabel(None, 0.0)
@@ -301,7 +304,7 @@ def _parse_label(task: str, raw: str, raw_u: str, where: str) -> TaskLabel:
         raise FormatError(f"{where}: {task}_u {raw_u!r} is not a number") from exc
     if not (0.0 <= u <= 1.0) or math.isnan(u):
         raise FormatError(f"{where}: {task}_u {u} is outside [0, 1]")
-    return TaskLabel(value, u)
+    return TaskLabel(value, u, (by or "").strip().lower())
 
 
 def read_label_manifest(path: str | Path) -> list[LabelRow]:
@@ -325,7 +328,9 @@ def read_label_manifest(path: str | Path) -> list[LabelRow]:
         if key in seen:
             raise FormatError(f"{where}: key {key!r} appears twice")
         seen.add(key)
-        labels = {t: _parse_label(t, rec.get(t, ""), rec.get(f"{t}_u", ""), where) for t in TASKS}
+        labels = {
+            t: _parse_label(t, rec.get(t, ""), rec.get(f"{t}_u", ""), where, rec.get(f"{t}_by", "")) for t in TASKS
+        }
         rows.append(
             LabelRow(
                 key=key,
@@ -347,6 +352,7 @@ def _row_record(row: LabelRow) -> dict[str, str]:
         lab = row.label(t)
         rec[t] = "" if lab.value is None else lab.value
         rec[f"{t}_u"] = "" if lab.value is None else f"{lab.uncertainty:.4g}"
+        rec[f"{t}_by"] = "" if lab.value is None else lab.by
     rec.update(laterality=row.laterality, patient=row.patient, study=row.study, source=row.source, split=row.split)
     return rec
 

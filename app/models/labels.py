@@ -7,10 +7,15 @@ request methods; it touches no widget and opens no dialog (``annotator_needed`` 
 Drafts: what the panel shows for each task of an image before it is saved. A draft is pre-filled,
 in this order, from the annotator's own saved label, a stored suggestion (an imported manifest),
 the DICOM header (view), then the model's prediction; other annotators' confirmed labels are shown
-but never pre-filled, so readings stay independent. ``accept()`` writes the drafts of the target
-images (the selection when several images are selected, else the current one) as *confirmed*
-labels in one undoable action, then moves to the next image in the queue. A write that fails keeps
-the drafts on screen and reports the error at once (``store_failed`` and the activity's ``message``).
+but never pre-filled, so readings stay independent. A pre-filled value is a *suggestion*: it becomes
+a label only when a person acts on that task, task by task: sets a value (``set_value``, source
+``person``) or confirms the suggestion unchanged (``confirm``, the same class key or a click on it,
+or a confidence step: source ``<suggestion>-confirmed``). ``accept()`` writes those, and only those,
+of the target images (the selection when several images are selected, else the current one) as
+*confirmed* labels in one undoable action, then moves to the next image in the queue; untouched
+suggestions are never stored. A write that fails keeps the drafts on screen and reports the error
+at once (``store_failed`` and AppState's ``message``). Undo and redo go back to the image they
+change and say what they did (``reverted`` and a message).
 """
 
 from __future__ import annotations
@@ -26,14 +31,15 @@ from app.models.state import AppState
 from app.models.workers import WorkerError
 from inference.errors import FormatError, LabelStoreError, MammoReviewError
 from inference.formats import TASK_CLASSES, TASKS
-from inference.labels.exchange import ExportResult, export_labels, import_labels, import_manifest
-from inference.labels.review import ORDERS, Progress, QueueItem, progress, review_queue
-from inference.labels.store import LabelEdit, LabelRecord, LabelStore
+from inference.labels.exchange import ExportResult, export_store, import_any
+from inference.labels.records import confirmed_source
+from inference.labels.review import ORDERS, QueueItem, ReviewProgress, progress, review_queue
+from inference.labels.store import HistoryEntry, LabelEdit, LabelRecord, LabelStore
 
 __all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP"]
 
 #: Where a draft's value came from.
-ORIGINS = ("saved", "stored", "dicom", "model", "edited", "none")
+ORIGINS = ("saved", "stored", "dicom", "model", "edited", "confirmed", "none")
 CONFIDENCE_STEP = 0.1
 _SUGGESTED = ("stored", "dicom", "model")
 
@@ -46,6 +52,7 @@ class TaskDraft:
     confidence: float
     origin: str  # one of ORIGINS
     detail: str = ""  # model version, suggesting annotator, or the saved label's annotator and time
+    source: str = ""  # for a suggestion (and its confirmation): model, dicom, manifest or import
 
     @property
     def suggested(self) -> bool:
@@ -54,11 +61,26 @@ class TaskDraft:
 
     @property
     def dirty(self) -> bool:
-        return self.origin == "edited"
+        """A person acted on this task and it is not saved yet (a set value or a confirmation)."""
+        return self.origin in ("edited", "confirmed")
 
 
 def _clamp(c: float) -> float:
     return round(min(1.0, max(0.0, c)), 2)
+
+
+def _confirmed(d: TaskDraft) -> TaskDraft:
+    """The suggestion ``d``, confirmed by a person (its value, confidence and source kept)."""
+    return replace(d, origin="confirmed") if d.suggested else d
+
+
+def _with_confidence(d: TaskDraft, confidence: float) -> TaskDraft:
+    """A person's confidence for ``d``: a suggestion's value is thereby confirmed, anything else edited."""
+    if d.value is None and d.origin == "none":
+        return d
+    origin = "confirmed" if d.suggested or d.origin == "confirmed" else "edited"
+    detail = d.detail if origin == "confirmed" else ""
+    return replace(d, confidence=_clamp(confidence), origin=origin, detail=detail)
 
 
 class LabelsState(QObject):
@@ -72,6 +94,8 @@ class LabelsState(QObject):
     annotator_needed = Signal()  # accept() needs a name: ask, set_annotator(), accept() again
     store_failed = Signal(str)  # a write or open failed: show at once; the edit stays on screen
     store_ok = Signal()  # the last write succeeded (clears the error banner)
+    reverted = Signal(str)  # undo or redo happened: what it did, in words
+    labelling_changed = Signal(bool)  # labelling mode on/off: the panel takes the label keys
     exported = Signal(object)  # ExportResult
 
     def __init__(self, app_state: AppState, store: LabelStore | None = None, parent: QObject | None = None) -> None:
@@ -81,6 +105,7 @@ class LabelsState(QObject):
         self.store: LabelStore | None = store
         self.store_error = ""
         self.focus_task = TASKS[0]
+        self.labelling = False
         self.order = str(self.settings.value("labels/order", "uncertainty"))
         if self.order not in ORDERS:
             self.order = "uncertainty"
@@ -96,7 +121,7 @@ class LabelsState(QObject):
         s = app_state
         s.files.studies_changed.connect(self._on_studies_changed)
         s.runner.predictions_changed.connect(self._on_predictions_changed)
-        s.files.current_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
+        s.files.current_changed.connect(self._on_current_changed)
         s.files.selection_changed.connect(lambda _k: self.drafts_changed.emit(tuple(self.targets())))
         self.refresh_queue()
 
@@ -165,16 +190,15 @@ class LabelsState(QObject):
 
     def _suggest(self, key: str, task: str, records: Sequence[LabelRecord]) -> TaskDraft:
         me = self.annotator
-        own = next((r for r in records if r.annotator == me and r.task == task), None)
-        if own is not None and own.status == "confirmed":
-            return TaskDraft(
-                own.value, own.confidence, "saved", f"{own.annotator}, {own.time[:16].replace('T', ' ')} UTC"
-            )
-        sug = [r for r in records if r.task == task and r.status == "suggested" and r.value is not None]
-        sug.sort(key=lambda r: (r.source == "model", -r.confidence))
+        own = next((r for r in records if r.annotator == me and r.task == task and r.status == "confirmed"), None)
+        if own is not None:
+            when = own.time[:16].replace("T", " ")
+            return TaskDraft(own.value, own.confidence, "saved", f"{own.annotator}, {when} UTC")
+        stored = [r for r in records if r.task == task and r.status == "suggested" and r.value is not None]
+        sug = sorted((r for r in stored if r.source != "model"), key=lambda r: -r.confidence)
         if sug:
             r = sug[0]
-            return TaskDraft(r.value, r.confidence, "stored", r.annotator)
+            return TaskDraft(r.value, r.confidence, "stored", r.annotator, r.source)
         if task == "view":
             try:
                 rec = self.app.files.record(key)
@@ -182,13 +206,24 @@ class LabelsState(QObject):
                 rec = None
             if rec is not None and rec.model_view in TASK_CLASSES["view"]:
                 conf = 1.0 if rec.view_source == "tag" else 0.8
-                return TaskDraft(rec.model_view, conf, "dicom", f"{rec.view_source}: {rec.view}")
+                if rec.kind != "dicom":
+                    where = f"the file name ({rec.path.stem})"
+                elif rec.view_source == "tag":
+                    where = f"the DICOM header ({rec.view})"
+                else:
+                    where = f"the DICOM descriptions or the file name ({rec.view})"
+                return TaskDraft(rec.model_view, conf, "dicom", where, "dicom")
         pred = self.app.runner.predictions.get(key)
         probs = None if pred is None else pred.probabilities.get(task)
         classes = TASK_CLASSES[task]
         if probs and len(probs) == len(classes):
             i = max(range(len(classes)), key=lambda j: probs[j])
-            return TaskDraft(classes[i], _clamp(float(probs[i])), "model", str(getattr(pred, "model_version", "")))
+            version = str(getattr(pred, "model_version", ""))
+            return TaskDraft(classes[i], _clamp(float(probs[i])), "model", version, "model")
+        old = sorted((r for r in stored if r.source == "model"), key=lambda r: -r.confidence)
+        if old:  # a guess an older version stored (schema < 3): still only a suggestion
+            r = old[0]
+            return TaskDraft(r.value, r.confidence, "model", r.model_version, "model")
         return TaskDraft(None, 0.0, "none")
 
     def draft(self, key: str, task: str) -> TaskDraft:
@@ -218,7 +253,8 @@ class LabelsState(QObject):
             self.drafts_changed.emit(tuple(keys))
 
     def set_value(self, task: str, value: str | None) -> None:
-        """Set ``task`` to a class name, or None for "unknown", on every target image."""
+        """Set ``task`` to a class name, or None for "unknown", on every target image (a person's
+        value: source ``person``, even where it equals the suggestion)."""
         if value is not None and value not in TASK_CLASSES[task]:
             raise ValueError(f"{task} has no class {value!r}")
 
@@ -226,10 +262,15 @@ class LabelsState(QObject):
             if value is None:
                 return TaskDraft(None, 0.0, "edited")
             # a person's choice starts at 100 %; a confidence already set by a person is kept
-            keep = old.value is not None and old.origin in ("saved", "edited")
+            keep = old.value is not None and old.origin in ("saved", "edited", "confirmed")
             return TaskDraft(value, old.confidence if keep else 1.0, "edited")
 
         self._edit(task, change)
+
+    def confirm(self, task: str) -> None:
+        """Confirm the suggestion of ``task`` unchanged on every target image (a person's explicit act:
+        it becomes a label with source ``<suggestion>-confirmed`` when accepted)."""
+        self._edit(task, lambda old: _confirmed(old) if old.suggested else old)
 
     def set_class_index(self, task: str, index: int) -> None:
         """Keyboard: the index-th class (0-based) of ``task``; out of range is ignored."""
@@ -238,15 +279,10 @@ class LabelsState(QObject):
             self.set_value(task, classes[index])
 
     def set_confidence(self, task: str, confidence: float) -> None:
-        self._edit(task, lambda old: replace(old, confidence=_clamp(confidence), origin="edited", detail=""))
+        self._edit(task, lambda old: _with_confidence(old, confidence))
 
     def step_confidence(self, task: str, steps: int) -> None:
-        self._edit(
-            task,
-            lambda old: replace(
-                old, confidence=_clamp(old.confidence + steps * CONFIDENCE_STEP), origin="edited", detail=""
-            ),
-        )
+        self._edit(task, lambda old: _with_confidence(old, old.confidence + steps * CONFIDENCE_STEP))
 
     def set_focus_task(self, task: str) -> None:
         if task not in TASKS:
@@ -268,27 +304,39 @@ class LabelsState(QObject):
 
     # ------------------------------------------------------------------ saving
     def accept(self, advance: bool = True) -> bool:
-        """Save the target images' drafts as confirmed labels (one undo step); then the next image.
+        """Save what a person set or confirmed on the target images as labels (one undo step); then
+        the next image. Untouched suggestions are not saved.
 
-        Returns False when nothing was saved: no annotator yet (``annotator_needed``), no store, or
-        the write failed (``store_failed``; the drafts stay).
+        Returns False when nothing was saved: nothing set or confirmed (a message says how), no
+        annotator yet (``annotator_needed``), no store, or the write failed (``store_failed``; the
+        drafts stay). An image whose labels are all saved already just moves on.
         """
         keys = self.targets()
         if not keys:
+            return False
+        edits = []
+        for key in keys:
+            for task, d in self._drafts.get(key, {}).items():
+                if d.origin == "edited":
+                    edits.append(LabelEdit(key, task, d.value, d.confidence, "confirmed", "person"))
+                elif d.origin == "confirmed":
+                    edits.append(LabelEdit(key, task, d.value, d.confidence, "confirmed", confirmed_source(d.source)))
+        if not edits:
+            if advance and len(keys) == 1 and any(d.origin == "saved" for d in self.drafts(keys[0]).values()):
+                self._advance(keys[0], [i.key for i in self._queue])
+                return False
+            self.app.activity.message.emit(
+                "info",
+                "Nothing to save: no task was set or confirmed. A class key sets the focused task; "
+                "C (or a click on the suggested class) confirms the suggestion.",
+            )
             return False
         if not self.annotator:
             self.annotator_needed.emit()
             return False
         if self.store is None and not self._open_store():
-            self._keep_drafts(keys)
+            self.drafts_changed.emit(tuple(keys))
             return False
-        edits = []
-        for key in keys:
-            for task, d in self.drafts(key).items():
-                if d.origin == "none":
-                    continue  # nothing known and nothing chosen: no label
-                source = "model" if d.origin == "model" else "person"
-                edits.append(LabelEdit(key, task, d.value, d.confidence, "confirmed", source))
         manifest = self.app.runner.manifest
         version = manifest.version if manifest is not None else ""
         assert self.store is not None
@@ -302,7 +350,7 @@ class LabelsState(QObject):
             self.store.remember_images(records)  # so a later export finds them when not opened
             self.store.set_labels(edits, annotator=self.annotator, source="person", model_version=version)
         except LabelStoreError as exc:
-            self._keep_drafts(keys)
+            self.drafts_changed.emit(tuple(keys))  # the person's edits stay on screen, unsaved
             self._fail(f"The labels were NOT saved: {exc}")
             return False
         for key in keys:
@@ -317,16 +365,6 @@ class LabelsState(QObject):
         if advance and len(keys) == 1:
             self._advance(keys[0], old_queue)
         return True
-
-    def _keep_drafts(self, keys: Sequence[str]) -> None:
-        """Pin what is on screen as edited drafts, so a failed save loses nothing."""
-        for key in keys:
-            current = self.drafts(key)
-            self._drafts[key] = {
-                t: d if d.dirty or d.origin == "none" else replace(d, origin="edited", detail="")
-                for t, d in current.items()
-            }
-        self.drafts_changed.emit(tuple(keys))
 
     def _advance(self, key: str, order: list[str]) -> None:
         if key not in order:
@@ -353,18 +391,54 @@ class LabelsState(QObject):
             return False
         try:
             action = self.store.redo(self.annotator) if redo else self.store.undo(self.annotator)
+            history = [] if action is None else self.store.history(annotator=self.annotator)
+            rows = [h for h in history if h.action == action]
         except LabelStoreError as exc:
             self._fail(str(exc))
             return False
         if action is None:
+            self.app.activity.message.emit("info", "Nothing to redo" if redo else "Nothing to undo")
             return False
-        keys = tuple({h.key for h in self.store.history(annotator=self.annotator) if h.action == action})
+        keys = tuple(dict.fromkeys(h.key for h in rows))
         for key in keys:
             self._drafts.pop(key, None)
+        opened = [k for k in keys if self._opened(k)]
+        if opened and self.app.files.current_key not in keys:
+            self.app.files.set_current(opened[0])  # back to the image it changed
+        text = self._describe_revert("Redone" if redo else "Undone", rows)
         self.labels_changed.emit(keys)
         self.drafts_changed.emit(keys)
         self.refresh_queue()
+        self.reverted.emit(text)
+        self.app.activity.message.emit("info", text)
         return True
+
+    def _opened(self, key: str) -> bool:
+        try:
+            self.app.files.record(key)
+        except KeyError:
+            return False
+        return True
+
+    def _describe_revert(self, verb: str, rows: Sequence[HistoryEntry]) -> str:
+        """E.g. "Undone on P1 L CC: malignancy malignant → (no label), acr 4 → 2"."""
+
+        def show(state: Any) -> str:
+            if state is None or state.status != "confirmed":
+                return "(no label)"
+            return "unknown" if state.value is None else f"{state.value} {state.confidence:.0%}"
+
+        parts: dict[str, list[str]] = {}
+        for h in rows:
+            parts.setdefault(h.key, []).append(f"{h.task} {show(h.old)} → {show(h.new)}")
+        texts = []
+        for key, changes in parts.items():
+            try:
+                name = self.app.files.record(key).label
+            except KeyError:
+                name = key
+            texts.append(f"{name}: {', '.join(changes)}")
+        return f"{verb} on " + "; ".join(texts) if texts else verb
 
     def undo(self) -> bool:
         return self._revert(redo=False)
@@ -403,16 +477,26 @@ class LabelsState(QObject):
     def queue(self) -> list[QueueItem]:
         return list(self._queue)
 
-    def progress(self) -> Progress:
+    def progress(self) -> ReviewProgress:
         keys = [r.key for r in self.app.files.study_set.images]
         if self.store is None:
-            return Progress(0, len(keys))
+            return ReviewProgress(0, len(keys))
         return progress(keys, self.store, self.annotator or None)
 
     def _on_studies_changed(self) -> None:
         keys = {r.key for r in self.app.files.study_set.images}
         self._drafts = {k: v for k, v in self._drafts.items() if k in keys or any(d.dirty for d in v.values())}
         self.refresh_queue()
+
+    def _on_current_changed(self, _key: str) -> None:
+        self.set_focus_task(TASKS[0])  # each image starts at the first task
+        self.drafts_changed.emit(tuple(self.targets()))
+
+    def set_labelling(self, on: bool) -> None:
+        """Labelling mode: while on, the label keys go to the labels panel (it shows so)."""
+        if on != self.labelling:
+            self.labelling = on
+            self.labelling_changed.emit(on)
 
     def _on_predictions_changed(self, keys: tuple[str, ...]) -> None:
         self._refresh_timer.start()
@@ -428,33 +512,26 @@ class LabelsState(QObject):
             self._fail("No label store to export from")
             return
         store, target = self.store, Path(folder)
-        records: list[Any] = list(self.app.files.study_set.images)
-        opened = {r.key for r in records}
-        try:  # labelled images that are not opened now, where they were last seen
-            records += store.images(set(store.keys()) - opened)
-        except LabelStoreError as exc:
-            self._fail(str(exc))
-            return
+        opened: list[Any] = list(self.app.files.study_set.images)
 
         def job(progress: Any, cancelled: Any) -> ExportResult:
-            return export_labels(store, records, target, identified=identified, progress=progress, cancelled=cancelled)
+            return export_store(store, target, opened, identified=identified, progress=progress, cancelled=cancelled)
 
         def done(result: ExportResult) -> None:
-            text = f"Exported {result.rows} image(s) and {result.annotations} label(s) to {result.folder}"
+            text = (
+                f"Exported {result.rows} image(s) and {result.annotations} label(s) to {result.folder}"
+                f" (by source: {result.describe_sources()})"
+            )
             if result.problems:
-                text += f"; {len(result.problems)} image(s) could not be exported: " + "; ".join(
-                    map(str, result.problems[:3])
-                )
+                problems = "; ".join(map(str, result.problems[:3]))
+                text += f"; {len(result.problems)} image(s) could not be exported: {problems}"
             self.app.activity.message.emit("warning" if result.problems else "info", text)
             self.exported.emit(result)
 
         def failed(err: WorkerError) -> None:
             exc = err.exception
-            self._fail(
-                f"Export failed: {exc}"
-                if isinstance(exc, MammoReviewError)
-                else f"Export failed: {type(exc).__name__}: {exc}"
-            )
+            what = str(exc) if isinstance(exc, MammoReviewError) else f"{type(exc).__name__}: {exc}"
+            self._fail(f"Export failed: {what}")
 
         self.app.pool.submit(job, channel="export", on_result=done, on_error=failed, owner=self)
 
@@ -465,18 +542,14 @@ class LabelsState(QObject):
         assert self.store is not None
         path = Path(path)
         try:
-            if path.is_dir() or path.name == "annotations.csv":
-                result = import_labels(self.store, path)
-                what = "label(s)"
-            else:
-                result = import_manifest(self.store, path)
-                what = "suggestion(s) from the manifest"
+            result, what = import_any(self.store, path)
         except (FormatError, LabelStoreError) as exc:
             self._fail(f"Import failed: {exc}")
             return 0
-        self.app.activity.message.emit(
-            "info", f"Imported {result.added} {what} from {result.source} ({result.skipped} already there)"
-        )
+        text = f"Imported {result.added} {what} from {result.source} ({result.skipped} already there"
+        if result.left_out:
+            text += f"; {result.left_out} model guess(es) left out: not labels"
+        self.app.activity.message.emit("info", text + ")")
         self.labels_changed.emit(tuple(r.key for r in self.app.files.study_set.images))
         self.drafts_changed.emit(tuple(self.targets()))
         self.refresh_queue()

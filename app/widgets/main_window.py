@@ -449,7 +449,7 @@ class MainWindow(QMainWindow):
                 self.state.runner.set_device(c.device)
 
     def shortcuts_dialog(self) -> None:
-        ShortcutsDialog(self.shortcut_rows, self).exec()
+        ShortcutsDialog([*self.shortcut_rows, *self.label_panel.KEYS], self).exec()
 
     def about_dialog(self) -> None:
         AboutDialog(self.state, self).exec()

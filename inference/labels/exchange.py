@@ -8,20 +8,14 @@
     README.txt                     what the folder is and what de-identification did (and did not) do
     original_paths.csv             only with ``identified=True``: key -> original file
 
-De-identified (the default): DICOM files are rewritten following the Basic Application Level
-Confidentiality Profile of DICOM PS3.15 Annex E (:data:`DEID_ACTIONS`) with the Clean Descriptors
-and Retain Longitudinal Temporal Information with Modified Dates options: identifying attributes
-removed or emptied, dates shifted by a per-patient number of days, private tags, overlays and
-curves removed, UIDs replaced consistently (``generate_uid(entropy_srcs=[secret, uid])`` under
-pydicom's root: the same UID always gets the same new one), ``PatientIdentityRemoved=YES``. The pixels are copied unchanged, so text burned into them
-(markers, labels on digitised film) may remain: README.txt says so. PNG, TIFF and PGM are
-re-encoded as PNG without text chunks; JPEG keeps its compressed data and loses its APP1..APP15
-and comment segments (EXIF, XMP, IPTC). Keys are pseudonyms: a DICOM's new SOPInstanceUID, else
-``sha256:`` of the exported file, so the manifest's key is the exported file's image key; the
-patient and study columns are keyed hashes (HMAC-SHA-256 with the store's secret). Everything is
-derived from the store's secret, so re-exports give the same names. A DICOM that already says
-``PatientIdentityRemoved=YES`` keeps its UIDs, so labels of an exported image, exported again from
-another machine, come back under the same key.
+De-identified (the default): images are copied as :mod:`inference.labels.deidentify` describes
+(DICOM per PS3.15 Annex E, :data:`DEID_ACTIONS`; PNG/TIFF/PGM re-encoded; JPEG without metadata
+segments); pixels are unchanged, so text burned into them may remain: README.txt says so. Keys
+are pseudonyms: a DICOM's new SOPInstanceUID, else ``sha256:`` of the exported file, so the
+manifest's key is the exported file's image key; the patient and study columns are keyed hashes.
+Everything is derived from the store's secret, so re-exports give the same names. A DICOM that
+already says ``PatientIdentityRemoved=YES`` keeps its UIDs, so labels of an exported image,
+exported again from another machine, come back under the same key.
 
 With ``identified=True`` nothing is copied: the manifest names the original files (relative to the
 folder where possible) and original_paths.csv maps keys to them, for training on the same machine.
@@ -35,27 +29,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import hmac
-import io
 import os
-import re
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from PIL import Image
-from pydicom import dcmread, dcmwrite
-from pydicom.dataelem import DataElement
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID_dictionary, generate_uid
 
 from inference.errors import FormatError
 from inference.formats import TASKS, LabelRow, TaskLabel, read_label_manifest, write_label_manifest
+from inference.labels.deidentify import (
+    DEID_ACTIONS,
+    copy_deidentified,
+    deidentify_dataset,
+    pseudo_patient,
+    pseudo_study,
+)
+from inference.labels.records import SOURCES, SUGGESTION_SOURCES, exportable
 from inference.labels.store import LabelRecord, LabelStore, combine, utc_now
 
 __all__ = [
@@ -67,295 +59,12 @@ __all__ = [
     "export_labels",
     "import_labels",
     "import_manifest",
+    "import_any",
+    "export_store",
     "deidentify_dataset",
     "ANNOTATION_COLUMNS",
 ]
 
-# --------------------------------------------------------------------------- de-identification
-#: PS3.15 Annex E, Table E.1-1, Basic Profile (with the Clean Descriptors "C" and Modified Dates
-#: "M" options): attribute keyword -> action. X remove, Z empty, D dummy (the pseudonym),
-#: U new UID (consistent), M shift the date, C keep only safe laterality/view words, K keep.
-#:
-#: | attribute                                  | action |
-#: |--------------------------------------------|--------|
-DEID_ACTIONS: dict[str, str] = {
-    "PatientName": "D",  # the patient pseudonym
-    "PatientID": "D",  # the patient pseudonym (studies still group by patient)
-    "PatientBirthDate": "Z",
-    "PatientBirthTime": "X",
-    "PatientBirthName": "X",
-    "PatientMotherBirthName": "X",
-    "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X",
-    "OtherPatientNames": "X",
-    "IssuerOfPatientID": "X",
-    "PatientAddress": "X",
-    "PatientTelephoneNumbers": "X",
-    "PatientAge": "X",
-    "PatientSex": "Z",
-    "PatientSize": "X",
-    "PatientWeight": "X",
-    "PatientComments": "X",
-    "PatientReligiousPreference": "X",
-    "PatientState": "X",
-    "PatientInsurancePlanCodeSequence": "X",
-    "PregnancyStatus": "X",
-    "SmokingStatus": "X",
-    "MedicalAlerts": "X",
-    "Allergies": "X",
-    "AdditionalPatientHistory": "X",
-    "EthnicGroup": "X",
-    "Occupation": "X",
-    "MilitaryRank": "X",
-    "BranchOfService": "X",
-    "CountryOfResidence": "X",
-    "MedicalRecordLocator": "X",
-    "ResponsiblePerson": "X",
-    "ResponsibleOrganization": "X",
-    "CurrentPatientLocation": "X",
-    "AccessionNumber": "Z",
-    "StudyID": "Z",
-    "AdmissionID": "X",
-    "AdmittingDate": "X",
-    "AdmittingDiagnosesDescription": "X",
-    "ServiceEpisodeID": "X",
-    "VisitComments": "X",
-    "ReasonForStudy": "X",
-    "RequestingService": "X",
-    "InstitutionName": "X",
-    "InstitutionAddress": "X",
-    "InstitutionCodeSequence": "X",
-    "InstitutionalDepartmentName": "X",
-    "StationName": "X",
-    "StationAETitle": "X",
-    "ReferringPhysicianName": "Z",
-    "ConsultingPhysicianName": "X",
-    "PerformingPhysicianName": "X",
-    "NameOfPhysiciansReadingStudy": "X",
-    "PhysiciansOfRecord": "X",
-    "RequestingPhysician": "X",
-    "OperatorsName": "X",
-    "ContentCreatorName": "Z",
-    "VerifyingObserverName": "X",
-    "PersonName": "X",
-    "OrderEnteredBy": "X",
-    "OrderCallbackPhoneNumber": "X",
-    "DeviceSerialNumber": "X",
-    "DetectorID": "X",
-    "GantryID": "X",
-    "PlateID": "X",
-    "CassetteID": "X",
-    "AcquisitionComments": "X",
-    "ImageComments": "X",
-    "DerivationDescription": "X",
-    "TextValue": "X",
-    "ContentSequence": "X",
-    "RequestAttributesSequence": "X",
-    "RequestedProcedureDescription": "X",
-    "RequestedProcedureID": "X",
-    "ScheduledProcedureStepDescription": "X",
-    "ScheduledProcedureStepID": "X",
-    "PerformedProcedureStepDescription": "X",
-    "PerformedProcedureStepID": "X",
-    "PerformedLocation": "X",
-    "CommentsOnThePerformedProcedureStep": "X",
-    "PlacerOrderNumberImagingServiceRequest": "Z",
-    "FillerOrderNumberImagingServiceRequest": "Z",
-    "ReferencedPatientSequence": "X",
-    "ReferencedStudySequence": "X",
-    "ReferencedPerformedProcedureStepSequence": "X",
-    "TimezoneOffsetFromUTC": "X",
-    "StudyDescription": "C",
-    "SeriesDescription": "C",
-    "ProtocolName": "C",
-    "AcquisitionDeviceProcessingDescription": "C",
-    "StudyDate": "M",
-    "SeriesDate": "M",
-    "AcquisitionDate": "M",
-    "ContentDate": "M",
-    "AcquisitionDateTime": "M",
-    "InstanceCreationDate": "M",
-    "PerformedProcedureStepStartDate": "M",
-    "DateOfLastCalibration": "M",
-    "DateOfSecondaryCapture": "M",
-    "StudyInstanceUID": "U",
-    "SeriesInstanceUID": "U",
-    "SOPInstanceUID": "U",
-    "FrameOfReferenceUID": "U",
-    "SynchronizationFrameOfReferenceUID": "U",
-    "IrradiationEventUID": "U",
-    "InstanceCreatorUID": "U",
-    "StorageMediaFileSetUID": "U",
-    "ReferencedSOPInstanceUID": "U",
-    "BurnedInAnnotation": "K",  # kept as the modality wrote it: we do not clean pixels
-}
-_TAG_ACTIONS = {int(tag_for_keyword(k)): a for k, a in DEID_ACTIONS.items()}  # type: ignore[arg-type]
-#: Words a descriptor may hold and stay (Clean Descriptors option): laterality, view, exam type.
-_SAFE_WORDS = frozenset(
-    "L R LEFT RIGHT B BILATERAL CC MLO ML LM XCCL XCCM FB SIO LMO AT ID SPOT MAG MAGNIFICATION CV RL RM "
-    "SCREENING DIAGNOSTIC MAMMOGRAPHY MAMMOGRAM MAMMO MG BREAST DIGITAL TOMO TOMOSYNTHESIS VIEW VIEWS "
-    "CESM CONTRAST ENHANCED LOW HIGH ENERGY RECOMBINED SUBTRACTED STANDARD".split()
-)
-#: DeidentificationMethod (LO, several values of at most 64 characters).
-_METHOD = [
-    "mammo-review PS3.15 Basic Application Confidentiality Profile",
-    "Clean Descriptors Option",
-    "Retain Longitudinal Temporal Information Modified Dates Option",
-    "private tags, overlays and curves removed",
-    "pixel data unchanged",
-]
-_METHOD_CODES = (
-    ("113100", "Basic Application Confidentiality Profile"),
-    ("113105", "Clean Descriptors Option"),
-    ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-)
-
-
-def _keyed(secret: bytes, kind: str, value: str) -> str:
-    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-
-
-def _pseudo_patient(secret: bytes, patient_id: str) -> str:
-    return "" if not patient_id else "P-" + _keyed(secret, "patient", patient_id)[:16]
-
-
-def _pseudo_study(secret: bytes, study_uid: str) -> str:
-    return "" if not study_uid else "S-" + _keyed(secret, "study", study_uid)[:16]
-
-
-def _date_shift(secret: bytes, patient_id: str) -> int:
-    """Days to add to every date of a patient: -365 .. -3999, fixed per (secret, patient)."""
-    return -(365 + int(_keyed(secret, "date-shift", patient_id)[:8], 16) % 3635)
-
-
-def _shift(value: str, days: int) -> str | None:
-    """Shift a DA (YYYYMMDD) or the date part of a DT; None when it cannot be parsed."""
-    text = str(value).strip()
-    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})(.*)", text)
-    if not m:
-        return None
-    try:
-        d = date(int(m[1]), int(m[2]), int(m[3])) + timedelta(days=days)
-    except ValueError:
-        return None
-    rest = re.sub(r"[+-]\d{4}$", "", m[4])  # drop the time zone offset
-    return d.strftime("%Y%m%d") + rest
-
-
-def _clean_descriptor(value: str) -> str | None:
-    words = re.split(r"[\s_\-/,.()^]+", str(value).upper())
-    return str(value) if all(w in _SAFE_WORDS or w.isdigit() or not w for w in words) else None
-
-
-def deidentify_dataset(ds: Dataset, secret: bytes) -> Dataset:
-    """De-identify ``ds`` in place (see :data:`DEID_ACTIONS`) and return it.
-
-    Sequences are walked; any person name, date or UID left after the table is still removed,
-    shifted or replaced. A dataset already marked ``PatientIdentityRemoved=YES`` keeps its UIDs.
-    """
-    already = str(ds.get("PatientIdentityRemoved", "")).upper() == "YES"
-    patient = _pseudo_patient(secret, str(ds.get("PatientID", "")))
-    days = _date_shift(secret, str(ds.get("PatientID", "")))
-    ds.remove_private_tags()
-
-    def new_uid(uid: str) -> str:
-        if already or not uid or uid in UID_dictionary:
-            return uid
-        # pydicom ignores entropy_srcs when prefix=None (a random 2.25 UID): keep its root prefix
-        return str(generate_uid(entropy_srcs=[secret.hex(), uid]))
-
-    def visit(dataset: Dataset, elem: DataElement) -> None:
-        group = elem.tag.group
-        if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:  # curves, overlays
-            del dataset[elem.tag]
-            return
-        action = _TAG_ACTIONS.get(int(elem.tag))
-        if action is None:  # not in the table: person names go, dates shift, UIDs change
-            action = {"PN": "X", "DA": "M", "DT": "M", "UI": "U"}.get(elem.VR, "K")
-        if action == "X":
-            del dataset[elem.tag]
-        elif action == "Z":
-            elem.value = None if elem.VR != "SQ" else DicomSequence([])
-        elif action == "D":
-            elem.value = patient or "ANONYMOUS"
-        elif action == "C":
-            if elem.VM == 0:
-                return
-            cleaned = _clean_descriptor(str(elem.value))
-            if cleaned is None:
-                del dataset[elem.tag]
-        elif action == "M":
-            if elem.VM == 0:
-                return
-            shifted = _shift(str(elem.value), days) if elem.VM == 1 else None
-            if shifted is None:
-                del dataset[elem.tag]
-            else:
-                elem.value = shifted
-        elif action == "U" and elem.VM:
-            if elem.VM == 1:
-                elem.value = new_uid(str(elem.value))
-            else:
-                elem.value = [new_uid(str(v)) for v in elem.value]
-
-    ds.walk(visit)
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        if "SOPInstanceUID" in ds:
-            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        for kw in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"):
-            if kw in meta:
-                delattr(meta, kw)
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        if "ImplementationVersionName" in meta:
-            del meta.ImplementationVersionName
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = _METHOD
-    codes = []
-    for value, meaning in _METHOD_CODES:
-        item = Dataset()
-        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
-        codes.append(item)
-    ds.DeidentificationMethodCodeSequence = DicomSequence(codes)
-    ds.LongitudinalTemporalInformationModified = "MODIFIED"
-    ds.preamble = b"\0" * 128
-    return ds
-
-
-# --------------------------------------------------------------------------- image copies
-def _strip_jpeg(data: bytes) -> bytes:
-    """The JPEG without APP1..APP15 and COM segments (EXIF, XMP, IPTC, comments); pixels untouched."""
-    if data[:2] != b"\xff\xd8":
-        raise ValueError("not a JPEG file")
-    out, i = bytearray(b"\xff\xd8"), 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise ValueError("broken JPEG marker structure")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xDA:  # start of scan: the rest is entropy-coded data
-            out += data[i:]
-            return bytes(out)
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        segment = data[i : i + 2 + length]
-        if not (0xE1 <= marker <= 0xEF or marker == 0xFE):
-            out += segment
-        i += 2 + length
-    raise ValueError("JPEG without image data")
-
-
-def _reencode_png(path: Path) -> bytes:
-    with Image.open(path) as im:
-        im.load()
-        clean = Image.new(im.mode, im.size)
-        clean.frombytes(im.tobytes())
-        if im.mode == "P":
-            clean.putpalette(im.getpalette() or [])
-    buf = io.BytesIO()
-    clean.save(buf, "PNG", optimize=False)
-    return buf.getvalue()
 
 
 class ImageLike(Protocol):
@@ -393,6 +102,14 @@ class ExportResult:
     annotations: int
     identified: bool
     problems: tuple[ExportProblem, ...]
+    #: exported annotations by source (``person``, ``model-confirmed``, ``manifest``, ...)
+    sources: dict[str, int] = field(default_factory=dict)
+    #: the model's suggestions held in the store and left out (never labels, never exported)
+    left_out: int = 0
+
+    def describe_sources(self) -> str:
+        """``"person 12, model-confirmed 3"`` (or ``"none"``)."""
+        return ", ".join(f"{s} {n}" for s, n in sorted(self.sources.items())) or "none"
 
 
 @dataclass(frozen=True)
@@ -400,34 +117,14 @@ class ImportResult:
     added: int
     skipped: int
     source: Path
+    #: rows that were the model's guesses (older exports held them): never imported
+    left_out: int = 0
 
 
 ANNOTATION_COLUMNS: tuple[str, ...] = (
     "key", "annotator", "task", "value", "confidence", "status", "source", "model_version", "time",
 )
 
-
-def _copy_deidentified(record: ImageLike, images: Path, secret: bytes) -> tuple[str, str]:
-    """Write the de-identified copy of one image; returns (pseudonymous key, relative path)."""
-    if record.kind == "dicom":
-        ds = dcmread(record.path, force=False)
-        deidentify_dataset(ds, secret)
-        key = str(ds.get("SOPInstanceUID", "")).strip()
-        if not key:
-            buf = io.BytesIO()
-            dcmwrite(buf, ds, enforce_file_format=True)
-            key = "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest()
-        name = re.sub(r"[^0-9A-Za-z.]", "_", key.removeprefix("sha256:")[:64]) + ".dcm"
-        dcmwrite(images / name, ds, enforce_file_format=True)
-        return key, f"images/{name}"
-    if record.kind == "jpeg":
-        data, suffix = _strip_jpeg(Path(record.path).read_bytes()), ".jpg"
-    else:
-        data, suffix = _reencode_png(Path(record.path)), ".png"
-    digest = hashlib.sha256(data).hexdigest()
-    name = digest[:32] + suffix
-    (images / name).write_bytes(data)
-    return "sha256:" + digest, f"images/{name}"
 
 
 def _relative(path: Path, folder: Path) -> str:
@@ -440,17 +137,38 @@ def _relative(path: Path, folder: Path) -> str:
 _README = """mammo-review label export ({when})
 Research use only. Not for diagnosis or any clinical decision.
 
-manifest.csv / manifest.json  one row per image: each task's combined label and its uncertainty u
-                              (loss weight 1 - u; empty = missing). Image paths are relative to this folder.
-annotations.csv               every annotator's own label: key, annotator, task, value, confidence, status, time.
-                              It names the annotators (readers), as they entered their names.
+manifest.csv / manifest.json  one row per image: each task's combined label, its uncertainty u
+                              (loss weight 1 - u; empty = missing) and <task>_by: "person" when people's
+                              labels made it, "suggested" when nobody confirmed the task and an imported
+                              data set's label stands in. Image paths are relative to this folder.
+annotations.csv               every annotator's own label: key, annotator, task, value, confidence, status,
+                              source, model version, time. It names the annotators (readers), as they
+                              entered their names.
 {images_line}
-Combining annotators: only confirmed labels vote (suggestions from imported manifests count only when
+A label is what a person confirmed, task by task: a value the person set (source "person") or a
+suggestion the person explicitly confirmed (source "<suggestion>-confirmed", e.g. "model-confirmed").
+The model's suggestions that nobody confirmed are not labels and are not in this folder.
+
+This export: {labels} label(s) confirmed by people and {suggestions} suggestion(s) from imported data sets;
+by source:
+{counts}
+The model's unconfirmed suggestions left out: {left_out}.
+
+Combining annotators: only people's labels vote (suggestions from imported manifests count only when
 nobody confirmed the task; the model's suggestions never count); "unknown" abstains; the class with the
 largest summed confidence wins; u = 1 - (its summed confidence / number of voting annotators).
 
 {deid}
 """
+_SOURCE_TEXT = {
+    "person": "set by a person",
+    "model-confirmed": "the model's suggestion, confirmed by a person",
+    "dicom-confirmed": "the DICOM header's or file name's view, confirmed by a person",
+    "manifest-confirmed": "an imported data set's label, confirmed by a person",
+    "import-confirmed": "an imported suggestion, confirmed by a person",
+    "manifest": "an imported data set's label, not confirmed (a suggestion)",
+    "import": "an imported suggestion, not confirmed",
+}
 _DEID_TEXT = """De-identification: DICOM files follow the DICOM PS3.15 Annex E Basic Application Level
 Confidentiality Profile (Clean Descriptors; Retain Longitudinal Temporal Information with Modified Dates):
 patient names, IDs, birth dates, accession numbers, institution and physician names removed or replaced
@@ -491,8 +209,11 @@ def export_labels(
         raise FormatError(f"cannot create the export folder ({exc.strerror or exc})", folder) from exc
     secret = store.secret
     todo = []
+    left_out = 0
     for rec in dict((r.key, r) for r in records).values():
-        labels = store.labels(rec.key)
+        stored = store.labels(rec.key)
+        labels = [lab for lab in stored if exportable(lab.status, lab.source)]
+        left_out += len(stored) - len(labels)
         if labels or not only_labelled:
             todo.append((rec, labels))
     rows: list[LabelRow] = []
@@ -510,22 +231,24 @@ def export_labels(
             originals.append((key, str(Path(rec.path).resolve())))
         else:
             try:
-                key, image = _copy_deidentified(rec, images, secret)
+                key, image = copy_deidentified(Path(rec.path), rec.kind, images, secret)
             except (OSError, ValueError, InvalidDicomError, AttributeError, TypeError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                 problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {reason}"))
                 continue
             pseudonyms.append((key, rec.key))
         combined = combine(labels)
-        row_labels = {t: TaskLabel(c.value, round(c.uncertainty, 6)) for t, c in combined.items() if c.value is not None}
+        row_labels = {
+            t: TaskLabel(c.value, round(c.uncertainty, 6), c.by) for t, c in combined.items() if c.value is not None
+        }
         rows.append(
             LabelRow(
                 key=key,
                 image=image,
                 labels=row_labels,
                 laterality=rec.laterality,
-                patient=_pseudo_patient(secret, rec.patient_id),
-                study=_pseudo_study(secret, rec.study_uid),
+                patient=pseudo_patient(secret, rec.patient_id),
+                study=pseudo_study(secret, rec.study_uid),
                 source="mammo-review",
             )
         )
@@ -553,13 +276,26 @@ def export_labels(
         if identified
         else "images/                       the de-identified image files."
     )
+    sources = dict(Counter(lab.source for _, lab in notes))
+    labels_total = sum(1 for _, lab in notes if lab.status == "confirmed")
+    counts = "\n".join(
+        f"  {src:<20} {n:>6}  {_SOURCE_TEXT.get(src, '')}" for src, n in sorted(sources.items())
+    ) or "  (none)"
     (folder / "README.txt").write_text(
-        _README.format(when=utc_now(), images_line=images_line, deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT),
+        _README.format(
+            when=utc_now(),
+            images_line=images_line,
+            labels=labels_total,
+            suggestions=len(notes) - labels_total,
+            counts=counts,
+            left_out=left_out,
+            deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT,
+        ),
         encoding="utf-8",
     )
     if pseudonyms:
         store.remember_pseudonyms(pseudonyms)
-    return ExportResult(folder, manifest, len(rows), len(notes), identified, tuple(problems))
+    return ExportResult(folder, manifest, len(rows), len(notes), identified, tuple(problems), sources, left_out)
 
 
 # --------------------------------------------------------------------------- import
@@ -570,8 +306,10 @@ def _origin(*parts: str) -> str:
 def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
     """Add the per-annotator labels of an export (its annotations.csv) to ``store``.
 
-    Rows become history with source ``"import"`` under the exporter's annotator names; keys this
-    store exported itself are mapped back to the original keys. Importing twice adds nothing.
+    Rows become history (an ``import`` action) under the exporter's annotator names, keeping their
+    source (a person's label stays ``person`` or ``<suggestion>-confirmed``; suggestions become
+    ``import``); rows that were the model's guesses are left out (:attr:`ImportResult.left_out`).
+    Keys this store exported itself are mapped back to the original keys. Importing twice adds nothing.
     """
     folder = Path(folder)
     path = folder / "annotations.csv" if folder.is_dir() else folder
@@ -584,11 +322,16 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
     if missing:
         raise FormatError(f"annotations lack column(s) {', '.join(sorted(missing))}", path)
     batch = []
+    left_out = 0
     for n, row in enumerate(reader, start=2):
         where = f"{path.name} line {n}"
         file_key = (row["key"] or "").strip()
         value = (row["value"] or "").strip() or None
         status = (row.get("status") or "confirmed").strip()
+        source = _import_source(status, (row.get("source") or "").strip())
+        if source is None:  # the model's guess (older exports stored them as labels): not a label
+            left_out += 1
+            continue
         try:
             confidence = float(row["confidence"])
         except ValueError as exc:
@@ -600,17 +343,30 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
             value=value,
             confidence=confidence,
             status=status,
-            source="import",
+            source=source,
             model_version=(row.get("model_version") or "").strip(),
             time=(row["time"] or "").strip() or utc_now(),
         )
-        origin = _origin("annotation", file_key, rec.annotator, rec.task, value or "", f"{confidence:.6g}", status, rec.time)
+        origin = _origin(
+            "annotation", file_key, rec.annotator, rec.task, value or "", f"{confidence:.6g}", status, rec.time
+        )
         batch.append((rec, origin))
     try:
-        added = store.add_imported(batch, source="import")
+        added = store.add_imported(batch, source=None)
     except ValueError as exc:
         raise FormatError(f"bad annotation ({exc})", path) from exc
-    return ImportResult(added, len(batch) - added, path)
+    return ImportResult(added, len(batch) - added, path, left_out)
+
+
+def _import_source(status: str, source: str) -> str | None:
+    """The source an imported annotation keeps: a person's label keeps its own (``person``,
+    ``model-confirmed``, ...; ``person`` when the file does not say), a suggestion becomes
+    ``import`` unless it names a data set's manifest; None for the model's guesses."""
+    if source == "model":
+        return None
+    if status == "confirmed":
+        return source if source in SOURCES and (source == "person" or source.endswith("-confirmed")) else "person"
+    return source if source in SUGGESTION_SOURCES else "import"
 
 
 def import_manifest(store: LabelStore, path: str | Path, *, annotator: str | None = None) -> ImportResult:
@@ -633,3 +389,30 @@ def import_manifest(store: LabelStore, path: str | Path, *, annotator: str | Non
             batch.append((rec, _origin("manifest", who, row.key, task, lab.value, f"{lab.uncertainty:.6g}")))
     added = store.add_imported(batch, source="manifest")
     return ImportResult(added, len(batch) - added, path)
+
+
+# --------------------------------------------------------------------------- the app's and the CLI's entry points
+def export_store(
+    store: LabelStore,
+    folder: str | Path,
+    opened: Iterable[ImageLike] = (),
+    *,
+    identified: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> ExportResult:
+    """Export every labelled image: the ``opened`` ones, and the others where the store last saw
+    them (File > Export and ``python -m inference labels export`` both call this)."""
+    records: list[ImageLike] = list(opened)
+    seen = {r.key for r in records}
+    records += store.images(set(store.keys()) - seen)
+    return export_labels(store, records, folder, identified=identified, progress=progress, cancelled=cancelled)
+
+
+def import_any(store: LabelStore, path: str | Path) -> tuple[ImportResult, str]:
+    """Import an export folder (its annotations.csv) or a label manifest (as suggestions); returns
+    the result and what was imported, in words (File > Import and ``labels import`` call this)."""
+    path = Path(path)
+    if path.is_dir() or path.name == "annotations.csv":
+        return import_labels(store, path), "label(s)"
+    return import_manifest(store, path), "suggestion(s) from the manifest"

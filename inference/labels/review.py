@@ -28,7 +28,7 @@ from inference.labels.store import CombinedLabel, LabelRecord, LabelStore, combi
 __all__ = [
     "ORDERS",
     "QueueItem",
-    "Progress",
+    "ReviewProgress",
     "PredictionLike",
     "prediction_uncertainty",
     "disagreement",
@@ -40,7 +40,7 @@ ORDERS: tuple[str, ...] = ("uncertainty", "disagreement", "unlabelled")
 
 
 class PredictionLike(Protocol):
-    """What the queue needs of :class:`inference.model.predict.Prediction`."""
+    """What the queue needs of :class:`inference.model.predict.Prediction` (read-only)."""
 
     @property
     def probabilities(self) -> Mapping[str, Sequence[float]]: ...
@@ -61,7 +61,7 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
-class Progress:
+class ReviewProgress:
     reviewed: int
     total: int
 
@@ -129,6 +129,7 @@ def review_queue(
         d = disagreement(pred, combined.get(key, {}))
         u_rank = -1.0 if math.isnan(u) else u
         done = key in reviewed
+        rank: tuple[float, ...]
         if order == "uncertainty":
             score, rank = u_rank, (-u_rank,)
         elif order == "disagreement":
@@ -140,7 +141,7 @@ def review_queue(
     return [t[2] for t in items]
 
 
-def progress(keys: Iterable[str], store: LabelStore, annotator: str | None = None) -> Progress:
+def progress(keys: Iterable[str], store: LabelStore, annotator: str | None = None) -> ReviewProgress:
     """How many of ``keys`` have a confirmed label (by ``annotator``, or by anyone)."""
     keys = set(keys)
-    return Progress(len(keys & store.reviewed_keys(annotator)), len(keys))
+    return ReviewProgress(len(keys & store.reviewed_keys(annotator)), len(keys))

@@ -14,8 +14,10 @@ re-runnable steps.
 
 A label's value is a class name of :data:`formats.TASK_CLASSES` or ``None`` ("unknown", an explicit
 abstention); its confidence is in [0, 1] and its uncertainty ``u = 1 - confidence``. Its status is
-``"suggested"`` (pre-filled from a manifest, the DICOM or the model, not yet confirmed) or
-``"confirmed"``. Every failure to open or write raises :class:`errors.LabelStoreError` naming the file
+``"suggested"`` (pre-filled from a manifest or imported, not yet confirmed) or ``"confirmed"`` (a
+person set it or explicitly confirmed a suggestion: only these are labels, see
+:mod:`inference.labels.records`); the model's guesses are never stored as labels. Every failure to
+open or write raises :class:`errors.LabelStoreError` naming the file
 and the reason (read-only, disk full, locked by another writer, not a database, newer schema).
 """
 
@@ -30,18 +32,31 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from inference.errors import LabelStoreError
 from inference.formats import TASK_CLASSES
+from inference.labels.records import (
+    LABEL_STATUSES,
+    SOURCES,
+    CombinedLabel,
+    HistoryEntry,
+    LabelEdit,
+    LabelRecord,
+    LabelState,
+    StoredImage,
+    combine,
+    utc_now,
+)
+from inference.labels.schema import MIGRATIONS, SCHEMA_VERSION, version_int, version_tuple
+from inference.labels.schema import reason as _reason
 
 __all__ = [
     "SOURCES",
-    "STATUSES",
+    "LABEL_STATUSES",
     "SCHEMA_VERSION",
+    "MIGRATIONS",
     "LabelState",
     "LabelEdit",
     "LabelRecord",
@@ -54,10 +69,6 @@ __all__ = [
     "utc_now",
 ]
 
-SOURCES: tuple[str, ...] = ("person", "model", "import", "manifest")
-STATUSES: tuple[str, ...] = ("suggested", "confirmed")
-#: (major, minor) of the schema this code writes.
-SCHEMA_VERSION: tuple[int, int] = (2, 1)
 _APP_DIR = "mammo-review"
 
 
@@ -75,242 +86,6 @@ def default_store_path() -> Path:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / _APP_DIR / "labels.sqlite"
 
-
-def utc_now() -> str:
-    """The current UTC time as ISO 8601 with microseconds and ``Z`` (sorts as text)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-# --------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class LabelState:
-    """A label's content: class name (``None`` = unknown), confidence in [0, 1] and status."""
-
-    value: str | None
-    confidence: float
-    status: str = "confirmed"
-
-    @property
-    def uncertainty(self) -> float:
-        return 1.0 - self.confidence
-
-
-@dataclass(frozen=True)
-class LabelEdit:
-    """A requested change of one task of one image (``value=None`` sets "unknown").
-
-    ``source`` overrides the source of the call for this edit (e.g. ``"model"`` when a person
-    confirms the model's suggestion unchanged within an action that is otherwise ``"person"``).
-    """
-
-    key: str
-    task: str
-    value: str | None
-    confidence: float = 1.0
-    status: str = "confirmed"
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class LabelRecord:
-    """The current label of one (image key, annotator, task)."""
-
-    key: str
-    annotator: str
-    task: str
-    value: str | None
-    confidence: float
-    status: str
-    source: str
-    model_version: str
-    time: str
-
-    @property
-    def uncertainty(self) -> float:
-        return 1.0 - self.confidence
-
-    @property
-    def state(self) -> LabelState:
-        return LabelState(self.value, self.confidence, self.status)
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One row of the append-only history. ``old``/``new`` are ``None`` where no label existed."""
-
-    id: int
-    action: int
-    key: str
-    annotator: str
-    task: str
-    old: LabelState | None
-    new: LabelState | None
-    source: str
-    model_version: str
-    time: str
-    kind: str  # "edit" | "undo" | "redo" | "import"
-    reverts: int | None  # for undo/redo: the action it undoes or redoes
-    origin: str  # for imports: the content hash that makes importing idempotent
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    """Where a labelled image was last seen (what an export needs of it)."""
-
-    key: str
-    path: Path
-    kind: str
-    patient_id: str
-    study_uid: str
-    laterality: str
-    time: str
-
-
-@dataclass(frozen=True)
-class CombinedLabel:
-    """Several annotators' labels of one task of one image, combined (see :func:`combine`)."""
-
-    value: str | None
-    uncertainty: float
-    annotators: tuple[str, ...] = ()
-    votes: int = 0
-    abstentions: int = 0
-
-
-def combine(records: Iterable[LabelRecord]) -> dict[str, CombinedLabel]:
-    """Combine the labels of one image into one label and uncertainty per task.
-
-    Rule (docs/formats.md, "Combining annotators"): only *confirmed* labels vote; when a task has
-    none, the *suggested* labels that did not come from the model (imported manifests, DICOM) vote
-    instead, so a model never trains on its own guesses. An "unknown" vote is an abstention. The
-    winning class is the argmax of the summed confidences (ties: more votes, then class order);
-    ``uncertainty = 1 - (sum of the winner's confidences) / (number of voting annotators)``, so
-    disagreement and low confidence both raise it. A task where everyone abstains is missing
-    (``value=None``, ``uncertainty=1``).
-    """
-    by_task: dict[str, list[LabelRecord]] = {}
-    for rec in records:
-        by_task.setdefault(rec.task, []).append(rec)
-    out: dict[str, CombinedLabel] = {}
-    for task, recs in by_task.items():
-        voters = [r for r in recs if r.status == "confirmed"]
-        if not voters:
-            voters = [r for r in recs if r.status == "suggested" and r.source != "model"]
-        if not voters:
-            continue
-        votes = [r for r in voters if r.value is not None]
-        names = tuple(sorted({r.annotator for r in voters}))
-        if not votes:
-            out[task] = CombinedLabel(None, 1.0, names, 0, len(voters))
-            continue
-        classes = TASK_CLASSES.get(task, ())
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for r in votes:
-            sums[r.value] = sums.get(r.value, 0.0) + r.confidence  # type: ignore[index]
-            counts[r.value] = counts.get(r.value, 0) + 1  # type: ignore[index]
-        order = {c: i for i, c in enumerate(classes)}
-        winner = max(sums, key=lambda c: (sums[c], counts[c], -order.get(c, len(order))))
-        u = 1.0 - sums[winner] / len(votes)
-        out[task] = CombinedLabel(winner, min(1.0, max(0.0, u)), names, len(votes), len(voters) - len(votes))
-    return out
-
-
-# --------------------------------------------------------------------------- schema
-def _version_int(major: int, minor: int) -> int:
-    return major << 16 | minor
-
-
-def _version_tuple(num: int) -> tuple[int, int]:
-    return (num & 0x7FFF_0000) >> 16, num & 0xFFFF
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-
-
-def _migrate_to_1(conn: sqlite3.Connection) -> None:
-    """1.0: current labels and their history."""
-    conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS labels (
-            key TEXT NOT NULL, annotator TEXT NOT NULL, task TEXT NOT NULL,
-            value TEXT, confidence REAL NOT NULL, status TEXT NOT NULL, source TEXT NOT NULL,
-            model_version TEXT NOT NULL DEFAULT '', time TEXT NOT NULL,
-            PRIMARY KEY (key, annotator, task))"""
-    )
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS history (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            key TEXT NOT NULL, annotator TEXT NOT NULL, task TEXT NOT NULL,
-            old_present INTEGER NOT NULL, old_value TEXT, old_confidence REAL, old_status TEXT,
-            new_present INTEGER NOT NULL, new_value TEXT, new_confidence REAL, new_status TEXT,
-            source TEXT NOT NULL, model_version TEXT NOT NULL DEFAULT '', time TEXT NOT NULL)"""
-    )
-    conn.execute("CREATE INDEX IF NOT EXISTS history_key ON history (key)")
-
-
-def _migrate_to_2(conn: sqlite3.Connection) -> None:
-    """2.0: actions (undo/redo per annotator), import origins, export pseudonyms."""
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS actions (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, annotator TEXT NOT NULL, kind TEXT NOT NULL,
-            reverts INTEGER, time TEXT NOT NULL)"""
-    )
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS undo_stack (
-            annotator TEXT NOT NULL, stack TEXT NOT NULL, seq INTEGER NOT NULL, action INTEGER NOT NULL,
-            PRIMARY KEY (annotator, stack, seq))"""
-    )
-    conn.execute("CREATE TABLE IF NOT EXISTS pseudonyms (pseudonym TEXT PRIMARY KEY, key TEXT NOT NULL)")
-    cols = _columns(conn, "history")
-    if "action" not in cols:
-        conn.execute("ALTER TABLE history ADD COLUMN action INTEGER NOT NULL DEFAULT 0")
-    if "origin" not in cols:
-        conn.execute("ALTER TABLE history ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
-    # Version 1 had no actions: each old history row becomes an action of its own (not undoable).
-    for hid, annotator, time in conn.execute("SELECT id, annotator, time FROM history WHERE action = 0").fetchall():
-        cur = conn.execute("INSERT INTO actions (annotator, kind, time) VALUES (?, 'edit', ?)", (annotator, time))
-        conn.execute("UPDATE history SET action = ? WHERE id = ?", (cur.lastrowid, hid))
-    conn.execute("CREATE INDEX IF NOT EXISTS history_origin ON history (origin)")
-    conn.execute("CREATE INDEX IF NOT EXISTS history_action ON history (action)")
-
-
-def _migrate_to_2_1(conn: sqlite3.Connection) -> None:
-    """2.1: where each labelled image was last seen (so exports find images not opened now)."""
-    conn.execute(
-        """CREATE TABLE IF NOT EXISTS images (
-            key TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, patient_id TEXT NOT NULL,
-            study_uid TEXT NOT NULL, laterality TEXT NOT NULL, time TEXT NOT NULL)"""
-    )
-
-
-#: (version reached, step), in order. A database runs every step newer than its version; each
-#: step can run twice safely. A new minor version only adds (older programs of the major ignore it).
-MIGRATIONS: tuple[tuple[tuple[int, int], Any], ...] = (
-    ((1, 0), _migrate_to_1),
-    ((2, 0), _migrate_to_2),
-    ((2, 1), _migrate_to_2_1),
-)
-
-
-def _reason(exc: BaseException) -> str:
-    """A user-facing reason for an sqlite3 error."""
-    text = str(exc)
-    name = getattr(exc, "sqlite_errorname", "")
-    if name.startswith("SQLITE_READONLY") or "readonly" in text:
-        return f"the label store is read-only ({text})"
-    if name.startswith("SQLITE_BUSY") or "locked" in text:
-        return f"the label store is locked by another program ({text})"
-    if name.startswith("SQLITE_FULL") or "full" in text:
-        return f"the disk is full ({text})"
-    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        return f"cannot open the label store ({text})"
-    if name.startswith("SQLITE_NOTADB") or "not a database" in text:
-        return f"the file is not a label store ({text})"
-    if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
-        return f"the label store is damaged ({text})"
-    return text
 
 
 # --------------------------------------------------------------------------- the store
@@ -335,7 +110,8 @@ class LabelStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LabelStoreError(f"cannot create the folder of the label store ({exc.strerror or exc})", self.path) from exc
+            reason = f"cannot create the folder of the label store ({exc.strerror or exc})"
+            raise LabelStoreError(reason, self.path) from exc
         if self.path.is_dir():
             raise LabelStoreError("the label store path is a folder", self.path)
         try:
@@ -355,7 +131,7 @@ class LabelStore:
 
     def _open(self) -> None:
         conn = self._conn
-        have = _version_tuple(int(conn.execute("PRAGMA user_version").fetchone()[0]))
+        have = version_tuple(int(conn.execute("PRAGMA user_version").fetchone()[0]))
         if have[0] > SCHEMA_VERSION[0]:
             raise LabelStoreError(
                 f"the label store has schema version {have[0]}.{have[1]}, newer than this program "
@@ -369,13 +145,14 @@ class LabelStore:
         conn.execute("PRAGMA foreign_keys = ON")
         with self._transaction():
             # Re-read inside the write lock: another process may have migrated meanwhile.
-            have = _version_tuple(int(conn.execute("PRAGMA user_version").fetchone()[0]))
+            have = version_tuple(int(conn.execute("PRAGMA user_version").fetchone()[0]))
             for version, step in MIGRATIONS:
                 if version > have:
                     step(conn)
             if have < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {_version_int(*SCHEMA_VERSION)}")
-            for name, value in (("secret", secrets.token_hex(32)), ("store_id", str(uuid.uuid4())), ("created", utc_now())):
+                conn.execute(f"PRAGMA user_version = {version_int(*SCHEMA_VERSION)}")
+            defaults = (("secret", secrets.token_hex(32)), ("store_id", str(uuid.uuid4())), ("created", utc_now()))
+            for name, value in defaults:
                 conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)", (name, value))
             # A durable write proves the store can take labels (read-only / full disk fail here).
             conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('opened', ?)", (utc_now(),))
@@ -436,10 +213,12 @@ class LabelStore:
             raise ValueError(f"{edit.task} label {edit.value!r} is not one of {', '.join(TASK_CLASSES[edit.task])}")
         if not (0.0 <= edit.confidence <= 1.0) or math.isnan(edit.confidence):
             raise ValueError(f"confidence {edit.confidence} is outside [0, 1]")
-        if edit.status not in STATUSES:
-            raise ValueError(f"status {edit.status!r} is not one of {', '.join(STATUSES)}")
+        if edit.status not in LABEL_STATUSES:
+            raise ValueError(f"status {edit.status!r} is not one of {', '.join(LABEL_STATUSES)}")
         if source not in SOURCES:
             raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+        if edit.status == "confirmed" and source == "model":
+            raise ValueError("the model's suggestion is not a label: a person confirms it (source 'model-confirmed')")
         if not annotator.strip():
             raise ValueError("a label needs an annotator name")
         if not edit.key:
@@ -548,7 +327,8 @@ class LabelStore:
             action = self._new_action(annotator, "edit", time)
             for e, new in changes:
                 self._apply(
-                    action, e.key, annotator, e.task, new, source=e.source or source, model_version=model_version, time=time
+                    action, e.key, annotator, e.task, new,
+                    source=e.source or source, model_version=model_version, time=time,
                 )
             if undoable:
                 self._push(annotator, "undo", action)
@@ -569,7 +349,8 @@ class LabelStore:
     ) -> int:
         """One task of one image (see :meth:`set_labels`)."""
         return self.set_labels(
-            [LabelEdit(key, task, value, confidence, status)], annotator=annotator, source=source, model_version=model_version
+            [LabelEdit(key, task, value, confidence, status)],
+            annotator=annotator, source=source, model_version=model_version,
         )
 
     def _revert(self, annotator: str, from_stack: str, to_stack: str, kind: str) -> int | None:
@@ -591,6 +372,9 @@ class LabelStore:
                 state = (LabelState(ov, float(oc), os_) if op else None) if kind == "undo" else (
                     LabelState(nv, float(nc), ns) if np_ else None
                 )
+                if state is not None and source == "model" and state.status == "confirmed":
+                    # an action from before schema 3.0: the model's guess comes back as a suggestion
+                    state = LabelState(state.value, state.confidence, "suggested")
                 self._apply(action, key, annotator, task, state, source=source, model_version=mv, time=time)
             self._push(annotator, to_stack, target)
         return action
@@ -610,17 +394,19 @@ class LabelStore:
         return bool(self._read("SELECT 1 FROM undo_stack WHERE annotator = ? AND stack = 'redo' LIMIT 1", (annotator,)))
 
     def add_imported(
-        self, records: Iterable[tuple[LabelRecord, str]], *, source: str = "import", importer: str = "import"
+        self, records: Iterable[tuple[LabelRecord, str]], *, source: str | None = "import", importer: str = "import"
     ) -> int:
         """Add labels of other stores, keeping their annotator names; returns how many were added.
 
-        Each record comes with its ``origin`` (a content hash): a record whose origin is already in the
+        ``source=None`` keeps each record's own source. Each record comes with its ``origin`` (a
+        content hash): a record whose origin is already in the
         history, or whose content equals the current label, adds nothing, so importing is idempotent.
         The current label changes only when the imported one is at least as new (last writer wins).
         """
         records = list(records)
         for rec, _ in records:
-            self._check(LabelEdit(rec.key, rec.task, rec.value, rec.confidence, rec.status), rec.annotator, source)
+            edit = LabelEdit(rec.key, rec.task, rec.value, rec.confidence, rec.status)
+            self._check(edit, rec.annotator, source or rec.source)
         added = 0
         with self._transaction():
             action = 0
@@ -638,7 +424,7 @@ class LabelStore:
                 if cur is None or cur[3] <= rec.time:
                     self._apply(
                         action, rec.key, rec.annotator, rec.task, rec.state,
-                        source=source, model_version=rec.model_version, time=rec.time, origin=origin,
+                        source=source or rec.source, model_version=rec.model_version, time=rec.time, origin=origin,
                     )
                 else:  # an older label than ours: keep it in the history only
                     old = LabelState(cur[0], float(cur[1]), cur[2])
@@ -649,7 +435,8 @@ class LabelStore:
                            VALUES (?, ?, ?, ?, 1, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)""",
                         (
                             action, rec.key, rec.annotator, rec.task, old.value, old.confidence, old.status,
-                            old.value, old.confidence, old.status, source, rec.model_version, rec.time, origin,
+                            old.value, old.confidence, old.status, source or rec.source, rec.model_version, rec.time,
+                            origin,
                         ),
                     )
                 added += 1
@@ -673,7 +460,9 @@ class LabelStore:
         rows = self._read("SELECT key, path, kind, patient_id, study_uid, laterality, time FROM images ORDER BY key")
         wanted = None if keys is None else set(keys)
         return [
-            StoredImage(r[0], Path(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows if wanted is None or r[0] in wanted
+            StoredImage(r[0], Path(r[1]), r[2], r[3], r[4], r[5], r[6])
+            for r in rows
+            if wanted is None or r[0] in wanted
         ]
 
     def remember_pseudonyms(self, mapping: Iterable[tuple[str, str]]) -> None:
@@ -687,7 +476,9 @@ class LabelStore:
         return str(rows[0][0]) if rows else pseudonym
 
     # -- reading
-    def labels(self, key: str | None = None, *, annotator: str | None = None, task: str | None = None) -> list[LabelRecord]:
+    def labels(
+        self, key: str | None = None, *, annotator: str | None = None, task: str | None = None
+    ) -> list[LabelRecord]:
         """Current labels, filtered by any of key, annotator and task."""
         where, params = [], []
         for col, val in (("key", key), ("annotator", annotator), ("task", task)):
@@ -696,7 +487,8 @@ class LabelStore:
                 params.append(val)
         sql = f"SELECT {_LABEL_COLS} FROM labels" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY key, annotator, task"
-        return [LabelRecord(r[0], r[1], r[2], r[3], float(r[4]), r[5], r[6], r[7], r[8]) for r in self._read(sql, params)]
+        rows = self._read(sql, params)
+        return [LabelRecord(r[0], r[1], r[2], r[3], float(r[4]), r[5], r[6], r[7], r[8]) for r in rows]
 
     def label(self, key: str, task: str, annotator: str) -> LabelRecord | None:
         recs = self.labels(key, annotator=annotator, task=task)
@@ -714,8 +506,8 @@ class LabelStore:
         return combine(self.labels(key))
 
     def reviewed_keys(self, annotator: str | None = None) -> set[str]:
-        """Keys with at least one confirmed label (by ``annotator``, or by anyone when None)."""
-        sql = "SELECT DISTINCT key FROM labels WHERE status = 'confirmed'"
+        """Keys with at least one label (confirmed by ``annotator``, or by anyone when None)."""
+        sql = "SELECT DISTINCT key FROM labels WHERE status = 'confirmed' AND source != 'model'"
         params: tuple[str, ...] = ()
         if annotator is not None:
             sql += " AND annotator = ?"
@@ -737,7 +529,8 @@ class LabelStore:
         for r in self._read(sql, params):
             old = LabelState(r[6], float(r[7]), r[8]) if r[5] else None
             new = LabelState(r[10], float(r[11]), r[12]) if r[9] else None
-            out.append(HistoryEntry(r[0], r[1], r[2], r[3], r[4], old, new, r[13], r[14], r[15], r[16] or "edit", r[17], r[18]))
+            kind = r[16] or "edit"
+            out.append(HistoryEntry(r[0], r[1], r[2], r[3], r[4], old, new, r[13], r[14], r[15], kind, r[17], r[18]))
         return out
 
     def origins(self) -> set[str]:

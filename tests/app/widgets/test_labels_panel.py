@@ -87,14 +87,18 @@ def test_keyboard_labelling_asks_the_name_once_and_moves_on(opened, qtbot, monke
     got = {r.task: r for r in store.labels(first, annotator="dr-kb")}
     assert (got["acr"].value, got["acr"].confidence, got["acr"].source) == ("4", pytest.approx(0.9), "person")
     assert got["density"].value is None and got["density"].status == "confirmed"
-    assert got["malignancy"].source == "model"  # the model's suggestion, confirmed unchanged
-    assert got["malignancy"].model_version == state.runner.manifest.version
+    assert set(got) == {"acr", "density"}  # the untouched suggestions (malignancy, view) are not labels
+    assert got["acr"].model_version == state.runner.manifest.version
     assert state.files.current_key != first  # Enter moved on in the queue
     assert labels.progress().reviewed == 1
 
-    # the next image: the name is not asked again
+    # the next image: the name is not asked again; C confirms the model's malignancy suggestion
+    second = state.files.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_C)
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert asked == [1] and labels.progress().reviewed == 2
+    (confirmed,) = store.labels(second, annotator="dr-kb")
+    assert (confirmed.task, confirmed.source, confirmed.status) == ("malignancy", "model-confirmed", "confirmed")
 
     # back on the first image the saved labels show as confirmed
     state.files.set_current(first)
@@ -139,15 +143,22 @@ def test_selection_is_labelled_together_and_others_are_shown(opened, qtbot) -> N
     labels.set_annotator("dr-sel")
     state.files.set_selection(keys[:2])
     assert "2 images selected" in panel.target.text()
+    assert panel.clear_selection.isVisible()  # the selection is shown with a way out
     labels.set_focus_task("view")
     qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Down)  # back to malignancy: confirm the model's suggestions
+    qtbot.keyClick(panel, Qt.Key.Key_Space)
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert {labels.store.label(k, "view", "dr-sel").value for k in keys[:2]} == {"MLO"}
-    state.files.set_selection([])
+    assert {labels.store.label(k, "malignancy", "dr-sel").source for k in keys[:2]} == {"model-confirmed"}
+    panel.clear_selection.click()
+    assert state.files.selection == () and not panel.clear_selection.isVisible()
+    assert "images selected" not in panel.target.text()
     state.files.set_current(keys[0])
     assert "dr-other: D 60%" in panel.editors["density"].others.text()
-    # the other reader's label was shown, never pre-filled: density came from the model
-    assert labels.store.label(keys[0], "density", "dr-sel").source == "model"
+    # the other reader's label was shown, never pre-filled: density is the model's, and not stored
+    assert "Suggested by model" in panel.editors["density"].status.text()
+    assert labels.store.label(keys[0], "density", "dr-sel") is None
 
 
 def test_queue_panel_orders_shows_progress_and_navigates(opened, qtbot) -> None:
@@ -159,6 +170,9 @@ def test_queue_panel_orders_shows_progress_and_navigates(opened, qtbot) -> None:
     assert first_key == max(stds, key=stds.get)
     assert queue.bar.text() == "0 / 4 reviewed"
     labels.set_annotator("dr-q")
+    assert not labels.accept(advance=False)  # nothing set or confirmed: nothing saved
+    assert queue.bar.text() == "0 / 4 reviewed"
+    labels.confirm("malignancy")
     labels.accept(advance=False)
     assert queue.bar.text() == "1 / 4 reviewed"
     queue.order.setCurrentIndex(2)  # unlabelled first
@@ -175,6 +189,7 @@ def test_export_and_import_actions(opened, qtbot, monkeypatch, tmp_path: Path) -
     queue = QueuePanel(labels)
     qtbot.addWidget(queue)
     labels.set_annotator("dr-x")
+    labels.confirm("view")
     labels.accept(advance=False)
     out = tmp_path / "export"
     monkeypatch.setattr(queue, "choose_export", lambda: (str(out), False))
@@ -257,10 +272,12 @@ def test_export_includes_labelled_images_not_opened_now(opened, qtbot, three_stu
     state, labels, _panel = opened
     labels.set_annotator("dr-y")
     first = state.files.current_key
+    labels.set_value("density", "B")
     labels.accept(advance=False)
     state.open_paths([three_studies / "P0"])
     wait_idle(qtbot, state)
     assert first not in {r.key for r in state.files.study_set.images}
+    labels.set_value("density", "C")
     labels.accept(advance=False)
     with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
         labels.export(tmp_path / "both")
@@ -292,4 +309,133 @@ def test_store_that_cannot_open_is_shown_and_edits_stay(
     qtbot.keyClick(panel, Qt.Key.Key_Return)
     assert labels.store is not None and not panel.banner.isVisible()
     assert labels.store.label(key, "malignancy", "dr-z").value == "malignant"
+    labels.close()
+
+
+# ------------------------------------------------------------- issue 14: a label is what a person confirmed
+def test_accept_never_stores_or_exports_untouched_suggestions(opened, qtbot, tmp_path: Path) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-only")
+    key = state.files.current_key
+    assert labels.focus_task == "malignancy"
+    qtbot.keyClick(panel, Qt.Key.Key_2)  # malignant: the one thing the person set
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    stored = labels.store.labels(key)
+    assert [(r.task, r.value, r.source) for r in stored] == [("malignancy", "malignant", "person")]
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(tmp_path / "export")
+    result = sig.args[0]
+    assert result.sources == {"person": 1} and result.annotations == 1
+    (row,) = read_label_manifest(result.manifest)
+    assert row.label("malignancy").value == "malignant" and row.label("malignancy").by == "person"
+    assert all(row.label(t).value is None for t in ("acr", "density", "view"))  # no model guess exported
+    readme = (result.folder / "README.txt").read_text(encoding="utf-8")
+    assert "person" in readme and "set by a person" in readme
+
+
+def test_enter_on_an_untouched_image_saves_nothing_and_says_how(opened, qtbot) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-idle")
+    messages: list[str] = []
+    state.activity.message.connect(lambda _level, text: messages.append(text))
+    key = state.files.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert labels.store.labels(key) == [] and state.files.current_key == key
+    assert messages and "Nothing to save" in messages[-1]
+    # a click on the suggested class confirms that suggestion (source model-confirmed)
+    editor = panel.editors["density"]
+    suggested = labels.draft(key, "density").value
+    editor.buttons[suggested].click()
+    assert labels.draft(key, "density").origin == "confirmed"
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    (rec,) = labels.store.labels(key)
+    assert (rec.task, rec.value, rec.source) == ("density", suggested, "model-confirmed")
+
+
+def test_focus_returns_to_the_first_task_on_each_image(opened, qtbot) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-focus")
+    first = state.files.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_Down)  # acr
+    qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    second = state.files.current_key
+    assert second != first and labels.focus_task == "malignancy"
+    qtbot.keyClick(panel, Qt.Key.Key_2)  # meant for malignancy, the first task
+    assert labels.draft(second, "malignancy").value == "malignant"
+    assert labels.draft(second, "acr").origin != "edited"
+
+
+def test_undo_returns_to_the_image_and_says_what_it_undid(opened, qtbot) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-undo")
+    first = state.files.current_key
+    messages: list[str] = []
+    state.activity.message.connect(lambda _level, text: messages.append(text))
+    qtbot.keyClick(panel, Qt.Key.Key_1)  # benign
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.files.current_key != first
+    qtbot.keyClick(panel, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert state.files.current_key == first  # back on the image it changed
+    assert labels.store.labels(first) == []
+    assert "Undone" in messages[-1] and "malignancy benign 100% → (no label)" in messages[-1]
+    assert panel.notice.isVisible() and "Undone" in panel.notice.text()
+
+
+def test_labelling_mode_takes_the_label_keys_wherever_the_keyboard_is(qtbot, make_state, study_dir: Path) -> None:
+    from app.widgets.main_window import MainWindow
+
+    state: AppState = make_state()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    labels, panel = win.labels, win.label_panel
+    labels.set_annotator("dr-mode")
+    key = state.files.current_key
+    win.viewer.setFocus()  # the person clicked on the image
+    qtbot.keyClick(win.viewer, Qt.Key.Key_L)  # start labelling
+    win.viewer.setFocus()  # a click on the image again: the label keys still go to the labels
+    layout = state.display.view.layout
+    qtbot.keyClick(win.viewer, Qt.Key.Key_2)
+    assert state.display.view.layout == layout  # not the CC layout
+    assert labels.draft(key, "malignancy").value == "malignant" and labels.draft(key, "malignancy").dirty
+    assert labels.labelling and "LABELLING" in panel.mode.text()  # and the panel says so
+    qtbot.keyClick(win.viewer, Qt.Key.Key_Escape)
+    assert not labels.labelling and "LABELLING" not in panel.mode.text()
+    win.viewer.setFocus()
+    qtbot.keyClick(win.viewer, Qt.Key.Key_2)
+    assert state.display.view.layout == "cc"  # out of labelling mode, 2 is the layout again
+    wait_idle(qtbot, state)
+
+
+def test_label_keys_are_data_for_the_key_list() -> None:
+    from app.widgets.label_panel import KEYS
+
+    assert {k for k, _ in KEYS} >= {"L", "0", "C or Space", "↑ / ↓", "Enter", "Esc"}
+    assert all(what for _, what in KEYS)
+
+
+def test_view_from_a_file_name_is_not_said_to_come_from_the_dicom_header(
+    qtbot, make_state, settings: Settings, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from inference.phantoms.generator import PhantomSpec, render
+
+    folder = tmp_path / "jpegs"
+    folder.mkdir()
+    pixels = (render(PhantomSpec("L", "CC", shape=(128, 96), seed=4)) * 255).astype("uint8")
+    Image.fromarray(pixels).save(folder / "P66_L_DM_CC.jpg", "JPEG", quality=92)
+    settings.store_path = tmp_path / "labels.sqlite"
+    state: AppState = make_state()
+    state.open_paths([folder])
+    wait_idle(qtbot, state)
+    labels = LabelsState(state)
+    panel = LabelPanel(labels)
+    qtbot.addWidget(panel)
+    text = panel.editors["view"].status.text()
+    assert "file name" in text and "P66_L_DM_CC" in text and "DICOM" not in text
     labels.close()

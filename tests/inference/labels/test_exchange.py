@@ -13,17 +13,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from inference.errors import FormatError
-from inference.labels.exchange import (
-    _strip_jpeg,
-    deidentify_dataset,
-    export_labels,
-    import_labels,
-    import_manifest,
-)
 from inference.formats import LabelRow, TaskLabel, image_key, read_label_manifest, write_label_manifest
+from inference.imaging.studies import StudySet, scan
+from inference.labels.deidentify import deidentify_dataset, strip_jpeg
+from inference.labels.exchange import export_labels, import_labels, import_manifest
 from inference.labels.store import LabelEdit, LabelStore
 from inference.phantoms.generator import PhantomSpec, render, write_dicom
-from inference.imaging.studies import StudySet, scan
 
 NAME, PID, BIRTH = "Zqxwillow^Secretina", "PIDZQX7731", "19471203"
 IDENTIFIERS = [b"Zqxwillow", b"Secretina", PID.encode(), BIRTH.encode(), b"1947-12-03", b"Hospital Zqx"]
@@ -73,7 +68,9 @@ def studies(study_dir: Path) -> StudySet:
 def store(tmp_path: Path, studies: StudySet) -> LabelStore:
     s = LabelStore(tmp_path / "store" / "labels.sqlite")
     keys = [r.key for r in studies.images]
-    s.set_labels([LabelEdit(keys[0], "malignancy", "malignant", 0.9), LabelEdit(keys[0], "density", "C", 0.8)], annotator="dr-a")
+    s.set_labels(
+        [LabelEdit(keys[0], "malignancy", "malignant", 0.9), LabelEdit(keys[0], "density", "C", 0.8)], annotator="dr-a"
+    )
     s.set_label(keys[0], "malignancy", "benign", 0.6, annotator="dr-b")
     s.set_label(keys[1], "view", "MLO", 1.0, annotator="dr-a")
     s.set_label(keys[2], "acr", None, 0.5, annotator="dr-a")  # unknown: an abstention
@@ -121,8 +118,8 @@ def test_export_manifest_reads_as_training_input(tmp_path: Path, store: LabelSto
     labelled = [r for r in rows.values() if r.label("malignancy").value is not None]
     (first,) = labelled
     # dr-a malignant 0.9 vs dr-b benign 0.6: malignant wins, u = 1 - 0.9 / 2
-    assert first.label("malignancy") == TaskLabel("malignant", pytest.approx(0.55))
-    assert first.label("density") == TaskLabel("C", pytest.approx(0.2))
+    assert first.label("malignancy") == TaskLabel("malignant", pytest.approx(0.55), "person")
+    assert first.label("density") == TaskLabel("C", pytest.approx(0.2), "person")
     assert all(r.label("acr").value is None for r in rows.values())  # unknown stays missing
     with open(out / "annotations.csv", encoding="utf-8") as f:
         notes = list(csv.DictReader(f))
@@ -143,7 +140,8 @@ def test_deidentified_dicom_attributes(tmp_path: Path, store: LabelStore, studie
         assert d.PatientBirthDate == "" and "OtherPatientIDs" not in d and "InstitutionName" not in d
         assert "PerformingPhysicianName" not in d and d.AccessionNumber == ""
         assert not any(e.tag.is_private for e in d)
-        assert d.StudyDate != "20240115" and len(d.StudyDate) == 8 and d.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert d.StudyDate != "20240115" and len(d.StudyDate) == 8
+        assert d.LongitudinalTemporalInformationModified == "MODIFIED"
         assert d.file_meta.MediaStorageSOPInstanceUID == d.SOPInstanceUID
         assert d.BurnedInAnnotation == "YES"  # kept: the pixels were not cleaned
         assert d.SOPClassUID == originals[0].SOPClassUID
@@ -223,7 +221,7 @@ def test_jpeg_strip_keeps_pixels() -> None:
     exif[0x013B] = "Zqxwillow"  # Artist
     img.save(buf, "JPEG", exif=exif.tobytes(), comment=b"Secretina")
     data = buf.getvalue()
-    stripped = _strip_jpeg(data)
+    stripped = strip_jpeg(data)
     assert b"Zqxwillow" in data and b"Secretina" in data
     assert b"Zqxwillow" not in stripped and b"Secretina" not in stripped
     a = Image.open(io.BytesIO(data))
@@ -237,8 +235,8 @@ def test_import_keeps_annotators_and_is_idempotent(tmp_path: Path, store: LabelS
     first = import_labels(other, exported.folder)
     assert first.added == 6 and first.skipped == 0
     labs = other.labels()
-    assert {lab.annotator for lab in labs} == {"dr-a", "dr-b"} and {lab.source for lab in labs} == {"import"}
-    assert {h.source for h in other.history()} == {"import"}
+    assert {lab.annotator for lab in labs} == {"dr-a", "dr-b"} and {lab.source for lab in labs} == {"person"}
+    assert {h.kind for h in other.history()} == {"import"} and {h.source for h in other.history()} == {"person"}
     n_hist = len(other.history())
     again = import_labels(other, exported.folder)
     assert again.added == 0 and len(other.history()) == n_hist
@@ -256,7 +254,7 @@ def test_import_keeps_annotators_and_is_idempotent(tmp_path: Path, store: LabelS
     original_key = store.resolve_pseudonym(target.key)
     assert original_key in {r.key for r in studies.images}
     rec = store.label(original_key, "acr", "dr-c")
-    assert rec is not None and (rec.value, rec.confidence, rec.source) == ("4", 0.8, "import")
+    assert rec is not None and (rec.value, rec.confidence, rec.source) == ("4", 0.8, "person")
     other.close()
 
 
@@ -281,3 +279,46 @@ def test_import_manifest_suggests(tmp_path: Path, store: LabelStore) -> None:
     assert {(r.annotator, r.status, r.source) for r in recs} == {("manifest:dataset", "suggested", "manifest")}
     assert store.combined("k9")["density"].value == "D"
     assert not store.can_undo("manifest:dataset")
+
+
+def test_export_counts_sources_marks_person_made_and_leaves_model_guesses_out(
+    tmp_path: Path, store: LabelStore, studies: StudySet
+) -> None:
+    keys = [r.key for r in studies.images]
+    store.set_labels([LabelEdit(keys[1], "density", "A", 0.7, source="model-confirmed")], annotator="dr-a")
+    store.set_labels([LabelEdit(keys[1], "acr", "2", 0.55, status="suggested", source="model")], annotator="dr-a")
+    manifest = write_label_manifest(
+        tmp_path / "dataset.csv", [LabelRow(keys[3], "x.png", {"view": TaskLabel("MLO", 0.1)})], json_copy=False
+    )
+    import_manifest(store, manifest)
+    result = export_labels(store, studies.images, tmp_path / "export")
+    assert result.sources == {"person": 6, "model-confirmed": 1, "manifest": 1} and result.left_out == 1
+    assert "model-confirmed 1" in result.describe_sources()
+    with open(result.folder / "annotations.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert "model" not in {r["source"] for r in rows} and len(rows) == 8
+    readme = (result.folder / "README.txt").read_text(encoding="utf-8")
+    assert "7 label(s) confirmed by people and 1 suggestion(s)" in readme
+    assert "left out: 1" in readme
+    by_key = {r.image: r for r in read_label_manifest(result.manifest)}
+    labels = [lab for r in by_key.values() for lab in r.labels.values() if lab.value is not None]
+    assert {lab.by for lab in labels} == {"person", "suggested"}
+    view = [r.label("view") for r in by_key.values() if r.label("view").value == "MLO"]
+    assert sorted(lab.by for lab in view) == ["person", "suggested"]  # dr-a's own, and the data set's
+    assert all(r.label("acr").value in (None,) for r in by_key.values())  # the model's guess is not there
+    header = (result.folder / "manifest.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert "malignancy_by" in header
+
+
+def test_import_leaves_the_model_guesses_of_older_exports_out(tmp_path: Path, store: LabelStore) -> None:
+    folder = tmp_path / "old-export"
+    folder.mkdir()
+    (folder / "annotations.csv").write_text(
+        "key,annotator,task,value,confidence,status,source,model_version,time\n"
+        "k1,dr-a,malignancy,benign,0.98,confirmed,model,1.0,2025-01-01T00:00:00.000000Z\n"
+        "k1,dr-a,acr,4,0.9,confirmed,person,1.0,2025-01-01T00:00:00.000000Z\n",
+        encoding="utf-8",
+    )
+    result = import_labels(store, folder)
+    assert (result.added, result.left_out) == (1, 1)
+    assert [(r.task, r.source) for r in store.labels("k1")] == [("acr", "person")]

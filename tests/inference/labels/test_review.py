@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from inference.labels.review import ReviewProgress, disagreement, prediction_uncertainty, progress, review_queue
 from inference.labels.store import CombinedLabel, LabelStore
-from inference.labels.review import Progress, disagreement, prediction_uncertainty, progress, review_queue
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def test_unlabelled_first_and_progress(store: LabelStore) -> None:
     assert [i.reviewed for i in queue] == [False, False, True, True]
     mine = review_queue(KEYS, PREDS, store, order="unlabelled", annotator="r")
     assert [i.key for i in mine] == ["c", "a", "d", "b"]
-    assert progress(KEYS, store) == Progress(2, 4)
+    assert progress(KEYS, store) == ReviewProgress(2, 4)
     assert progress(KEYS, store, "s").fraction == 0.25
     assert str(progress(KEYS, store)) == "2 / 4 reviewed"
 

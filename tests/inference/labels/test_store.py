@@ -73,7 +73,8 @@ def _make_v1(path: Path) -> None:
     conn = sqlite3.connect(path)
     MIGRATIONS[0][1](conn)
     conn.execute(
-        "INSERT INTO labels VALUES ('k1', 'dr-a', 'density', 'B', 0.9, 'confirmed', 'person', '', '2024-01-01T00:00:00.000000Z')"
+        "INSERT INTO labels VALUES"
+        " ('k1', 'dr-a', 'density', 'B', 0.9, 'confirmed', 'person', '', '2024-01-01T00:00:00.000000Z')"
     )
     conn.execute(
         "INSERT INTO history (key, annotator, task, old_present, new_present, new_value, new_confidence, new_status,"
@@ -103,6 +104,62 @@ def test_v1_store_is_migrated(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION[0] << 16 | SCHEMA_VERSION[1]
     conn.close()
+
+
+_T = "2025-03-01T10:00:00.000000Z"
+
+
+def _make_v2_1(path: Path) -> None:
+    """A 2.1 store as the previous release wrote it: one Accept of dr-a where the person set ACR and
+    left malignancy to the model, which was stored as a *confirmed* label with source ``model``."""
+    conn = sqlite3.connect(path)
+    for version, step in MIGRATIONS:
+        if version <= (2, 1):
+            step(conn)
+    action = conn.execute("INSERT INTO actions (annotator, kind, time) VALUES ('dr-a', 'edit', ?)", (_T,)).lastrowid
+    for task, value, conf, source in (("acr", "4", 0.9, "person"), ("malignancy", "benign", 0.98, "model")):
+        conn.execute(
+            "INSERT INTO labels VALUES ('k1', 'dr-a', ?, ?, ?, 'confirmed', ?, '1.0', ?)",
+            (task, value, conf, source, _T),
+        )
+        conn.execute(
+            "INSERT INTO history (action, key, annotator, task, old_present, new_present, new_value, new_confidence,"
+            " new_status, source, model_version, time)"
+            " VALUES (?, 'k1', 'dr-a', ?, 0, 1, ?, ?, 'confirmed', ?, '1.0', ?)",
+            (action, task, value, conf, source, _T),
+        )
+    # another image the person only pressed Enter on: every label was the model's guess
+    conn.execute("INSERT INTO labels VALUES ('k2', 'dr-a', 'density', 'B', 0.6, 'confirmed', 'model', '1.0', ?)", (_T,))
+    conn.execute("INSERT INTO undo_stack VALUES ('dr-a', 'undo', 1, ?)", (action,))
+    conn.execute(f"PRAGMA user_version = {2 << 16 | 1}")
+    conn.commit()
+    conn.close()
+
+
+def test_v2_store_migrates_model_guesses_to_suggestions(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    _make_v2_1(path)
+    with LabelStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= (3, 0)
+        got = {(r.key, r.task): (r.value, r.status, r.source) for r in store.labels()}
+        assert got == {
+            ("k1", "acr"): ("4", "confirmed", "person"),
+            ("k1", "malignancy"): ("benign", "suggested", "model"),
+            ("k2", "density"): ("B", "suggested", "model"),
+        }
+        assert store.reviewed_keys() == {"k1"}  # k2 had no label a person gave
+        assert "malignancy" not in store.combined("k1") and store.combined("k2") == {}
+        migrated = [h for h in store.history() if h.kind == "migration"]
+        assert {(h.key, h.task) for h in migrated} == {("k1", "malignancy"), ("k2", "density")}
+        assert all(h.old == LabelState(h.old.value, h.old.confidence, "confirmed") for h in migrated if h.old)
+        assert all(h.new is not None and h.new.status == "suggested" for h in migrated)
+        # undo and redo of the pre-migration Accept never bring the guess back as a label
+        assert store.undo("dr-a") is not None and store.labels("k1") == []
+        assert store.redo("dr-a") is not None
+        assert store.label("k1", "malignancy", "dr-a").status == "suggested"
+        assert store.label("k1", "acr", "dr-a").status == "confirmed"
+    with LabelStore(path) as again:  # opening again changes nothing more
+        assert len([h for h in again.history() if h.kind == "migration"]) == 2
 
 
 def test_newer_major_version_is_refused_newer_minor_opens(tmp_path: Path) -> None:
@@ -209,7 +266,8 @@ def test_full_disk_fails_naming_the_file_and_keeps_earlier_labels(store: LabelSt
     store._conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk is full" (SQLITE_FULL)
     with pytest.raises(LabelStoreError, match="disk is full") as info:
         for i in range(2000):
-            store.set_labels([LabelEdit(f"key-{i}-{'x' * 200}", t, None, 0.0) for t in ("malignancy", "acr")], annotator="a")
+            edits = [LabelEdit(f"key-{i}-{'x' * 200}", t, None, 0.0) for t in ("malignancy", "acr")]
+            store.set_labels(edits, annotator="a")
     assert info.value.path == store.path
     assert store.label("k0", "view", "a") is not None  # the failed transaction changed nothing before it
 
@@ -269,13 +327,18 @@ def test_undo_survives_reopen(tmp_path: Path) -> None:
 
 def test_per_edit_source(store: LabelStore) -> None:
     store.set_labels(
-        [LabelEdit("k", "view", "CC"), LabelEdit("k", "density", "B", 0.7, source="model")],
+        [LabelEdit("k", "view", "CC"), LabelEdit("k", "density", "B", 0.7, source="model-confirmed")],
         annotator="a",
         model_version="1.2",
     )
-    assert {(r.task, r.source, r.model_version) for r in store.labels()} == {("view", "person", "1.2"), ("density", "model", "1.2")}
+    got = {(r.task, r.source, r.model_version) for r in store.labels()}
+    assert got == {("view", "person", "1.2"), ("density", "model-confirmed", "1.2")}
     with pytest.raises(ValueError, match="source"):
         store.set_labels([LabelEdit("k", "view", "CC", source="oracle")], annotator="a")
+    with pytest.raises(ValueError, match="not a label"):  # the model's guess is never a confirmed label
+        store.set_labels([LabelEdit("k", "acr", "2", 0.6, source="model")], annotator="a")
+    store.set_labels([LabelEdit("k", "acr", "2", 0.6, status="suggested", source="model")], annotator="a")
+    assert store.reviewed_keys() == {"k"} and store.combined("k").get("acr") is None
 
 
 def test_unchanged_edit_adds_nothing(store: LabelStore) -> None:
@@ -301,7 +364,9 @@ def test_default_path_follows_platform(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert default_store_path() == tmp_path / "roaming" / "mammo-review" / "labels.sqlite"
 
 
-def _rec(annotator: str, task: str, value: str | None, conf: float, status: str = "confirmed", source: str = "person") -> LabelRecord:
+def _rec(
+    annotator: str, task: str, value: str | None, conf: float, status: str = "confirmed", source: str = "person"
+) -> LabelRecord:
     return LabelRecord("k", annotator, task, value, conf, status, source, "", "2025-01-01T00:00:00.000000Z")
 
 
@@ -330,7 +395,7 @@ def test_combination_suggestions_only_without_confirmed_and_never_from_model() -
     sug = combine([_rec("manifest", "density", "B", 0.8, "suggested", "manifest"), _rec("a", "density", "C", 0.7)])
     assert sug["density"].value == "C" and sug["density"].annotators == ("a",)
     only_sug = combine([_rec("manifest", "density", "B", 0.8, "suggested", "manifest")])
-    assert only_sug["density"] == CombinedLabel("B", pytest.approx(0.2), ("manifest",), 1, 0)
+    assert only_sug["density"] == CombinedLabel("B", pytest.approx(0.2), ("manifest",), 1, 0, "suggested")
     assert combine([_rec("model", "density", "B", 0.8, "suggested", "model")]) == {}
     assert combine([_rec("a", "acr", None, 0.5)])["acr"] == CombinedLabel(None, 1.0, ("a",), 0, 1)
 
