@@ -58,3 +58,44 @@ def panic_rle(path: Path) -> Path:
 def good_rle(path: Path) -> Path:
     run = b"\x81\x00"
     return write_rle(path, 16, 16, 16, rle_frame([run * 2, run * 2]))
+
+
+def write_deflate_bomb(path: Path, inflated_mb: int) -> Path:
+    """A deflated data set whose OW pixel data of zeros inflates to ``inflated_mb`` MB (a few hundred kB stored).
+
+    Written by streaming zeros through zlib, so the test never holds the inflated bytes.
+    """
+    import zlib
+
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = mg_dataset(1, 1, 16, DeflatedExplicitVRLittleEndian)
+    body = inflated_mb << 20
+    rows = 8192
+    cols = body // (2 * rows)
+    header = b"".join([
+        struct.pack("<HH2sH", 0x0008, 0x0060, b"CS", 2) + b"MG",
+        struct.pack("<HH2sHH", 0x0028, 0x0002, b"US", 2, 1),
+        struct.pack("<HH2sH", 0x0028, 0x0004, b"CS", 12) + b"MONOCHROME2 ",
+        struct.pack("<HH2sHH", 0x0028, 0x0010, b"US", 2, rows),
+        struct.pack("<HH2sHH", 0x0028, 0x0011, b"US", 2, cols),
+        struct.pack("<HH2sHH", 0x0028, 0x0100, b"US", 2, 16),
+        struct.pack("<HH2sHH", 0x0028, 0x0101, b"US", 2, 16),
+        struct.pack("<HH2sHH", 0x0028, 0x0102, b"US", 2, 15),
+        struct.pack("<HH2sHH", 0x0028, 0x0103, b"US", 2, 0),
+        struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, rows * cols * 2),
+    ])
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as f:
+        f.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(f, ds.file_meta)  # type: ignore[arg-type]
+        f.write(squeeze.compress(header))
+        left = rows * cols * 2
+        while left:
+            step = min(left, len(zeros))
+            f.write(squeeze.compress(zeros[:step]))
+            left -= step
+        f.write(squeeze.flush())
+    return path
