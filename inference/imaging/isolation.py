@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from inference import errors
 from inference.errors import ImageReadError, MammoReviewError
@@ -69,8 +69,9 @@ __all__ = [
 ]
 
 Source = ImageRecord | str | Path
-DecodeFunction = Callable[[Source], LoadedImage]
+DecodeFunction = Callable[[Source], Any]
 S = TypeVar("S", ImageRecord, str, Path)
+R = TypeVar("R")
 
 #: Environment variables and the CLI options (wired by the CLI) that raise the limits.
 MEMORY_ENV, MEMORY_OPTION = "MAMMO_DECODE_MEMORY_MB", "--decode-memory-mb"
@@ -231,20 +232,47 @@ class _Worker:
         self.conn.close()
 
 
-class DecodePool:
+class DecodePool(Generic[R]):
     """Worker processes that decode images; see the module's docstring.
 
     ``workers``: how many processes at most (default: the machine's cores); ``memory_limit_mb``: the
     memory a decode may take beyond a worker's idle footprint (``None``: no cap); ``timeout_s``: the
     time one decode may take (``None``: no limit; it includes a worker's start the first time);
-    ``decode``: the function run in the worker; ``context``: ``"spawn"`` or ``"forkserver"``.
+    ``decode``: the function run in the worker (default ``load_image``; any picklable function of one
+    source, whose result is picklable: the pool is generic in it, so other work on untrusted pixel
+    data, such as a de-identification that decodes and blanks, runs isolated the same way);
+    ``context``: ``"spawn"`` or ``"forkserver"``.
     """
+
+    @overload
+    def __init__(
+        self: DecodePool[LoadedImage],
+        workers: int | None = None,
+        memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        *,
+        context: str = "spawn",
+        quiet: bool = True,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        workers: int | None = None,
+        memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        *,
+        decode: Callable[[Source], R],
+        context: str = "spawn",
+        quiet: bool = True,
+    ) -> None: ...
 
     def __init__(
         self,
         workers: int | None = None,
         memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        *,
         decode: DecodeFunction = load_image,
         context: str = "spawn",
         quiet: bool = True,
@@ -272,7 +300,7 @@ class DecodePool:
         self.replaced = 0
 
     # ------------------------------------------------------------------ public
-    def load(self, source: Source) -> LoadedImage:
+    def load(self, source: Source) -> R:
         """Decode one image in a worker; raises ImageReadError (or a subclass) with the reason."""
         worker = self._checkout()
         assert worker is not None  # a blocking checkout always returns one
@@ -282,7 +310,7 @@ class DecodePool:
             raise result
         return result
 
-    def map(self, sources: Iterable[S]) -> Iterator[tuple[S, LoadedImage | ImageReadError]]:
+    def map(self, sources: Iterable[S]) -> Iterator[tuple[S, R | ImageReadError]]:
         """(source, image or its error) for every source, in order, decoding up to ``workers`` at once.
 
         Lazy: a source is read from ``sources`` only when a worker is free for it, so a generator of
@@ -322,7 +350,7 @@ class DecodePool:
         for worker in workers:
             worker.stop(kill=not worker.ready)
 
-    def __enter__(self) -> DecodePool:
+    def __enter__(self) -> DecodePool[R]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -370,7 +398,7 @@ class DecodePool:
         except OSError:  # died between the check and the send: _finish sees the exit code
             pass
 
-    def _finish(self, worker: _Worker, source: Source, sent: float) -> LoadedImage | ImageReadError:
+    def _finish(self, worker: _Worker, source: Source, sent: float) -> R | ImageReadError:
         """Wait for the worker's answer to ``source`` (sent at ``sent``, monotonic); the worker goes
         back idle, or is replaced. The time limit counts from the later of the send and the worker's start."""
         path = _path_of(source)
@@ -411,11 +439,11 @@ class DecodePool:
                 return ImageReadError(f"the decoder crashed (signal {-code}, {_signal_name(-code)})", path)
             return ImageReadError(f"the decode worker ended without an answer (exit status {code})", path)
 
-    def _answer(self, worker: _Worker, message: tuple[Any, ...], path: Path) -> LoadedImage | ImageReadError:
+    def _answer(self, worker: _Worker, message: tuple[Any, ...], path: Path) -> R | ImageReadError:
         kind = message[0]
         if kind == _OK:
             self._checkin(worker)
-            result: LoadedImage = message[1]
+            result: R = message[1]
             return result
         if kind == _OOM:
             self._retire(worker, kill=False)
