@@ -16,7 +16,7 @@ from inference.csvsafe import SafeDictReader, is_formula_safe
 from inference.deidentify_cli import REPORT_COLUMNS, main
 from inference.phantoms import generator as phantom
 
-from .imaging.conftest import panic_rle, write_deflate_bomb
+from .imaging.hostile import panic_rle, write_deflate_bomb
 
 FORMULA_ID = '=HYPERLINK("http://x","y")'
 

@@ -19,7 +19,7 @@ from inference.imaging.isolation import DecodePool, Source, settings_from_env
 from inference.imaging.studies import read_record
 from inference.phantoms import generator as phantom
 
-from .conftest import good_rle, panic_rle
+from .hostile import good_rle, panic_rle
 
 LINUX = sys.platform.startswith("linux")
 

@@ -23,7 +23,7 @@ from inference.imaging.limits import (
 )
 from inference.phantoms import generator as phantom
 
-from .conftest import mg_dataset, panic_rle, rle_frame, write_deflate_bomb, write_rle
+from .hostile import mg_dataset, panic_rle, rle_frame, write_deflate_bomb, write_rle
 
 SMALL_MEMORY = 16 << 20  # bytes of Python allocations a check may peak at
 

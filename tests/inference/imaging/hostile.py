@@ -1,4 +1,4 @@
-"""Hostile DICOM files the imaging tests generate: a panicking RLE frame, decompression bombs.
+"""Hostile DICOM files the imaging and de-identification tests generate: a panicking RLE frame, decompression bombs.
 
 Each builder writes a small file with pydicom and returns its path.
 """
