@@ -34,8 +34,13 @@ Options (:class:`ProfileOptions`), PS3.15 Table E.1-1's columns:
   pregnancy status kept; the free-text ones (allergies, pre-medication, special needs, patient
   state), which the option would have cleaned, are removed.
 
-The two options' attribute sets are the only lists kept here (a few tags each); the tests check them
-and every action against the standard's own table.
+- *Clean Descriptors* (code 113105), when given a cleaning function: the descriptors that tell
+  laterality and view (study and series description, protocol name, acquisition device processing
+  description) keep the cleaned text; text the function refuses gets the basic action.
+
+The options' attribute sets are the only lists kept here (a few tags each); the tests check them
+and every action against the standard's own table. ``keep_deidentified_uids`` keeps the UIDs of a
+data set already marked PatientIdentityRemoved=YES (the label export's rule: a re-export keeps keys).
 
 :meth:`Deidentifier.deidentify` also sets PatientIdentityRemoved = YES, DeidentificationMethod and
 DeidentificationMethodCodeSequence (113100 and the options' codes, scheme DCM), and
@@ -49,7 +54,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +77,7 @@ __all__ = [
     "basic_profile_actions",
     "PATIENT_CHARACTERISTICS",
     "DATES_NOT_RETAINED",
+    "MAMMOGRAPHY_DESCRIPTORS",
     "PROFILE_CODES",
 ]
 
@@ -80,6 +86,7 @@ PROFILE_CODES: dict[str, tuple[str, str]] = {
     "basic": ("113100", "Basic Application Confidentiality Profile"),
     "modified_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
     "patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
+    "clean_descriptors": ("113105", "Clean Descriptors Option"),
 }
 
 #: Retain Patient Characteristics: the attributes Table E.1-1 marks K (the C ones are removed here).
@@ -93,6 +100,13 @@ PATIENT_CHARACTERISTICS: frozenset[int] = frozenset({
     0x001021A0,  # Smoking Status
     0x001021C0,  # Pregnancy Status
     0x0072005F,  # Selector AS Value
+})
+#: Descriptors that tell laterality and view ("R CC"): the default ones for the Clean Descriptors option.
+MAMMOGRAPHY_DESCRIPTORS: frozenset[int] = frozenset({
+    0x00081030,  # Study Description
+    0x0008103E,  # Series Description
+    0x00181030,  # Protocol Name
+    0x00181400,  # Acquisition Device Processing Description
 })
 #: DA/DT/TM attributes of the table that the Modified Dates option does not retain.
 DATES_NOT_RETAINED: frozenset[int] = frozenset({
@@ -130,10 +144,28 @@ def basic_profile_actions() -> dict[int, str]:
 
 @dataclass(frozen=True)
 class ProfileOptions:
-    """The profile's options this module implements (both off: the Basic Profile alone)."""
+    """The profile's options this module implements (all off: the Basic Profile alone).
+
+    ``clean_descriptors``: the Clean Descriptors option, as a function that returns a descriptor's
+    text cleaned (known to hold nothing identifying) or None (then the basic action applies); it
+    must be picklable to travel to worker processes. It applies to ``descriptor_tags``, which must be
+    attributes the table marks C for that option (the tests check the default set).
+    """
 
     retain_modified_dates: bool = False
     retain_patient_characteristics: bool = False
+    clean_descriptors: Callable[[str], str | None] | None = None
+    descriptor_tags: frozenset[int] = field(default_factory=lambda: MAMMOGRAPHY_DESCRIPTORS)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One data set's de-identification: its report, the date shift, the patient, whether UIDs stay."""
+
+    report: DeidentificationReport
+    shift: int | None
+    patient: str
+    keep_uids: bool
 
 
 @dataclass
@@ -160,9 +192,13 @@ class Deidentifier:
     """Applies the profile with one secret ``key`` (bytes): UIDs, pseudonyms and date shifts made with
     the same key agree across files and runs; keep the key private, it links the exports back."""
 
-    def __init__(self, key: bytes, options: ProfileOptions = ProfileOptions(), max_shift_days: int = 3650) -> None:
+    def __init__(self, key: bytes, options: ProfileOptions = ProfileOptions(), max_shift_days: int = 3650,
+                 keep_deidentified_uids: bool = False) -> None:
+        """``keep_deidentified_uids``: a data set already marked PatientIdentityRemoved=YES keeps its UIDs
+        (a label export re-exported elsewhere comes back under the same keys; labels.exchange's rule)."""
         if len(key) < 16:
             raise ValueError("the de-identification key must be at least 16 bytes")
+        self.keep_deidentified_uids = keep_deidentified_uids
         self._key = key
         self.options = options
         self.max_shift_days = max_shift_days
@@ -186,10 +222,13 @@ class Deidentifier:
 
     # ------------------------------------------------------------------ the profile
     def action(self, tag: int, vr: str) -> str | None:
-        """The action applied to ``tag`` with the options resolved (None: not in the table, kept)."""
+        """The action applied to ``tag`` with the options resolved (None: not in the table, kept;
+        ``"CLEAN"``: a descriptor given to the Clean Descriptors function first)."""
         basic = self._actions.get(tag)
         if basic is None:
             return None
+        if self.options.clean_descriptors is not None and tag in self.options.descriptor_tags:
+            return "CLEAN"
         if self.options.retain_patient_characteristics and tag in PATIENT_CHARACTERISTICS:
             return "K"
         if (self.options.retain_modified_dates and vr in _DATE_VRS and tag not in DATES_NOT_RETAINED):
@@ -202,77 +241,84 @@ class Deidentifier:
         patient = str(ds.get("PatientID", "") or "")
         shift = self.date_shift_days(patient) if self.options.retain_modified_dates else None
         report.date_shift_days = shift
-        self._walk(ds, report, shift, patient)
+        keep_uids = self.keep_deidentified_uids and str(ds.get("PatientIdentityRemoved", "")).strip().upper() == "YES"
+        self._walk(ds, _Pass(report, shift, patient, keep_uids))
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             for tag in _META_REMOVED:
                 if tag in meta:
                     del meta[tag]
-            if "MediaStorageSOPInstanceUID" in meta:
+            if "MediaStorageSOPInstanceUID" in meta and not keep_uids:
                 meta.MediaStorageSOPInstanceUID = self.uid(str(meta.MediaStorageSOPInstanceUID))
         self._mark(ds, report, pixels_blanked)
         return report
 
-    def _walk(self, ds: Dataset, report: DeidentificationReport, shift: int | None, patient: str) -> None:
+    def _walk(self, ds: Dataset, run: _Pass) -> None:
         for tag in list(ds.keys()):
             t = int(tag)
             group = t >> 16
             if group % 2 == 1:
                 del ds[tag]
-                report.private_removed += 1
+                run.report.private_removed += 1
                 continue
             if group & 0xFF00 in (0x5000, 0x6000):  # curves, overlays
                 del ds[tag]
-                report.removed += 1
+                run.report.removed += 1
                 continue
             elem = ds[tag]
             vr = _vr(elem)
             action = self.action(t, vr)
             if action is None:
                 if vr == "SQ":
-                    self._items(elem, report, shift, patient)
+                    self._items(elem, run)
                 continue
-            self._apply(ds, elem, _resolve(action, vr), vr, report, shift, patient)
+            if action == "CLEAN":
+                cleaned = self._clean(elem.value)
+                if cleaned is not None:
+                    elem.value = cleaned
+                    run.report.kept += 1
+                    continue
+                action = self._actions[t]
+            self._apply(ds, elem, _resolve(action, vr), vr, run)
 
-    def _items(self, elem: DataElement, report: DeidentificationReport, shift: int | None, patient: str) -> None:
+    def _clean(self, value: Any) -> str | None:
+        cleaner = self.options.clean_descriptors
+        if cleaner is None or value is None or not isinstance(value, str):
+            return None
+        return cleaner(value)
+
+    def _items(self, elem: DataElement, run: _Pass) -> None:
         for item in elem.value or ():
-            self._walk(item, report, shift, patient)
+            self._walk(item, run)
 
-    def _apply(self, ds: Dataset, elem: DataElement, action: str, vr: str, report: DeidentificationReport,
-               shift: int | None, patient: str) -> None:
-        tag = int(elem.tag)
+    def _apply(self, ds: Dataset, elem: DataElement, action: str, vr: str, run: _Pass) -> None:
+        tag, report = int(elem.tag), run.report
         if action == "X":
             del ds[elem.tag]
             report.removed += 1
         elif action == "K":
             report.kept += 1
-        elif action == "C" and shift is not None:
-            elem.value = _shift(elem.value, vr, shift)
+        elif action == "C" and run.shift is not None:
+            elem.value = _shift(elem.value, vr, run.shift)
             report.dates_shifted += 1
-        elif action == "U":
-            if vr == "UI":
+        elif action in ("U", "D") and vr == "UI":
+            if not run.keep_uids:
                 elem.value = _map_values(elem.value, self.uid)
                 report.uids += 1
-            else:
-                elem.value = _empty(vr)
-                report.emptied += 1
+        elif action == "U":
+            elem.value = _empty(vr)
+            report.emptied += 1
         elif action in ("Z", "D") and tag in _PSEUDONYMS:
-            elem.value = self.pseudonym(patient) if tag == 0x00100020 else f"{self.pseudonym(patient)}^"
+            elem.value = self.pseudonym(run.patient) if tag == 0x00100020 else f"{self.pseudonym(run.patient)}^"
             report.replaced += 1
         elif action == "Z":
             elem.value = _empty(vr)
             report.emptied += 1
-        elif action == "SEQ":  # a sequence kept: its items de-identified
-            self._items(elem, report, shift, patient)
+        elif action == "SEQ" or vr == "SQ":  # a sequence kept (X/Z/U*) or replaced (D): its items de-identified
+            self._items(elem, run)
         else:  # "D"
-            if vr == "SQ":
-                self._items(elem, report, shift, patient)
-            elif vr == "UI":
-                elem.value = _map_values(elem.value, self.uid)
-                report.uids += 1
-            else:
-                elem.value = _dummy(vr)
-                report.replaced += 1
+            elem.value = _dummy(vr)
+            report.replaced += 1
 
     def _mark(self, ds: Dataset, report: DeidentificationReport, pixels_blanked: bool) -> None:
         ds.PatientIdentityRemoved = "YES"
@@ -284,6 +330,9 @@ class Deidentifier:
         if self.options.retain_patient_characteristics:
             names.append("Patient Characteristics")
             codes.append(PROFILE_CODES["patient_characteristics"])
+        if self.options.clean_descriptors is not None:
+            names.append("Clean Descriptors")
+            codes.append(PROFILE_CODES["clean_descriptors"])
         ds.DeidentificationMethod = names
         items = []
         for value, meaning in codes:

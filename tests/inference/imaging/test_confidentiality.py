@@ -20,6 +20,7 @@ from pydicom.sequence import Sequence
 from inference.errors import PreprocessError
 from inference.imaging.confidentiality import (
     DATES_NOT_RETAINED,
+    MAMMOGRAPHY_DESCRIPTORS,
     PATIENT_CHARACTERISTICS,
     Deidentifier,
     ProfileOptions,
@@ -291,3 +292,36 @@ def test_blank_outside_breast_inverted_and_blank() -> None:
     assert result.pixels[y0:y1, x0:x1].min() == inverted.max()
     with pytest.raises(PreprocessError):
         blank_outside_breast(np.zeros((64, 64), np.uint16))
+
+
+def _only_view_words(text: str) -> str | None:
+    words = text.upper().split()
+    return text if all(w in {"L", "R", "CC", "MLO"} for w in words) else None
+
+
+def test_clean_descriptors_option(rows: list[dict[str, str]]) -> None:
+    options = {int(r["id"], 16) for r in rows if r.get("cleanDescOpt") == "C"}
+    assert MAMMOGRAPHY_DESCRIPTORS <= options  # the default descriptors are the option's attributes
+    d = Deidentifier(KEY, ProfileOptions(clean_descriptors=_only_view_words))
+    ds = Dataset()
+    ds.SeriesDescription, ds.StudyDescription, ds.ProtocolName = "R CC", "Dr Smith's screening", "L MLO"
+    ds.ImageComments = "R CC"  # not a default descriptor: the basic action (X)
+    d.deidentify(ds)
+    assert (ds.SeriesDescription, ds.ProtocolName) == ("R CC", "L MLO")
+    assert "StudyDescription" not in ds and "ImageComments" not in ds
+    assert [i.CodeValue for i in ds.DeidentificationMethodCodeSequence] == ["113100", "113105"]
+
+
+def test_already_deidentified_data_sets_may_keep_their_uids() -> None:
+    def fresh() -> Dataset:
+        ds = Dataset()
+        ds.PatientIdentityRemoved = "YES"
+        ds.SOPInstanceUID, ds.StudyInstanceUID = "2.25.123", "2.25.456"
+        return ds
+
+    kept = fresh()
+    Deidentifier(KEY, keep_deidentified_uids=True).deidentify(kept)
+    assert (kept.SOPInstanceUID, kept.StudyInstanceUID) == ("2.25.123", "2.25.456")
+    mapped = fresh()
+    Deidentifier(KEY).deidentify(mapped)
+    assert mapped.SOPInstanceUID != "2.25.123"
