@@ -16,7 +16,7 @@ with a reason; the dead worker is replaced and the next file goes on::
 - *signal* (segfault, abort, kill): "the decoder crashed (signal 11, SIGSEGV)";
 - *out of memory*: each worker's address space is capped (``RLIMIT_AS``) at its idle footprint plus
   ``memory_limit_mb``; an allocation past it fails and the file gets "out of memory: over the
-  2048 MB decode limit; raise it with MAMMO_DECODE_MEMORY_MB or --decode-memory-mb". The cap is
+  4096 MB decode limit; raise it with MAMMO_DECODE_MEMORY_MB or --decode-memory-mb". The cap is
   enforced on Linux only: macOS accepts ``RLIMIT_AS`` but does not enforce it and Windows has no
   such limit, so there a decode is bounded by :mod:`inference.imaging.limits` (checked from the
   header before decoding) and by the time limit alone;
@@ -77,7 +77,9 @@ R = TypeVar("R")
 MEMORY_ENV, MEMORY_OPTION = "MAMMO_DECODE_MEMORY_MB", "--decode-memory-mb"
 TIMEOUT_ENV, TIMEOUT_OPTION = "MAMMO_DECODE_TIMEOUT_S", "--decode-timeout"
 WORKERS_ENV = "MAMMO_DECODE_WORKERS"
-DEFAULT_MEMORY_LIMIT_MB = 2048
+# The default fits a decode at the default pixel limit (limits.py, 120 Mpx): an uncompressed 16-bit
+# 100 Mpx image decoded by load_image needed between 2048 and 2560 MB, 120 Mpx fitted in 4096 MB.
+DEFAULT_MEMORY_LIMIT_MB = 4096
 DEFAULT_TIMEOUT_S = 120.0
 
 _OK, _ERROR, _OOM = "ok", "error", "oom"
