@@ -15,8 +15,7 @@ from pydicom import dcmread
 from inference.csvsafe import SafeDictReader, is_formula_safe
 from inference.deidentify_cli import REPORT_COLUMNS, main
 from inference.phantoms import generator as phantom
-
-from .imaging.hostile import panic_rle, write_deflate_bomb
+from inference.phantoms.hostile import panic_rle, write_deflate_bomb
 
 FORMULA_ID = '=HYPERLINK("http://x","y")'
 

@@ -18,8 +18,7 @@ from inference.imaging.decode import LoadedImage, load_image
 from inference.imaging.isolation import DecodePool, Source, settings_from_env
 from inference.imaging.studies import read_record
 from inference.phantoms import generator as phantom
-
-from .hostile import good_rle, panic_rle
+from inference.phantoms.hostile import good_rle, panic_rle
 
 LINUX = sys.platform.startswith("linux")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,8 +21,15 @@ from inference.imaging.limits import (
     limits_from_env,
 )
 from inference.phantoms import generator as phantom
-
-from .hostile import mg_dataset, panic_rle, rle_frame, write_deflate_bomb, write_rle
+from inference.phantoms.hostile import (
+    mg_dataset,
+    panic_rle,
+    patch_j2k_size,
+    pixel_claim,
+    rle_frame,
+    write_deflate_bomb,
+    write_rle,
+)
 
 SMALL_MEMORY = 16 << 20  # bytes of Python allocations a check may peak at
 
@@ -69,11 +75,7 @@ def test_rle_claim_beyond_64_to_1_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_65535_squared_claim_is_refused(tmp_path: Path, low_memory: Callable[[], int]) -> None:
-    ds = mg_dataset(65535, 65535, 16, ExplicitVRLittleEndian)
-    ds.PixelData = bytes(512)
-    ds["PixelData"].VR = "OW"
-    path = tmp_path / "huge.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    path = pixel_claim(tmp_path / "huge.dcm", 65535, 65535, stored_bytes=512)
     with pytest.raises(LimitExceededError, match=r"65535 x 65535 = 4294836225 pixels per frame"):
         check_file(path)
     with pytest.raises(ImageReadError, match=r"truncated pixel data: expected 8589672450 bytes, found 512"):
@@ -107,19 +109,9 @@ def test_deflated_good_file_is_read_and_checked(good: dict[str, Path], tmp_path:
         check_file(good["deflate"], Limits(max_pixels=100))
 
 
-def _patch_siz(path: Path, out: Path, rows: int, cols: int) -> Path:
-    data = bytearray(path.read_bytes())
-    at = data.find(b"\xff\x4f\xff\x51")
-    assert at > 0
-    xo, yo = struct.unpack(">II", data[at + 16: at + 24])
-    data[at + 8: at + 16] = struct.pack(">II", cols + xo, rows + yo)
-    out.write_bytes(bytes(data))
-    return out
-
-
 def test_jpeg2000_siz_claiming_60000_squared_is_refused(good: dict[str, Path], tmp_path: Path,
                                                          low_memory: Callable[[], int]) -> None:
-    path = _patch_siz(good["jpeg2000"], tmp_path / "siz.dcm", 60000, 60000)
+    path = patch_j2k_size(good["jpeg2000"], tmp_path / "siz.dcm", 60000, 60000)
     with pytest.raises(LimitExceededError, match=r"codestream claims 60000 x 60000 = 3600000000 pixels, over the "
                                                  r"limit of 120000000 \(raise it with MAMMO_MAX_PIXELS"):
         check_file(path)
@@ -127,7 +119,7 @@ def test_jpeg2000_siz_claiming_60000_squared_is_refused(good: dict[str, Path], t
 
 
 def test_a_codestream_that_disagrees_with_the_header_is_refused(good: dict[str, Path], tmp_path: Path) -> None:
-    path = _patch_siz(good["jpeg2000"], tmp_path / "other.dcm", 300, 200)
+    path = patch_j2k_size(good["jpeg2000"], tmp_path / "other.dcm", 300, 200)
     with pytest.raises(ImageReadError, match=r"codestream claims 300 x 200 pixels, the header 128 x 96"):
         check_file(path)
 
