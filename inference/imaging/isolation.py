@@ -438,7 +438,11 @@ class DecodePool(Generic[R]):
             self._retire(worker, kill=True)
             self.replaced += 1
             if code is not None and code < 0:
-                return ImageReadError(f"the decoder crashed (signal {-code}, {_signal_name(-code)})", path)
+                reason = f"the decoder crashed (signal {-code}, {_signal_name(-code)})"
+                if -code == signal.SIGABRT and self.memory_limit_mb is not None:  # Rust, C++: abort on OOM
+                    reason += (f"; a decoder aborts when an allocation fails: if the image is large, raise the "
+                               f"{self.memory_limit_mb} MB decode limit with {MEMORY_ENV} or {MEMORY_OPTION}")
+                return ImageReadError(reason, path)
             return ImageReadError(f"the decode worker ended without an answer (exit status {code})", path)
 
     def _answer(self, worker: _Worker, message: tuple[Any, ...], path: Path) -> R | ImageReadError:

@@ -82,6 +82,8 @@ def write_deflate_bomb(path: Path, inflated_mb: int) -> Path:
     ds = mg_dataset(1, 1, 16, DeflatedExplicitVRLittleEndian)
     body = inflated_mb << 20
     rows = 8192
+    while body // (2 * rows) > 0xFFFF:  # Rows and Columns are US
+        rows *= 2
     cols = body // (2 * rows)
     header = b"".join([
         struct.pack("<HH2sH", 0x0008, 0x0060, b"CS", 2) + b"MG",

@@ -104,8 +104,9 @@ def test_a_crash_is_that_files_error_and_the_worker_is_replaced(
     pool: DecodePool, files: dict[str, Path], name: str, reason: str
 ) -> None:
     before = pool.replaced
-    with pytest.raises(ImageReadError, match=rf"the decoder crashed \({reason}\)"):
+    with pytest.raises(ImageReadError, match=rf"the decoder crashed \({reason}\)") as info:
         pool.load(files[name])
+    assert ("raise the 256 MB decode limit" in info.value.reason) == (name == "abort")
     assert pool.replaced == before + 1
     _same(pool.load(files["rle"]), load_image(files["rle"]))
 
