@@ -293,7 +293,7 @@ class DecodePool(Generic[R]):
         self._decode = decode
         self._quiet = quiet
         self._ctx = multiprocessing.get_context(context)
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()  # None: closed, wake up
         self._lock = threading.Lock()
         self._started = 0
         self._closed = False
@@ -349,6 +349,8 @@ class DecodePool(Generic[R]):
             self._closed = True
             workers = list(self._all)
             self._all.clear()
+        for _ in range(self.workers):  # threads waiting for a worker wake up and see the pool closed
+            self._idle.put(None)
         for worker in workers:
             worker.stop(kill=not worker.ready)
 
@@ -376,6 +378,8 @@ class DecodePool(Generic[R]):
                 if not block:
                     return None
                 worker = self._idle.get()
+                if worker is None:
+                    raise RuntimeError("the decode pool is closed")
             if worker.alive():
                 return worker
             self._retire(worker, kill=True)  # died while idle: a fresh one

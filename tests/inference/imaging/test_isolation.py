@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +179,28 @@ def test_bad_arguments_and_closed_pool() -> None:
     p.close()
     with pytest.raises(RuntimeError, match="closed"):
         p.load("x.dcm")
+
+
+def test_close_wakes_a_thread_waiting_for_a_worker(files: dict[str, Path]) -> None:
+    pool = DecodePool(workers=1, timeout_s=60, decode=_hostile)
+    results: dict[str, str] = {}
+
+    def run(name: str) -> None:
+        try:
+            pool.load(files[name])
+            results[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test reads
+            results[name] = type(exc).__name__
+
+    busy = threading.Thread(target=run, args=("sleep",))
+    busy.start()
+    while not pool._all:  # the one worker is taken by the sleeping decode
+        time.sleep(0.05)
+    time.sleep(1.0)
+    waiting = threading.Thread(target=run, args=("explicit",))
+    waiting.start()
+    time.sleep(0.5)
+    pool.close()
+    busy.join(30)
+    waiting.join(30)
+    assert results == {"sleep": "ImageReadError", "explicit": "RuntimeError"}
