@@ -230,9 +230,11 @@ def pixel_element(fp: BinaryIO, ds: Dataset) -> PixelElement | None:
     else:
         (length,), offset = struct.unpack(order + "H", head[6:8]), 8
     fp.seek(start + offset)
-    if length == 0xFFFFFFFF:
-        return _walk_fragments(fp, little is not False)
-    return PixelElement(min(length, size - start - offset), False)
+    left = size - start - offset
+    if length == 0xFFFFFFFF:  # fragments claiming more than the file holds count for what it holds
+        walked = _walk_fragments(fp, little is not False)
+        return PixelElement(min(walked.stored_bytes, left), True, walked.first_fragment_head)
+    return PixelElement(min(length, left), False)
 
 
 # --------------------------------------------------------------------------- codestreams

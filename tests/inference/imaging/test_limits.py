@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,3 +158,19 @@ def test_limits_from_env() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         limits_from_env({"MAMMO_MAX_INFLATED_MB": "0"})
     assert np.isfinite(Limits().max_compression_ratio)
+
+
+def test_fragments_claiming_more_than_the_file_holds(tmp_path: Path) -> None:
+    from inference.imaging.limits import pixel_element
+
+    path = write_rle(tmp_path / "short.dcm", 64, 64, 16, rle_frame([b"\x81\x00" * 32, b"\x81\x00" * 32]))
+    data = bytearray(path.read_bytes())
+    at = data.rfind(b"\xfe\xff\x00\xe0")  # the frame's item: claim 10 MB
+    data[at + 4: at + 8] = struct.pack("<I", 10 << 20)
+    path.write_bytes(bytes(data))
+    from pydicom import dcmread
+
+    with open(path, "rb") as fp:
+        ds = dcmread(fp, stop_before_pixels=True)
+        element = pixel_element(fp, ds)
+    assert element is not None and element.encapsulated and element.stored_bytes < 1024
