@@ -116,7 +116,10 @@ def _blank(ds: Dataset) -> tuple[bool, int | str, str, str]:
         result = blank_outside_breast(np.asarray(stored), inverted=photometric == "MONOCHROME1")
     except PreprocessError as exc:
         return False, "", "", f"pixels not blanked: {exc.reason}"
-    ds.PixelData = np.ascontiguousarray(result.pixels).tobytes()
+    data = np.ascontiguousarray(result.pixels)
+    if not ds.file_meta.TransferSyntaxUID.is_little_endian and data.dtype.itemsize > 1:
+        data = data.astype(data.dtype.newbyteorder(">"))  # the file's order (pydicom gives it already: kept so)
+    ds.PixelData = data.tobytes()
     return True, result.text_components, "yes" if result.text_touches_breast else "no", ""
 
 

@@ -116,3 +116,25 @@ def test_a_formula_in_a_file_name_is_neutralised(inputs: dict[str, Path], tmp_pa
     raw = (tmp_path / "out-report.csv").read_text(encoding="utf-8").splitlines()[1]
     assert raw.startswith("'=SUM(A1).dcm,")
     assert _report(tmp_path / "out-report.csv")["=SUM(A1).dcm"]["status"] == "ok"
+
+
+def test_a_big_endian_file_keeps_its_byte_order(tmp_path: Path) -> None:
+    from pydicom.uid import ExplicitVRBigEndian
+
+    from inference.phantoms.hostile import mg_dataset
+
+    spec = phantom.PhantomSpec("L", "CC", shape=(160, 120), seed=5)
+    stored = (phantom.render(spec) * 4095).astype(np.uint16)
+    ds = mg_dataset(160, 120, 16, ExplicitVRBigEndian)
+    ds.BitsStored, ds.HighBit = 12, 11
+    ds.PixelData = stored.astype(">u2").tobytes()
+    ds["PixelData"].VR = "OW"
+    big = tmp_path / "big.dcm"
+    ds.save_as(big, enforce_file_format=True)
+    assert np.array_equal(dcmread(big).pixel_array, stored)
+    assert main([str(big), str(tmp_path / "out"), "--workers", "1"]) == 0
+    (written,) = (tmp_path / "out").iterdir()
+    out = dcmread(written)
+    assert out.file_meta.TransferSyntaxUID == ExplicitVRBigEndian
+    kept = out.pixel_array == stored
+    assert kept.mean() > 0.5 and int(out.pixel_array.max()) <= int(stored.max())  # the breast, not byte-swapped
