@@ -43,6 +43,7 @@ import queue
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -164,10 +165,11 @@ def _outcome(decode: DecodeFunction, source: Source) -> tuple[Any, ...]:
 def _worker_main(conn: Connection, decode: DecodeFunction, memory_limit_mb: int | None, quiet: bool) -> None:
     """A worker's loop: receive a source, send back its outcome; ``None`` or a closed pipe ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if quiet:
+    if quiet:  # nothing of a worker reaches the terminal; a warning (or -W error) never fails a file
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
+        warnings.simplefilter("ignore")
     _cap_memory(memory_limit_mb)
     conn.send(("ready",))
     while True:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from inference.errors import ImageReadError
+from inference.imaging.studies import _QUIET as _WARNINGS_LOCK  # the reader's lock over catch_warnings
 
 __all__ = [
     "Limits",
@@ -278,7 +280,7 @@ def codestream_size(head: bytes) -> tuple[int, int] | None:
 def _int(ds: Dataset, keyword: str, default: int) -> int:
     try:
         return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - pydicom raises many types for a corrupt element: the default
         return default
 
 
@@ -343,6 +345,21 @@ def check_file(path: str | Path, limits: Limits = Limits()) -> None:
     """Every check on one DICOM file, reading its header but no pixel data; raises LimitExceededError
     (over a limit) or ImageReadError (a claim the stored data cannot meet)."""
     path = Path(path)
+    try:
+        # pydicom converts elements lazily and warns about odd values on access: silence them here,
+        # under the reader's lock (catch_warnings is process-wide state)
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _check_file(path, limits)
+    except ImageReadError:
+        raise
+    except OSError as exc:
+        raise ImageReadError(f"cannot read the file ({exc.strerror or exc})", path) from exc
+    except Exception as exc:  # a corrupt header element that pydicom cannot convert
+        raise ImageReadError(f"unreadable DICOM header ({type(exc).__name__}: {exc})", path) from exc
+
+
+def _check_file(path: Path, limits: Limits) -> None:
     with open(path, "rb") as fp:
         deflated = _is_deflated(fp)
         if deflated:  # pydicom inflates the whole stream even for a header: measure it first

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian
 
 from inference.errors import ImageReadError
@@ -174,3 +175,12 @@ def test_fragments_claiming_more_than_the_file_holds(tmp_path: Path) -> None:
         ds = dcmread(fp, stop_before_pixels=True)
         element = pixel_element(fp, ds)
     assert element is not None and element.encapsulated and element.stored_bytes < 1024
+
+
+def test_odd_header_values_raise_no_warning(good: dict[str, Path], tmp_path: Path) -> None:
+    data = good["explicit"].read_bytes()
+    syntax = b"1.2.840.10008.1.2.1\x00"
+    assert data.count(syntax) == 1
+    odd = tmp_path / "odd.dcm"
+    odd.write_bytes(data.replace(syntax, b"1.2.840.1|008.1.2.1\x00"))
+    check_file(odd)  # pydicom's "Invalid value for VR UI" stays silent (under pytest a warning is an error)
