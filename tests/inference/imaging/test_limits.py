@@ -128,7 +128,6 @@ def test_a_codestream_that_disagrees_with_the_header_is_refused(good: dict[str, 
 
 @pytest.mark.parametrize("ts", ["jpeg2000", "jpegls", "jpeg-lossless", "jpeg-baseline"])
 def test_codestream_sizes_are_read(good: dict[str, Path], ts: str) -> None:
-    from pydicom import dcmread
     from pydicom.encaps import generate_frames
 
     ds = dcmread(good[ts])
@@ -169,7 +168,6 @@ def test_fragments_claiming_more_than_the_file_holds(tmp_path: Path) -> None:
     at = data.rfind(b"\xfe\xff\x00\xe0")  # the frame's item: claim 10 MB
     data[at + 4: at + 8] = struct.pack("<I", 10 << 20)
     path.write_bytes(bytes(data))
-    from pydicom import dcmread
 
     with open(path, "rb") as fp:
         ds = dcmread(fp, stop_before_pixels=True)
