@@ -435,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("phantom", help="write synthetic phantom DICOM studies (see: phantom --help)", add_help=False)
     sub.add_parser("labels", help="import, export and count labels (see: labels --help)", add_help=False)
+    sub.add_parser("deidentify", help="de-identify DICOM files IN... into OUT (see: deidentify --help)", add_help=False)
     return parser
 
 
@@ -473,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from inference.labels.cli import main as labels_main
 
             return labels_main(argv[1:])
+        if argv and argv[0] == "deidentify":  # issue 13: its own parser (inference.deidentify_cli)
+            from inference.deidentify_cli import main as deidentify
+            return deidentify(argv[1:])
         args = build_parser().parse_args(argv)
         return run_predict(args, err)
     except MammoReviewError as exc:
