@@ -156,3 +156,31 @@ def study_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from inference.phantoms.generator import write_study
 
     return write_study(tmp_path_factory.mktemp("study"), shape=(320, 240), malignant_side="L", seed=5)
+
+
+# --------------------------------------------------------------------------- validators
+#: dciodvfy (dicom3tools) messages tolerated in what we write: none so far. A message here must say why.
+DCIODVFY_ALLOWED: tuple[str, ...] = ()
+
+
+def dciodvfy(path: Path) -> None:
+    """Fail on any error or warning dciodvfy reports for the file (beyond DCIODVFY_ALLOWED)."""
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        pytest.fail("dciodvfy is missing: apt-get install dicom3tools")
+    run = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    lines = (run.stdout + run.stderr).splitlines()
+    reported = [ln for ln in lines if ln.startswith(("Error", "Warning"))]
+    problems = [ln for ln in reported if not any(a in ln for a in DCIODVFY_ALLOWED)]
+    assert not problems, f"dciodvfy {path.name}:\n" + "\n".join(lines)
+
+
+def dsrdump(path: Path) -> str:
+    """The SR rendered by dsrdump (dcmtk); fails on an error or warning it reports."""
+    tool = shutil.which("dsrdump")
+    if tool is None:
+        pytest.fail("dsrdump is missing: apt-get install dcmtk")
+    run = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    messages = [ln for ln in run.stderr.splitlines() if ln.startswith(("E:", "W:", "F:"))]
+    assert run.returncode == 0 and not messages, f"dsrdump {path.name} (exit {run.returncode}):\n{run.stderr}"
+    return run.stdout
