@@ -433,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("phantom", help="write synthetic phantom DICOM studies (see: phantom --help)", add_help=False)
+    sub.add_parser("pacs", help="query and retrieve from a PACS (see: pacs --help)", add_help=False)  # issue 17
     return parser
 
 
@@ -467,6 +468,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "phantom":
             return _phantom(argv[1:])
+        # --- issue 17 (PACS): `pacs ...` and `predict --from-pacs` live in inference/pacs/cli.py
+        if argv and argv[0] == "pacs":
+            from inference.pacs.cli import main as pacs_main
+
+            return pacs_main(argv[1:])
+        if argv and argv[0] == "predict" and any(a.split("=")[0] == "--from-pacs" for a in argv):
+            from inference.pacs.cli import predict_from_pacs
+
+            return predict_from_pacs(argv[1:], build_parser, run_predict, err)
+        # --- end issue 17
         args = build_parser().parse_args(argv)
         return run_predict(args, err)
     except MammoReviewError as exc:

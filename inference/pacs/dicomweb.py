@@ -104,7 +104,11 @@ class DicomWebServer:
             raise PacsError(f"{self.url} sent an answer that cannot be read while {what} ({exc})") from None
 
     # ------------------------------------------------------------------ QIDO-RS
-    def check(self) -> None:
+    @property
+    def name(self) -> str:
+        return self.url
+
+    def echo(self) -> None:
         """Reach the server with a one-study query (raises what a query would)."""
         with self._errors("checking the connection"):
             self._client.search_for_studies(limit=1, fields=["StudyInstanceUID"])

@@ -95,7 +95,7 @@ def test_a_wrong_password_is_named(orthanc: Orthanc) -> None:
         server.query_studies()
     assert "wrong" not in str(info.value)
     with pytest.raises(PacsAuthError):
-        DicomWebServer(orthanc.dicomweb).check()
+        DicomWebServer(orthanc.dicomweb).echo()
 
 
 def test_a_refused_connection_is_named() -> None:
