@@ -86,6 +86,7 @@ def missing_programs() -> list[str]:
 @contextmanager
 def running_orthanc(root: Path) -> Iterator[Orthanc]:
     """An Orthanc with its configuration, storage and log under ``root``, stopped by its pid on exit."""
+    root.mkdir(parents=True, exist_ok=True)
     server = Orthanc(free_port(), free_port(), SERVER_AE, CLIENT_AE, free_port(), USER, PASSWORD)
     config = {
         "Name": "mammo-review-test",

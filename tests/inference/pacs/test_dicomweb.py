@@ -69,6 +69,9 @@ def test_store_query_and_retrieve_a_study(empty_orthanc: Orthanc, study_files: l
     assert sorted(p.name for p in paths) == sorted(f"{i.sop_uid}.dcm" for i in instances)
     for path in paths:
         assert path.read_bytes()[128:132] == b"DICM"
+    mtimes = {p: p.stat().st_mtime_ns for p in paths}
+    assert sorted(server.retrieve_study(study_uid, cache)) == sorted(paths)  # all cached: nothing fetched
+    assert {p: p.stat().st_mtime_ns for p in paths} == mtimes
     found = scan([cache.study_folder(study_uid)])
     assert not found.problems
     assert len(found.studies) == 1 and len(found.studies[0].images) == 4

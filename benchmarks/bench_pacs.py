@@ -1,0 +1,93 @@
+"""From the PACS to predictions: prints figures, asserts nothing.
+
+    python benchmarks/bench_pacs.py [--shape 3000x2400] [--repeats 3]
+
+Starts a private Orthanc with DICOMweb on loopback (Debian packages orthanc, orthanc-dicomweb;
+tests/inference/pacs/orthanc.py), stores an uncompressed 16-bit 4-view phantom study, then times,
+with an empty cache each round: the retrieve (WADO-RS, and C-GET), the scan of the cache folder,
+and decode + preprocess + the bundled model (Monte-Carlo dropout included) for the four images; the
+model session is loaded once before. Target (issue 17): <= 3 s from the PACS to predictions for an
+uncompressed 4-view study on loopback. The app's drawing is not included (see bench_app.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--shape", default="3000x2400", help="rows x columns of each image (default 3000x2400)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds per retrieve method")
+    args = ap.parse_args()
+    rows, cols = (int(v) for v in args.shape.lower().split("x"))
+
+    from pydicom import dcmread
+
+    from inference.imaging.decode import load_image
+    from inference.imaging.studies import scan
+    from inference.model.predict import predict_inputs, prepare
+    from inference.model.session import ModelSession
+    from inference.pacs.cache import InstanceCache
+    from inference.pacs.dicomweb import DicomWebServer
+    from inference.pacs.dimse import DimsePeer
+    from inference.phantoms.generator import write_study
+    from tests.inference.pacs.orthanc import missing_programs, running_orthanc
+
+    if missing_programs():
+        print(f"missing: {', '.join(missing_programs())} (apt-get install orthanc orthanc-dicomweb)")
+        return 1
+    tmp = Path(tempfile.mkdtemp(prefix="bench_pacs_"))
+    try:
+        files = write_study(tmp / "study", shape=(rows, cols), malignant_side="L", seed=11)
+        mb = sum(p.stat().st_size for p in files) / 1e6
+        session = ModelSession.load(device="cpu")
+        print(f"{platform.processor() or platform.machine()}, {session.threads} threads; model "
+              f"{session.manifest.name} {session.version} at height {session.height}")  # fmt: skip
+        print(f"study: 4 x {rows} x {cols} uncompressed 16-bit, {mb:.1f} MB")
+        with running_orthanc(tmp / "orthanc") as orthanc:
+            web = DicomWebServer(orthanc.dicomweb_with_credentials)
+            t = time.perf_counter()
+            web.store([dcmread(p) for p in files])
+            print(f"STOW-RS of the study: {time.perf_counter() - t:.2f} s")
+            study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+            peer = DimsePeer("127.0.0.1", orthanc.dicom_port, orthanc.ae_title, calling_ae=orthanc.client_ae)
+            methods = {
+                "WADO-RS": lambda cache: web.retrieve_study(study_uid, cache),
+                "C-GET": lambda cache: peer.get_study(study_uid, cache),
+            }
+            for name, fetch in methods.items():
+                figures: dict[str, list[float]] = {"retrieve": [], "scan": [], "predict": [], "total": []}
+                for r in range(args.repeats):
+                    cache = InstanceCache(tmp / f"cache-{name}-{r}")
+                    t0 = time.perf_counter()
+                    fetch(cache)
+                    t1 = time.perf_counter()
+                    found = scan([cache.study_folder(study_uid)])
+                    t2 = time.perf_counter()
+                    items = [prepare(load_image(rec), session.height) for rec in found.images]
+                    preds = predict_inputs(session, items)
+                    t3 = time.perf_counter()
+                    assert len(preds) == 4
+                    for key, value in (("retrieve", t1 - t0), ("scan", t2 - t1), ("predict", t3 - t2),
+                                       ("total", t3 - t0)):  # fmt: skip
+                        figures[key].append(value)
+                cells = ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in figures.items())
+                print(f"{name:8s} (median of {args.repeats}): {cells}  [target total <= 3 s]")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
