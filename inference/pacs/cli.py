@@ -138,22 +138,11 @@ def results_for_study(
     predictions: Path, maps: Path | None, study_folder: Path, algorithm_name: str, study_uid: str
 ) -> list[Dataset]:
     """The SR of a study (and a SEG per image with evidence) from a predictions CSV and maps folder."""
-    from inference.imaging.studies import read_dicom
     from inference.pacs.findings import findings_from_csv, findings_in
-    from inference.pacs.results import build_seg, build_sr
+    from inference.pacs.results import result_objects, source_headers
 
-    sources = {}
-    for path in sorted(study_folder.glob("*.dcm")):
-        ds = read_dicom(path, stop_before_pixels=True)
-        sources[str(ds.SOPInstanceUID)] = ds
     findings = findings_in(findings_from_csv(predictions, maps, algorithm_name), study_uid)
-    objects = [build_sr(findings, sources)]
-    seg_series = None
-    for n, image in enumerate((i for i in findings.images if i.evidence is not None), start=1):
-        seg = build_seg(image, sources[image.sop_uid], findings, series_uid=seg_series, instance_number=n)
-        seg_series = str(seg.SeriesInstanceUID)
-        objects.append(seg)
-    return objects
+    return result_objects(findings, source_headers(sorted(study_folder.glob("*.dcm"))))
 
 
 def predict_from_pacs(

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -19,7 +20,14 @@ from scipy import ndimage
 from inference.formats import TASK_CLASSES
 from inference.pacs.errors import PacsError
 
-__all__ = ["ImageFinding", "BreastFinding", "StudyFindings", "evidence_box", "findings_from_csv"]
+if TYPE_CHECKING:
+    from inference.imaging.studies import Study
+    from inference.model.predict import Prediction
+    from inference.model.summary import BreastSummary, ExamSummary
+
+__all__ = [  # fmt: skip
+    "ImageFinding", "BreastFinding", "StudyFindings", "evidence_box", "findings_from_csv", "findings_from_predictions",
+]
 
 #: Evidence at or above this fraction of the image's strongest positive evidence makes the region.
 EVIDENCE_FRACTION = 0.5
@@ -143,3 +151,31 @@ def findings_in(studies: Sequence[StudyFindings], study_uid: str) -> StudyFindin
         if s.study_uid == study_uid:
             return s
     raise PacsError(f"no prediction for study {study_uid}")
+
+
+def findings_from_predictions(
+    study: Study,
+    predictions: Mapping[str, Prediction],
+    breasts: Sequence[BreastSummary],
+    exam: ExamSummary,
+    laterality: Mapping[str, str],
+    algorithm_name: str,
+) -> StudyFindings:
+    """A study's findings from predictions in memory (the app's), DICOM images only."""
+    images = []
+    for rec in study.images:
+        p = predictions.get(rec.key)
+        if p is None or rec.kind != "dicom" or not rec.sop_uid:
+            continue
+        images.append(ImageFinding(rec.sop_uid, laterality.get(rec.key, rec.laterality), p.p_malignant,
+                                   p.probabilities.get("density", ()), p.probabilities.get("view", ()),
+                                   p.evidence_original()))  # fmt: skip
+    if not images:
+        raise PacsError(f"no prediction for a DICOM image of study {study.study_uid}")
+    sop_of = {r.key: r.sop_uid for r in study.images}
+    found = tuple(
+        BreastFinding(b.laterality, b.p_malignant, b.density, tuple(sop_of[k] for k in b.image_keys if sop_of.get(k)))
+        for b in breasts
+    )
+    return StudyFindings(study.study_uid, tuple(images), found, exam.p_malignant, exam.density, algorithm_name,
+                         exam.model_version)  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -27,7 +28,10 @@ from inference.formats import TASK_CLASSES
 from inference.pacs.errors import PacsError
 from inference.pacs.findings import ImageFinding, StudyFindings
 
-__all__ = ["build_sr", "build_seg", "RESEARCH_USE", "SR_SERIES_NUMBER", "SEG_SERIES_NUMBER"]
+__all__ = [  # fmt: skip
+    "build_sr", "build_seg", "result_objects", "source_headers",
+    "RESEARCH_USE", "SR_SERIES_NUMBER", "SEG_SERIES_NUMBER",
+]
 
 RESEARCH_USE = "RESEARCH USE ONLY - NOT FOR DIAGNOSIS"
 MANUFACTURER = "mammo-review"
@@ -201,3 +205,27 @@ def build_seg(
     if "FrameOfReferenceUID" not in seg:  # a projection image: the General Image module then wants it (type 2C)
         seg.PatientOrientation = source.get("PatientOrientation", None) or ""
     return seg
+
+
+def result_objects(findings: StudyFindings, sources: Mapping[str, Dataset]) -> list[Dataset]:
+    """The study's SR, then a SEG (one series) per image that has an evidence map."""
+    objects = [build_sr(findings, sources)]
+    seg_series = generate_uid()
+    with_evidence = [i for i in findings.images if i.evidence is not None]
+    for n, image in enumerate(with_evidence, start=1):
+        objects.append(build_seg(image, sources[image.sop_uid], findings, series_uid=seg_series, instance_number=n))
+    return objects
+
+
+def source_headers(paths: Sequence[str | Path]) -> dict[str, Dataset]:
+    """SOP Instance UID -> header (no pixels) of each DICOM file."""
+    from inference.imaging.studies import read_dicom
+
+    out = {}
+    for path in paths:
+        try:
+            ds = read_dicom(path, stop_before_pixels=True)
+        except Exception as exc:  # a file that went away or is not DICOM
+            raise PacsError(f"cannot read the source image ({type(exc).__name__}: {exc})", path) from None
+        out[str(ds.SOPInstanceUID)] = ds
+    return out
