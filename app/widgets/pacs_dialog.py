@@ -1,0 +1,170 @@
+"""File > Open from PACS: a query form, the studies found, retrieve (progress, cancel) and open;
+Send results to PACS for the current study. The work is `app.models.pacs.PacsState`'s."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.pacs import PacsState
+from app.models.state import AppState
+from inference.pacs.query import QueryFilters
+
+__all__ = ["PacsDialog", "open_pacs_dialog"]
+
+_COLUMNS = ("Patient ID", "Name", "Date", "Accession", "Description", "Modalities", "Images")
+
+
+class PacsDialog(QDialog):
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Open from PACS")
+        self.resize(860, 520)
+        self.pacs = PacsState(state, self)
+        form = QFormLayout()
+        self.server_edit = QLineEdit(self.pacs.server)
+        self.server_edit.setPlaceholderText("https://pacs.example.org/dicom-web  or  dicom://PACS_AE@host:104")
+        self.ae_edit = QLineEdit(self.pacs.calling_ae)
+        form.addRow("Server", self.server_edit)
+        form.addRow("Our AE title (DIMSE)", self.ae_edit)
+        self.patient_id = QLineEdit()
+        self.patient_name = QLineEdit()
+        self.patient_name.setPlaceholderText("wildcards * and ? allowed")
+        self.date_from, self.date_to = QLineEdit(), QLineEdit()
+        for edit in (self.date_from, self.date_to):
+            edit.setPlaceholderText("YYYY-MM-DD")
+        dates = QHBoxLayout()
+        dates.addWidget(self.date_from)
+        dates.addWidget(QLabel("to"))
+        dates.addWidget(self.date_to)
+        self.accession = QLineEdit()
+        self.modality = QLineEdit("MG")
+        form.addRow("Patient ID", self.patient_id)
+        form.addRow("Patient name", self.patient_name)
+        form.addRow("Study date", dates)
+        form.addRow("Accession number", self.accession)
+        form.addRow("Modality", self.modality)
+
+        self.search_button = QPushButton("&Search")
+        self.table = QTableWidget(0, len(_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(_COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("Research use only: results sent back are marked so.")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.retrieve_button = QPushButton("&Retrieve and open")
+        self.cancel_button = QPushButton("&Cancel")
+        self.send_button = QPushButton("Send &results to PACS")
+        self.send_button.setToolTip("The current study's predictions as a DICOM SR and SEG (research use only)")
+        close = QPushButton("Close")
+        buttons = QHBoxLayout()
+        for b in (self.retrieve_button, self.cancel_button, self.send_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(close)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.search_button, alignment=Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+
+        self.search_button.clicked.connect(self.search)
+        self.server_edit.returnPressed.connect(self.search)
+        self.retrieve_button.clicked.connect(self.retrieve_selected)
+        self.table.doubleClicked.connect(lambda _i: self.retrieve_selected())
+        self.cancel_button.clicked.connect(self.pacs.cancel)
+        self.send_button.clicked.connect(self.send_results)
+        close.clicked.connect(self.close)
+        self.pacs.studies_changed.connect(self._fill)
+        self.pacs.busy_changed.connect(self._busy)
+        self.pacs.failed.connect(lambda text: self.status.setText(text))
+        self.pacs.retrieved.connect(lambda folder: self.status.setText(f"Retrieved into {folder}; opening it."))
+        self.pacs.sent.connect(lambda n: self.status.setText(f"Sent {n} result object(s) (SR, SEG) to the PACS."))
+        self._busy("", 0, 0)
+
+    def _remember(self) -> None:
+        self.pacs.server = self.server_edit.text()
+        self.pacs.calling_ae = self.ae_edit.text()
+
+    def filters(self) -> QueryFilters:
+        return QueryFilters(self.patient_id.text(), self.patient_name.text(), self.date_from.text(),
+                            self.date_to.text(), self.accession.text(), self.modality.text())  # fmt: skip
+
+    def search(self) -> None:
+        self._remember()
+        try:
+            filters = self.filters()
+            filters.keys()  # checks the dates
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
+        self.status.setText("Searching…")
+        self.pacs.search(filters)
+
+    def retrieve_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            self.status.setText("Select a study first.")
+            return
+        self._remember()
+        self.status.setText("Retrieving…")
+        self.pacs.retrieve(self.pacs.studies[rows[0].row()].study_uid)
+
+    def send_results(self) -> None:
+        self._remember()
+        self.pacs.send_results()
+
+    def _fill(self) -> None:
+        studies = self.pacs.studies
+        self.table.setRowCount(len(studies))
+        for row, m in enumerate(studies):
+            images = "" if m.n_instances is None else str(m.n_instances)
+            name = m.patient_name.replace("^", " ").strip()
+            cells = (m.patient_id, name, m.study_date, m.accession, m.description, ", ".join(m.modalities), images)
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(m.study_uid)
+                self.table.setItem(row, col, item)
+        if studies:
+            self.table.selectRow(0)
+        self.status.setText(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found.")
+
+    def _busy(self, what: str, done: int, total: int) -> None:
+        working = bool(what)
+        self.progress.setVisible(working)
+        self.progress.setRange(0, total if total > 0 else 0)
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{what} %v/%m" if total else what)
+        self.cancel_button.setEnabled(working)
+        for b in (self.search_button, self.retrieve_button, self.send_button):
+            b.setEnabled(not working)
+
+
+def open_pacs_dialog(parent: QWidget, state: AppState) -> PacsDialog:
+    """Show the dialog (not modal: the app stays usable while a study comes in)."""
+    dialog = PacsDialog(state, parent)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.show()
+    return dialog
