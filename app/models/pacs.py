@@ -17,7 +17,7 @@ from app.models.workers import Cancelled, WorkerError
 from inference.errors import MammoReviewError
 from inference.pacs.cache import InstanceCache
 from inference.pacs.errors import PacsCancelled, PacsError
-from inference.pacs.listener import DEFAULT_AE_TITLE
+from inference.pacs.listener import DEFAULT_AE_TITLE, DEFAULT_PORT, StorageListener
 from inference.pacs.node import open_server, query, retrieve, send
 from inference.pacs.query import QueryFilters, StudyMatch
 
@@ -37,12 +37,17 @@ class PacsState(QObject):
     failed = Signal(str)  # a one-line message for the user
     retrieved = Signal(str)  # the study's folder in the cache
     sent = Signal(int)  # result objects the server took
+    received = Signal(str)  # a file a PACS pushed to our listener (emitted from the listener's thread)
+    listening_changed = Signal(bool)
 
     def __init__(self, state: AppState, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.state = state
         self.studies: list[StudyMatch] = []
         self.busy = ""
+        self.pushed: dict[str, int] = {}  # study folder -> instances received by the listener
+        self._listener: StorageListener | None = None
+        self.received.connect(self._on_received)
 
     # ------------------------------------------------------------------ settings
     def _setting(self, name: str, default: str) -> str:
@@ -76,6 +81,54 @@ class PacsState(QObject):
     def cache(self) -> InstanceCache:
         folder = self._setting("cache_dir", "")
         return InstanceCache(folder or None)
+
+    @property
+    def listen_ae(self) -> str:
+        return self._setting("listen_ae", DEFAULT_AE_TITLE)
+
+    @property
+    def listen_port(self) -> int:
+        try:
+            return int(self._setting("listen_port", str(DEFAULT_PORT)))
+        except ValueError:
+            return DEFAULT_PORT
+
+    def set_listener(self, ae_title: str, port: int) -> None:
+        self.state.settings.set_value("pacs/listen_ae", ae_title.strip() or DEFAULT_AE_TITLE)
+        self.state.settings.set_value("pacs/listen_port", int(port))
+
+    # ------------------------------------------------------------------ the Storage SCP
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
+
+    def start_listening(self, host: str = "0.0.0.0") -> bool:
+        """Accept studies a PACS pushes (C-STORE) under the settings' AE title and port; False
+        (and `failed`) when the port cannot be opened."""
+        if self._listener is not None:
+            return True
+        try:
+            self._listener = StorageListener(self.cache, self.listen_ae, self.listen_port, host,
+                                             on_stored=lambda path: self.received.emit(str(path))).start()  # fmt: skip
+        except PacsError as exc:
+            self._listener = None
+            self.failed.emit(str(exc))
+            return False
+        self.listening_changed.emit(True)
+        return True
+
+    def stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+            self.listening_changed.emit(False)
+
+    def open_pushed(self, folder: str) -> None:
+        self.state.open_paths([Path(folder)])
+
+    def _on_received(self, path: str) -> None:
+        folder = str(Path(path).parent)
+        self.pushed[folder] = self.pushed.get(folder, 0) + 1
 
     # ------------------------------------------------------------------ requests
     def _submit(self, what: str, fn: Any, on_result: Any) -> None:

@@ -4,8 +4,10 @@ Send results to PACS for the current study. The work is `app.models.pacs.PacsSta
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QDialog,
     QFormLayout,
     QHBoxLayout,
@@ -14,6 +16,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -75,6 +78,20 @@ class PacsDialog(QDialog):
         self.cancel_button = QPushButton("&Cancel")
         self.send_button = QPushButton("Send &results to PACS")
         self.send_button.setToolTip("The current study's predictions as a DICOM SR and SEG (research use only)")
+        self.listen_check = QCheckBox("Accept studies a PACS pushes, as AE title")
+        self.listen_ae = QLineEdit(self.pacs.listen_ae)
+        self.listen_ae.setMaxLength(16)
+        self.listen_port = QSpinBox()
+        self.listen_port.setRange(1, 65535)
+        self.listen_port.setValue(self.pacs.listen_port)
+        self.pushed_label = QLabel("")
+        self.open_pushed_button = QPushButton("Open &pushed study")
+        self.open_pushed_button.setEnabled(False)
+        listen = QHBoxLayout()
+        for w in (self.listen_check, self.listen_ae, QLabel("port"), self.listen_port, self.pushed_label):
+            listen.addWidget(w)
+        listen.addStretch(1)
+        listen.addWidget(self.open_pushed_button)
         close = QPushButton("Close")
         buttons = QHBoxLayout()
         for b in (self.retrieve_button, self.cancel_button, self.send_button):
@@ -89,6 +106,7 @@ class PacsDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
+        layout.addLayout(listen)
 
         self.search_button.clicked.connect(self.search)
         self.server_edit.returnPressed.connect(self.search)
@@ -102,7 +120,42 @@ class PacsDialog(QDialog):
         self.pacs.failed.connect(lambda text: self.status.setText(text))
         self.pacs.retrieved.connect(lambda folder: self.status.setText(f"Retrieved into {folder}; opening it."))
         self.pacs.sent.connect(lambda n: self.status.setText(f"Sent {n} result object(s) (SR, SEG) to the PACS."))
+        self.listen_check.toggled.connect(self._listen)
+        self.pacs.received.connect(self._pushed)
+        self.open_pushed_button.clicked.connect(self._open_pushed)
+        self._last_pushed = ""
         self._busy("", 0, 0)
+
+    def _listen(self, on: bool) -> None:
+        if not on:
+            self.pacs.stop_listening()
+            self.pushed_label.setText("")
+            return
+        self.pacs.set_listener(self.listen_ae.text(), self.listen_port.value())
+        if self.pacs.start_listening():
+            self.pushed_label.setText(f"listening on port {self.pacs.listen_port}")
+        else:
+            self.listen_check.setChecked(False)
+        self.listen_ae.setEnabled(not self.pacs.listening)
+        self.listen_port.setEnabled(not self.pacs.listening)
+
+    def _pushed(self, path: str) -> None:
+        from pathlib import Path
+
+        self._last_pushed = str(Path(path).parent)
+        total = sum(self.pacs.pushed.values())
+        n = len(self.pacs.pushed)
+        self.pushed_label.setText(f"{total} instance(s) received, {n} stud{'y' if n == 1 else 'ies'}")
+        self.open_pushed_button.setEnabled(True)
+
+    def _open_pushed(self) -> None:
+        if self._last_pushed:
+            self.pacs.open_pushed(self._last_pushed)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.pacs.stop_listening()
+        self.pacs.cancel()
+        super().closeEvent(event)
 
     def _remember(self) -> None:
         self.pacs.server = self.server_edit.text()

@@ -14,9 +14,10 @@ from app.models.state import AppState
 from app.widgets.main_window import MainWindow
 from app.widgets.pacs_dialog import PacsDialog
 from inference.pacs.dicomweb import DicomWebServer
+from inference.pacs.dimse import DimsePeer
 from inference.pacs.query import QueryFilters
 
-from ...inference.pacs.orthanc import Orthanc, missing_programs, running_orthanc
+from ...inference.pacs.orthanc import Orthanc, free_port, missing_programs, running_orthanc
 from ..conftest import wait_idle
 
 
@@ -48,19 +49,20 @@ def test_search_retrieve_open_and_send_results(qtbot, dialog: PacsDialog, pacs: 
     dialog.server_edit.setText(pacs.dicomweb_with_credentials)
     dialog.patient_id.setText("P1")
     dialog.search_button.click()
-    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1, timeout=20000)
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1, timeout=60000)
     assert dialog.table.item(0, 0).text() == "P1" and dialog.table.item(0, 6).text() == "4"
     assert dialog.pacs.server == pacs.dicomweb_with_credentials  # remembered in the settings
 
     state = dialog.pacs.state
-    with qtbot.waitSignal(dialog.pacs.retrieved, timeout=20000):
-        dialog.retrieve_button.click()
+    dialog.retrieve_button.click()
+    qtbot.waitUntil(lambda: not state.pool.running("pacs"), timeout=60000)
+    assert "Retrieved into" in dialog.status.text(), dialog.status.text()
     wait_idle(qtbot, state)
     assert [s.study_uid for s in state.study_set.studies] == [stored]
     assert len(state.predictions) == 4
     state.set_current(state.study_set.images[0].key)
 
-    with qtbot.waitSignal(dialog.pacs.sent, timeout=30000) as sent:
+    with qtbot.waitSignal(dialog.pacs.sent, timeout=60000) as sent:
         dialog.send_button.click()
     assert sent.args == [5]  # the SR and a SEG per image
     assert "Sent 5" in dialog.status.text()
@@ -72,9 +74,9 @@ def test_search_retrieve_open_and_send_results(qtbot, dialog: PacsDialog, pacs: 
 
 def test_a_wrong_password_is_shown_not_fatal(qtbot, dialog: PacsDialog, pacs: Orthanc) -> None:
     dialog.server_edit.setText(f"http://{pacs.user}:wrong@127.0.0.1:{pacs.http_port}/dicom-web")
-    with qtbot.waitSignal(dialog.pacs.failed, timeout=20000):
+    with qtbot.waitSignal(dialog.pacs.failed, timeout=60000):
         dialog.search_button.click()
-    qtbot.waitUntil(lambda: not dialog.pacs.state.pool.running(), timeout=20000)
+    qtbot.waitUntil(lambda: not dialog.pacs.state.pool.running(), timeout=60000)
     assert "refused the credentials" in dialog.status.text()
     assert dialog.search_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
@@ -88,7 +90,7 @@ def test_a_cancelled_retrieve_opens_nothing(qtbot, make_state, tmp_path: Path, p
     model.retrieved.connect(opened.append)
     model.retrieve(stored)
     model.cancel()
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=20000)
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=60000)
     assert opened == [] and model.busy == "" and not state.study_set.studies
 
 
@@ -108,3 +110,34 @@ def test_the_file_menu_opens_it(qtbot, make_state) -> None:
     dialogs = win.findChildren(PacsDialog)
     assert len(dialogs) == 1 and dialogs[0].isVisible()
     dialogs[0].close()
+
+
+def test_a_pushed_study_can_be_opened(qtbot, dialog: PacsDialog, study_dir: Path) -> None:
+    port = free_port()
+    dialog.listen_ae.setText("MAMMOAPP")
+    dialog.listen_port.setValue(port)
+    dialog.listen_check.setChecked(True)
+    assert dialog.pacs.listening and not dialog.listen_port.isEnabled()
+    assert dialog.pacs.state.settings.value("pacs/listen_port") in (port, str(port))
+    files = sorted(study_dir.glob("*.dcm"))
+    DimsePeer("127.0.0.1", port, "MAMMOAPP", calling_ae="MODALITY").store(files)
+    qtbot.waitUntil(lambda: sum(dialog.pacs.pushed.values()) == 4, timeout=60000)
+    assert "4 instance(s) received, 1 study" in dialog.pushed_label.text()
+    dialog.open_pushed_button.click()
+    state = dialog.pacs.state
+    wait_idle(qtbot, state)
+    assert len(state.study_set.images) == 4
+    dialog.listen_check.setChecked(False)
+    assert not dialog.pacs.listening
+
+
+def test_a_port_in_use_is_shown(qtbot, dialog: PacsDialog) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        dialog.listen_port.setValue(busy.getsockname()[1])
+        dialog.listen_check.setChecked(True)
+        assert not dialog.pacs.listening and not dialog.listen_check.isChecked()
+        assert "cannot listen" in dialog.status.text()
