@@ -90,8 +90,13 @@ def main(argv: Sequence[str], out: IO[str] | None = None, err: IO[str] | None = 
     elif args.command == "query":
         filters = QueryFilters(args.patient_id, args.patient_name, args.date_from, args.date_to, args.accession,
                                args.modality)  # fmt: skip
+        try:
+            filters.keys()
+        except ValueError as exc:
+            raise PacsError(str(exc)) from None
+        found = query(server, filters, limit=args.limit)
         out.write("\t".join(_STUDY_COLUMNS) + "\n")
-        for m in query(server, filters, limit=args.limit):
+        for m in found:
             cells = (m.study_uid, m.patient_id, m.patient_name, m.study_date, m.accession, "\\".join(m.modalities),
                      "" if m.n_instances is None else str(m.n_instances))  # fmt: skip
             out.write("\t".join(c.replace("\t", " ") for c in cells) + "\n")

@@ -115,10 +115,10 @@ class DicomWebServer:
 
     def query_studies(self, filters: QueryFilters | None = None, limit: int | None = None) -> list[StudyMatch]:
         """Studies matching ``filters`` (modality MG by default)."""
-        filters = filters or QueryFilters()
+        keys = (filters or QueryFilters()).keys()  # a bad date raises ValueError here, not as the server's fault
         with self._errors("searching for studies"):
             found = self._client.search_for_studies(
-                search_filters=dict(filters.keys()), fields=list(STUDY_RETURN_KEYS), limit=limit
+                search_filters=dict(keys), fields=list(STUDY_RETURN_KEYS), limit=limit
             )
             return [StudyMatch.from_dataset(_dataset(item)) for item in found]
 

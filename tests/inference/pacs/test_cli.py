@@ -121,3 +121,5 @@ def test_errors_are_one_line_and_exit_2(orthanc: Orthanc, capsys: pytest.Capture
     assert "refused the credentials" in capsys.readouterr().err
     assert main(["pacs", "query", "ftp://somewhere"]) == 2
     assert "not a server" in capsys.readouterr().err
+    assert main(["pacs", "query", orthanc.dicomweb_with_credentials, "--from", "yesterday"]) == 2
+    assert "not a date" in capsys.readouterr().err
