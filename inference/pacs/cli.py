@@ -160,7 +160,11 @@ def predict_from_pacs(
     normal ``predict`` on its folder (``build_predict_parser`` and ``run_predict`` come from
     ``inference.cli``), then optionally send the SR and SEGs back and keep copies beside ``--out``."""
     err = err or sys.stderr
-    p = argparse.ArgumentParser(prog="python -m inference predict --from-pacs", add_help=False)
+    p = argparse.ArgumentParser(
+        prog="python -m inference predict --from-pacs",
+        description="retrieve a study, predict it like `predict` (every predict option applies, no INPUT), "
+        "optionally send the results back as DICOM SR and SEG (research use only)",
+    )
     p.add_argument("--from-pacs", required=True, metavar="SERVER")
     p.add_argument("--study", required=True, metavar="UID")
     p.add_argument("--send-results", action="store_true", help="send the SR and SEG back to the server")

@@ -121,7 +121,8 @@ def findings_from_csv(
     sop = dict(sop_of_key or {})
     studies: dict[str, dict[str, list[dict[str, str]]]] = {}
     for r in rows:
-        key = r["study_uid"] if r["level"] == "image" else r["key"].split("/")[0]
+        level = r["level"]
+        key = r["study_uid"] if level == "image" else r["key"].rsplit("/", 1)[0] if level == "breast" else r["key"]
         studies.setdefault(key, {"image": [], "breast": [], "exam": []}).setdefault(r["level"], []).append(r)
     out = []
     for study_key, levels in studies.items():

@@ -108,6 +108,12 @@ def test_predict_from_pacs_sends_the_results_back(
     assert {ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
             for ds in results if ds.Modality == "SEG"} == sops  # fmt: skip
     assert len(list((tmp_path / "predictions.dicom").glob("*.dcm"))) == 5
+    # again, now that the study holds our SR and SEGs: they are skipped, the images predicted again
+    again = tmp_path / "again.csv"
+    assert main(["predict", "--from-pacs", orthanc.dicomweb_with_credentials, "--study", uid, "--cache",
+                 str(tmp_path / "cache"), "--out", str(again), "--quiet", "--device", "cpu"]) == 0  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(again.read_text(encoding="utf-8"))))
+    assert sorted(r["status"] for r in rows if r["level"] == "image") == ["ok"] * 4 + ["skipped"] * 5
 
 
 def test_errors_are_one_line_and_exit_2(orthanc: Orthanc, capsys: pytest.CaptureFixture[str]) -> None:
