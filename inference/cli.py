@@ -436,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("phantom", help="write synthetic phantom DICOM studies (see: phantom --help)", add_help=False)
     sub.add_parser("labels", help="import, export and count labels (see: labels --help)", add_help=False)
     sub.add_parser("deidentify", help="de-identify DICOM files IN... into OUT (see: deidentify --help)", add_help=False)
+    sub.add_parser("pacs", help="query and retrieve from a PACS (see: pacs --help)", add_help=False)  # issue 17
     return parser
 
 
@@ -477,6 +478,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "deidentify":  # issue 13: its own parser (inference.deidentify_cli)
             from inference.deidentify_cli import main as deidentify
             return deidentify(argv[1:])
+        # --- issue 17 (PACS): `pacs ...` and `predict --from-pacs` live in inference/pacs/cli.py
+        if argv and argv[0] == "pacs":
+            from inference.pacs.cli import main as pacs_main
+
+            return pacs_main(argv[1:])
+        if argv and argv[0] == "predict" and any(a.split("=")[0] == "--from-pacs" for a in argv):
+            from inference.pacs.cli import predict_from_pacs
+
+            return predict_from_pacs(argv[1:], build_parser, run_predict, err)
+        # --- end issue 17
         args = build_parser().parse_args(argv)
         return run_predict(args, err)
     except MammoReviewError as exc:

@@ -47,6 +47,7 @@ from app.widgets.explorer import ExplorerPanel
 from app.widgets.image_view import PRESETS
 from app.widgets.label_panel import LabelPanel
 from app.widgets.overlays import OverlayControls
+from app.widgets.pacs_dialog import open_pacs_dialog  # issue 17
 from app.widgets.predictions_panel import PredictionsPanel
 from app.widgets.queue_panel import QueuePanel
 from app.widgets.viewer import HangingViewer
@@ -211,6 +212,7 @@ class MainWindow(QMainWindow):
         self._action(f, "Open &folder…", self.open_folder_dialog, "Ctrl+O")
         self._action(f, "Open f&iles…", self.open_files_dialog, "Ctrl+Shift+O")
         self._action(f, "Open the &sample studies", lambda: self.state.open_paths([samples_path()]))
+        self._action(f, "Open from &PACS…", lambda: open_pacs_dialog(self, self.state))  # issue 17
         self.recent_menu = f.addMenu("&Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         f.addSeparator()

@@ -1,0 +1,143 @@
+"""File > Open from PACS against a real Orthanc: search, retrieve and open, send the results back;
+a wrong password and a cancelled retrieve."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from app.models.pacs import PacsState
+from app.models.state import AppState
+from app.widgets.main_window import MainWindow
+from app.widgets.pacs_dialog import PacsDialog
+from inference.pacs.dicomweb import DicomWebServer
+from inference.pacs.dimse import DimsePeer
+from inference.pacs.query import QueryFilters
+
+from ...inference.pacs.orthanc import Orthanc, free_port, missing_programs, running_orthanc
+from ..conftest import wait_idle
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    if missing_programs():
+        pytest.fail(f"{', '.join(missing_programs())} missing: apt-get install orthanc orthanc-dicomweb")
+    with running_orthanc(tmp_path_factory.mktemp("orthanc-app")) as server:
+        yield server
+
+
+@pytest.fixture
+def stored(pacs: Orthanc, study_dir: Path) -> str:
+    files = sorted(study_dir.glob("*.dcm"))
+    DicomWebServer(pacs.dicomweb_with_credentials).store([dcmread(p) for p in files])
+    return str(dcmread(files[0]).StudyInstanceUID)
+
+
+@pytest.fixture
+def dialog(qtbot, make_state, tmp_path: Path) -> PacsDialog:
+    state: AppState = make_state()
+    state.settings.set_value("pacs/cache_dir", str(tmp_path / "pacs-cache"))
+    d = PacsDialog(state)
+    qtbot.addWidget(d)
+    return d
+
+
+def test_search_retrieve_open_and_send_results(qtbot, dialog: PacsDialog, pacs: Orthanc, stored: str) -> None:
+    dialog.server_edit.setText(pacs.dicomweb_with_credentials)
+    dialog.patient_id.setText("P1")
+    dialog.search_button.click()
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1, timeout=60000)
+    assert dialog.table.item(0, 0).text() == "P1" and dialog.table.item(0, 6).text() == "4"
+    assert dialog.pacs.server == pacs.dicomweb_with_credentials  # remembered in the settings
+
+    state = dialog.pacs.state
+    dialog.retrieve_button.click()
+    qtbot.waitUntil(lambda: not state.pool.running("pacs"), timeout=60000)
+    assert "Retrieved into" in dialog.status.text(), dialog.status.text()
+    wait_idle(qtbot, state)
+    assert [s.study_uid for s in state.study_set.studies] == [stored]
+    assert len(state.predictions) == 4
+    state.set_current(state.study_set.images[0].key)
+
+    with qtbot.waitSignal(dialog.pacs.sent, timeout=60000) as sent:
+        dialog.send_button.click()
+    assert sent.args == [5]  # the SR and a SEG per image
+    assert "Sent 5" in dialog.status.text()
+    series = DicomWebServer(pacs.dicomweb_with_credentials).query_series(stored)
+    assert sorted(s.modality for s in series).count("MG") == 4
+    assert {"SR", "SEG"} <= {s.modality for s in series}
+    wait_idle(qtbot, state)
+
+
+def test_a_wrong_password_is_shown_not_fatal(qtbot, dialog: PacsDialog, pacs: Orthanc) -> None:
+    dialog.server_edit.setText(f"http://{pacs.user}:wrong@127.0.0.1:{pacs.http_port}/dicom-web")
+    with qtbot.waitSignal(dialog.pacs.failed, timeout=60000):
+        dialog.search_button.click()
+    qtbot.waitUntil(lambda: not dialog.pacs.state.pool.running(), timeout=60000)
+    assert "refused the credentials" in dialog.status.text()
+    assert dialog.search_button.isEnabled() and not dialog.cancel_button.isEnabled()
+
+
+def test_a_cancelled_retrieve_opens_nothing(qtbot, make_state, tmp_path: Path, pacs: Orthanc, stored: str) -> None:
+    state: AppState = make_state()
+    state.settings.set_value("pacs/cache_dir", str(tmp_path / "cache"))
+    model = PacsState(state)
+    model.server = pacs.dicomweb_with_credentials
+    opened: list[str] = []
+    model.retrieved.connect(opened.append)
+    model.retrieve(stored)
+    model.cancel()
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=60000)
+    assert opened == [] and model.busy == "" and not state.study_set.studies
+
+
+def test_bad_dates_are_caught_before_the_query(qtbot, dialog: PacsDialog) -> None:
+    dialog.date_from.setText("last week")
+    dialog.search_button.click()
+    assert "not a date" in dialog.status.text()
+    assert not dialog.pacs.state.pool.running()
+    assert QueryFilters(date_from="2024-01-01").keys()["StudyDate"] == "20240101-"
+
+
+def test_the_file_menu_opens_it(qtbot, make_state) -> None:
+    win = MainWindow(make_state())
+    qtbot.addWidget(win)
+    action = next(a for a in win.file_menu.actions() if a.text() == "Open from &PACS…")
+    action.trigger()
+    dialogs = win.findChildren(PacsDialog)
+    assert len(dialogs) == 1 and dialogs[0].isVisible()
+    dialogs[0].close()
+
+
+def test_a_pushed_study_can_be_opened(qtbot, dialog: PacsDialog, study_dir: Path) -> None:
+    port = free_port()
+    dialog.listen_ae.setText("MAMMOAPP")
+    dialog.listen_port.setValue(port)
+    dialog.listen_check.setChecked(True)
+    assert dialog.pacs.listening and not dialog.listen_port.isEnabled()
+    assert dialog.pacs.state.settings.value("pacs/listen_port") in (port, str(port))
+    files = sorted(study_dir.glob("*.dcm"))
+    DimsePeer("127.0.0.1", port, "MAMMOAPP", calling_ae="MODALITY").store(files)
+    qtbot.waitUntil(lambda: sum(dialog.pacs.pushed.values()) == 4, timeout=60000)
+    assert "4 instance(s) received, 1 study" in dialog.pushed_label.text()
+    dialog.open_pushed_button.click()
+    state = dialog.pacs.state
+    wait_idle(qtbot, state)
+    assert len(state.study_set.images) == 4
+    dialog.listen_check.setChecked(False)
+    assert not dialog.pacs.listening
+
+
+def test_a_port_in_use_is_shown(qtbot, dialog: PacsDialog) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        dialog.listen_port.setValue(busy.getsockname()[1])
+        dialog.listen_check.setChecked(True)
+        assert not dialog.pacs.listening and not dialog.listen_check.isChecked()
+        assert "cannot listen" in dialog.status.text()
