@@ -53,7 +53,8 @@ def _qt(platform: str, required: bool) -> Check:
         failure = plugin_failure(platform)
         reason = one_line(failure) if failure else problem
         return Check(name, "FAILED" if problem else "ok", reason or "its libraries load", required)
-    code = "import sys; from PySide6.QtGui import QGuiApplication; a = QGuiApplication(sys.argv[:1]); print(a.platformName())"
+    code = ("import sys; from PySide6.QtGui import QGuiApplication; "
+            "a = QGuiApplication(sys.argv[:1]); print(a.platformName())")
     try:
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -87,7 +88,8 @@ def _runtime_checks(model: Path) -> Iterator[Check]:
         yield Check("ONNX Runtime", "FAILED", f"{NO_RUNTIME} ({exc})")
         return
     runtimes = installed_runtimes()
-    detail = f"{ort.__version__} ({', '.join(runtimes) or 'no distribution metadata'}), providers {', '.join(ort.get_available_providers())}"
+    detail = (f"{ort.__version__} ({', '.join(runtimes) or 'no distribution metadata'}), "
+              f"providers {', '.join(ort.get_available_providers())}")
     both = "onnxruntime" in runtimes and "onnxruntime-gpu" in runtimes
     yield Check("ONNX Runtime", "FAILED" if both else "ok", cuda_problem() if both else detail)
 
@@ -104,7 +106,8 @@ def _runtime_checks(model: Path) -> Iterator[Check]:
             sess = ort.InferenceSession(str(model), sess_options=options, providers=[provider, CPU_PROVIDER])
             used = sess.get_providers()
             ok = provider in used
-            yield Check(provider, "ok" if ok else "FAILED", f"a session of {model.name} uses {', '.join(used)}", required)
+            detail = f"a session of {model.name} uses {', '.join(used)}"
+            yield Check(provider, "ok" if ok else "FAILED", detail, required)
         except (MammoReviewError, RuntimeError, ValueError) as exc:
             yield Check(provider, "FAILED", str(exc), required)
     if CUDA_PROVIDER not in available:
@@ -126,7 +129,7 @@ def _model_check(model: Path) -> Check:
 
 def _decoder_checks() -> Iterator[Check]:
     import pydicom.uid
-    from pydicom.pixels import get_decoder
+    from pydicom.pixels.decoders.base import get_decoder
 
     for name in TRANSFER_SYNTAXES:
         uid = getattr(pydicom.uid, name)

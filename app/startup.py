@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from inference.model.providers import LoadFailure, load_failure
 
-__all__ = ["APT", "DNF", "install_lines", "one_line", "platform_plugin", "platform_problem", "plugin_failure", "qt_platform", "xcb_message"]
+__all__ = [
+    "APT", "DNF", "install_lines", "one_line", "platform_plugin", "platform_problem", "plugin_failure", "qt_platform",
+    "xcb_message",
+]
 
 # soname -> (Debian / Ubuntu package, Fedora / RHEL package): what libqxcb.so and the Qt libraries it
 # loads need from the system (PySide6's wheel ships Qt itself and ICU).
@@ -54,7 +58,7 @@ APT = {so: deb for so, (deb, _) in _PACKAGES.items()}
 DNF = {so: rpm for so, (_, rpm) in _PACKAGES.items()}
 
 
-def qt_platform(environ: dict[str, str] | None = None) -> str:
+def qt_platform(environ: Mapping[str, str] | None = None) -> str:
     """The platform plugin Qt will try first: QT_QPA_PLATFORM, else wayland in a Wayland session, else
     xcb on Linux ('' on Windows and macOS, where Qt's own plugin needs nothing from the system)."""
     env = os.environ if environ is None else environ
@@ -89,7 +93,8 @@ def install_lines(missing: list[str] | tuple[str, ...]) -> tuple[str, str, list[
 
 def xcb_message(failure: LoadFailure, platform: str = "xcb") -> str:
     """What to tell the user when the platform plugin does not load: the libraries and the fix."""
-    lines = [f"mammo-review: Qt's {platform!r} platform plugin cannot load ({failure.path.name}): {failure.describe()}."]
+    lines = [f"mammo-review: Qt's {platform!r} platform plugin cannot load ({failure.path.name}): "
+             f"{failure.describe()}."]
     apt, dnf, unknown = install_lines(failure.missing)
     if apt or dnf:
         lines.append("Install the missing system libraries:")
@@ -121,7 +126,7 @@ def one_line(failure: LoadFailure) -> str:
     return f"{failure.path.name} does not load: {failure.describe()}" + (f"; fix: {' | '.join(fixes)}" if fixes else "")
 
 
-def platform_problem(environ: dict[str, str] | None = None) -> str:
+def platform_problem(environ: Mapping[str, str] | None = None) -> str:
     """'' when Qt's platform plugin should start here; else the message that says what to install.
 
     Checked on Linux for xcb and wayland (the plugins that need system libraries) before Qt aborts.

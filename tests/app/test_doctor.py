@@ -19,33 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LINUX = sys.platform.startswith("linux")
 
 # Real `ldd` output of PySide6 6.11.3's libqxcb.so on Debian 12 without libxcb-icccm4 and
-# libxcb-keysyms1 (the machine this was written on), lines kept in their order, some left out.
-LDD_QXCB_DEBIAN12 = """\
-\tlinux-vdso.so.1 (0x00007f861d092000)
-\tlibQt6XcbQpa.so.6 => /work/main/.venv/lib/python3.11/site-packages/PySide6/Qt/plugins/platforms/../../lib/libQt6XcbQpa.so.6 (0x00007f861cfc4000)
-\tlibQt6Gui.so.6 => /work/main/.venv/lib/python3.11/site-packages/PySide6/Qt/plugins/platforms/../../lib/libQt6Gui.so.6 (0x00007f861c400000)
-\tlibGL.so.1 => /lib/x86_64-linux-gnu/libGL.so.1 (0x00007f861cf33000)
-\tlibxkbcommon.so.0 => /lib/x86_64-linux-gnu/libxkbcommon.so.0 (0x00007f861c3ba000)
-\tlibxkbcommon-x11.so.0 => /lib/x86_64-linux-gnu/libxkbcommon-x11.so.0 (0x00007f861cf26000)
-\tlibxcb-cursor.so.0 => /lib/x86_64-linux-gnu/libxcb-cursor.so.0 (0x00007f861cf1f000)
-\tlibxcb-icccm.so.4 => not found
-\tlibxcb-util.so.1 => /lib/x86_64-linux-gnu/libxcb-util.so.1 (0x00007f861cf17000)
-\tlibxcb-image.so.0 => /lib/x86_64-linux-gnu/libxcb-image.so.0 (0x00007f861cf11000)
-\tlibxcb-keysyms.so.1 => not found
-\tlibxcb-randr.so.0 => /lib/x86_64-linux-gnu/libxcb-randr.so.0 (0x00007f861c3a9000)
-\tlibxcb-render-util.so.0 => /lib/x86_64-linux-gnu/libxcb-render-util.so.0 (0x00007f861b800000)
-\tlibxcb-xkb.so.1 => /lib/x86_64-linux-gnu/libxcb-xkb.so.1 (0x00007f861c363000)
-\tlibxcb.so.1 => /lib/x86_64-linux-gnu/libxcb.so.1 (0x00007f861c339000)
-\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f861b21e000)
-\tlibxcb-icccm.so.4 => not found
-\tlibxcb-keysyms.so.1 => not found
-\tlibEGL.so.1 => /lib/x86_64-linux-gnu/libEGL.so.1 (0x00007f861ba7c000)
-\tlibfontconfig.so.1 => /lib/x86_64-linux-gnu/libfontconfig.so.1 (0x00007f861ba31000)
-\t/lib64/ld-linux-x86-64.so.2 (0x00007f861d094000)
-\tlibdbus-1.so.3 => /lib/x86_64-linux-gnu/libdbus-1.so.3 (0x00007f861ad83000)
-"""
+# libxcb-keysyms1 (the machine this was written on), as ldd printed it.
+LDD_QXCB_DEBIAN12 = (Path(__file__).parent / "data" / "ldd-libqxcb-debian12.txt").read_text(encoding="utf-8")
 
-# The system libraries libqxcb.so links against directly (readelf -d, PySide6 6.11.3), less glibc/libstdc++.
+# The system libraries libqxcb.so and libQt6XcbQpa.so link against (readelf -d, PySide6 6.11.3),
+# less glibc / libstdc++, plus libEGL, libfontconfig and libdbus that Qt's Gui and DBus libraries load.
 QXCB_NEEDED = [
     "libGL.so.1", "libxkbcommon.so.0", "libxkbcommon-x11.so.0", "libxcb-cursor.so.0", "libxcb-icccm.so.4",
     "libxcb-util.so.1", "libxcb-image.so.0", "libxcb-keysyms.so.1", "libxcb-randr.so.0", "libxcb-render-util.so.0",
@@ -170,7 +148,8 @@ def test_doctor_reports_every_check(tmp_path: Path) -> None:
     assert statuses["numba cache folder"] == "ok"
     assert statuses["CUDAExecutionProvider"] in ("ok", "FAILED", "absent")  # optional: its line says why
     for name in ("RLE Lossless", "JPEG Baseline (Process 1)", "JPEG-LS Lossless Image Compression",
-                 "JPEG 2000 Image Compression", "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])"):
+                 "JPEG 2000 Image Compression",
+                 "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])"):
         assert statuses[f"pixel decoder {name}"] == "ok", name
     if LINUX:  # what a desktop would need, reported (optional) even in a headless run
         missing = _ldd_missing(platform_plugin("xcb"))
