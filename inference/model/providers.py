@@ -173,6 +173,12 @@ def cuda_problem() -> str:
     library = _cuda_provider_library()
     if library is not None:
         preload_cuda_libraries()
+        # As onnxruntime does: its providers' shared part first, with global symbols.
+        for shared in library.parent.glob("*onnxruntime_providers_shared*"):
+            try:
+                ctypes.CDLL(str(shared), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+            except OSError:
+                pass
         failure = load_failure(library)
         if failure is not None:
             return (f"onnxruntime-gpu's CUDA provider cannot load: {failure.describe()} "
