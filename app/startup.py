@@ -133,6 +133,8 @@ def platform_problem(environ: Mapping[str, str] | None = None) -> str:
     """
     env = os.environ if environ is None else environ
     platform = qt_platform(env)
+    if ";" in env.get("QT_QPA_PLATFORM", "") or (platform == "wayland" and not env.get("QT_QPA_PLATFORM")):
+        return ""  # Qt has another platform to fall back on: let it try
     failure = plugin_failure(platform)
     if failure is not None:
         return xcb_message(failure, platform)

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 from app.models.settings import Settings
-from app.startup import APT, DNF, install_lines, one_line, platform_plugin, plugin_failure, qt_platform, xcb_message
+from app.startup import (
+    APT,
+    DNF,
+    install_lines,
+    one_line,
+    platform_plugin,
+    platform_problem,
+    plugin_failure,
+    qt_platform,
+    xcb_message,
+)
 from inference.model.providers import LoadFailure, missing_libraries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +91,10 @@ def test_platform_choice() -> None:
         assert qt_platform({}) == "xcb"
         assert qt_platform({"XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0"}) == "wayland"
     assert plugin_failure("offscreen") is None
+    assert platform_problem({"QT_QPA_PLATFORM": "offscreen"}) == ""
+    # With a fallback (a list, or Qt's own wayland-then-xcb in a Wayland session) Qt is left to try.
+    assert platform_problem({"QT_QPA_PLATFORM": "wayland;xcb"}) == ""
+    assert platform_problem({"XDG_SESSION_TYPE": "wayland", "WAYLAND_DISPLAY": "wayland-0"}) == ""
 
 
 def _ldd_missing(path: Path) -> list[str]:
