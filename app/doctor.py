@@ -4,7 +4,8 @@ Checks, each printed as ``ok``, ``FAILED`` or ``absent`` (an optional piece that
 with its reason: Qt's platform plugin (started in a child process, since Qt aborts when it cannot
 load), ONNX Runtime and each of its execution providers (a session of the bundled model created on
 each), pydicom's pixel decoders per transfer syntax, the bundled model against its manifest, the
-label store (opened, so created when absent, as the app would), and numba's cache folder. The exit status is 1 when a required check failed.
+label store (opened, so created when absent, as the app would), and numba's cache folder. The
+exit status is 1 when a required check failed.
 """
 
 from __future__ import annotations
