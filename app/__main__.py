@@ -50,11 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="quit as soon as the first window is on screen (start-up benchmark)",
     )
     p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
+    p.add_argument("--doctor", action="store_true", help="check Qt, ONNX Runtime and its devices, decoders, model, label store; print one line each and exit")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app import doctor, startup
+
+    if args.doctor:
+        return doctor.main(settings=args.settings)
+    problem = startup.platform_problem()  # before Qt, which aborts when its platform plugin cannot load
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     import pyqtgraph as pg
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)

@@ -7,7 +7,8 @@ Checks, headlessly (QT_QPA_PLATFORM=offscreen):
   2. ``mammo-review-selftest`` passes (pixel decoders, bundled samples + model, UMAP/numba);
   3. ``mammo-review --screenshot FILE`` opens the bundled samples, runs the model and writes a
      PNG that is non-trivial (big, many grey levels, not one flat colour);
-  4. launch-to-first-window time: from launch to the offscreen platform's first notice that a
+  4. ``mammo-review --doctor`` passes (its lines are printed: what the bundle could not load);
+  5. launch-to-first-window time: from launch to the offscreen platform's first notice that a
      top-level window was shown (and with ``--exit-after-show`` once the app offers it).
 Prints one line per figure; exits 1 when a check fails. Settings, caches and the numba cache go
 to a temporary folder, so the user's own are not touched.
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mammo-smoke-") as tmp_name:
         tmp = Path(tmp_name)
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CACHE_HOME=str(tmp / "cache"),
-                   XDG_CONFIG_HOME=str(tmp / "config"), LOCALAPPDATA=str(tmp / "cache"))  # fmt: skip
+                   XDG_CONFIG_HOME=str(tmp / "config"), XDG_DATA_HOME=str(tmp / "data"),
+                   LOCALAPPDATA=str(tmp / "cache"), APPDATA=str(tmp / "data"))  # fmt: skip
         env.pop("NUMBA_CACHE_DIR", None)
 
         if args.no_selftest:
@@ -174,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{selftest} not found")
 
         if app.is_file():
+            # --doctor: every check of the installation, as the user would run it (Qt offscreen here).
+            rc, out, wall = run([str(app), "--doctor", "--settings", str(tmp / "settings.ini")], env, args.timeout)
+            print(f"app --doctor: exit {rc} in {wall:.1f} s")
+            for line in out.splitlines():
+                if line.startswith(("ok", "FAILED", "absent", "doctor:")):
+                    print("    " + line[:200])
+            if rc != 0:
+                failures.append(f"--doctor exit {rc}:\n{out[-3000:]}")
             shot = tmp / "screenshot.png"
             cmd = [str(app), "--screenshot", str(shot), "--settings", str(tmp / "settings.ini"), "--cache", str(tmp / "predictions")]
             walls, shown_at = [], []

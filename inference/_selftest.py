@@ -63,6 +63,33 @@ class _Report:
         print(f"OK   {name} ({time.perf_counter() - t0:.2f} s) {detail}", flush=True)
 
 
+#: What the runtime loads, by import name. umap, pynndescent and numba are only looked up here:
+#: inference.latent.projection must import them itself (it points numba at its cache folder first).
+_IMPORTED = ("numpy", "scipy", "PIL", "pydicom", "pylibjpeg", "openjpeg", "rle", "jpeg_ls", "gdcm", "onnxruntime", "sklearn")
+_FOUND = ("umap", "pynndescent", "numba", "llvmlite")
+
+
+def _imports() -> str:
+    """Import every runtime module; name each one that does not load and why (a missing shared
+    library, a module PyInstaller did not collect), and what keeps ONNX Runtime off CUDA."""
+    import importlib
+    import importlib.util
+
+    from inference.model.providers import cuda_problem
+
+    failed = []
+    for name in _IMPORTED:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # ImportError, OSError from a shared library: name both
+            failed.append(f"{name} ({type(exc).__name__}: {exc})")
+    failed += [f"{name} (not found)" for name in _FOUND if importlib.util.find_spec(name) is None]
+    if failed:
+        raise AssertionError("could not load " + "; ".join(failed))
+    cuda = cuda_problem()
+    return f"{len(_IMPORTED) + len(_FOUND)} modules; CUDA: {cuda or 'available'}"
+
+
 def _decoders(folder: Path) -> str:
     """Write one phantom per transfer syntax and decode it with every expected plugin."""
     from pydicom import dcmread
@@ -200,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail, state["predictions"] = _model(state["loaded"])
         return detail
 
+    report.check("imports", _imports)
     with tempfile.TemporaryDirectory(prefix="mammo-selftest-") as tmp:
         report.check("pixel decoders", lambda: _decoders(Path(tmp)))
     report.check("bundled samples", samples)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "mammo-review" in commands[0] and "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "README.md" in ci and "bash -c" in ci
+    # .ci/run greps the README for its command: the pattern must pick the second line, not the first.
+    found = re.search(r"grep -m1 -A0 '([^']+)' README\.md", ci)
+    assert found, ".ci/run no longer greps README.md for its command"
+    picked = [line for line in readme if re.search(found.group(1), line)]
+    assert picked[:1] == [commands[1]], (found.group(1), picked)
+    assert '".[cpu]"' in commands[0] and '".[cpu,' in commands[1]  # exactly one ONNX Runtime extra each
 
 
 def test_app_state_objects_import_only_qtcore() -> None:

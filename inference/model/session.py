@@ -1,8 +1,10 @@
 """The ONNX Runtime session of the bundled (or a given) model, checked against its manifest at load.
 
 ``ModelSession.load()`` opens one session and keeps it: CUDA when onnxruntime-gpu is installed and
-CUDA works (``device="auto"`` falls back to the CPU quietly, ``device="cuda"`` raises instead), else
-the CPU with one intra-op thread per physical core and every graph optimisation on. A model that is
+CUDA works (``device="auto"`` falls back to the CPU with a notice saying why, ``device="cuda"``
+raises instead, naming the missing CUDA / cuDNN libraries, driver or package; see
+:mod:`inference.model.providers`), else the CPU with one intra-op thread per physical core and
+every graph optimisation on. A model that is
 missing, is not ONNX, or does not match its manifest raises one :class:`ModelError` naming the file
 and the mismatch.
 """
@@ -20,14 +22,15 @@ import numpy as np
 
 from inference.errors import ModelError
 from inference.formats import ModelManifest, file_sha256, manifest_path_for, read_model_manifest
+from inference.model.providers import CPU_PROVIDER, CUDA_PROVIDER, NO_RUNTIME, cuda_problem, preload_cuda_libraries
 
 __all__ = [
     "DEVICES", "ModelSession", "bundled_model_path", "check_against_manifest", "cuda_available", "physical_cores",
 ]
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-_CUDA = "CUDAExecutionProvider"
-_CPU = "CPUExecutionProvider"
+_CUDA = CUDA_PROVIDER
+_CPU = CPU_PROVIDER
 
 
 def bundled_model_path() -> Path:
@@ -64,10 +67,20 @@ def physical_cores() -> int:
     return max(1, min(n, usable))
 
 
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ModelError(NO_RUNTIME) from exc
+    return ort
+
+
 def cuda_available() -> bool:
     """True when the installed onnxruntime offers the CUDA execution provider."""
-    import onnxruntime as ort
-
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
     return _CUDA in ort.get_available_providers()
 
 
@@ -155,8 +168,7 @@ class ModelSession:
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto", threads: int | None = None) -> ModelSession:
         """Open ``model`` (default: the bundled one) on ``device`` ("auto", "cpu" or "cuda")."""
-        import onnxruntime as ort
-
+        ort = _onnxruntime()
         if device not in DEVICES:
             raise ModelError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
         path = Path(model) if model is not None else bundled_model_path()
@@ -178,11 +190,9 @@ class ModelSession:
         available = ort.get_available_providers()
         want_cuda = device == "cuda" or (device == "auto" and _CUDA in available)
         if device == "cuda" and _CUDA not in available:
-            raise ModelError(
-                "device 'cuda' was asked for but this onnxruntime has no CUDA support "
-                f"(providers: {', '.join(available)}); install onnxruntime-gpu or use --device cpu",
-                path,
-            )
+            raise ModelError(f"device 'cuda' was asked for but CUDA cannot run: {cuda_problem()}; or use --device cpu", path)
+        if want_cuda:
+            preload_cuda_libraries()
         n_threads = int(threads) if threads else physical_cores()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -203,13 +213,10 @@ class ModelSession:
         notice = ""
         used_cuda = _CUDA in session.get_providers()
         if want_cuda and not used_cuda:
+            why = cuda_problem() or "onnxruntime did not say why (its log above names the failing library)"
             if device == "cuda":
-                raise ModelError(
-                    "device 'cuda' was asked for but CUDA could not be initialised "
-                    "(check the NVIDIA driver and the CUDA/cuDNN libraries onnxruntime-gpu needs)",
-                    path,
-                )
-            notice = "CUDA is offered by onnxruntime but could not be initialised; running on the CPU"
+                raise ModelError(f"device 'cuda' was asked for but CUDA could not be initialised: {why}", path)
+            notice = f"CUDA is offered by onnxruntime but could not be initialised ({why}); running on the CPU"
         check_against_manifest(session, manifest, path)
         return cls(
             path=path,

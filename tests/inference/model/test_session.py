@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from inference.errors import ManifestError, ModelError
@@ -154,30 +153,6 @@ def test_model_without_an_output_the_manifest_lists(tiny_model: Path, tmp_path: 
 def test_unknown_device(tiny_model: Path) -> None:
     with pytest.raises(ModelError, match="unknown device 'tpu'"):
         ModelSession.load(tiny_model, device="tpu")
-
-
-def test_explicit_cuda_without_cuda_support_is_a_clear_error(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    with pytest.raises(ModelError, match="device 'cuda' was asked for but this onnxruntime has no CUDA support"):
-        ModelSession.load(tiny_model, device="cuda")
-    # "auto" quietly uses the CPU
-    assert ModelSession.load(tiny_model, device="auto").device == "cpu"
-
-
-def test_cuda_offered_but_failing(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """CUDA listed but not usable (no driver): "auto" falls back with a notice, "cuda" raises."""
-    real = ort.InferenceSession
-
-    def cpu_only(path: str, sess_options: Any = None, providers: Any = None) -> Any:
-        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
-
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    monkeypatch.setattr(ort, "InferenceSession", cpu_only)
-    s = ModelSession.load(tiny_model, device="auto")
-    assert s.device == "cpu"
-    assert "could not be initialised" in s.notice
-    with pytest.raises(ModelError, match="CUDA could not be initialised"):
-        ModelSession.load(tiny_model, device="cuda")
 
 
 def test_thread_count_can_be_set(tiny_model: Path) -> None:
