@@ -30,7 +30,7 @@ import torch
 
 from inference.errors import ModelError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow
-from training.augment import Augment
+from training.augment import Augment, Compose, IntensityAugment, Transform
 from training.data import ImageDataset, collate, load_manifest, plan_batches
 from training.loss import LossConfig, multitask_loss
 from training.metrics import auc, balanced_accuracy
@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     lr: float = 1e-3
     augment: bool = True
+    intensity: bool = False  # IntensityAugment before the geometric one (training split only)
     checkpoint_minutes: float = 10.0
     max_minutes: float = 0.0  # stop after the epoch that passes this budget (0: no limit)
     class_weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
@@ -123,6 +124,18 @@ def evaluate_split(model: MammoNet, ds: ImageDataset) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- training
+def training_transform(cfg: TrainConfig) -> Transform | None:
+    """The training split's random transform: intensity (if on), then geometric (if on)."""
+    parts: list[Transform] = []
+    if cfg.intensity:
+        parts.append(IntensityAugment())
+    if cfg.augment:
+        parts.append(Augment())
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else Compose(tuple(parts))
+
+
 def _log(run: Path, text: str, echo: bool) -> None:
     line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
     with open(run / "train.log", "a", encoding="utf-8") as f:
@@ -164,7 +177,7 @@ def train(
     """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, Augment() if cfg.augment else None)
+    train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, training_transform(cfg))
     tune_ds = ImageDataset(tuning_rows, cfg.height, root, cache_dir)
     for name, ds in (("train", train_ds), ("tuning", tune_ds)):
         failed = ds.prepare()
@@ -310,7 +323,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--no-augment", action="store_true", help="switch the augmentation off")
+    parser.add_argument("--no-augment", action="store_true", help="switch the geometric augmentation off")
+    parser.add_argument(
+        "--intensity-augment", action="store_true",
+        help="add the intensity augmentation (resolution, blur, gamma, contrast, window, noise; each p = 0.5)",
+    )
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch passing this wall time")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument(
@@ -340,6 +357,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         lr=args.lr,
         augment=not args.no_augment,
+        intensity=args.intensity_augment,
         checkpoint_minutes=args.checkpoint_minutes,
         max_minutes=args.max_minutes,
     )

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from inference.formats import read_label_manifest, read_model_manifest, write_label_manifest
@@ -37,10 +38,14 @@ def test_a_few_epochs_lower_the_loss(phantom_manifest: Path, tmp_path: Path) -> 
     assert (tmp_path / "run" / "best.pt").exists()
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(phantom_manifest: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("intensity", [False, True])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    phantom_manifest: Path, tmp_path: Path, intensity: bool
+) -> None:
     tr, tu, root = _rows(phantom_manifest)
     cfg = TrainConfig(
-        height=HEIGHT, epochs=2, batch_size=2, checkpoint_minutes=0, tasks=("malignancy", "view", "recon")
+        height=HEIGHT, epochs=2, batch_size=2, checkpoint_minutes=0, tasks=("malignancy", "view", "recon"),
+        intensity=intensity,
     )
     kw = {"root": root, "cache_dir": tmp_path / "cache", "echo": False}
     train(cfg, tr, tu, tmp_path / "a", **kw)
