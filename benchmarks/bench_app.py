@@ -37,12 +37,12 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.models.cache import PredictionCache
-    from app.widgets.main_window import MainWindow, apply_dark_theme
     from app.models.settings import Settings
     from app.models.state import AppState
-    from inference.phantoms.generator import write_study
-    from inference.model.session import bundled_model_path, physical_cores
+    from app.widgets.main_window import MainWindow, apply_dark_theme
     from inference.formats import read_model_manifest
+    from inference.model.session import bundled_model_path, physical_cores
+    from inference.phantoms.generator import write_study
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     apply_dark_theme(app)  # type: ignore[arg-type]
@@ -55,7 +55,9 @@ def main() -> int:
         write_study(folder, patient_id=f"B{i}", shape=(rows, cols), seed=100 + i, malignant_side="R",
                     transfer_syntax="explicit", bits_stored=16)  # fmt: skip
         studies.append(folder)
-    print(f"wrote {len(studies)} uncompressed 16-bit 4-view studies of {rows} x {cols} in {time.perf_counter() - t:.1f} s")
+    print(
+        f"wrote {len(studies)} uncompressed 16-bit 4-view studies of {rows} x {cols} in {time.perf_counter() - t:.1f} s"
+    )
 
     settings = Settings(tmp / "settings.ini")
     settings.device = "cpu"
@@ -97,7 +99,8 @@ def main() -> int:
     state.shutdown()
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"{physical_cores()} physical cores usable; model {manifest.name} {manifest.version}, height {manifest.input_height}")  # fmt: skip
+          f"{physical_cores()} physical cores usable; "
+          f"model {manifest.name} {manifest.version}, height {manifest.input_height}")  # fmt: skip
     print(f"open -> 4 predictions on screen, cold (model session loads too): {cold:.2f} s")
     if warm:
         print(f"open -> 4 predictions on screen, warm: median {statistics.median(warm):.2f} s, min {min(warm):.2f} s "

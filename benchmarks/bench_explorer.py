@@ -45,7 +45,10 @@ def bench_pca() -> None:
         t0 = time.perf_counter()
         pca(z, 2)
         times.append(time.perf_counter() - t0)
-    print(f"PCA of 100,000 x 496: median {np.median(times):.2f} s (runs {', '.join(f'{t:.2f}' for t in times)}; target <= 2 s)")
+    print(
+        f"PCA of 100,000 x 496: median {np.median(times):.2f} s "
+        f"(runs {', '.join(f'{t:.2f}' for t in times)}; target <= 2 s)"
+    )
 
 
 _UMAP_CHILD = """
@@ -85,7 +88,8 @@ def bench_umap() -> None:
             r = json.loads(res.stdout.strip().splitlines()[-1])
             print(
                 f"UMAP of 10,000 x 496, {session}: import+numba {r['import']:.1f} s, first UMAP (seeded, 1 thread) "
-                f"{r['seeded']:.1f} s, unseeded (all cores) {r['parallel']:.1f} s, unseeded again {r['parallel_again']:.1f} s; "
+                f"{r['seeded']:.1f} s, unseeded (all cores) {r['parallel']:.1f} s, "
+                f"unseeded again {r['parallel_again']:.1f} s; "
                 f"whole process {r['process']:.1f} s (target <= 10 s once numba is warm)"
             )
 
@@ -94,14 +98,14 @@ def bench_scatter(sizes: list[int], frames: int) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import pyqtgraph as pg
     from PySide6.QtGui import QImage
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QWidget
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
     app = QApplication.instance() or QApplication([])
-    from app.widgets.explorer import ExplorerPanel
-    from app.widgets.main_window import apply_dark_theme
     from app.models.settings import Settings
     from app.models.state import AppState
+    from app.widgets.explorer import ExplorerPanel
+    from app.widgets.main_window import apply_dark_theme
     from inference.formats import Embeddings, write_embeddings
 
     apply_dark_theme(app)
@@ -129,10 +133,19 @@ def bench_scatter(sizes: list[int], frames: int) -> None:
             span = hi - lo
             rng = np.random.default_rng(1)
 
-            def frame(zoom: float) -> None:
+            def frame(
+                zoom: float,
+                lo: np.ndarray = lo,
+                span: np.ndarray = span,
+                rng: np.random.Generator = rng,
+                widget: QWidget = widget,
+                image: QImage = image,
+            ) -> None:
                 c = lo + span * rng.uniform(0.3, 0.7, 2)
                 half = span * zoom / 2
-                panel.view.setRange(xRange=(c[0] - half[0], c[0] + half[0]), yRange=(c[1] - half[1], c[1] + half[1]), padding=0)
+                panel.view.setRange(
+                    xRange=(c[0] - half[0], c[0] + half[0]), yRange=(c[1] - half[1], c[1] + half[1]), padding=0
+                )
                 app.processEvents()
                 widget.render(image)
 

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from inference.imaging.decode import load_image
-from inference.phantoms.generator import Mass, PhantomSpec, render, write_dicom, write_study
 from inference.model.predict import predict_inputs, prepare
 from inference.model.session import ModelSession, bundled_model_path, physical_cores
+from inference.phantoms.generator import Mass, PhantomSpec, render, write_dicom, write_study
 
 SHAPE = (3000, 2400)
 
@@ -54,8 +54,8 @@ def row(label: str, median: float, best: float, note: str = "") -> None:
 
 def export_large(height: int, folder: Path) -> Path | None:
     try:
-        from training.onnx.export import export_onnx
         from training.model import build_model
+        from training.onnx.export import export_onnx
     except ImportError as exc:  # runtime-only installation
         print(f"  (no model at height {height}: {exc})")
         return None
@@ -75,7 +75,10 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
     post_m, post_b, _ = timed(lambda: predict_inputs(session, [item]), repeats)
     tot_m, tot_b, preds = timed(lambda: predict_inputs(session, [prepare(load_image(image), h)]), repeats)
     map_m, map_b, _ = timed(lambda: (preds[0].evidence_original(), preds[0].error_map_original()), repeats)
-    print(f"  input {item.array.shape[0]} x {item.array.shape[1]} from {loaded.pixels.shape[0]} x {loaded.pixels.shape[1]}")
+    print(
+        f"  input {item.array.shape[0]} x {item.array.shape[1]} "
+        f"from {loaded.pixels.shape[0]} x {loaded.pixels.shape[1]}"
+    )
     row("decode (load_image)", dec_m, dec_b)
     row("preprocess", pre_m, pre_b)
     row("decode + preprocess", dec_m + pre_m, dec_b + pre_b)
@@ -107,7 +110,7 @@ def versus_eager(onnx: Callable[[], Any], eager: Callable[[], Any], repeats: int
     rounds, per_round = max(3, repeats), 3
     times: dict[str, list[float]] = {"ONNX Runtime": [], "PyTorch eager (training module)": []}
     for _ in range(rounds):
-        for fn, ts in zip((onnx, eager), times.values()):
+        for fn, ts in zip((onnx, eager), times.values(), strict=True):
             time.sleep(0.3)
             fn()
             for _ in range(per_round):
@@ -126,8 +129,8 @@ def torch_eager(batch: np.ndarray) -> Callable[[], Any] | None:
     try:
         import torch
 
-        from training.onnx.export import OnnxWrapper
         from training.model import build_model
+        from training.onnx.export import OnnxWrapper
     except ImportError:
         print("  (PyTorch not installed: no eager comparison)")
         return None
@@ -186,9 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime
 
-    print(f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())} (other work on this machine slows every figure)")
+    print(
+        f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())} "
+        "(other work on this machine slows every figure)"
+    )
     print(f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"{physical_cores()} physical cores; Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}")  # fmt: skip
+          f"{physical_cores()} physical cores; "
+          f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mammo-bench-") as tmp:
         folder = Path(tmp)
         spec = PhantomSpec("R", "MLO", "C", masses=(Mass(0.5, 0.35, 0.04, True),), shape=SHAPE, seed=1)
@@ -213,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         for model in models:
             h = ModelSession.load(model, device="cpu").height
             peaks[h], wall = peak_memory(model, study, folder / f"out{h}")
-            print(f"  height {h:5d}: {peaks[h]:7.0f} MB resident (target <= 1536 MB); {wall:5.1f} s wall, start-up included")
+            print(
+                f"  height {h:5d}: {peaks[h]:7.0f} MB resident (target <= 1536 MB); "
+                f"{wall:5.1f} s wall, start-up included"
+            )
 
         print("\ntargets:")
         for h, f in results.items():

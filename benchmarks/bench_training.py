@@ -31,7 +31,7 @@ def bench(height: int, batch_size: int, steps: int, augment: bool = True, refere
     width = int(math.ceil(height * 5 / 8 / 64) * 64)
     model = build_model(ModelConfig(), seed=0)
     if reference_decoder:
-        model.decode = partial(MammoNet.decode, model, reference=True)  # type: ignore[method-assign]
+        model.decode = partial(MammoNet.decode, model, reference=True)  # type: ignore[method-assign]  # deliberately swaps the bound method to time the literal layers
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     base = rng.random((batch_size, height, width)).astype(np.float32)
@@ -57,18 +57,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--reference-decoder", action="store_true", help="also time the literal upsample+conv last step")
+    parser.add_argument(
+        "--reference-decoder", action="store_true", help="also time the literal upsample+conv last step"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load average {load:.1f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, "
+        f"load average {load:.1f}"
+    )
     for h in (int(v) for v in args.heights.split(",")):
         ips = bench(h, args.batch_size, args.steps)
         print(f"height {h:5d}: {ips:6.2f} training images/s (batch {args.batch_size}), {3600 * ips:8.0f} images/hour")
         if args.reference_decoder:
             ref = bench(h, args.batch_size, args.steps, reference_decoder=True)
-            print(f"      literal upsample+conv last step: {ref:6.2f} images/s (the model's own is {ips / ref:.2f}x that)")
+            print(
+                f"      literal upsample+conv last step: {ref:6.2f} images/s (the model's own is {ips / ref:.2f}x that)"
+            )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,11 @@ def forbidden_modules(exe: Path) -> list[str] | None:
         return None
     package = CArchiveReader(str(exe))
     names = [n for pyz in package.toc if pyz.endswith(".pyz") for n in package.open_embedded_archive(pyz).toc]
-    return sorted(n for n in names if _FORBIDDEN.match(n.split(".")[0]) or n.split(".")[0] in _FORBIDDEN_TOP or "torch" in n.split("."))
+    return sorted(
+        n
+        for n in names
+        if _FORBIDDEN.match(n.split(".")[0]) or n.split(".")[0] in _FORBIDDEN_TOP or "torch" in n.split(".")
+    )
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, float]:
@@ -134,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
 
     size_mb, files = bundle_size(root)
-    print(f"bundle: {root} {size_mb:.0f} MB in {files} files (aim < {SIZE_AIM_MB:.0f} MB: {'met' if size_mb < SIZE_AIM_MB else 'NOT met'})")
+    print(
+        f"bundle: {root} {size_mb:.0f} MB in {files} files "
+        f"(aim < {SIZE_AIM_MB:.0f} MB: {'met' if size_mb < SIZE_AIM_MB else 'NOT met'})"
+    )
     bad = forbidden_paths(root)
     print(f"forbidden content (torch, onnx exporter, training, tests): {', '.join(bad[:8]) if bad else 'none'}")
     if bad:
@@ -145,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             if modules is None:
                 print(f"{exe.name}: Python archive not inspected (PyInstaller is not installed here)")
                 break
-            print(f"{exe.name}: forbidden modules in its Python archive: {', '.join(modules[:8]) if modules else 'none'}")
+            print(
+                f"{exe.name}: forbidden modules in its Python archive: {', '.join(modules[:8]) if modules else 'none'}"
+            )
             if modules:
                 failures.append(f"{exe.name} archive holds {', '.join(modules[:8])}")
 
@@ -185,7 +194,15 @@ def main(argv: list[str] | None = None) -> int:
             if rc != 0:
                 failures.append(f"--doctor exit {rc}:\n{out[-3000:]}")
             shot = tmp / "screenshot.png"
-            cmd = [str(app), "--screenshot", str(shot), "--settings", str(tmp / "settings.ini"), "--cache", str(tmp / "predictions")]
+            cmd = [
+                str(app),
+                "--screenshot",
+                str(shot),
+                "--settings",
+                str(tmp / "settings.ini"),
+                "--cache",
+                str(tmp / "predictions"),
+            ]
             walls, shown_at = [], []
             for i in range(max(1, args.runs)):
                 # a fresh prediction cache each time: every run decodes and runs the model
@@ -193,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                 rc, out, wall, shown = run_timed(cmd, env, args.timeout)
                 noise = [line for line in out.strip().splitlines() if _SHOWN not in line]
                 print(f"app --screenshot run {i + 1} (bundled samples, model on CPU): exit {rc}, "
-                      f"window shown at {'?' if shown is None else f'{shown:.2f}'} s, screenshot written at {wall:.2f} s")  # fmt: skip
+                      f"window shown at {'?' if shown is None else f'{shown:.2f}'} s, "
+                      f"screenshot written at {wall:.2f} s")  # fmt: skip
                 for line in noise[-4:]:
                     print("    " + line[:200])
                 if rc != 0:
@@ -211,17 +229,28 @@ def main(argv: list[str] | None = None) -> int:
                     args.keep.write_bytes(shot.read_bytes())
                     print(f"screenshot kept at {args.keep}")
             if walls:
-                print(f"launch to screenshot (8 images decoded + model): first {walls[0]:.2f} s, median {statistics.median(walls):.2f} s")
+                print(
+                    f"launch to screenshot (8 images decoded + model): first {walls[0]:.2f} s, "
+                    f"median {statistics.median(walls):.2f} s"
+                )
             if shown_at:
                 median = statistics.median(shown_at)
                 print(f"launch to first window (main window shown): first {shown_at[0]:.2f} s, median {median:.2f} s "
-                      f"over {len(shown_at)} (aim < {FIRST_WINDOW_AIM_S:g} s: {'met' if median < FIRST_WINDOW_AIM_S else 'NOT met'})")  # fmt: skip
+                      f"over {len(shown_at)} (aim < {FIRST_WINDOW_AIM_S:g} s: "
+                      f"{'met' if median < FIRST_WINDOW_AIM_S else 'NOT met'})")  # fmt: skip
 
             rc, help_text, _ = run([str(app), "--help"], env, 120)
             if "--exit-after-show" in help_text:
                 times = []
                 for _ in range(max(1, args.runs)):
-                    flag = [str(app), "--exit-after-show", "--settings", str(tmp / "settings.ini"), "--cache", str(tmp / "predictions")]
+                    flag = [
+                        str(app),
+                        "--exit-after-show",
+                        "--settings",
+                        str(tmp / "settings.ini"),
+                        "--cache",
+                        str(tmp / "predictions"),
+                    ]
                     rc, out, wall = run(flag, env, args.timeout)
                     if rc != 0:
                         failures.append(f"--exit-after-show exit {rc}:\n{out[-2000:]}")
@@ -232,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                           f"median {statistics.median(times):.2f} s over {len(times)} (aim < {FIRST_WINDOW_AIM_S:g} s: "
                           f"{'met' if statistics.median(times) < FIRST_WINDOW_AIM_S else 'NOT met'})")  # fmt: skip
             else:
-                print("(no --exit-after-show in this app: the first-window figure above comes from the window-shown notice)")
+                print(
+                    "(no --exit-after-show in this app: "
+                    "the first-window figure above comes from the window-shown notice)"
+                )
         else:
             failures.append(f"{app} not found")
 

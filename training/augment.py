@@ -1,18 +1,27 @@
-"""The paper's augmentation: translation, zoom and vertical flip, each with probability 0.5.
+"""Training augmentation: the paper's geometric one and an intensity one for other acquisitions.
 
-No horizontal flip (the chest wall stays on the left, as preprocessing put it) and no shear.
-Randomness comes only from the ``numpy.random.Generator`` passed to each call, so a run that saves
-and restores that generator's state repeats its augmentations exactly.
+:class:`Augment` is the paper's: translation, zoom and vertical flip, each with probability 0.5; no
+horizontal flip (the chest wall stays on the left, as preprocessing put it) and no shear.
+:class:`IntensityAugment` changes how the breast looks, not where it is: resolution jitter, blur,
+gamma, contrast and window jitter, Gaussian noise, so that film, CESM low-energy and full-field
+digital images look less like three fixed styles. :class:`Compose` chains them.
+
+Randomness comes only from the ``numpy.random.Generator`` passed to each call, and every call
+draws the same count of numbers whatever it applies, so a run that saves and restores that
+generator's state repeats its augmentations exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Augment"]
+__all__ = ["Augment", "IntensityAugment", "Compose", "INTENSITY_OPS"]
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -57,3 +66,101 @@ class Augment:
         if do_flip:
             a = a[::-1]
         return np.ascontiguousarray(a, dtype=np.float32)
+
+
+INTENSITY_OPS: tuple[str, ...] = ("resolution", "blur", "gamma", "contrast", "window", "noise")
+
+
+@dataclass(frozen=True)
+class IntensityAugment:
+    """``IntensityAugment()(image, rng)`` -> a copy of a preprocessed ``[H, W]`` image in [0, 1]
+    with its grey levels and sharpness changed; each op applies with probability ``p``, in this order:
+
+    - resolution: down-sampled by a factor in ``resolution`` and back (linear), as a coarser detector;
+    - blur: Gaussian, sigma in ``blur_sigma`` pixels;
+    - gamma: ``x ** g``, log ``g`` uniform in log ``gamma``;
+    - contrast: scaled by a factor in ``contrast`` about the breast's mean;
+    - window: the breast's grey range re-windowed, each end moved by up to ``window`` of the range;
+    - noise: Gaussian, sigma in ``noise_sigma``, inside the breast only.
+
+    The breast is where the input is above ``background`` (preprocessing set the background to 0):
+    background pixels stay 0 for gamma, contrast, window and noise, so no op puts grey where the
+    runtime always shows black. The result is clipped to [0, 1].
+    """
+
+    p: float = 0.5
+    resolution: tuple[float, float] = (0.5, 0.9)
+    blur_sigma: tuple[float, float] = (0.3, 1.2)
+    gamma: tuple[float, float] = (0.7, 1.4)
+    contrast: tuple[float, float] = (0.8, 1.25)
+    window: float = 0.1
+    noise_sigma: tuple[float, float] = (0.005, 0.03)
+    background: float = 0.0
+    only: tuple[str, ...] = INTENSITY_OPS  # the ops that may apply (tests force one at a time)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"probability {self.p} is outside [0, 1]")
+        unknown = [o for o in self.only if o not in INTENSITY_OPS]
+        if unknown:
+            raise ValueError(f"unknown intensity op(s) {unknown}; choose from {', '.join(INTENSITY_OPS)}")
+        for name in ("resolution", "blur_sigma", "gamma", "contrast", "noise_sigma"):
+            lo, hi = getattr(self, name)
+            if not 0.0 < lo <= hi:
+                raise ValueError(f"{name} range {(lo, hi)} is not a positive interval")
+        if not 0.0 < self.resolution[1] <= 1.0:
+            raise ValueError(f"resolution range {self.resolution} must lie in (0, 1]")
+        if not 0.0 <= self.window < 0.5:
+            raise ValueError(f"window jitter {self.window} is outside [0, 0.5)")
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        a = np.array(image, dtype=np.float32)  # a copy: the cached array is never changed
+        # draw every number every time so the generator advances the same way whatever is applied
+        apply = dict(zip(INTENSITY_OPS, (rng.random(len(INTENSITY_OPS)) < self.p).tolist(), strict=True))
+        factor = rng.uniform(*self.resolution)
+        sigma = rng.uniform(*self.blur_sigma)
+        g = float(np.exp(rng.uniform(np.log(self.gamma[0]), np.log(self.gamma[1]))))
+        c = rng.uniform(*self.contrast)
+        lo_shift, hi_shift = rng.uniform(-self.window, self.window, 2)
+        noise_sigma = rng.uniform(*self.noise_sigma)
+        noise_seed = int(rng.integers(0, 2**63 - 1))
+        on = {op: apply[op] and op in self.only for op in INTENSITY_OPS}
+
+        breast = a > self.background
+        if not breast.any():
+            return a
+        h, w = a.shape
+        if on["resolution"] and factor < 1.0:
+            small = ndimage.zoom(a, factor, order=1, mode="nearest", grid_mode=True)
+            a = ndimage.zoom(small, (h / small.shape[0], w / small.shape[1]), order=1, mode="nearest", grid_mode=True)
+        if on["blur"]:
+            a = ndimage.gaussian_filter(a, sigma, mode="nearest")
+        np.clip(a, 0.0, 1.0, out=a)
+        if on["gamma"]:
+            a = np.power(a, g, dtype=np.float32)
+        if on["contrast"]:
+            mean = float(a[breast].mean())
+            a = (a - mean) * c + mean
+        if on["window"]:
+            # the window [lo + s1 * span, hi + s2 * span] is stretched onto the breast's range [lo, hi]
+            lo, hi = float(a[breast].min()), float(a[breast].max())
+            span = max(hi - lo, 1e-6)
+            w_lo, w_hi = lo + lo_shift * span, hi + hi_shift * span
+            a = lo + (a - w_lo) * (span / max(w_hi - w_lo, 1e-6))
+        if on["noise"]:
+            a = a + np.random.default_rng(noise_seed).normal(0.0, noise_sigma, a.shape).astype(np.float32)
+        np.clip(a, 0.0, 1.0, out=a)
+        a[~breast] = np.float32(0.0)
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Apply transforms in order, each with the same generator."""
+
+    transforms: Sequence[Transform]
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for t in self.transforms:
+            image = t(image, rng)
+        return image

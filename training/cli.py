@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from inference.errors import MammoReviewError
 from training import evaluate, finetune, readers, train
-from training.onnx import export
+from training.onnx import command as export_onnx
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
 
@@ -34,9 +34,11 @@ class Command:
 
 
 COMMANDS: Mapping[str, Command] = {
-    "export-onnx": Command(export.add_arguments, export.run, "export a model to ONNX + manifest, verified"),
+    "export-onnx": Command(export_onnx.add_arguments, export_onnx.run, "export a model to ONNX + manifest, verified"),
     "train": Command(train.add_arguments, train.run, "train the network from a label manifest"),
-    "manifest": Command(readers.add_arguments, readers.run, "write a label manifest (split by woman) from public data sets"),
+    "manifest": Command(
+        readers.add_arguments, readers.run, "write a label manifest (split by woman) from public data sets"
+    ),
     "finetune": Command(finetune.add_arguments, finetune.run, "fine-tune a model on the app's label export"),
     "evaluate": Command(evaluate.add_arguments, evaluate.run, "score an exported model on a manifest split"),
 }

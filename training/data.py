@@ -20,7 +20,6 @@ from inference.errors import ImageReadError, PreprocessError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow, read_label_manifest
 from inference.imaging.decode import load_image
 from inference.model.preprocess import preprocess
-
 from training.loss import TaskTargets
 
 __all__ = ["load_pixels", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate", "load_manifest"]
@@ -159,7 +158,12 @@ def plan_batches(widths: Sequence[int], batch_size: int, rng: np.random.Generato
     by_width: dict[int, list[int]] = {}
     for i in idx.tolist():
         by_width.setdefault(int(widths[i]), []).append(i)
-    batches = [group[k : k + batch_size] for w in sorted(by_width) for group in [by_width[w]] for k in range(0, len(group), batch_size)]
+    batches = [
+        group[k : k + batch_size]
+        for w in sorted(by_width)
+        for group in [by_width[w]]
+        for k in range(0, len(group), batch_size)
+    ]
     if rng is None:
         return batches
     order = rng.permutation(len(batches))

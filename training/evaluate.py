@@ -14,9 +14,10 @@ Writes ``evaluation.json``, ``evaluation.txt`` (the table) and ``calibration.png
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from PIL import Image, ImageDraw
 
 from inference.formats import TASK_CLASSES, LabelRow
 from inference.model.session import ModelSession
-
 from training.data import ImageDataset, load_manifest, plan_batches
 from training.metrics import (
     Interval,
@@ -40,7 +40,15 @@ from training.metrics import (
     threshold_for_sensitivity,
 )
 
-__all__ = ["Predictions", "predict_rows", "evaluate_predictions", "format_table", "calibration_png", "add_arguments", "run"]
+__all__ = [
+    "Predictions",
+    "predict_rows",
+    "evaluate_predictions",
+    "format_table",
+    "calibration_png",
+    "add_arguments",
+    "run",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,11 @@ class Predictions:
 
 
 def predict_rows(
-    session: ModelSession, rows: Sequence[LabelRow], root: str | Path, cache_dir: str | Path | None = None, batch_size: int = 4
+    session: ModelSession,
+    rows: Sequence[LabelRow],
+    root: str | Path,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 4,
 ) -> Predictions:
     """Run the session on every row's image (batches of one width, as the runtime does)."""
     ds = ImageDataset(rows, session.height, root, cache_dir)
@@ -78,11 +90,24 @@ def _group(rows: Sequence[LabelRow], idx: Sequence[int]) -> list[str]:
     return [rows[i].patient or rows[i].key for i in idx]
 
 
-def _binary_block(rows: Sequence[LabelRow], p: np.ndarray, idx: list[int], y: np.ndarray, n_boot: int) -> dict[str, Any]:
+def _binary_block(
+    rows: Sequence[LabelRow], p: np.ndarray, idx: list[int], y: np.ndarray, n_boot: int
+) -> dict[str, Any]:
     return {"auc": bootstrap(auc, y, p[idx], n_boot, groups=_group(rows, idx)).to_json()}
 
 
-def _breastwise(rows: Sequence[LabelRow], p_mal: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _at_threshold(which: int, threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    """Sensitivity (``which`` 0) or specificity (1) at a fixed threshold, as a bootstrap metric."""
+
+    def metric(y: np.ndarray, score: np.ndarray) -> float:
+        return sensitivity_specificity(y, score, threshold)[which]
+
+    return metric
+
+
+def _breastwise(
+    rows: Sequence[LabelRow], p_mal: np.ndarray, idx: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per breast (patient + side) with a malignancy label: label = max over its labelled views,
     score = max of p over ALL its views (an unlabelled view of a labelled breast still counts)."""
     def breast(r: LabelRow) -> str:
@@ -124,10 +149,13 @@ def evaluate_predictions(
             pos = (s >= t).astype(np.int64)
             m[f"at_{name}"] = {
                 "threshold": round(float(t), 6),
-                "sensitivity": bootstrap(lambda a, b, t=t: sensitivity_specificity(a, b, t)[0], y, s, n_boot, groups=groups).to_json(),
-                "specificity": bootstrap(lambda a, b, t=t: sensitivity_specificity(a, b, t)[1], y, s, n_boot, groups=groups).to_json(),
+                "sensitivity": bootstrap(_at_threshold(0, t), y, s, n_boot, groups=groups).to_json(),
+                "specificity": bootstrap(_at_threshold(1, t), y, s, n_boot, groups=groups).to_json(),
                 "mcc": round(mcc(y, pos), 4) if y.size else None,
-                "point": [round(sens, 4) if math.isfinite(sens) else None, round(spec, 4) if math.isfinite(spec) else None],
+                "point": [
+                    round(sens, 4) if math.isfinite(sens) else None,
+                    round(spec, 4) if math.isfinite(spec) else None,
+                ],
             }
         m["ece"] = bootstrap(expected_calibration_error, y, s, n_boot, groups=groups).to_json()
         mean_p, freq, count = reliability_curve(y, s)
@@ -145,16 +173,19 @@ def evaluate_predictions(
             idx, y = _labelled(rows, task)
             pred_c = probs[task].argmax(1)
             out[task] = {
-                "balanced_accuracy": bootstrap(balanced_accuracy, y, pred_c[idx], n_boot, groups=_group(rows, idx)).to_json(),
+                "balanced_accuracy": bootstrap(
+                    balanced_accuracy, y, pred_c[idx], n_boot, groups=_group(rows, idx)
+                ).to_json(),
                 "mcc": round(mcc(y, pred_c[idx]), 4) if y.size else None,
                 "n": int(y.size),
             }
     strata: dict[str, Any] = {}
-    for name, key in (
+    strata_keys: tuple[tuple[str, Callable[[LabelRow], str]], ...] = (
         ("source", lambda r: r.source or "?"),
         ("density", lambda r: r.label("density").value or "unknown"),
         ("view", lambda r: r.label("view").value or "unknown"),
-    ):
+    )
+    for name, key in strata_keys:
         table: dict[str, Any] = {}
         for value in sorted({key(r) for r in rows}):
             keep = [i for i, r in enumerate(rows) if key(r) == value]
@@ -163,7 +194,9 @@ def evaluate_predictions(
                 if task in probs:
                     idx, y = _labelled(rows, task, keep)
                     if idx:
-                        cell[f"{task}_auc"] = bootstrap(auc, y, probs[task][idx, 1], n_boot, groups=_group(rows, idx)).to_json()
+                        cell[f"{task}_auc"] = bootstrap(
+                            auc, y, probs[task][idx, 1], n_boot, groups=_group(rows, idx)
+                        ).to_json()
             for task in ("density",):
                 if task in probs and name == "source":
                     idx, y = _labelled(rows, task, keep)
@@ -189,7 +222,9 @@ def format_table(result: dict[str, Any], title: str = "") -> str:
     lines = [title] if title else []
     m = result.get("malignancy")
     if m:
-        lines.append(f"malignancy AUC image-wise   {_fmt(m['auc'])}  (n={m['auc']['n']}, malignant={m['auc'].get('n_positive')})")
+        lines.append(
+            f"malignancy AUC image-wise   {_fmt(m['auc'])}  (n={m['auc']['n']}, malignant={m['auc'].get('n_positive')})"
+        )
         lines.append(f"malignancy AUC breast-wise  {_fmt(m['auc_breast'])}  (n={m['auc_breast']['n']})")
         for name in ("default", "sensitivity_95"):
             a = m.get(f"at_{name}")
@@ -203,7 +238,10 @@ def format_table(result: dict[str, Any], title: str = "") -> str:
         lines.append(f"view AUC                    {_fmt(result['view']['auc'])}  (n={result['view']['auc']['n']})")
     for task in ("density", "acr"):
         if task in result:
-            lines.append(f"{task} balanced accuracy   {_fmt(result[task]['balanced_accuracy'])}  MCC {result[task]['mcc']} (n={result[task]['n']})")
+            lines.append(
+                f"{task} balanced accuracy   {_fmt(result[task]['balanced_accuracy'])}  "
+                f"MCC {result[task]['mcc']} (n={result[task]['n']})"
+            )
     for name, table in result.get("strata", {}).items():
         lines.append(f"by {name}:")
         for value, cell in table.items():
@@ -225,9 +263,13 @@ def calibration_png(result: dict[str, Any], path: str | Path, size: int = 360) -
 
     d.rectangle([xy(0, 1), xy(1, 0)], outline="black")
     d.line([xy(0, 0), xy(1, 1)], fill=(160, 160, 160), width=1)
-    pts = [(mp, ob, c) for mp, ob, c in zip(rel["mean_predicted"], rel["observed"], rel["count"]) if mp is not None and ob is not None]
+    pts = [
+        (mp, ob, c)
+        for mp, ob, c in zip(rel["mean_predicted"], rel["observed"], rel["count"], strict=True)
+        if mp is not None and ob is not None
+    ]
     total = max(1, sum(c for *_, c in pts))
-    for a, b in zip(pts, pts[1:]):
+    for a, b in itertools.pairwise(pts):
         d.line([xy(a[0], a[1]), xy(b[0], b[1])], fill=(200, 40, 40), width=2)
     for mp, ob, c in pts:
         r = 2 + 10 * math.sqrt(c / total)
@@ -244,8 +286,12 @@ def calibration_png(result: dict[str, Any], path: str | Path, size: int = 360) -
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="an exported model .onnx (manifest beside it)")
     parser.add_argument("--manifest", required=True, type=Path, help="label manifest CSV with a split column")
-    parser.add_argument("--split", default="validation", help="split to score (default validation; 'all' for every row)")
-    parser.add_argument("--tuning-split", default="tuning", help="split on which the 95 %%-sensitivity threshold is set")
+    parser.add_argument(
+        "--split", default="validation", help="split to score (default validation; 'all' for every row)"
+    )
+    parser.add_argument(
+        "--tuning-split", default="tuning", help="split on which the 95 %%-sensitivity threshold is set"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for evaluation.json/.txt and calibration.png")
     parser.add_argument("--cache", type=Path, default=None, help="cache folder of preprocessed arrays")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -281,7 +327,9 @@ def evaluate_model(
 
 
 def run(args: argparse.Namespace) -> int:
-    result = evaluate_model(args.model, args.manifest, args.split, args.tuning_split, args.cache, args.bootstrap, args.threads)
+    result = evaluate_model(
+        args.model, args.manifest, args.split, args.tuning_split, args.cache, args.bootstrap, args.threads
+    )
     text = format_table(result, f"{args.model} on split '{args.split}' (95 % bootstrap intervals over women)")
     print(text)
     if args.out is not None:

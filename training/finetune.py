@@ -19,11 +19,11 @@ import numpy as np
 
 from inference.errors import ModelError
 from inference.formats import read_model_manifest
-
-from training.onnx.checkpoint import load_checkpoint, load_checkpoint_or_onnx
 from training.data import ImageDataset, load_manifest
-from training.onnx.export import export_onnx
 from training.metrics import threshold_for_sensitivity
+from training.onnx.checkpoint import load_checkpoint
+from training.onnx.export import export_onnx
+from training.onnx.source import load_checkpoint_or_onnx
 from training.readers import assign_splits, with_synthetic_malignancy
 from training.train import TrainConfig, predict_dataset, task_scores, train
 
@@ -106,8 +106,15 @@ def finetune(
                 points["malignancy"]["sensitivity_95"] = float(t)
     name = start.stem
     result = export_onnx(
-        tuned, out / f"{name}.onnx", height=height, version=cfg.version, name=name,
-        training_data=[*training_data, f"fine-tuned on {Path(manifest).name} ({len(train_rows)} images, labels with uncertainty)"],
+        tuned,
+        out / f"{name}.onnx",
+        height=height,
+        version=cfg.version,
+        name=name,
+        training_data=[
+            *training_data,
+            f"fine-tuned on {Path(manifest).name} ({len(train_rows)} images, labels with uncertainty)",
+        ],
         metrics={"tuning_after_finetune": {k: round(v, 4) for k, v in scores.items() if np.isfinite(v)}},
         operating_points=points,
         card=f"{name}.md",
@@ -116,9 +123,15 @@ def finetune(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="start", required=True, type=Path, help="starting model: .onnx or checkpoint .pt")
-    parser.add_argument("--manifest", required=True, type=Path, help="the app's export manifest.csv (labels with uncertainty)")
-    parser.add_argument("--out", type=Path, default=Path("finetune-run"), help="run folder; the new .onnx is written there")
+    parser.add_argument(
+        "--from", dest="start", required=True, type=Path, help="starting model: .onnx or checkpoint .pt"
+    )
+    parser.add_argument(
+        "--manifest", required=True, type=Path, help="the app's export manifest.csv (labels with uncertainty)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("finetune-run"), help="run folder; the new .onnx is written there"
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--height", type=int, default=None, help="default: the starting model's")
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -137,8 +150,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--epochs must be at least 1")
     w = args.acr_weight
     res = finetune(
-        args.start, args.manifest, args.out, epochs=args.epochs, height=args.height, acr_weights=(1.0, 1.0, 1.0, w, w, 1.0),
-        synthetic_uncertainty=args.synthetic_malignancy, seed=args.seed, batch_size=args.batch_size, lr=args.lr, resume=args.resume,
+        args.start,
+        args.manifest,
+        args.out,
+        epochs=args.epochs,
+        height=args.height,
+        acr_weights=(1.0, 1.0, 1.0, w, w, 1.0),
+        synthetic_uncertainty=args.synthetic_malignancy,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        resume=args.resume,
     )
     print(f"wrote {res['onnx']} (version {res['version']}) and {res['manifest']}")
     return 0

@@ -38,13 +38,13 @@ class Interval:
     n: int
     n_positive: int = -1
 
-    def to_json(self) -> dict[str, float | int | None]:
+    def to_json(self) -> dict[str, float | int | list[float | None] | None]:
         def f(v: float) -> float | None:
             return None if not math.isfinite(v) else round(float(v), 4)
 
-        out: dict[str, float | int | None] = {"value": f(self.value), "ci95": None, "n": self.n}
+        out: dict[str, float | int | list[float | None] | None] = {"value": f(self.value), "ci95": None, "n": self.n}
         if math.isfinite(self.low) and math.isfinite(self.high):
-            out["ci95"] = [f(self.low), f(self.high)]  # type: ignore[assignment]
+            out["ci95"] = [f(self.low), f(self.high)]
         if self.n_positive >= 0:
             out["n_positive"] = self.n_positive
         return out
@@ -81,7 +81,9 @@ def mcc(y: Sequence[int] | np.ndarray, pred: Sequence[int] | np.ndarray) -> floa
     return float(matthews_corrcoef(y, np.asarray(pred)))
 
 
-def sensitivity_specificity(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray, threshold: float) -> tuple[float, float]:
+def sensitivity_specificity(
+    y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray, threshold: float
+) -> tuple[float, float]:
     """(sensitivity, specificity) when ``score >= threshold`` is called positive."""
     y = np.asarray(y).astype(bool)
     pos = np.asarray(score, np.float64) >= threshold
@@ -90,7 +92,9 @@ def sensitivity_specificity(y: Sequence[int] | np.ndarray, score: Sequence[float
     return sens, spec
 
 
-def threshold_for_sensitivity(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray, target: float = 0.95) -> float:
+def threshold_for_sensitivity(
+    y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray, target: float = 0.95
+) -> float:
     """The highest threshold whose sensitivity (``score >= t``) is at least ``target``."""
     y = np.asarray(y).astype(bool)
     s = np.sort(np.asarray(score, np.float64)[y])
@@ -101,7 +105,9 @@ def threshold_for_sensitivity(y: Sequence[int] | np.ndarray, score: Sequence[flo
     return float(s[k])
 
 
-def reliability_curve(y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reliability_curve(
+    y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.ndarray, bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width bin of predicted probability: (mean predicted, observed frequency, count)."""
     y = np.asarray(y, np.float64)
     p = np.asarray(prob, np.float64)
@@ -113,7 +119,9 @@ def reliability_curve(y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.
     return mean_p, freq, count
 
 
-def expected_calibration_error(y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.ndarray, bins: int = 10) -> float:
+def expected_calibration_error(
+    y: Sequence[int] | np.ndarray, prob: Sequence[float] | np.ndarray, bins: int = 10
+) -> float:
     """Sum over bins of (bin share) * |observed frequency - mean predicted probability|."""
     mean_p, freq, count = reliability_curve(y, prob, bins)
     if count.sum() == 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -125,7 +125,8 @@ class ResidualBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.act(self.norm1(self.conv1(x)))
         y = self.norm2(self.conv2(y))
-        return self.act(y + self.shortcut(x))
+        out: Tensor = self.act(y + self.shortcut(x))
+        return out
 
 
 class DecoderBlock(nn.Sequential):
@@ -192,7 +193,8 @@ class MammoNet(nn.Module):
 
     def encode(self, image: Tensor) -> list[Tensor]:
         """Feature maps of the five levels, finest first (the last is the bottleneck)."""
-        if not torch.jit.is_tracing():  # shapes are symbolic while exporting
+        # torch.jit re-exports is_tracing without listing it in __all__, and it is unannotated
+        if not torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]  # shapes are symbolic while exporting
             _check_input(image)
         x = self.stem(image)
         maps = []
@@ -229,6 +231,10 @@ class MammoNet(nn.Module):
             out["evidence"] = self.evidence_from_levels(maps)
         return out
 
+    def head(self, task: str) -> nn.Linear:
+        """The linear head of ``task`` (``KeyError`` when the model has none)."""
+        return cast(nn.Linear, self.heads[task])
+
     def decode(self, bottleneck: Tensor, *, reference: bool = False) -> Tensor:
         """The reconstruction from the bottleneck.
 
@@ -242,12 +248,14 @@ class MammoNet(nn.Module):
         if self.decoder is None:
             raise ValueError("this model has no decoder (reconstruction is switched off)")
         if reference:
-            return self.decoder(bottleneck)
+            literal: Tensor = self.decoder(bottleneck)
+            return literal
         *blocks, _upsample, conv, sigmoid = self.decoder
         x = bottleneck
         for block in blocks:
             x = block(x)
-        return sigmoid(upsample_conv_as_transpose(x, conv))
+        fast: Tensor = sigmoid(upsample_conv_as_transpose(x, cast(nn.Conv2d, conv)))
+        return fast
 
     # ------------------------------------------------------------------ evidence
     def evidence(self, image: Tensor) -> Tensor:
@@ -264,7 +272,7 @@ class MammoNet(nn.Module):
         """
         if "malignancy" not in self.heads:
             raise ValueError("this model has no malignancy head, so no evidence map")
-        head = self.heads["malignancy"]
+        head = self.head("malignancy")
         d_all = head.weight[1] - head.weight[0]
         total: Tensor | None = None
         offset = 0

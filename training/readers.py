@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import dataclasses
 import hashlib
+import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from inference.errors import FormatError
-from inference.formats import TaskLabel, LabelRow, image_key
+from inference.formats import LabelRow, TaskLabel, image_key
 
 __all__ = [
     "MIAS_DENSITY",
@@ -159,7 +159,9 @@ def read_cdd_cesm(root: str | Path, keys: Callable[[Path], str] | None = None) -
 
 
 # --------------------------------------------------------------------------- CBIS-DDSM
-def read_cbis_ddsm(csv_paths: Sequence[str | Path], image_root: str | Path, keys: Callable[[Path], str] | None = None) -> list[LabelRow]:
+def read_cbis_ddsm(
+    csv_paths: Sequence[str | Path], image_root: str | Path, keys: Callable[[Path], str] | None = None
+) -> list[LabelRow]:
     """CBIS-DDSM case description CSVs (mass/calc, train/test), one row per abnormality.
 
     Columns used: ``patient_id``, ``left or right breast``, ``image view``, ``breast density``
@@ -174,7 +176,19 @@ def read_cbis_ddsm(csv_paths: Sequence[str | Path], image_root: str | Path, keys
         p = Path(p)
         for rec in _csv_rows(p):
             density_col = "breast density" if "breast density" in rec else "breast_density"
-            _need(rec, ("patient_id", "left or right breast", "image view", density_col, "assessment", "pathology", "image file path"), p)
+            _need(
+                rec,
+                (
+                    "patient_id",
+                    "left or right breast",
+                    "image view",
+                    density_col,
+                    "assessment",
+                    "pathology",
+                    "image file path",
+                ),
+                p,
+            )
             rel = rec["image file path"].strip().strip('"')
             m = merged.setdefault(rel, {"mal": "0", "assessment": "", **rec, "density": rec[density_col]})
             if rec["pathology"].upper() == "MALIGNANT":
@@ -207,7 +221,10 @@ def read_cbis_ddsm(csv_paths: Sequence[str | Path], image_root: str | Path, keys
 
 # --------------------------------------------------------------------------- VinDr-Mammo
 def read_vindr(
-    breast_csv: str | Path, image_root: str | Path, finding_csv: str | Path | None = None, keys: Callable[[Path], str] | None = None
+    breast_csv: str | Path,
+    image_root: str | Path,
+    finding_csv: str | Path | None = None,
+    keys: Callable[[Path], str] | None = None,
 ) -> list[LabelRow]:
     """VinDr-Mammo ``breast-level_annotations.csv`` (+ optional ``finding_annotations.csv``).
 
@@ -225,7 +242,9 @@ def read_vindr(
             _need(rec, ("image_id", "finding_categories"), Path(finding_csv))
     rows = []
     for rec in _csv_rows(breast_csv):
-        _need(rec, ("study_id", "image_id", "laterality", "view_position", "breast_birads", "breast_density"), breast_csv)
+        _need(
+            rec, ("study_id", "image_id", "laterality", "view_position", "breast_birads", "breast_density"), breast_csv
+        )
         path = (image_root / rec["study_id"] / f"{rec['image_id']}.dicom").resolve()
         birads = re.sub(r"\D", "", rec["breast_birads"])
         density = rec["breast_density"].upper().replace("DENSITY", "").strip()
@@ -252,7 +271,9 @@ def read_vindr(
 
 
 # --------------------------------------------------------------------------- INbreast
-def read_inbreast(table: str | Path, image_root: str | Path, keys: Callable[[Path], str] | None = None) -> list[LabelRow]:
+def read_inbreast(
+    table: str | Path, image_root: str | Path, keys: Callable[[Path], str] | None = None
+) -> list[LabelRow]:
     """INbreast ``INbreast.csv`` (the xls saved as CSV, ``;`` or ``,`` separated).
 
     Columns used: ``Patient ID``, ``Laterality``, ``View``, ``File Name`` (the DICOM is
@@ -398,7 +419,9 @@ READERS: dict[str, Callable[[Path], list[LabelRow]]] = {
 # --------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m training manifest NAME SRC [NAME SRC ...] --out M.csv``."""
-    parser.add_argument("sources", nargs="+", metavar="NAME SRC", help=f"pairs of data set name ({', '.join(READERS)}) and folder")
+    parser.add_argument(
+        "sources", nargs="+", metavar="NAME SRC", help=f"pairs of data set name ({', '.join(READERS)}) and folder"
+    )
     parser.add_argument("--out", required=True, type=Path, help="manifest CSV to write (JSON copy beside it)")
     parser.add_argument("--fractions", default="0.6,0.2,0.2", help="train,tuning,validation fractions (by woman)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split hash")
@@ -416,7 +439,7 @@ def run(args: argparse.Namespace) -> int:
     if len(fractions) != 3:
         raise ValueError(f"--fractions {args.fractions!r}: expected three numbers")
     rows: list[LabelRow] = []
-    for name, src in zip(args.sources[::2], args.sources[1::2]):
+    for name, src in zip(args.sources[::2], args.sources[1::2], strict=True):
         if name not in READERS:
             raise ValueError(f"unknown data set {name!r}; known: {', '.join(READERS)}")
         got = READERS[name](Path(src))
@@ -424,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
         rows += got
     if args.synthetic_malignancy is not None:
         rows = with_synthetic_malignancy(rows, args.synthetic_malignancy)
-    rows = assign_splits(rows, fractions, seed=args.seed, keep_existing=True)  # type: ignore[arg-type]
+    rows = assign_splits(rows, fractions, seed=args.seed, keep_existing=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.relative:
         rows = relative_to(rows, args.out.parent)

@@ -30,13 +30,13 @@ import torch
 
 from inference.errors import ModelError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow
-
-from training.augment import Augment
-from training.onnx.checkpoint import load_checkpoint, save_checkpoint
+from training.augment import Augment, Compose, IntensityAugment, Transform
 from training.data import ImageDataset, collate, load_manifest, plan_batches
 from training.loss import LossConfig, multitask_loss
 from training.metrics import auc, balanced_accuracy
 from training.model import MammoNet, ModelConfig, build_model
+from training.onnx.checkpoint import load_checkpoint, save_checkpoint
+from training.onnx.source import load_checkpoint_or_onnx
 
 __all__ = ["TrainConfig", "EpochResult", "train", "evaluate_split", "warm_start", "add_arguments", "run", "parse_tasks"]
 
@@ -54,13 +54,16 @@ class TrainConfig:
     seed: int = 0
     lr: float = 1e-3
     augment: bool = True
+    intensity: bool = False  # IntensityAugment before the geometric one (training split only)
     checkpoint_minutes: float = 10.0
     max_minutes: float = 0.0  # stop after the epoch that passes this budget (0: no limit)
     class_weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
     version: str = "0.1.0"
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(tasks=tuple(t for t in self.tasks if t in TASK_CLASSES), reconstruction="recon" in self.tasks)
+        return ModelConfig(
+            tasks=tuple(t for t in self.tasks if t in TASK_CLASSES), reconstruction="recon" in self.tasks
+        )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,6 +124,18 @@ def evaluate_split(model: MammoNet, ds: ImageDataset) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- training
+def training_transform(cfg: TrainConfig) -> Transform | None:
+    """The training split's random transform: intensity (if on), then geometric (if on)."""
+    parts: list[Transform] = []
+    if cfg.intensity:
+        parts.append(IntensityAugment())
+    if cfg.augment:
+        parts.append(Augment())
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else Compose(tuple(parts))
+
+
 def _log(run: Path, text: str, echo: bool) -> None:
     line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
     with open(run / "train.log", "a", encoding="utf-8") as f:
@@ -130,10 +145,13 @@ def _log(run: Path, text: str, echo: bool) -> None:
 
 
 def _rng_to_json(rng: np.random.Generator) -> dict[str, Any]:
-    return json.loads(json.dumps(rng.bit_generator.state))
+    state: dict[str, Any] = json.loads(json.dumps(rng.bit_generator.state))
+    return state
 
 
-def _save_last(run: Path, model: MammoNet, opt: torch.optim.Optimizer, cfg: TrainConfig, resume: dict[str, Any]) -> None:
+def _save_last(
+    run: Path, model: MammoNet, opt: torch.optim.Optimizer, cfg: TrainConfig, resume: dict[str, Any]
+) -> None:
     extra = {"height": cfg.height, "version": cfg.version, "train_config": cfg.to_json(), "resume": resume}
     save_checkpoint(run / "last.pt", model, epoch=int(resume["epoch"]), optimizer=opt, extra=extra)
 
@@ -159,7 +177,7 @@ def train(
     """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, Augment() if cfg.augment else None)
+    train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, training_transform(cfg))
     tune_ds = ImageDataset(tuning_rows, cfg.height, root, cache_dir)
     for name, ds in (("train", train_ds), ("tuning", tune_ds)):
         failed = ds.prepare()
@@ -201,7 +219,12 @@ def train(
                  "elapsed": 0.0, "np_rng": None, "torch_rng": None}
         with open(run / "config.json", "w", encoding="utf-8") as f:
             json.dump(cfg.to_json(), f, indent=1)
-        _log(run, f"start: {len(train_ds)} train, {len(tune_ds)} tuning images, height {cfg.height}, tasks {','.join(cfg.tasks)}", echo)
+        _log(
+            run,
+            f"start: {len(train_ds)} train, {len(tune_ds)} tuning images, height {cfg.height}, "
+            f"tasks {','.join(cfg.tasks)}",
+            echo,
+        )
 
     results: list[EpochResult] = []
     steps_this_call = 0
@@ -230,7 +253,7 @@ def train(
             if not math.isfinite(parts["total"]):
                 raise ValueError(f"the loss became {parts['total']} at epoch {state['epoch'] + 1}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             sums = state["sums"]
             for k, v in parts.items():
@@ -264,7 +287,12 @@ def train(
         last_save = time.monotonic()
         losses = " ".join(f"{k}={v:.4f}" for k, v in train_loss.items())
         scores = " ".join(f"{k}={v:.3f}" for k, v in tuning.items())
-        _log(run, f"epoch {epoch}/{cfg.epochs} {result.seconds:.0f}s loss {losses} | tuning {scores}{' *best' if improved else ''}", echo)
+        _log(
+            run,
+            f"epoch {epoch}/{cfg.epochs} {result.seconds:.0f}s loss {losses} | "
+            f"tuning {scores}{' *best' if improved else ''}",
+            echo,
+        )
         if progress is not None:
             progress(f"epoch {epoch}")
         if cfg.max_minutes > 0 and snap["elapsed"] > 60 * cfg.max_minutes:
@@ -295,15 +323,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--no-augment", action="store_true", help="switch the augmentation off")
+    parser.add_argument("--no-augment", action="store_true", help="switch the geometric augmentation off")
+    parser.add_argument(
+        "--intensity-augment", action="store_true",
+        help="add the intensity augmentation (resolution, blur, gamma, contrast, window, noise; each p = 0.5)",
+    )
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch passing this wall time")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
-    parser.add_argument("--cache", type=Path, default=None, help="cache folder of preprocessed arrays (default RUN/cache)")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="cache folder of preprocessed arrays (default RUN/cache)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument(
-        "--init", type=Path, default=None,
-        help="warm start: copy every weight whose name and shape match from this checkpoint or .onnx (others stay Xavier)",
+        "--init",
+        type=Path,
+        default=None,
+        help="warm start: copy every weight whose name and shape match from this checkpoint or .onnx "
+        "(others stay Xavier)",
     )
 
 
@@ -313,16 +350,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.batch_size < 1 or args.epochs < 1:
         raise ValueError("--batch-size and --epochs must be at least 1")
     return TrainConfig(
-        height=args.height, epochs=args.epochs, tasks=parse_tasks(args.tasks), batch_size=args.batch_size,
-        seed=args.seed, lr=args.lr, augment=not args.no_augment, checkpoint_minutes=args.checkpoint_minutes,
+        height=args.height,
+        epochs=args.epochs,
+        tasks=parse_tasks(args.tasks),
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr=args.lr,
+        augment=not args.no_augment,
+        intensity=args.intensity_augment,
+        checkpoint_minutes=args.checkpoint_minutes,
         max_minutes=args.max_minutes,
     )
 
 
 def warm_start(cfg: TrainConfig, source: str | Path) -> MammoNet:
     """A fresh network for ``cfg`` (seeded) with every tensor of ``source`` whose name and shape match."""
-    from training.onnx.checkpoint import load_checkpoint_or_onnx  # noqa: PLC0415
-
     donor, _ = load_checkpoint_or_onnx(source)
     model = build_model(cfg.model_config(), seed=cfg.seed)
     own = model.state_dict()
@@ -345,7 +387,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.manifest}: no row has split 'train' (run `python -m training manifest` to split)")
     init = warm_start(cfg, args.init) if args.init is not None and not args.resume else None
     results = train(
-        cfg, train_rows, tuning_rows, args.out, root=root, cache_dir=args.cache or args.out / "cache", resume=args.resume, init=init
+        cfg,
+        train_rows,
+        tuning_rows,
+        args.out,
+        root=root,
+        cache_dir=args.cache or args.out / "cache",
+        resume=args.resume,
+        init=init,
     )
     print(f"done: {len(results)} epoch(s) this call; best checkpoint {args.out / 'best.pt'}")
     return 0

@@ -20,7 +20,7 @@ def phantom_rows(folder: Path, n: int = 8) -> list[LabelRow]:
         spec = PhantomSpec(
             "L" if i % 4 < 2 else "R",
             "CC" if i % 3 else "MLO",
-            "ABCD"[i % 4],  # type: ignore[arg-type]
+            "ABCD"[i % 4],  # type: ignore[arg-type]  # a str, where PhantomSpec declares the Literal "A" | ... | "D"
             masses=(Mass(0.5, 0.4, 0.08, True),) if malignant else (),
             shape=(256, 192),
             seed=i,

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.phantoms import generator as phantom
-from inference.labels.exchange import export_labels
 from inference.formats import read_label_manifest, read_model_manifest
 from inference.imaging.decode import load_image
+from inference.imaging.studies import scan
+from inference.labels.exchange import export_labels
 from inference.labels.store import LabelEdit, LabelStore
 from inference.model.predict import predict
 from inference.model.session import ModelSession, bundled_model_path
-from inference.imaging.studies import scan
+from inference.phantoms import generator as phantom
 
 DENSITIES = ("A", "C", "D")
 

@@ -45,7 +45,9 @@ def test_total_is_mse_plus_task_terms() -> None:
         "reconstruction": torch.zeros(2, 1, 4, 4),
         "view": torch.tensor([[0.0, 0.0], [0.0, 0.0]]),
     }
-    total, parts = multitask_loss(outputs, image, {"view": _targets([0, 1], [1.0, 1.0])}, LossConfig(tasks={"view": 2.0}))
+    total, parts = multitask_loss(
+        outputs, image, {"view": _targets([0, 1], [1.0, 1.0])}, LossConfig(tasks={"view": 2.0})
+    )
     assert parts["recon"] == pytest.approx(0.25)
     assert parts["view"] == pytest.approx(math.log(2.0))
     assert float(total) == pytest.approx(0.25 + 2.0 * math.log(2.0), rel=1e-6)

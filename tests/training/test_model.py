@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 import torch
 
 from inference.errors import ModelError
-from training.onnx.checkpoint import load_checkpoint, load_checkpoint_or_onnx, save_checkpoint
 from training.model import LEVEL_WIDTHS, MammoNet, ModelConfig, build_model, upsample_conv_as_transpose
+from training.onnx.checkpoint import load_checkpoint, save_checkpoint
+from training.onnx.source import load_checkpoint_or_onnx
 
 N_PARAMETERS = 400_335  # pinned: a change of architecture must be deliberate
 
@@ -66,7 +68,7 @@ def test_z_is_concatenated_unit_vectors(model: MammoNet) -> None:
     with torch.no_grad():
         z = model(torch.rand(3, 1, 128, 128))["z"]
     bounds = torch.cumsum(torch.tensor((0, *LEVEL_WIDTHS)), 0).tolist()
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         torch.testing.assert_close(z[:, lo:hi].norm(dim=1), torch.ones(3))
 
 
@@ -114,7 +116,7 @@ def test_config_round_trip_and_validation() -> None:
 
 def test_xavier_init_and_seeding() -> None:
     a, b = build_model(seed=5), build_model(seed=5)
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
     head = a.heads["acr"]
     bound = math.sqrt(6.0 / (head.in_features + head.out_features))
@@ -184,7 +186,7 @@ def test_decoder_formulations_agree_in_values_and_gradients() -> None:
     (fast, fast_grads), (ref, ref_grads) = results
     assert fast.shape == (2, 1, 128, 192)
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-6)
-    for a, b in zip(fast_grads, ref_grads):
+    for a, b in zip(fast_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * float(b.abs().max()))  # float32 sums, other order
     with pytest.raises(ValueError, match="no decoder"):
         build_model(ModelConfig(reconstruction=False)).decode(bottleneck)

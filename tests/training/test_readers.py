@@ -81,7 +81,10 @@ def test_cdd_cesm_le_images_never_teach_malignancy(tmp_path: Path) -> None:
 
 
 def test_cbis_ddsm_merges_abnormalities_of_one_image(tmp_path: Path) -> None:
-    header = "patient_id,breast density,left or right breast,image view,abnormality id,abnormality type,assessment,pathology,image file path\n"
+    header = (
+        "patient_id,breast density,left or right breast,image view,abnormality id,abnormality type,"
+        "assessment,pathology,image file path\n"
+    )
     a = _write(tmp_path / "mass_case_description_train_set.csv", header
                + "P_00001,3,LEFT,CC,1,mass,3,BENIGN,Mass-Training_P_00001_LEFT_CC/1.dcm\n"
                + "P_00001,3,LEFT,CC,2,mass,5,MALIGNANT,Mass-Training_P_00001_LEFT_CC/1.dcm\n")
@@ -152,7 +155,9 @@ def _synthetic_rows(n_women: int = 60) -> list[LabelRow]:
     for w in range(n_women):
         for side in ("L", "R"):
             mal = "malignant" if w % 5 == 0 and side == "L" else "benign"
-            rows.append(LabelRow(f"k{w}{side}", f"{w}{side}.png", {"malignancy": TaskLabel(mal)}, side, f"w{w}", source="s"))
+            rows.append(
+                LabelRow(f"k{w}{side}", f"{w}{side}.png", {"malignancy": TaskLabel(mal)}, side, f"w{w}", source="s")
+            )
     return rows
 
 

@@ -6,14 +6,15 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from inference.formats import read_label_manifest, read_model_manifest, write_label_manifest
-from training.onnx.checkpoint import load_checkpoint
 from training.cli import main
 from training.data import load_manifest
 from training.evaluate import evaluate_model
 from training.finetune import bump_version
+from training.onnx.checkpoint import load_checkpoint
 from training.train import TrainConfig, train
 
 from .conftest import HEIGHT
@@ -37,9 +38,15 @@ def test_a_few_epochs_lower_the_loss(phantom_manifest: Path, tmp_path: Path) -> 
     assert (tmp_path / "run" / "best.pt").exists()
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(phantom_manifest: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("intensity", [False, True])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    phantom_manifest: Path, tmp_path: Path, intensity: bool
+) -> None:
     tr, tu, root = _rows(phantom_manifest)
-    cfg = TrainConfig(height=HEIGHT, epochs=2, batch_size=2, checkpoint_minutes=0, tasks=("malignancy", "view", "recon"))
+    cfg = TrainConfig(
+        height=HEIGHT, epochs=2, batch_size=2, checkpoint_minutes=0, tasks=("malignancy", "view", "recon"),
+        intensity=intensity,
+    )
     kw = {"root": root, "cache_dir": tmp_path / "cache", "echo": False}
     train(cfg, tr, tu, tmp_path / "a", **kw)
     # 6 images / 2 per batch = 3 steps per epoch: stop in the middle of the second epoch
@@ -87,8 +94,8 @@ def test_bump_version() -> None:
 
 
 def test_warm_start_copies_matching_weights_only(tmp_path: Path) -> None:
-    from training.onnx.checkpoint import save_checkpoint
     from training.model import ModelConfig, build_model
+    from training.onnx.checkpoint import save_checkpoint
     from training.train import warm_start
 
     donor = build_model(ModelConfig(tasks=("malignancy",), reconstruction=False), seed=1)

@@ -6,7 +6,7 @@ A checkpoint is ``torch.save`` of a dict::
      "state_dict": ..., "epoch": int, "optimizer": state_dict or None, "extra": {...}}
 
 ``extra`` holds plain values (str, int, float, bool, lists, dicts) that ``export-onnx``
-reads when present: ``height``, ``version``, ``card``, ``training_data``, ``metrics``,
+(:mod:`training.onnx.command`) reads when present: ``height``, ``version``, ``card``, ``training_data``, ``metrics``,
 ``operating_points``. Loading uses ``weights_only=True``: nothing in a checkpoint runs code.
 """
 
@@ -21,11 +21,9 @@ from typing import Any
 import torch
 
 from inference.errors import ModelError
-from inference.formats import manifest_path_for, read_model_manifest
-
 from training.model import MammoNet, ModelConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_checkpoint_or_onnx"]
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "mammo-review-checkpoint/1"
 
@@ -94,27 +92,3 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"malformed checkpoint ({type(exc).__name__}: {exc})", path) from exc
     return ckpt
-
-
-def load_checkpoint_or_onnx(path: str | Path) -> tuple[MammoNet, dict[str, Any]]:
-    """A model (and the checkpoint's ``extra``) from a checkpoint or an exported ``.onnx``."""
-    path = Path(path)
-    if path.suffix == ".onnx":
-        from training.onnx.weights import model_from_onnx, read_onnx_metadata  # noqa: PLC0415
-
-        meta = read_onnx_metadata(path)
-        extra: dict[str, Any] = {}
-        if "mammo_review.input_height" in meta:
-            extra["height"] = int(meta["mammo_review.input_height"])
-        manifest_file = manifest_path_for(path)
-        if manifest_file.exists():  # a re-export keeps what the manifest says of the weights
-            manifest = read_model_manifest(manifest_file)
-            extra.update(version=manifest.version, training_data=list(manifest.training_data),
-                         metrics=dict(manifest.metrics), operating_points=dict(manifest.operating_points))  # fmt: skip
-        return model_from_onnx(path), extra
-    ckpt = load_checkpoint(path)
-    try:
-        model = ckpt.model()
-    except RuntimeError as exc:
-        raise ModelError(f"checkpoint weights do not fit its config ({exc})", path) from exc
-    return model, ckpt.extra

@@ -5,12 +5,12 @@ The ONNX interface is the one of docs/architecture.md: input ``image`` ``[N, 1, 
 probabilities), ``z``, ``reconstruction`` and ``evidence``; what the model's config switches
 off is absent. Initializers keep the torch ``state_dict`` names (prefixed ``model.``) and the
 config travels in the ONNX metadata, so :mod:`training.onnx.weights` can rebuild the network
-from the ``.onnx`` alone. ``python -m training export-onnx --help`` for the command line.
+from the ``.onnx`` alone (names and keys: :mod:`training.onnx.layout`). The command line,
+``python -m training export-onnx``, is :mod:`training.onnx.command`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import warnings
@@ -34,45 +34,29 @@ from inference.formats import (
     file_sha256,
     write_model_manifest,
 )
-
-from training.model import EVIDENCE_STRIDE, SIZE_MULTIPLE, MammoNet, ModelConfig, build_model
+from training.model import EVIDENCE_STRIDE, SIZE_MULTIPLE, MammoNet, ModelConfig
+from training.onnx.layout import META_CONFIG, META_HEIGHT, META_PREFIX, META_VERSION, OPSET, OUTPUT_ORDER, STATE_PREFIX
 
 __all__ = [
-    "OPSET",
     "TOLERANCE",
     "RECONSTRUCTION_TOLERANCE",
-    "OUTPUT_ORDER",
-    "STATE_PREFIX",
-    "META_CONFIG",
-    "META_PREFIX",
-    "ExportResult",
+    "OnnxExportResult",
     "OnnxWrapper",
-    "output_shapes",
+    "onnx_output_shapes",
     "export_onnx",
     "verify_onnx",
-    "add_arguments",
-    "run",
 ]
 
-OPSET = 17
 #: Largest |ONNX Runtime - torch| accepted for the probabilities, ``z`` and the evidence map.
 TOLERANCE = 1e-4
 #: ... and for the reconstruction, an image in [0, 1] shown at 8 bits (a grey level is 3.9e-3).
 #: The two runtimes sum float32 instance-norm statistics over millions of pixels in different
 #: orders; at height 2048 that moves the reconstruction of a random network by about 2e-4.
 RECONSTRUCTION_TOLERANCE = 1e-3
-#: Every output the network can have, in graph order.
-OUTPUT_ORDER: tuple[str, ...] = ("malignancy", "acr", "density", "view", "z", "reconstruction", "evidence")
-#: Initializer names are ``STATE_PREFIX + <state_dict key>``.
-STATE_PREFIX = "model."
-#: ONNX metadata keys: the model config (JSON) and the initializer name prefix.
-META_CONFIG = "mammo_review.config"
-META_PREFIX = "mammo_review.state_prefix"
-RANDOM_VERSION = "0.0.0-random"
 
 
 @dataclass(frozen=True)
-class ExportResult:
+class OnnxExportResult:
     """What an export wrote and how closely ONNX Runtime matched torch."""
 
     onnx_path: Path
@@ -107,7 +91,7 @@ def _has_output(cfg: ModelConfig, name: str) -> bool:
     return name == "z"
 
 
-def output_shapes(config: ModelConfig, height: int) -> dict[str, list[int | None]]:
+def onnx_output_shapes(config: ModelConfig, height: int) -> dict[str, list[int | None]]:
     """Manifest output shapes (``None`` for the dynamic batch and width)."""
     shapes: dict[str, list[int | None]] = {t: [None, len(TASK_CLASSES[t])] for t in config.tasks}
     shapes["z"] = [None, config.latent_dim]
@@ -153,10 +137,12 @@ def _torch_export(wrapper: OnnxWrapper, path: Path, height: int) -> None:
     try:
         with warnings.catch_warnings():
             # Known, understood warnings of the pinned legacy exporter; anything else stays an error.
-            warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning
+            )
             warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
             # instance norm's own spatial-size sanity checks read shapes while tracing; harmless
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.")  # type: ignore[attr-defined]  # not in torch.jit.__all__
             torch.onnx.export(
                 wrapper,
                 (sample,),
@@ -177,7 +163,7 @@ def _torch_export(wrapper: OnnxWrapper, path: Path, height: int) -> None:
 def _finish_graph(path: Path, config: ModelConfig, height: int, version: str) -> None:
     """Write exact declared shapes on input/outputs, and the config into the metadata."""
     proto = onnx.load(str(path))
-    shapes = output_shapes(config, height)
+    shapes = onnx_output_shapes(config, height)
     width_names = {"reconstruction": "W", "evidence": "W_16"}
 
     def set_shape(value: onnx.ValueInfoProto, dims: Sequence[int | None], wname: str) -> None:
@@ -195,7 +181,7 @@ def _finish_graph(path: Path, config: ModelConfig, height: int, version: str) ->
         set_shape(out, shapes[out.name], width_names.get(out.name, "W"))
     del proto.metadata_props[:]
     meta = {META_CONFIG: json.dumps(config.to_dict(), sort_keys=True), META_PREFIX: STATE_PREFIX,
-            "mammo_review.version": version, "mammo_review.input_height": str(height)}
+            META_VERSION: version, META_HEIGHT: str(height)}
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"mammo-review multi-task network {version}. {INTENDED_USE}"
@@ -229,9 +215,11 @@ def verify_onnx(
         with torch.no_grad():
             expected = wrapper(x)
         got = session.run(None, {"image": x.numpy()})
-        for name, e, g in zip(wrapper.names, expected, got):
+        for name, e, g in zip(wrapper.names, expected, got, strict=True):
             if tuple(g.shape) != tuple(e.shape):
-                raise ModelError(f"output {name!r} has shape {g.shape} in ONNX Runtime, {tuple(e.shape)} in torch", path)
+                raise ModelError(
+                    f"output {name!r} has shape {g.shape} in ONNX Runtime, {tuple(e.shape)} in torch", path
+                )
             diffs[name] = max(diffs[name], float(np.max(np.abs(g - e.numpy()))))
     limits = {n: reconstruction_tolerance if n == "reconstruction" else tolerance for n in diffs}
     bad = {n: d for n, d in diffs.items() if not d <= limits[n]}
@@ -242,9 +230,10 @@ def verify_onnx(
 
 
 def _heads(model: MammoNet) -> dict[str, dict[str, list[Any]]]:
+    heads = {t: model.head(t) for t in model.heads}
     return {
         t: {"weight": head.weight.detach().double().tolist(), "bias": head.bias.detach().double().tolist()}
-        for t, head in model.heads.items()
+        for t, head in heads.items()
     }
 
 
@@ -262,7 +251,7 @@ def export_onnx(
     intended_use: str = INTENDED_USE,
     tolerance: float = TOLERANCE,
     reconstruction_tolerance: float = RECONSTRUCTION_TOLERANCE,
-) -> ExportResult:
+) -> OnnxExportResult:
     """Export ``model`` to ``path`` (``.onnx``), verify it, and write the manifest and card beside it.
 
     ``card`` is free text (what the model is, how it was trained, its limits) for the model card
@@ -291,7 +280,7 @@ def export_onnx(
         onnx_sha256=file_sha256(path),
         input_height=height,
         width_multiple=SIZE_MULTIPLE,
-        outputs=output_shapes(model.config, height),
+        outputs=onnx_output_shapes(model.config, height),
         tasks={t: list(TASK_CLASSES[t]) for t in model.config.tasks},
         latent_dim=model.config.latent_dim,
         dropout=model.config.dropout,
@@ -305,7 +294,7 @@ def export_onnx(
     manifest.validate(path)
     card_path = _write_card(path.with_suffix(".md"), manifest, card, model)
     manifest_path = write_model_manifest(path, manifest)
-    return ExportResult(path, manifest_path, card_path, manifest, diffs, path.stat().st_size)
+    return OnnxExportResult(path, manifest_path, card_path, manifest, diffs, path.stat().st_size)
 
 
 def _shape_text(shape: Sequence[int | None]) -> str:
@@ -346,69 +335,3 @@ def _write_card(path: Path, manifest: ModelManifest, notes: str, model: MammoNet
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-
-# ---------------------------------------------------------------------- command line
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m training export-onnx``."""
-    parser.add_argument("--out", required=True, type=Path, help="DIR/NAME.onnx; NAME.json is written beside it")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="a training checkpoint (.pt) or an exported .onnx")
-    src.add_argument("--random", action="store_true", help="a randomly initialised, untrained network")
-    parser.add_argument("--height", type=int, help="input height (multiple of 64; default: the checkpoint's, else 512)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (--random)")
-    parser.add_argument("--name", help="model name (default: NAME of --out)")
-    parser.add_argument("--version", help=f"model version (default: {RANDOM_VERSION} with --random, else the checkpoint's)")
-    parser.add_argument("--card", help="notes for the model card NAME.md (default: the checkpoint's, or an 'untrained' note)")
-    parser.add_argument(
-        "--metrics", type=Path,
-        help="JSON file with 'metrics' and/or 'operating_points' objects (e.g. from `evaluate`)",
-    )
-    parser.add_argument("--training-data", action="append", default=None, metavar="TEXT",
-                        help="a training data description (repeatable; default: the checkpoint's)")
-
-
-def _random_card(seed: int) -> str:
-    return (
-        f"UNTRAINED: randomly initialised weights (seed {seed}). Its predictions, latent vectors and maps "
-        "carry no information; it only lets the runtime and the app run until a trained model is "
-        "bundled. Research use only, not for diagnosis."
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Body of ``python -m training export-onnx``."""
-    from training.onnx.checkpoint import load_checkpoint_or_onnx  # noqa: PLC0415 (keeps `--random` free of the checkpoint code)
-
-    extra: dict[str, Any] = {}
-    if args.random:
-        model = build_model(ModelConfig(), seed=args.seed)
-        extra = {"version": RANDOM_VERSION, "card": _random_card(args.seed), "training_data": []}
-    else:
-        model, extra = load_checkpoint_or_onnx(args.checkpoint)
-    metrics = dict(extra.get("metrics", {}))
-    points = dict(extra.get("operating_points", {}))
-    if args.metrics is not None:
-        loaded = json.loads(args.metrics.read_text(encoding="utf-8"))
-        if not isinstance(loaded, dict) or not {"metrics", "operating_points"} & set(loaded):
-            raise ValueError(f"{args.metrics}: expected a JSON object with 'metrics' and/or 'operating_points'")
-        metrics = dict(loaded.get("metrics", metrics))
-        points = dict(loaded.get("operating_points", points))
-    height = args.height or int(extra.get("height", 512))
-    result = export_onnx(
-        model,
-        args.out,
-        height=height,
-        version=args.version or str(extra.get("version", "0.1.0")),
-        name=args.name,
-        training_data=args.training_data if args.training_data is not None else list(extra.get("training_data", [])),
-        metrics=metrics,
-        operating_points=points,
-        card=args.card if args.card is not None else str(extra.get("card", "")),
-    )
-    params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {result.onnx_path} ({result.size_bytes / 1e6:.2f} MB, {params} parameters, height {height})")
-    print(f"wrote {result.manifest_path} and {result.card_path.name}")
-    for name, diff in result.max_abs_diff.items():
-        print(f"  max |onnxruntime - torch| {name:15s} {diff:.3g}")
-    return 0

@@ -15,9 +15,8 @@ import torch
 from onnx import numpy_helper
 
 from inference.errors import ModelError
-
-from training.onnx.export import META_CONFIG, META_PREFIX
 from training.model import MammoNet, ModelConfig
+from training.onnx.layout import META_CONFIG, META_PREFIX
 
 __all__ = ["read_onnx_metadata", "onnx_config", "onnx_state_dict", "model_from_onnx"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from importlib import resources
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,10 @@ import torch
 
 from inference.errors import ModelError
 from inference.formats import file_sha256, read_model_manifest
-from training.onnx.checkpoint import save_checkpoint
 from training.cli import COMMANDS, Command, build_parser, main
-from training.onnx.export import ExportResult, OnnxWrapper, export_onnx, verify_onnx
 from training.model import MammoNet, ModelConfig, build_model
+from training.onnx.checkpoint import save_checkpoint
+from training.onnx.export import OnnxExportResult, OnnxWrapper, export_onnx, verify_onnx
 from training.onnx.weights import model_from_onnx, onnx_state_dict
 
 HEIGHT = 128
@@ -35,7 +35,7 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[MammoNet, ExportResult]:
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[MammoNet, OnnxExportResult]:
     # a fresh model: instance-norm weights are all equal, the case where initializers could merge
     model = build_model(seed=0)
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
@@ -43,7 +43,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[MammoNet, Export
     return model, result
 
 
-def test_interface_follows_the_architecture_doc(exported: tuple[MammoNet, ExportResult]) -> None:
+def test_interface_follows_the_architecture_doc(exported: tuple[MammoNet, OnnxExportResult]) -> None:
     _, result = exported
     session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
@@ -60,14 +60,14 @@ def test_interface_follows_the_architecture_doc(exported: tuple[MammoNet, Export
     assert onnx.load(str(result.onnx_path)).opset_import[0].version == 17
 
 
-def test_onnx_runtime_matches_torch(exported: tuple[MammoNet, ExportResult]) -> None:
+def test_onnx_runtime_matches_torch(exported: tuple[MammoNet, OnnxExportResult]) -> None:
     model, result = exported
     assert set(result.max_abs_diff) == {"malignancy", "acr", "density", "view", "z", "reconstruction", "evidence"}
     assert max(result.max_abs_diff.values()) <= 1e-4
     # an independent check at a width and batch the export never saw
     x = torch.rand(3, 1, HEIGHT, 448)
     session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": x.numpy()})))
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": x.numpy()}), strict=True))
     with torch.no_grad():
         ref = model.eval()(x, evidence=True)
     for task in ("malignancy", "acr", "density", "view"):
@@ -77,7 +77,7 @@ def test_onnx_runtime_matches_torch(exported: tuple[MammoNet, ExportResult]) -> 
         np.testing.assert_allclose(got[name], ref[name].numpy(), atol=1e-4)
 
 
-def test_verification_fails_when_onnx_and_torch_differ(exported: tuple[MammoNet, ExportResult]) -> None:
+def test_verification_fails_when_onnx_and_torch_differ(exported: tuple[MammoNet, OnnxExportResult]) -> None:
     model, result = exported
     other = build_model(seed=1)
     with pytest.raises(ModelError, match="differs from torch"):
@@ -97,12 +97,17 @@ def test_failed_verification_leaves_no_model(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_manifest_carries_the_heads(exported: tuple[MammoNet, ExportResult]) -> None:
+def test_manifest_carries_the_heads(exported: tuple[MammoNet, OnnxExportResult]) -> None:
     model, result = exported
     manifest = read_model_manifest(result.onnx_path)
     assert manifest == result.manifest
     assert manifest.onnx_sha256 == file_sha256(result.onnx_path)
-    assert (manifest.input_height, manifest.latent_dim, manifest.dropout, manifest.version) == (HEIGHT, 496, 0.5, "9.9.9")
+    assert (manifest.input_height, manifest.latent_dim, manifest.dropout, manifest.version) == (
+        HEIGHT,
+        496,
+        0.5,
+        "9.9.9",
+    )
     assert manifest.outputs["evidence"] == [None, 1, HEIGHT // 16, None]
     assert manifest.tasks["density"] == ["A", "B", "C", "D"]
     assert "research" in manifest.intended_use.lower()
@@ -111,7 +116,7 @@ def test_manifest_carries_the_heads(exported: tuple[MammoNet, ExportResult]) -> 
         assert np.array_equal(w, head.weight.detach().numpy()) and np.array_equal(b, head.bias.detach().numpy())
 
 
-def test_weights_round_trip_through_onnx(exported: tuple[MammoNet, ExportResult], tmp_path: Path) -> None:
+def test_weights_round_trip_through_onnx(exported: tuple[MammoNet, OnnxExportResult], tmp_path: Path) -> None:
     model, result = exported
     again = model_from_onnx(result.onnx_path)
     assert again.config == model.config
@@ -133,10 +138,10 @@ def test_weights_round_trip_through_onnx(exported: tuple[MammoNet, ExportResult]
     x = torch.rand(1, 1, HEIGHT, 128)
     with torch.no_grad():
         a, b = OnnxWrapper(trained.eval())(x), OnnxWrapper(back)(x)
-    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
-def test_graph_holds_the_transposed_final_step(exported: tuple[MammoNet, ExportResult]) -> None:
+def test_graph_holds_the_transposed_final_step(exported: tuple[MammoNet, OnnxExportResult]) -> None:
     """The reconstruction comes from one transposed convolution, not a full-size upsampling (the
     model's own formulation, MammoNet.decode), and the initializers keep the 3x3 kernel it derives from."""
     _, result = exported
@@ -183,7 +188,12 @@ def test_cli_exports_random_and_checkpoint(tmp_path: Path, capsys: pytest.Captur
     out3 = tmp_path / "again" / "c.onnx"
     assert main(["export-onnx", "--out", str(out3), "--checkpoint", str(out2), "--version", "0.2.1"]) == 0
     m3 = read_model_manifest(out3)
-    assert (m3.version, m3.input_height, m3.metrics, m3.operating_points) == ("0.2.1", HEIGHT, m2.metrics, m2.operating_points)
+    assert (m3.version, m3.input_height, m3.metrics, m3.operating_points) == (
+        "0.2.1",
+        HEIGHT,
+        m2.metrics,
+        m2.operating_points,
+    )
     assert m3.training_data == m2.training_data and m3.heads == m2.heads
 
 
