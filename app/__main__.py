@@ -50,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="quit as soon as the first window is on screen (start-up benchmark)",
     )
     p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
-    p.add_argument("--doctor", action="store_true", help="check Qt, ONNX Runtime and its devices, decoders, model, label store; print one line each and exit")
+    p.add_argument(
+        "--doctor",
+        action="store_true",
+        help=(
+            "check Qt, ONNX Runtime and its devices, decoders, model, label store; print one line each and exit"
+        ),
+    )
     return p
 
 

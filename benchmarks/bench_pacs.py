@@ -57,11 +57,11 @@ def app_figures(url: str, study_uids: list[str], tmp: Path) -> list[float]:
         pacs.retrieve(uid)
         while True:
             app.processEvents()
-            study = state.current_study
+            study = state.files.current_study
             if (
                 study is not None
                 and study.study_uid == uid
-                and all(r.key in state.predictions for r in study.images)
+                and all(r.key in state.runner.predictions for r in study.images)
                 and all(v.data_shape is not None and v.caption.text() for v in win.viewer.views)
             ):
                 break

@@ -30,7 +30,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "imaging.geometry": ("BreastMask",),
     "imaging.decode": ("Window", "LoadedImage", "load_image", "resolve_laterality", "apply_window"),
     "model.session": ("ModelSession", "bundled_model_path", "DEVICES"),
-    "model.predict": ("Prediction", "PredictionSummary", "ModelInput", "prepare", "predict", "predict_inputs", "mc_dropout"),
+    "model.predict": (
+        "Prediction", "PredictionSummary", "ModelInput", "prepare", "predict", "predict_inputs", "mc_dropout",
+    ),
     "model.summary": ("BreastSummary", "ExamSummary", "summarise"),
     "labels.store": ("LabelStore", "LabelRecord", "HistoryEntry", "CombinedLabel", "combine", "default_store_path"),
     "labels.review": ("ORDERS", "QueueItem", "ReviewProgress", "review_queue", "progress"),

@@ -65,7 +65,9 @@ class _Report:
 
 #: What the runtime loads, by import name. umap, pynndescent and numba are only looked up here:
 #: inference.latent.projection must import them itself (it points numba at its cache folder first).
-_IMPORTED = ("numpy", "scipy", "PIL", "pydicom", "pylibjpeg", "openjpeg", "rle", "jpeg_ls", "gdcm", "onnxruntime", "sklearn")
+_IMPORTED = (
+    "numpy", "scipy", "PIL", "pydicom", "pylibjpeg", "openjpeg", "rle", "jpeg_ls", "gdcm", "onnxruntime", "sklearn",
+)
 _FOUND = ("umap", "pynndescent", "numba", "llvmlite")
 
 

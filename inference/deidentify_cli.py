@@ -40,9 +40,9 @@ from inference.csvsafe import SafeDictWriter
 from inference.errors import ImageReadError, PreprocessError
 from inference.formats import file_sha256
 from inference.imaging.confidentiality import Deidentifier, ProfileOptions, blank_outside_breast
+from inference.imaging.dicom import transfer_syntax_of
 from inference.imaging.isolation import DecodePool, Source
 from inference.imaging.limits import Limits, check_file, limits_from_env
-from inference.imaging.studies import transfer_syntax_of
 
 __all__ = ["main", "REPORT_COLUMNS", "FileResult", "DeidentifySettings", "deidentify_file", "build_parser"]
 

@@ -168,22 +168,24 @@ class PacsState(QObject):
 
     def send_results(self) -> None:
         """Send the SR and SEGs of the current study's predictions to the server."""
-        study = self.state.current_study
+        study = self.state.files.current_study
         if study is None:
             self.failed.emit("Open a study first.")
             return
-        exam = self.state.exam_of(study.images[0].key)
-        manifest = self.state.manifest
+        exam = self.state.runner.exam_of(study.images[0].key)
+        manifest = self.state.runner.manifest
         if exam is None or manifest is None:
             self.failed.emit("The model has not finished with this study yet.")
             return
         from inference.pacs.findings import findings_from_predictions
 
         keys = {r.key for r in study.images}
-        breasts = [b for b in self.state.breasts.values() if keys & set(b.image_keys)]
-        lat = {r.key: self.state.laterality(r.key) for r in study.images}
+        breasts = [b for b in self.state.runner.breasts.values() if keys & set(b.image_keys)]
+        lat = {r.key: self.state.files.laterality(r.key) for r in study.images}
         try:
-            findings = findings_from_predictions(study, self.state.predictions, breasts, exam, lat, manifest.name)
+            with_maps = {r.key: self.state.runner.prediction_with_maps(r.key) for r in study.images}
+            preds = {k: p for k, p in with_maps.items() if p is not None}  # maps reloaded where let go
+            findings = findings_from_predictions(study, preds, breasts, exam, lat, manifest.name)
         except PacsError as exc:
             self.failed.emit(str(exc))
             return

@@ -264,7 +264,7 @@ class LabelPanel(QWidget):
         self.clear_selection = QPushButton("Clear selection")
         self.clear_selection.setToolTip("Label the current image only")
         self.clear_selection.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.clear_selection.clicked.connect(lambda: labels.app.set_selection([]))
+        self.clear_selection.clicked.connect(lambda: labels.app.files.set_selection([]))
         self.clear_selection.hide()
         self.editors = {t: TaskEditor(labels, t, self) for t in TASKS}
         self.accept_button = QPushButton("Accept ⏎")
@@ -320,10 +320,10 @@ class LabelPanel(QWidget):
         labels.store_ok.connect(self.banner.hide)
         labels.labelling_changed.connect(self._on_labelling_changed)
         labels.reverted.connect(self._show_notice)
-        labels.app.current_changed.connect(lambda _k: self.notice.hide())
+        labels.app.files.current_changed.connect(lambda _k: self.notice.hide())
         self._filtering = False
         self._on_labelling_changed(labels.labelling)
-        labels.app.current_changed.connect(lambda _k: self.refresh())
+        labels.app.files.current_changed.connect(lambda _k: self.refresh())
         if labels.store_error:
             self._on_store_failed(labels.store_error)
         self.refresh()
@@ -345,7 +345,7 @@ class LabelPanel(QWidget):
             self.target.setText(f"<b>{len(keys)} images selected</b> — an edit applies to all of them")
         else:
             try:
-                rec = lab.app.record(keys[0])
+                rec = lab.app.files.record(keys[0])
                 where = f"{rec.label} · {rec.path.name}"
             except KeyError:
                 where = keys[0]

@@ -42,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from inference.errors import ImageReadError
-from inference.imaging.studies import _QUIET as _WARNINGS_LOCK  # the reader's lock over catch_warnings
+from inference.imaging.dicom import _QUIET as _WARNINGS_LOCK  # the reader's lock over catch_warnings
 
 __all__ = [
     "Limits",

@@ -190,7 +190,8 @@ class ModelSession:
         available = ort.get_available_providers()
         want_cuda = device == "cuda" or (device == "auto" and _CUDA in available)
         if device == "cuda" and _CUDA not in available:
-            raise ModelError(f"device 'cuda' was asked for but CUDA cannot run: {cuda_problem()}; or use --device cpu", path)
+            problem = cuda_problem()
+            raise ModelError(f"device 'cuda' was asked for but CUDA cannot run: {problem}; or use --device cpu", path)
         if want_cuda:
             preload_cuda_libraries()
         n_threads = int(threads) if threads else physical_cores()

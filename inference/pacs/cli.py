@@ -106,7 +106,7 @@ def main(argv: Sequence[str], out: IO[str] | None = None, err: IO[str] | None = 
         err.write(f"{len(paths)} instance(s) of study {args.study}\n")
         out.write(f"{cache.study_folder(args.study)}\n")
     elif args.command == "send":
-        from inference.imaging.studies import read_dicom
+        from inference.imaging.dicom import read_dicom
 
         datasets = []
         for f in args.files:

@@ -219,7 +219,7 @@ def result_objects(findings: StudyFindings, sources: Mapping[str, Dataset]) -> l
 
 def source_headers(paths: Sequence[str | Path]) -> dict[str, Dataset]:
     """SOP Instance UID -> header (no pixels) of each DICOM file."""
-    from inference.imaging.studies import read_dicom
+    from inference.imaging.dicom import read_dicom
 
     out = {}
     for path in paths:

@@ -171,11 +171,11 @@ def test_colour_bar_shows_the_current_studys_overlay_range(qtbot, window: MainWi
 def test_file_menu_holds_the_panels_actions_before_recent(window: MainWindow) -> None:
     texts = [a.text().replace("&", "") for a in window.file_menu.actions() if not a.isSeparator()]
     assert texts == [
-        "Open folder…", "Open files…", "Open the sample studies",
+        "Open folder…", "Open files…", "Open the sample studies", "Open from PACS…",
         "Export labels…", "Import labels…", "Models…", "Load embeddings…",
         "Recent", "Settings…", "Quit",
     ]  # fmt: skip
-    assert window.file_menu.actions()[3] is window.queue.export_action
+    assert window.file_menu.actions()[4] is window.queue.export_action
 
 
 def test_one_image_layout_colours_its_overlay_with_the_studys_range(qtbot, window: MainWindow, study_dir: Path) -> None:

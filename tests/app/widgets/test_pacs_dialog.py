@@ -58,9 +58,9 @@ def test_search_retrieve_open_and_send_results(qtbot, dialog: PacsDialog, pacs: 
     qtbot.waitUntil(lambda: not state.pool.running("pacs"), timeout=60000)
     assert "Retrieved into" in dialog.status.text(), dialog.status.text()
     wait_idle(qtbot, state)
-    assert [s.study_uid for s in state.study_set.studies] == [stored]
-    assert len(state.predictions) == 4
-    state.set_current(state.study_set.images[0].key)
+    assert [s.study_uid for s in state.files.study_set.studies] == [stored]
+    assert len(state.runner.predictions) == 4
+    state.files.set_current(state.files.study_set.images[0].key)
 
     with qtbot.waitSignal(dialog.pacs.sent, timeout=60000) as sent:
         dialog.send_button.click()
@@ -91,7 +91,7 @@ def test_a_cancelled_retrieve_opens_nothing(qtbot, make_state, tmp_path: Path, p
     model.retrieve(stored)
     model.cancel()
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=60000)
-    assert opened == [] and model.busy == "" and not state.study_set.studies
+    assert opened == [] and model.busy == "" and not state.files.study_set.studies
 
 
 def test_bad_dates_are_caught_before_the_query(qtbot, dialog: PacsDialog) -> None:
@@ -126,7 +126,7 @@ def test_a_pushed_study_can_be_opened(qtbot, dialog: PacsDialog, study_dir: Path
     dialog.open_pushed_button.click()
     state = dialog.pacs.state
     wait_idle(qtbot, state)
-    assert len(state.study_set.images) == 4
+    assert len(state.files.study_set.images) == 4
     dialog.listen_check.setChecked(False)
     assert not dialog.pacs.listening
 
