@@ -19,10 +19,33 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+
+
+def wait_until_shown(app: Any, state: Any, win: Any, t0: float, is_target: Callable[[Any], bool]) -> float:
+    """Seconds from ``t0`` until the current study satisfies ``is_target``, every image has its prediction and
+    every view shows its image with a caption (the window repainted); gives up after 120 s."""
+    while True:
+        app.processEvents()
+        study = state.files.current_study
+        if (
+            study is not None
+            and is_target(study)
+            and all(r.key in state.runner.predictions for r in study.images)
+            and all(v.data_shape is not None and v.caption.text() for v in win.viewer.views)
+        ):
+            break
+        if time.perf_counter() - t0 > 120:
+            raise SystemExit("gave up after 120 s")
+        time.sleep(0.001)
+    win.repaint()
+    app.processEvents()
+    return time.perf_counter() - t0
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -71,22 +94,7 @@ def main() -> int:
     def open_and_wait(folder: Path) -> float:
         t0 = time.perf_counter()
         state.open_paths([folder])
-        while True:
-            app.processEvents()
-            study = state.files.current_study
-            if (
-                study is not None
-                and study.images[0].path.parent == folder
-                and all(r.key in state.runner.predictions for r in study.images)
-                and all(v.data_shape is not None and v.caption.text() for v in win.viewer.views)
-            ):
-                break
-            if time.perf_counter() - t0 > 120:
-                raise SystemExit("gave up after 120 s")
-            time.sleep(0.001)
-        win.repaint()
-        app.processEvents()
-        return time.perf_counter() - t0
+        return wait_until_shown(app, state, win, t0, lambda study: study.images[0].path.parent == folder)
 
     manifest = read_model_manifest(bundled_model_path())
     cold = open_and_wait(studies[0])

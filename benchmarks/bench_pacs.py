@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_app import wait_until_shown
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -55,22 +57,7 @@ def app_figures(url: str, study_uids: list[str], tmp: Path) -> list[float]:
     for uid in study_uids:
         t0 = time.perf_counter()
         pacs.retrieve(uid)
-        while True:
-            app.processEvents()
-            study = state.files.current_study
-            if (
-                study is not None
-                and study.study_uid == uid
-                and all(r.key in state.runner.predictions for r in study.images)
-                and all(v.data_shape is not None and v.caption.text() for v in win.viewer.views)
-            ):
-                break
-            if time.perf_counter() - t0 > 120:
-                raise SystemExit("gave up after 120 s")
-            time.sleep(0.001)
-        win.repaint()
-        app.processEvents()
-        times.append(time.perf_counter() - t0)
+        times.append(wait_until_shown(app, state, win, t0, lambda study, uid=uid: study.study_uid == uid))
     win.close()
     state.shutdown()
     return times
