@@ -3,35 +3,43 @@
 One CSV row per image (status ok, error or skipped, with the reason), then per study one row per
 breast and one for the exam (docs/formats.md, "Predictions CSV"); optionally the latent vectors
 (``--embeddings``) and the maps in original coordinates (``--maps``, "Maps folder"). A bad file
-never stops the run. Exit codes: 0 all went well, 1 some file failed, 2 usage or model error,
-3 an unexpected error (a bug: please report it), 130 interrupted.
+never stops the run: every image is decoded and preprocessed in the worker processes of
+:class:`inference.model.pipeline.Pipeline` (a crashing decoder costs that file a row with the reason),
+the model runs here, rows are written in input order. Exit codes: 0 all went well, 1 some file
+failed, 2 usage or model error, 3 an unexpected error (a bug: please report it), 130 interrupted.
+Warnings (pydicom, numpy) never reach the terminal: they go to the log, which ``--verbose`` shows.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
+import logging
+import multiprocessing
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from inference.errors import MammoReviewError
+from inference.csvsafe import SafeDictWriter
+from inference.errors import ImageReadError, MammoReviewError
 from inference.formats import TASK_CLASSES, Embeddings, write_embeddings
-from inference.model.predict import ModelInput, Prediction, PredictionSummary, predict_inputs, prepare
+from inference.imaging.isolation import MEMORY_OPTION, TIMEOUT_OPTION
+from inference.imaging.limits import LIMIT_SETTINGS, Limits, limits_from_env
+from inference.model.pipeline import Pipeline, Prepared
+from inference.model.predict import ModelInput, Prediction, PredictionSummary, predict_inputs
 from inference.model.session import DEVICES, ModelSession
 from inference.model.summary import BreastSummary, ExamSummary, summarise
 
 if TYPE_CHECKING:
     from inference.imaging.studies import ImageRecord, Problem, Study
 
-__all__ = ["main", "CSV_COLUMNS", "MAPS_INDEX_COLUMNS", "map_stem"]
+__all__ = ["main", "CSV_COLUMNS", "CSV_TEXT_COLUMNS", "MAPS_INDEX_COLUMNS", "MAPS_INDEX_TEXT_COLUMNS", "map_stem"]
 
 CSV_COLUMNS: tuple[str, ...] = (
     "level",
@@ -52,9 +60,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     *[f"p_view_{c}" for c in TASK_CLASSES["view"]],
     "model_version",
 )
+#: The columns holding text (neutralised against formulas, inference.csvsafe); the others hold numbers.
+CSV_TEXT_COLUMNS: frozenset[str] = frozenset(c for c in CSV_COLUMNS if not c.startswith("p_"))
 MAPS_INDEX_COLUMNS: tuple[str, ...] = ("key", "path", "evidence", "error", "preview", "rows", "cols", "evidence_scale")
-_CHUNK = 16  # images preprocessed before they are run (bounds memory within a large study)
-_PREVIEW_HEIGHT = 256
+MAPS_INDEX_TEXT_COLUMNS: frozenset[str] = frozenset(("key", "path", "evidence", "error", "preview"))
+_LOG = logging.getLogger("inference.cli")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
@@ -156,15 +166,6 @@ def map_stem(key: str) -> str:
     return stem[:150]
 
 
-def _thumbnail(pixels: np.ndarray) -> np.ndarray:
-    h, w = pixels.shape
-    th = min(_PREVIEW_HEIGHT, h)
-    tw = max(1, int(round(w * th / h)))
-    img = Image.fromarray(np.asarray(pixels, np.float32), mode="F").resize((tw, th), Image.Resampling.BOX)
-    out: np.ndarray = np.clip(np.asarray(img), 0.0, 1.0)
-    return out
-
-
 def _fit(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     img = Image.fromarray(np.asarray(m, np.float32), mode="F").resize((shape[1], shape[0]), Image.Resampling.BOX)
     return np.asarray(img)
@@ -215,7 +216,7 @@ class MapsWriter:
             self._index = open(folder / "index.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise MammoReviewError(f"cannot write the maps folder ({exc.strerror or exc})", folder) from exc
-        self._csv = csv.DictWriter(self._index, fieldnames=list(MAPS_INDEX_COLUMNS))
+        self._csv = SafeDictWriter(self._index, MAPS_INDEX_COLUMNS, MAPS_INDEX_TEXT_COLUMNS)
         self._csv.writeheader()
         self._stems: set[str] = set()
 
@@ -273,7 +274,7 @@ def _source_of(path: Path, inputs: Sequence[Path]) -> str:
 class _Run:
     """One ``predict`` run: writes rows as studies complete, keeps only the latent vectors."""
 
-    def __init__(self, session: ModelSession, writer: csv.DictWriter[str], maps: MapsWriter | None,
+    def __init__(self, session: ModelSession, writer: SafeDictWriter, maps: MapsWriter | None,
                  inputs: Sequence[Path], batch_size: int, bar: ProgressBar, total: int) -> None:  # fmt: skip
         self.session, self.writer, self.maps, self.inputs = session, writer, maps, inputs
         self.batch_size, self.bar, self.total = batch_size, bar, total
@@ -293,12 +294,16 @@ class _Run:
         self.writer.writerow(row)
         self.failed += 0 if problem.skipped else 1
 
-    def study(self, study: Study) -> None:
-        """Predict a study's images (a chunk at a time), then write its breast and exam rows."""
+    def study(self, study: Study, results: Iterator[tuple[ImageRecord, Prepared | ImageReadError]]) -> None:
+        """Predict a study's images as the workers deliver them (``results``: the pipeline's, in the
+        order of the images), then write its breast and exam rows."""
         self._slim, self._lateralities = [], {}
         for rec in study.images:
-            self._image(rec)
-            if len(self._pending) >= _CHUNK:
+            got, result = next(results)
+            if got is not rec:
+                raise RuntimeError(f"the pipeline returned {got.path} for {rec.path}")
+            self._image(rec, result)
+            if len(self._pending) >= self.batch_size:
                 self._flush()
         self._flush()
         breasts, exams = summarise(study.images, self._slim, self._lateralities)
@@ -308,23 +313,19 @@ class _Run:
         for e in exams:
             self.writer.writerow(_summary_row(e, "exam", path_of.get(e.source_key, "")))
 
-    def _image(self, rec: ImageRecord) -> None:
-        from inference.imaging.decode import load_image, resolve_laterality
+    def _image(self, rec: ImageRecord, result: Prepared | ImageReadError) -> None:
+        from inference.imaging.decode import resolve_laterality
 
         lat, lat_src = rec.laterality, rec.laterality_source
-        try:
-            loaded = load_image(rec)
-            lat, lat_src = resolve_laterality(rec, loaded)
-            item = prepare(loaded, self.session.height)
-            thumb = _thumbnail(loaded.pixels) if self.maps is not None else None
-        except MammoReviewError as exc:
-            reason = exc.reason
-        except Exception as exc:  # a decoder's own error: report it for this file and go on
-            reason = f"unexpected error ({type(exc).__name__}: {exc})"
+        if isinstance(result, ImageReadError):
+            reason = result.reason
         else:
-            self._lateralities[rec.key] = lat
-            self._pending.append(_Pending(rec, _image_row(rec, lat, lat_src), item, thumb))
-            return
+            lat, lat_src = resolve_laterality(rec, pixel_laterality=result.pixel_laterality)
+            if result.item is not None:
+                self._lateralities[rec.key] = lat
+                self._pending.append(_Pending(rec, _image_row(rec, lat, lat_src), result.item, result.preview))
+                return
+            reason = result.problem
         row = _image_row(rec, lat, lat_src)
         row.update(status="error", error=reason)
         self.writer.writerow(row)
@@ -365,6 +366,7 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
     from inference.imaging.studies import scan
 
     log = err if not args.quiet else None
+    limits = _limits(args)
     session = ModelSession.load(args.model, device=args.device, threads=args.threads)
     batch_size = args.batch_size or session.default_batch_size
     if log:
@@ -384,17 +386,22 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
         raise MammoReviewError(f"cannot write the predictions ({exc.strerror or exc})", out_path) from exc
     maps = MapsWriter(Path(args.maps)) if args.maps else None
     total = len(studyset.images)
+    pipeline = Pipeline(limits, workers=args.workers, memory_limit_mb=args.decode_memory_mb,
+                        timeout_s=args.decode_timeout)  # fmt: skip
     try:
-        writer = csv.DictWriter(out_file, fieldnames=list(CSV_COLUMNS))
+        writer = SafeDictWriter(out_file, CSV_COLUMNS, CSV_TEXT_COLUMNS)
         writer.writeheader()
         run = _Run(session, writer, maps, inputs, batch_size, ProgressBar(log, "predict"), total)
         for problem in studyset.problems:
             run.problem(problem)
         run.bar(0, total)
+        records = (rec for study in studyset.studies for rec in study.images)
+        results = pipeline.prepared(records, session.height, preview=maps is not None)
         for study in studyset.studies:
-            run.study(study)
+            run.study(study, results)
             out_file.flush()
     finally:
+        pipeline.close()
         out_file.close()
         if maps is not None:
             maps.close()
@@ -433,11 +440,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=None, help="images per run (default: 1 on CPU, 8 on CUDA)")
     p.add_argument("--threads", type=_positive, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show warnings and the log on the terminal")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="decode worker processes (default: MAMMO_DECODE_WORKERS, else the number of CPUs)")
+    p.add_argument(MEMORY_OPTION, type=_positive, default=None, metavar="MB",
+                   help="memory one decode may take (default: MAMMO_DECODE_MEMORY_MB, else 4096)")
+    p.add_argument(TIMEOUT_OPTION, type=_positive, default=None, metavar="S",
+                   help="seconds one decode may take (default: MAMMO_DECODE_TIMEOUT_S, else 120)")
+    for field, (env, option) in LIMIT_SETTINGS.items():
+        default = getattr(Limits(), field)
+        p.add_argument(option, type=_positive, default=None, dest=field,
+                       help=f"{field.replace('_', ' ')} of a DICOM file (default: {env}, else {default:g})")
     sub.add_parser("phantom", help="write synthetic phantom DICOM studies (see: phantom --help)", add_help=False)
     sub.add_parser("labels", help="import, export and count labels (see: labels --help)", add_help=False)
     sub.add_parser("deidentify", help="de-identify DICOM files IN... into OUT (see: deidentify --help)", add_help=False)
     sub.add_parser("pacs", help="query and retrieve from a PACS (see: pacs --help)", add_help=False)  # issue 17
     return parser
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    """The header limits: the options', else the environment's, else the defaults."""
+    try:
+        base = limits_from_env()
+    except ValueError as exc:
+        raise MammoReviewError(str(exc)) from None
+    given = {field: getattr(args, field) for field in LIMIT_SETTINGS if getattr(args, field, None) is not None}
+    return dataclasses.replace(base, **given)
+
+
+def _log_to_terminal(verbose: bool, err: IO[str]) -> None:
+    """Warnings go to the log (``logging.captureWarnings``); the log reaches ``err`` only when verbose."""
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_mammo_cli", False)]:
+        root.removeHandler(old)
+    handler: logging.Handler = logging.StreamHandler(err) if verbose else logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._mammo_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _positive(text: str) -> int:
@@ -466,6 +507,7 @@ def _phantom(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (never raises for expected failures)."""
+    multiprocessing.freeze_support()  # a PyInstaller bundle runs the decode workers through this entry
     argv = list(sys.argv[1:] if argv is None else argv)
     err = sys.stderr
     try:
@@ -489,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return predict_from_pacs(argv[1:], build_parser, run_predict, err)
         # --- end issue 17
         args = build_parser().parse_args(argv)
+        _log_to_terminal(args.verbose, err)
         return run_predict(args, err)
     except MammoReviewError as exc:
         err.write(f"\nerror: {exc}\n")

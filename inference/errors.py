@@ -12,6 +12,7 @@ __all__ = [
     "ImageReadError",
     "NotAnImageError",
     "UnsupportedImageError",
+    "LimitExceededError",
     "PreprocessError",
     "ModelError",
     "ManifestError",
@@ -41,6 +42,11 @@ class NotAnImageError(ImageReadError):
 
 class UnsupportedImageError(ImageReadError):
     """An image in a form we cannot decode (unknown transfer syntax, colour, 3-D ...)."""
+
+
+class LimitExceededError(ImageReadError):
+    """A file over one of the limits checked before decoding (:mod:`inference.imaging.limits`); the
+    message names the limit and how to raise it."""
 
 
 class PreprocessError(MammoReviewError):

@@ -75,12 +75,16 @@ class LoadedImage:
         return bool(lat and self.pixel_laterality and lat != self.pixel_laterality)
 
 
-def resolve_laterality(record: ImageRecord, loaded: LoadedImage | None = None) -> tuple[str, str]:
-    """(laterality, source): the record's when tags or text gave one, else the pixels', else ("", "unknown")."""
+def resolve_laterality(
+    record: ImageRecord, loaded: LoadedImage | None = None, pixel_laterality: str = ""
+) -> tuple[str, str]:
+    """(laterality, source): the record's when tags or text gave one, else the pixels' (``loaded``'s,
+    or ``pixel_laterality`` as a decode worker reported it), else ("", "unknown")."""
     if record.laterality:
         return record.laterality, record.laterality_source
-    if loaded is not None and loaded.pixel_laterality:
-        return loaded.pixel_laterality, "pixels"
+    seen = loaded.pixel_laterality if loaded is not None else pixel_laterality
+    if seen:
+        return seen, "pixels"
     return "", "unknown"
 
 

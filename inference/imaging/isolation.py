@@ -53,7 +53,6 @@ from typing import Any, Generic, TypeVar, overload
 from inference import errors
 from inference.errors import ImageReadError, MammoReviewError
 from inference.imaging.decode import LoadedImage, load_image
-from inference.imaging.studies import ImageRecord
 
 __all__ = [
     "DecodePool",
@@ -69,9 +68,11 @@ __all__ = [
     "settings_from_env",
 ]
 
-Source = ImageRecord | str | Path
-DecodeFunction = Callable[[Source], Any]
-S = TypeVar("S", ImageRecord, str, Path)
+#: What a worker is sent: a record or a path for ``load_image``; any picklable object with a ``path``
+#: attribute for another decode function (:class:`inference.model.pipeline.Request`).
+Source = Any
+DecodeFunction = Callable[[Any], Any]
+S = TypeVar("S")
 R = TypeVar("R")
 
 #: Environment variables and the CLI options (wired by the CLI) that raise the limits.
@@ -197,7 +198,8 @@ def _signal_name(number: int) -> str:
 
 
 def _path_of(source: Source) -> Path:
-    return source.path if isinstance(source, ImageRecord) else Path(source)
+    path = getattr(source, "path", source)
+    return path if isinstance(path, Path) else Path(str(path))
 
 
 def _error(kind: str, reason: str, path: Path) -> ImageReadError:

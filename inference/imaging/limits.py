@@ -17,7 +17,7 @@ first bytes of the first compressed frame, never the pixels:
   ``max_length``), counting, and refused past :attr:`Limits.max_inflated_mb` (default 512 MB), before
   pydicom inflates it whole.
 
-A file over a limit raises :class:`LimitExceededError` (an ImageReadError) that names the limit and
+A file over a limit raises :class:`inference.errors.LimitExceededError` (an ImageReadError) that names the limit and
 how to raise it: an environment variable (``MAMMO_MAX_PIXELS``, ``MAMMO_MAX_COMPRESSION_RATIO``,
 ``MAMMO_MAX_INFLATED_MB``, read by :func:`limits_from_env`) or the matching CLI option
 (``--max-pixels``, ``--max-compression-ratio``, ``--max-inflated-mb``, wired by the CLI).
@@ -41,7 +41,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from inference.errors import ImageReadError
+from inference.errors import ImageReadError, LimitExceededError
 from inference.imaging.dicom import _QUIET as _WARNINGS_LOCK  # the reader's lock over catch_warnings
 
 __all__ = [
@@ -68,10 +68,6 @@ LIMIT_SETTINGS: dict[str, tuple[str, str]] = {
     "max_compression_ratio": ("MAMMO_MAX_COMPRESSION_RATIO", "--max-compression-ratio"),
     "max_inflated_mb": ("MAMMO_MAX_INFLATED_MB", "--max-inflated-mb"),
 }
-
-
-class LimitExceededError(ImageReadError):
-    """A file over one of the limits checked before decoding; the message says how to raise it."""
 
 
 @dataclass(frozen=True)
