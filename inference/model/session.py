@@ -6,7 +6,8 @@ raises instead, naming the missing CUDA / cuDNN libraries, driver or package; se
 :mod:`inference.model.providers`), else the CPU with one intra-op thread per physical core and
 every graph optimisation on. A model that is
 missing, is not ONNX, or does not match its manifest raises one :class:`ModelError` naming the file
-and the mismatch.
+and the mismatch; every run checks its outputs' shapes and class counts against the manifest too
+(:func:`check_outputs`), since a graph may declare symbolic shapes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from inference.formats import ModelManifest, file_sha256, manifest_path_for, rea
 from inference.model.providers import CPU_PROVIDER, CUDA_PROVIDER, NO_RUNTIME, cuda_problem, preload_cuda_libraries
 
 __all__ = [
-    "DEVICES", "ModelSession", "bundled_model_path", "check_against_manifest", "cuda_available", "physical_cores",
+    "DEVICES", "ModelSession", "bundled_model_path", "check_against_manifest", "check_outputs", "cuda_available",
+    "physical_cores",
 ]
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -239,4 +241,29 @@ class ModelSession:
             raise ModelError(f"batch width {x.shape[3]} is not a multiple of {self.manifest.width_multiple}", self.path)
         names = list(self.output_names)
         values = self._session.run(names, {self.manifest.input_name: x})
-        return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
+        out = {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
+        check_outputs(out, self.manifest, x.shape[0], self.path)
+        return out
+
+
+def check_outputs(out: dict[str, np.ndarray], manifest: ModelManifest, batch: int, path: Path) -> None:
+    """Raise one :class:`ModelError` naming the output, the expected and the actual shape when a run's
+    output contradicts the manifest (rank, a fixed dimension, the batch size, a task's class count,
+    the latent size): a graph whose declared shapes are symbolic is checked here, on every run."""
+    for name, expected in manifest.outputs.items():
+        value = out[name]
+        want: list[int | None] = list(expected)
+        if want:
+            want[0] = batch
+        if name in manifest.tasks:
+            want[-1] = len(manifest.tasks[name])
+        elif name == "z":
+            want[-1] = manifest.latent_dim
+        got = value.shape
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=False)):
+            what = f"{len(manifest.tasks[name])} classes, " if name in manifest.tasks else ""
+            raise ModelError(
+                f"output {name!r} of the model has shape {_fmt(list(got))}; expected {what}{_fmt(want)} "
+                f"(the manifest says {_fmt(expected)})",
+                path,
+            )

@@ -157,3 +157,48 @@ def test_unknown_device(tiny_model: Path) -> None:
 
 def test_thread_count_can_be_set(tiny_model: Path) -> None:
     assert ModelSession.load(tiny_model, device="cpu", threads=1).threads == 1
+
+
+def _symbolic_model(folder: Path, tiny_model: Path) -> Path:
+    """A small graph whose ``malignancy`` has the symbolic shape [N, W / 32] (ONNX Runtime cannot know
+    the class count at load; every run must check it), with a manifest of that one 2-class task."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["rows"], axes=[2], keepdims=1),
+        helper.make_node("MaxPool", ["rows"], ["pooled"], kernel_shape=[1, 32], strides=[1, 32]),
+        helper.make_node("Flatten", ["pooled"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["malignancy"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "symbolic-classes",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, TEST_HEIGHT, "W"])],
+        [helper.make_tensor_value_info("malignancy", TensorProto.FLOAT, ["N", "C"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "symbolic.onnx"
+    onnx.save(model, path)
+    data = json.loads(tiny_model.with_suffix(".json").read_text(encoding="utf-8"))
+    data.update(onnx_sha256="", heads={}, outputs={"malignancy": [None, 2]},
+                tasks={"malignancy": data["tasks"]["malignancy"]})  # fmt: skip
+    path.with_suffix(".json").write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_every_run_checks_the_outputs_against_the_manifest(tiny_model: Path, tmp_path: Path) -> None:
+    """A 4-class "malignancy" under a 2-class manifest is one clear ModelError on the run, never a p_malignant."""
+    session = ModelSession.load(_symbolic_model(tmp_path, tiny_model), device="cpu")  # passes at load
+    with pytest.raises(ModelError) as info:
+        session.run(np.zeros((3, 1, TEST_HEIGHT, 128), np.float32))
+    text = str(info.value)
+    assert "output 'malignancy'" in text and "shape [3, 4]" in text and "expected 2 classes, [3, 2]" in text
+    assert info.value.path == session.path
+
+
+def test_a_run_whose_outputs_fit_passes(tiny_model: Path, tmp_path: Path) -> None:
+    session = ModelSession.load(_symbolic_model(tmp_path, tiny_model), device="cpu")
+    out = session.run(np.zeros((3, 1, TEST_HEIGHT, 64), np.float32))
+    assert out["malignancy"].shape == (3, 2)
