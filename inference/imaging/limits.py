@@ -51,6 +51,7 @@ __all__ = [
     "LIMIT_SETTINGS",
     "limits_from_env",
     "check_file",
+    "check_deflated",
     "check_inflated_size",
     "pixel_element",
     "check_pixel_claim",
@@ -373,6 +374,19 @@ def _check_file(path: Path, limits: Limits) -> None:
         meta = getattr(ds, "file_meta", None)
         ts = UID(str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else "")
         check_pixel_claim(ds, pixel_element(fp, ds), ts, limits, path)
+
+
+def check_deflated(path: str | Path, limits: Limits | None = None) -> None:
+    """For a deflated data set only: raise LimitExceededError when it inflates past the limit
+    (``limits``, else the environment's). Scanning calls it before pydicom reads the header, which
+    inflates the whole stream; any other file costs one read of its file meta."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fp:
+            if _is_deflated(fp):
+                check_inflated_size(fp, limits_from_env() if limits is None else limits, path)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read the file ({exc.strerror or exc})", path) from exc
 
 
 def _is_deflated(fp: BinaryIO) -> bool:

@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError
 from inference.formats import image_key
 from inference.imaging.dicom import DicomDirectory, read_header
+from inference.imaging.limits import check_deflated
 
 __all__ = [
     "ImageRecord",
@@ -269,6 +270,8 @@ def _person(value: Any) -> str:
 
 
 def _dicom_record(path: Path, raw: bool, size: int) -> ImageRecord:
+    if not raw:
+        check_deflated(path)  # a deflate bomb would inflate whole in the header read below
     try:
         header = read_header(path, raw, size)
     except DicomDirectory as exc:

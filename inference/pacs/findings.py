@@ -7,7 +7,6 @@ image is the box around the connected area of strongest positive evidence (towar
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from inference.csvsafe import SafeDictReader
 from inference.formats import TASK_CLASSES
 from inference.pacs.errors import PacsError
 
@@ -94,6 +94,13 @@ def _probs(row: Mapping[str, str], task: str) -> tuple[float, ...]:
     return () if all(math.isnan(v) for v in values) else values
 
 
+#: The text columns of the predictions CSV and of the maps index (inference.cli writes them neutralised
+#: against formulas, inference.csvsafe; the reader restores them).
+PREDICTION_TEXT_COLUMNS = ("level", "key", "path", "status", "error", "patient_id", "study_uid", "laterality",
+                           "laterality_source", "view", "view_source", "model_version")
+MAPS_INDEX_TEXT_COLUMNS = ("key", "path", "evidence", "error", "preview")
+
+
 def _evidence(maps: Path | None) -> dict[str, Path]:
     """image key -> its evidence file, from a maps folder's index.csv."""
     if maps is None:
@@ -101,7 +108,8 @@ def _evidence(maps: Path | None) -> dict[str, Path]:
     index = maps / "index.csv"
     try:
         with open(index, newline="", encoding="utf-8") as fp:
-            return {r["key"]: maps / r["evidence"] for r in csv.DictReader(fp) if r.get("evidence")}
+            rows = SafeDictReader(fp, MAPS_INDEX_TEXT_COLUMNS)
+            return {r["key"]: maps / Path(r["evidence"]).name for r in rows if r.get("evidence")}
     except (OSError, KeyError) as exc:
         raise PacsError(f"cannot read the maps index ({exc})", index) from exc
 
@@ -114,7 +122,7 @@ def findings_from_csv(
     path = Path(predictions)
     try:
         with open(path, newline="", encoding="utf-8") as fp:
-            rows = [r for r in csv.DictReader(fp) if r.get("status") == "ok"]
+            rows = [r for r in SafeDictReader(fp, PREDICTION_TEXT_COLUMNS) if r.get("status") == "ok"]
     except OSError as exc:
         raise PacsError(f"cannot read the predictions ({exc.strerror or exc})", path) from exc
     evidence_files = _evidence(Path(maps) if maps is not None else None)

