@@ -1,4 +1,4 @@
-"""The pipeline: decode and preprocess in the shared workers; the arrays of in-process code, errors as values, in order."""
+"""The pipeline: decode and preprocess in the shared workers; in-process arrays, errors as values, in order."""
 
 from __future__ import annotations
 
