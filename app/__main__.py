@@ -1,13 +1,17 @@
 """``python -m app [PATH...]`` (console script ``mammo-review``): the desktop viewer.
 
 ``--screenshot FILE`` opens the paths (the bundled samples without any), waits for the model,
-renders the main window to FILE and exits.
+renders the main window to FILE and exits. Warnings (pydicom, numpy) and the log go to
+``mammo-review.log`` beside the settings file, never to the terminal unless ``--verbose``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.resources
+import logging
+import logging.handlers
+import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="quit as soon as the first window is on screen (start-up benchmark)",
     )
     p.add_argument("--timeout", type=float, default=300.0, help="--screenshot: give up waiting after this many seconds")
+    p.add_argument("--verbose", action="store_true", help="also show warnings and the log on the terminal")
     p.add_argument(
         "--doctor",
         action="store_true",
@@ -60,7 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_file(folder: Path, verbose: bool) -> Path | None:
+    """Warnings and the log into ``folder/mammo-review.log`` (1 MB, two old files kept); on stderr
+    too when ``verbose``. Returns the log's path (None when the folder cannot be written)."""
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_mammo_app", False)]:
+        root.removeHandler(old)
+        old.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if verbose else []
+    path: Path | None = folder / "mammo-review.log"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=2, encoding="utf-8"))
+    except OSError:
+        path = None
+    if not handlers:
+        handlers.append(logging.NullHandler())
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._mammo_app = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a PyInstaller bundle starts its decode workers through this entry
     args = build_parser().parse_args(argv)
     from app import doctor, startup
 
@@ -89,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setOrganizationName("mammo-review")
     apply_dark_theme(app)
     settings = Settings(args.settings)
+    _log_to_file(settings.path.parent, args.verbose)
     if args.device:
         settings.device = args.device
     cache = PredictionCache(Path(args.cache) if args.cache else settings.cache_dir)

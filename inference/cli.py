@@ -19,7 +19,7 @@ import multiprocessing
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from inference.errors import ImageReadError, MammoReviewError
 from inference.formats import TASK_CLASSES, Embeddings, write_embeddings
 from inference.imaging.isolation import MEMORY_OPTION, TIMEOUT_OPTION
 from inference.imaging.limits import LIMIT_SETTINGS, Limits, limits_from_env
+from inference.imaging.studies import duplicate_reason
 from inference.model.pipeline import Pipeline, Prepared
 from inference.model.predict import ModelInput, Prediction, PredictionSummary, predict_inputs
 from inference.model.session import DEVICES, ModelSession
@@ -294,15 +295,19 @@ class _Run:
         self.writer.writerow(row)
         self.failed += 0 if problem.skipped else 1
 
-    def study(self, study: Study, results: Iterator[tuple[ImageRecord, Prepared | ImageReadError]]) -> None:
-        """Predict a study's images as the workers deliver them (``results``: the pipeline's, in the
-        order of the images), then write its breast and exam rows."""
+    def study(self, study: Study, results: Iterator[tuple[ImageRecord, Prepared | ImageReadError]],
+              copies: Mapping[str, tuple[ImageRecord, ...]]) -> None:  # fmt: skip
+        """Predict a study's images as the workers deliver them (``results``: the pipeline's, each
+        image followed by its ``copies``), then write its breast and exam rows."""
         self._slim, self._lateralities = [], {}
         for rec in study.images:
-            got, result = next(results)
-            if got is not rec:
-                raise RuntimeError(f"the pipeline returned {got.path} for {rec.path}")
-            self._image(rec, result)
+            found = []
+            for expected in (rec, *copies.get(rec.key, ())):
+                got, result = next(results)
+                if got is not expected:
+                    raise RuntimeError(f"the pipeline returned {got.path} for {expected.path}")
+                found.append((got, result))
+            self._copies(found)
             if len(self._pending) >= self.batch_size:
                 self._flush()
         self._flush()
@@ -312,6 +317,25 @@ class _Run:
             self.writer.writerow(_summary_row(b, "breast", path_of.get(b.source_key, "")))
         for e in exams:
             self.writer.writerow(_summary_row(e, "exam", path_of.get(e.source_key, "")))
+
+    def _copies(self, found: list[tuple[ImageRecord, Prepared | ImageReadError]]) -> None:
+        """One image in one or more files (same SOP instance): the first readable copy is predicted,
+        the others say so; when none is readable, each file gets its own error."""
+        readable = [i for i, (_, res) in enumerate(found) if isinstance(res, Prepared) and res.item is not None]
+        if not readable:
+            for rec, result in found:
+                self._image(rec, result)
+            return
+        chosen, result = found[readable[0]]
+        self._image(chosen, result)
+        for rec, other in found:
+            if rec is not chosen:
+                row = _image_row(rec, rec.laterality, rec.laterality_source)
+                why = duplicate_reason(rec, chosen.path)
+                if isinstance(other, ImageReadError):
+                    why += f" (this copy: {other.reason})"
+                row.update(status="skipped", error=why)
+                self.writer.writerow(row)
 
     def _image(self, rec: ImageRecord, result: Prepared | ImageReadError) -> None:
         from inference.imaging.decode import resolve_laterality
@@ -392,13 +416,16 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
         writer = SafeDictWriter(out_file, CSV_COLUMNS, CSV_TEXT_COLUMNS)
         writer.writeheader()
         run = _Run(session, writer, maps, inputs, batch_size, ProgressBar(log, "predict"), total)
+        copies = studyset.duplicates
+        in_rows = {c.path for found in copies.values() for c in found}  # their lines come with the image's
         for problem in studyset.problems:
-            run.problem(problem)
+            if problem.path not in in_rows:
+                run.problem(problem)
         run.bar(0, total)
-        records = (rec for study in studyset.studies for rec in study.images)
+        records = (r for study in studyset.studies for rec in study.images for r in (rec, *copies.get(rec.key, ())))
         results = pipeline.prepared(records, session.height, preview=maps is not None)
         for study in studyset.studies:
-            run.study(study, results)
+            run.study(study, results, copies)
             out_file.flush()
     finally:
         pipeline.close()

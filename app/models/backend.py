@@ -1,10 +1,16 @@
 """The runtime functions the app's state objects call from their workers (the real ``inference`` by default).
 
-Tests pass their own :class:`Backend` to drive the state without a model.
+Images are decoded in the worker processes of one :class:`inference.model.pipeline.Pipeline` per
+process (:func:`decode_pipeline`: started on the first decode, closed at exit), the one the CLI uses
+too: a decoder that panics, crashes or runs out of memory costs that image a problem, never the app.
+The worker also finds the breast, which comes back with the image, so preprocessing here only crops
+and resizes. Tests pass their own :class:`Backend` to drive the state without a model.
 """
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,9 +21,32 @@ from app.models.workers import WorkerError
 from inference.errors import MammoReviewError
 from inference.imaging.decode import LoadedImage
 from inference.imaging.studies import ImageRecord, StudySet
+from inference.model.pipeline import Pipeline
 from inference.model.predict import Prediction
 
-__all__ = ["Backend", "reason", "error_text"]
+__all__ = ["Backend", "reason", "error_text", "decode_pipeline", "close_decode_pipeline"]
+
+_LOCK = threading.Lock()
+_PIPELINE: Pipeline | None = None
+
+
+def decode_pipeline() -> Pipeline:
+    """The process's decode pipeline, created on first use (its workers start on the first decode)."""
+    global _PIPELINE
+    with _LOCK:
+        if _PIPELINE is None:
+            _PIPELINE = Pipeline()
+            atexit.register(close_decode_pipeline)
+        return _PIPELINE
+
+
+def close_decode_pipeline() -> None:
+    """Stop the decode workers (at exit; a later decode starts a new pipeline)."""
+    global _PIPELINE
+    with _LOCK:
+        pipeline, _PIPELINE = _PIPELINE, None
+    if pipeline is not None:
+        pipeline.close()
 
 
 def _default_scan(paths: Sequence[Path], progress: Any, cancelled: Any) -> StudySet:
@@ -27,9 +56,7 @@ def _default_scan(paths: Sequence[Path], progress: Any, cancelled: Any) -> Study
 
 
 def _default_load(record: ImageRecord) -> LoadedImage:
-    from inference.imaging.decode import load_image
-
-    return load_image(record)
+    return decode_pipeline().load(record)
 
 
 def _default_model(path: str, device: str) -> Any:

@@ -202,6 +202,7 @@ class ModelRunner(QObject):
             if self.files.has(key):
                 self.memory.loading.discard(key)
                 self.files.add_problem(key, why)
+                self.activity.say("warning", f"{self.files.record(key).path.name} was not predicted: {why}")
         elif kind == "prediction":
             _, key, img, pred, ran = item
             if img is not None:

@@ -17,7 +17,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "StudySet",
     "scan",
     "read_record",
+    "duplicate_reason",
     "laterality_in_text",
     "view_in_text",
     "IMAGE_SUFFIXES",
@@ -120,10 +121,15 @@ class Study:
 
 @dataclass(frozen=True)
 class StudySet:
-    """Everything :func:`scan` found: the studies and the problems."""
+    """Everything :func:`scan` found: the studies and the problems.
+
+    ``duplicates``: image key -> the other files of that image (same SOP instance, or the same bytes),
+    in scan order; each is also a skipped :class:`Problem` ("same SOP instance as ..."), so a reader
+    that tries them when the first copy cannot be decoded still gives every file its line."""
 
     studies: tuple[Study, ...]
     problems: tuple[Problem, ...]
+    duplicates: Mapping[str, tuple[ImageRecord, ...]] = field(default_factory=dict)
 
     @property
     def images(self) -> tuple[ImageRecord, ...]:
@@ -482,6 +488,7 @@ def scan(
         progress(0, total)
     records: list[ImageRecord] = []
     by_key: dict[str, Path] = {}
+    duplicates: dict[str, list[ImageRecord]] = {}
     for done, (path, explicit) in enumerate(files, start=1):
         if cancelled is not None and cancelled():
             break
@@ -500,13 +507,21 @@ def scan(
             record = None
         if record is not None:
             if record.key in by_key:
-                problems.append(Problem(path, f"duplicate of {by_key[record.key]} (same image key)", True))
+                problems.append(Problem(path, duplicate_reason(record, by_key[record.key]), True))
+                duplicates.setdefault(record.key, []).append(record)
             else:
                 by_key[record.key] = path
                 records.append(record)
         if progress is not None:
             progress(done, total)
-    return StudySet(studies=_group(records), problems=tuple(problems))
+    copies = {key: tuple(found) for key, found in duplicates.items()}
+    return StudySet(studies=_group(records), problems=tuple(problems), duplicates=copies)
+
+
+def duplicate_reason(record: ImageRecord, other: Path) -> str:
+    """What a file's line says when another file holds the same image."""
+    same = "SOP instance" if record.sop_uid else "image (identical bytes)"
+    return f"same {same} as {other}"
 
 
 def _group(records: list[ImageRecord]) -> tuple[Study, ...]:

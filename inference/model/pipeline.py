@@ -98,6 +98,11 @@ def work(request: Request) -> Prepared:
     loaded = load_image(record)
     item: ModelInput | None = None
     problem = ""
+    if request.height is None and request.image:
+        try:  # found here, the breast travels with the image: preprocessing will not search again
+            loaded.breast  # noqa: B018 - the property finds and keeps the mask
+        except PreprocessError as exc:
+            problem = exc.reason
     if request.height is not None:
         try:
             item = prepare(loaded, request.height)
@@ -152,7 +157,8 @@ class Pipeline:
             yield request.record, result
 
     def load(self, record: ImageRecord) -> LoadedImage:
-        """Decode one image for display in a worker; raises ImageReadError with the reason."""
+        """Decode one image in a worker, its breast found there too (:attr:`LoadedImage.breast`, kept
+        with the image; an image without a breast still comes back); raises ImageReadError with the reason."""
         result = self.pool.load(Request(record, None, self.limits, image=True))
         assert result.image is not None
         return result.image

@@ -124,3 +124,33 @@ def test_the_pacs_reader_restores_the_columns_the_cli_neutralises() -> None:
 
     assert set(findings.PREDICTION_TEXT_COLUMNS) == CSV_TEXT_COLUMNS
     assert set(findings.MAPS_INDEX_TEXT_COLUMNS) == MAPS_INDEX_TEXT_COLUMNS
+
+
+def test_copies_of_one_sop_instance_each_keep_a_row_and_the_readable_one_is_predicted(tmp_path: Path) -> None:
+    """The first-sorted copy panics in the decoder: the intact copy is predicted, the others say so."""
+    from pydicom import dcmread
+
+    from inference.cli import main
+    from inference.phantoms.hostile import panic_rle
+
+    folder = tmp_path / "in"
+    spec = phantom.PhantomSpec("R", "CC", shape=(256, 192), seed=4)
+    intact = phantom.write_dicom(folder / "b-intact.dcm", phantom.render(spec), spec=spec)
+    same = dcmread(intact, stop_before_pixels=True)
+    corrupt = panic_rle(folder / "a-corrupt.dcm")
+    ds = dcmread(corrupt)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = same.SOPInstanceUID
+    ds.StudyInstanceUID, ds.PatientID = same.StudyInstanceUID, same.PatientID
+    ds.save_as(corrupt)
+    (folder / "c-copy.dcm").write_bytes(intact.read_bytes())
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(folder), "--out", str(out), "--device", "cpu", "--workers", "1", "--quiet"]) == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = {Path(r["path"]).name: r for r in SafeDictReader(f, CSV_TEXT_COLUMNS) if r["level"] == "image"}
+    assert set(rows) == {"a-corrupt.dcm", "b-intact.dcm", "c-copy.dcm"}
+    assert rows["b-intact.dcm"]["status"] == "ok" and rows["b-intact.dcm"]["p_malignant"]
+    for name in ("a-corrupt.dcm", "c-copy.dcm"):
+        assert rows[name]["status"] == "skipped"
+        assert rows[name]["error"].startswith(f"same SOP instance as {intact}")
+        assert rows[name]["key"] == rows["b-intact.dcm"]["key"]
+    assert "(this copy: the decoder panicked" in rows["a-corrupt.dcm"]["error"]

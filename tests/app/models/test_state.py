@@ -54,6 +54,28 @@ def test_bad_file_is_listed_with_its_reason(qtbot, make_state, study_dir: Path, 
     assert all(k in state.runner.predictions for k in good)  # the rest of the work went on
 
 
+def test_a_decoder_panic_is_one_listed_problem_with_a_message(qtbot, make_state, study_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """A Rust decoder's panic (a BaseException) in the decode workers: that file is a problem with a
+    status message, the app lives on and the other images are predicted."""
+    from inference.phantoms.hostile import panic_rle
+
+    folder = tmp_path / "study"
+    shutil.copytree(study_dir, folder)
+    panic_rle(folder / "panic.dcm")
+    state = make_state()
+    messages: list[tuple[str, str]] = []
+    state.activity.message.connect(lambda level, text: messages.append((level, text)))
+    state.open_paths([folder])
+    wait_idle(qtbot, state)
+    names = {p.path.name: p.reason for p in state.files.problems}
+    assert "the decoder panicked" in names.get("panic.dcm", "")
+    assert any(level == "warning" and "panic.dcm was not predicted: the decoder panicked" in text
+               for level, text in messages), messages
+    good = [r.key for r in state.files.study_set.images if r.path.name != "panic.dcm"]
+    assert len(good) == 4 and all(k in state.runner.predictions for k in good)
+
+
 def test_reopening_runs_no_model(qtbot, make_state, settings: Settings, study_dir: Path) -> None:
     calls: list[int] = []
     first = make_state(backend=slow_backend(0.0, calls))

@@ -77,6 +77,7 @@ def test_open_by_drop_shows_studies_predictions_and_problems(
     window.browser.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)
     ps = [state.runner.prediction(k).p_malignant for k in window.browser.visible_keys()]
     assert ps == sorted(ps, reverse=True)
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the decodes the navigation started
 
 
 def test_panels_dialogs_and_operating_point(qtbot, window: MainWindow, study_dir: Path) -> None:
@@ -166,6 +167,7 @@ def test_colour_bar_shows_the_current_studys_overlay_range(qtbot, window: MainWi
         state.files.step_study(1)
         qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the next study's pixels
     assert len(set(ranges)) == len(ranges)  # each study its own range: a stale bar would show
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the last step's pixels
 
 
 def test_file_menu_holds_the_panels_actions_before_recent(window: MainWindow) -> None:

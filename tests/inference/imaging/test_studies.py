@@ -75,7 +75,9 @@ def test_files_named_twice_are_indexed_once_and_copies_are_duplicates(tmp_path: 
     found = scan([tmp_path, path])
     assert len(found.images) == 1
     (problem,) = found.problems
-    assert problem.skipped and problem.path.name == "copy.dcm" and "duplicate of" in problem.reason
+    assert problem.skipped and problem.path.name == "copy.dcm"
+    assert problem.reason == f"same SOP instance as {tmp_path / 'a.dcm'}"
+    assert [r.path for r in found.duplicates[found.images[0].key]] == [tmp_path / "copy.dcm"]
 
 
 def test_progress_is_reported_and_cancel_stops_early(tmp_path: Path) -> None:

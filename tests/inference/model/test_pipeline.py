@@ -94,3 +94,10 @@ def test_closed_pipeline_refuses_work(files: dict[str, Path]) -> None:
     p.close()
     with pytest.raises(RuntimeError, match="closed"):
         p.load(read_record(files["R"]))
+
+
+def test_a_displayed_image_brings_its_breast_along(pipeline: Pipeline, files: dict[str, Path]) -> None:
+    image = pipeline.load(read_record(files["R"]))
+    assert "_breast" in image.__dict__  # found in the worker: preprocessing does not search again
+    expected = prepare(load_image(read_record(files["R"])), HEIGHT)
+    assert np.array_equal(prepare(image, HEIGHT).array, expected.array)
