@@ -1,6 +1,6 @@
 """Hostile files on this machine: time and peak memory of the header limits, and of isolated decoding.
 
-    python benchmarks/bench_untrusted.py [--decode] [--memory-mb 1024] [--decode-mpx 0]
+    python benchmarks/bench_untrusted.py [--decode] [--memory-mb 1024] [--decode-mpx 0] [--predict]
 
 For each generated bomb (inference.phantoms.hostile: an RLE file claiming 16384 x 16384, a 65535^2
 claim, a deflated data set inflating to 1 GB, a JPEG 2000 whose SIZ claims 60000 x 60000) and the
@@ -9,6 +9,11 @@ interpreter's peak resident memory above a bare one's (ru_maxrss). With ``--deco
 are also decoded by a ``DecodePool`` whose workers are capped at ``--memory-mb``: the outcome per
 file and the parent's peak memory (the workers' is capped). With ``--decode-mpx N``, the smallest
 worker memory limit (512 MB steps) at which an uncompressed 16-bit N-megapixel image decodes.
+With ``--predict``, the issue's hostile folder (``hostile.hostile_folder`` at full size: panicking
+RLE, RLE bomb, 1 GB deflate bomb, 65535^2 claim, formulas and traversals) beside ``--good`` good
+3000 x 2400 phantoms goes through ``python -m inference predict`` (default limits) in a child: its exit
+code, rows per status, and the peak resident memory of the CLI process and of its largest decode
+worker (ru_maxrss of the process and of its children); the target is 1.5 GB.
 Prints figures, asserts nothing.
 """
 
@@ -45,6 +50,13 @@ try:
 except Exception as exc:
     outcome = type(exc).__name__ + ": " + getattr(exc, "reason", str(exc))
 print(f"{time.perf_counter() - start:.3f}\\t{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\t{outcome}")
+"""
+_PREDICT = """
+import resource, sys
+from inference.cli import main
+code = main(sys.argv[1:])
+own, workers = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+print(f"{code}\t{own}\t{workers}")
 """
 _BARE = ("import resource; from inference.imaging import limits; "
          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
@@ -95,11 +107,45 @@ def smallest_limit(mpx: int, folder: Path) -> str:
     return "over 16384 MB"
 
 
+def predict_hostile(folder: Path, good: int) -> None:
+    """The hostile folder beside good phantoms through ``predict`` in a child; peak memory of both sides."""
+    import csv
+    from collections import Counter
+
+    from inference.phantoms.hostile import hostile_folder
+
+    inputs = folder / "predict-in"
+    template = None
+    for n in range(good):
+        spec = phantom.PhantomSpec("RL"[n % 2], ("CC", "MLO")[n // 2 % 2], shape=(3000, 2400), seed=n)
+        path = phantom.write_dicom(inputs / f"good-{n}.dcm", phantom.render(spec), spec=spec, bits_stored=14)
+        template = template or path
+    assert template is not None
+    hostile_folder(inputs, template, deflate_mb=1024)
+    out = folder / "predict-out"
+    command = [sys.executable, "-c", _PREDICT, "predict", str(inputs), "--out", str(out / "p.csv"),
+               "--maps", str(out / "maps"), "--quiet", "--device", "cpu"]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    code, own, workers = done.stdout.strip().splitlines()[-1].split("\t")
+    with open(out / "p.csv", newline="", encoding="utf-8") as f:
+        statuses = Counter(r["status"] for r in csv.DictReader(f) if r["level"] == "image")
+    print(f"\npredict on {good} good 3000 x 2400 phantoms + 5 hostile files: exit {code}, {seconds:.1f} s, "
+          f"image rows {dict(statuses)}")
+    print(f"  peak resident memory: CLI process {int(own) / 1024:.0f} MB, largest decode worker "
+          f"{int(workers) / 1024:.0f} MB (target: under 1500 MB each)")
+    print(f"  stderr: {len(done.stderr.splitlines())} line(s), traceback: {'Traceback' in done.stderr}, "
+          f"warning: {'Warning' in done.stderr}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--decode", action="store_true", help="also decode the files in capped workers")
     ap.add_argument("--memory-mb", type=int, default=1024, help="the workers' memory cap for --decode")
     ap.add_argument("--decode-mpx", type=int, default=0, help="find the memory an N Mpx decode needs")
+    ap.add_argument("--predict", action="store_true", help="run the hostile folder through predict")
+    ap.add_argument("--good", type=int, default=4, help="good phantoms beside the hostile files for --predict")
     args = ap.parse_args(argv)
     print(f"# {platform.platform()}, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {name:24} {text[:120]}")
             parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(f"  parent peak {parent:.0f} MB; replaced workers: {pool.replaced}")
+        if args.predict:
+            predict_hostile(folder, args.good)
         if args.decode_mpx:
             print(f"\nsmallest worker memory limit for a {args.decode_mpx} Mpx decode: "
                   f"{smallest_limit(args.decode_mpx, folder)}")
