@@ -77,7 +77,9 @@ def _log_to_file(folder: Path, verbose: bool) -> Path | None:
     path: Path | None = folder / "mammo-review.log"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=2, encoding="utf-8"))
+        log_file = folder / "mammo-review.log"
+        handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=1 << 20, backupCount=2,
+                                                             encoding="utf-8"))  # fmt: skip
     except OSError:
         path = None
     if not handlers:
