@@ -410,8 +410,12 @@ def run_predict(args: argparse.Namespace, err: IO[str]) -> int:
         raise MammoReviewError(f"cannot write the predictions ({exc.strerror or exc})", out_path) from exc
     maps = MapsWriter(Path(args.maps)) if args.maps else None
     total = len(studyset.images)
-    pipeline = Pipeline(limits, workers=args.workers, memory_limit_mb=args.decode_memory_mb,
-                        timeout_s=args.decode_timeout)  # fmt: skip
+    try:
+        pipeline = Pipeline(limits, workers=args.workers, memory_limit_mb=args.decode_memory_mb,
+                            timeout_s=args.decode_timeout)  # fmt: skip
+    except ValueError as exc:  # a malformed MAMMO_DECODE_* variable
+        out_file.close()
+        raise MammoReviewError(str(exc)) from None
     try:
         writer = SafeDictWriter(out_file, CSV_COLUMNS, CSV_TEXT_COLUMNS)
         writer.writeheader()

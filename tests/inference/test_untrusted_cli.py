@@ -196,3 +196,15 @@ def test_mutated_files_through_predict_each_get_a_row_and_nothing_escapes(tmp_pa
     assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in folder.iterdir())
     assert all(r["error"] for r in rows if r["status"] != "ok")
     assert any(r["status"] == "ok" for r in rows) and any(r["status"] == "error" for r in rows)
+
+
+@pytest.mark.parametrize("variable", ["MAMMO_DECODE_WORKERS", "MAMMO_MAX_PIXELS"])
+def test_a_malformed_limit_variable_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str
+) -> None:
+    from inference.cli import EXIT_USAGE, main
+
+    monkeypatch.setenv(variable, "lots")
+    argv = ["predict", str(tmp_path), "--out", str(tmp_path / "p.csv"), "--device", "cpu", "--quiet"]
+    assert main(argv) == EXIT_USAGE
+    assert f"{variable}='lots' is not a number" in capsys.readouterr().err
