@@ -499,17 +499,15 @@ def _limits(args: argparse.Namespace) -> Limits:
     return dataclasses.replace(base, **given)
 
 
-def _log_to_terminal(verbose: bool, err: IO[str]) -> None:
+def _log_to_terminal(verbose: bool, err: IO[str]) -> logging.Handler:
     """Warnings go to the log (``logging.captureWarnings``); the log reaches ``err`` only when verbose."""
     logging.captureWarnings(True)
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_mammo_cli", False)]:
-        root.removeHandler(old)
     handler: logging.Handler = logging.StreamHandler(err) if verbose else logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler._mammo_cli = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    return handler
 
 
 def _positive(text: str) -> int:
@@ -562,8 +560,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return predict_from_pacs(argv[1:], build_parser, run_predict, err)
         # --- end issue 17
         args = build_parser().parse_args(argv)
-        _log_to_terminal(args.verbose, err)
-        return run_predict(args, err)
+        level = logging.getLogger().level
+        handler = _log_to_terminal(args.verbose, err)
+        try:
+            return run_predict(args, err)
+        finally:  # an in-process caller (a test, the PACS command) gets its logging back
+            logging.getLogger().removeHandler(handler)
+            logging.getLogger().setLevel(level)
+            logging.captureWarnings(False)
     except MammoReviewError as exc:
         err.write(f"\nerror: {exc}\n")
         return EXIT_USAGE
