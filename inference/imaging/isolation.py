@@ -320,29 +320,36 @@ class DecodePool(Generic[R]):
         """(source, image or its error) for every source, in order, decoding up to ``workers`` at once.
 
         Lazy: a source is read from ``sources`` only when a worker is free for it, so a generator of
-        records streams; at most ``workers`` decoded images wait in memory.
+        records streams; a worker freed by an answer takes the next source before the answer is
+        handed over, so every worker stays busy while the caller works on it; at most ``workers``
+        decoded images wait in memory besides the one handed over.
         """
         pending: deque[tuple[S, _Worker, float]] = deque()
         it = iter(sources)
         exhausted = False
-        try:
-            while True:
-                while not exhausted and len(pending) < self.workers:
-                    worker = self._checkout(block=not pending)
-                    if worker is None:
-                        break
-                    try:
-                        source = next(it)
-                    except StopIteration:
-                        self._checkin(worker)
-                        exhausted = True
-                        break
-                    self._send(worker, source)
-                    pending.append((source, worker, time.monotonic()))
-                if not pending:
+
+        def refill() -> None:
+            nonlocal exhausted
+            while not exhausted and len(pending) < self.workers:
+                worker = self._checkout(block=not pending)
+                if worker is None:
                     return
+                try:
+                    source = next(it)
+                except StopIteration:
+                    self._checkin(worker)
+                    exhausted = True
+                    return
+                self._send(worker, source)
+                pending.append((source, worker, time.monotonic()))
+
+        try:
+            refill()
+            while pending:
                 source, worker, sent = pending.popleft()
-                yield source, self._finish(worker, source, sent)
+                result = self._finish(worker, source, sent)
+                refill()
+                yield source, result
         finally:  # the caller stopped early: the decodes still running are abandoned with their workers
             for _, worker, _ in pending:
                 self._retire(worker, kill=True)
