@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -38,6 +39,7 @@ from typing import Protocol
 
 from pydicom.errors import InvalidDicomError
 
+from inference.csvsafe import SafeWriter, restore_row
 from inference.errors import FormatError
 from inference.formats import TASKS, LabelRow, TaskLabel, read_label_manifest, write_label_manifest
 from inference.labels.deidentify import (
@@ -124,6 +126,8 @@ class ImportResult:
 ANNOTATION_COLUMNS: tuple[str, ...] = (
     "key", "annotator", "task", "value", "confidence", "status", "source", "model_version", "time",
 )
+#: Neutralised against spreadsheet formulas when written, restored when read (:mod:`inference.csvsafe`).
+ANNOTATION_TEXT_COLUMNS: tuple[str, ...] = tuple(c for c in ANNOTATION_COLUMNS if c != "confidence")
 
 
 
@@ -257,8 +261,8 @@ def export_labels(
         progress(len(todo), len(todo))
     manifest = write_label_manifest(folder / "manifest.csv", rows)
     with open(folder / "annotations.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(ANNOTATION_COLUMNS)
+        writer = SafeWriter(f, ANNOTATION_COLUMNS, ANNOTATION_TEXT_COLUMNS)
+        writer.writeheader()
         for key, lab in notes:
             writer.writerow(
                 [key, lab.annotator, lab.task, "" if lab.value is None else lab.value, f"{lab.confidence:.6g}",
@@ -266,9 +270,9 @@ def export_labels(
             )
     if identified:
         with open(folder / "original_paths.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["key", "original_path"])
-            writer.writerows(originals)
+            paths = SafeWriter(f, ("key", "original_path"), ("key", "original_path"))
+            paths.writeheader()
+            paths.writerows(originals)
     if not any(images.iterdir()):
         images.rmdir()
     images_line = (
@@ -314,21 +318,24 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
     folder = Path(folder)
     path = folder / "annotations.csv" if folder.is_dir() else folder
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a quoted CR stays a CR
+            text = f.read()
     except OSError as exc:
         raise FormatError(f"cannot read annotations ({exc.strerror or exc})", path) from exc
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = {"key", "annotator", "task", "value", "confidence", "time"} - set(reader.fieldnames or ())
     if missing:
         raise FormatError(f"annotations lack column(s) {', '.join(sorted(missing))}", path)
     batch = []
     left_out = 0
-    for n, row in enumerate(reader, start=2):
+    for n, raw in enumerate(reader, start=2):
         where = f"{path.name} line {n}"
-        file_key = (row["key"] or "").strip()
-        value = (row["value"] or "").strip() or None
-        status = (row.get("status") or "confirmed").strip()
-        source = _import_source(status, (row.get("source") or "").strip())
+        # trimmed as written, then un-neutralised (inference.csvsafe): "\tx" written as "'\tx" comes back whole
+        row = restore_row({k: (v or "").strip() for k, v in raw.items() if isinstance(k, str)}, ANNOTATION_TEXT_COLUMNS)
+        file_key = row["key"]
+        value = row["value"] or None
+        status = row.get("status") or "confirmed"
+        source = _import_source(status, row.get("source", ""))
         if source is None:  # the model's guess (older exports stored them as labels): not a label
             left_out += 1
             continue
@@ -338,14 +345,14 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
             raise FormatError(f"{where}: confidence {row['confidence']!r} is not a number", path) from exc
         rec = LabelRecord(
             key=store.resolve_pseudonym(file_key),
-            annotator=(row["annotator"] or "").strip(),
-            task=(row["task"] or "").strip(),
+            annotator=row["annotator"],
+            task=row["task"],
             value=value,
             confidence=confidence,
             status=status,
             source=source,
-            model_version=(row.get("model_version") or "").strip(),
-            time=(row["time"] or "").strip() or utc_now(),
+            model_version=row.get("model_version", ""),
+            time=row["time"] or utc_now(),
         )
         origin = _origin(
             "annotation", file_key, rec.annotator, rec.task, value or "", f"{confidence:.6g}", status, rec.time
