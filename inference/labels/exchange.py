@@ -6,16 +6,23 @@
     annotations.csv                every annotator's current label (key, annotator, task, value, ...)
     images/                        the image files the manifest names (paths relative to the folder)
     README.txt                     what the folder is and what de-identification did (and did not) do
+    deidentification.csv           per copied image: pixels blanked outside the breast or why not, burned-in
+                                   text found outside the breast, text reaching the breast (check those)
     original_paths.csv             only with ``identified=True``: key -> original file
 
+Every CSV cell that a spreadsheet would run as a formula is neutralised (:mod:`inference.csvsafe`);
+the readers here restore it.
+
 De-identified (the default): images are copied as :mod:`inference.labels.deidentify` describes
-(DICOM per PS3.15 Annex E, :data:`DEID_ACTIONS`; PNG/TIFF/PGM re-encoded; JPEG without metadata
-segments); pixels are unchanged, so text burned into them may remain: README.txt says so. Keys
+(DICOM per the PS3.15 Annex E Basic Profile of :mod:`inference.imaging.confidentiality`, pixels
+outside the breast blanked; PNG/TIFF/PGM re-encoded; JPEG without metadata segments). Images whose
+burned-in text reaches the breast are listed in README.txt and :attr:`ExportResult.flagged`. Keys
 are pseudonyms: a DICOM's new SOPInstanceUID, else ``sha256:`` of the exported file, so the
 manifest's key is the exported file's image key; the patient and study columns are keyed hashes.
 Everything is derived from the store's secret, so re-exports give the same names. A DICOM that
 already says ``PatientIdentityRemoved=YES`` keeps its UIDs, so labels of an exported image,
-exported again from another machine, come back under the same key.
+exported again from another machine, come back under the same key. Two images that would get the
+same file name are an error for the second one (:attr:`ExportResult.problems`), never an overwrite.
 
 With ``identified=True`` nothing is copied: the manifest names the original files (relative to the
 folder where possible) and original_paths.csv maps keys to them, for training on the same machine.
@@ -40,10 +47,10 @@ from typing import Protocol
 from pydicom.errors import InvalidDicomError
 
 from inference.csvsafe import SafeWriter, restore_row
-from inference.errors import FormatError
+from inference.errors import FormatError, MammoReviewError
 from inference.formats import TASKS, LabelRow, TaskLabel, read_label_manifest, write_label_manifest
 from inference.labels.deidentify import (
-    DEID_ACTIONS,
+    CopiedImage,
     copy_deidentified,
     deidentify_dataset,
     pseudo_patient,
@@ -53,7 +60,6 @@ from inference.labels.records import SOURCES, SUGGESTION_SOURCES, exportable
 from inference.labels.store import LabelRecord, LabelStore, combine, utc_now
 
 __all__ = [
-    "DEID_ACTIONS",
     "ImageLike",
     "ExportProblem",
     "ExportResult",
@@ -65,6 +71,7 @@ __all__ = [
     "export_store",
     "deidentify_dataset",
     "ANNOTATION_COLUMNS",
+    "REPORT_COLUMNS",
 ]
 
 
@@ -108,6 +115,8 @@ class ExportResult:
     sources: dict[str, int] = field(default_factory=dict)
     #: the model's suggestions held in the store and left out (never labels, never exported)
     left_out: int = 0
+    #: keys of exported images whose burned-in text reaches the breast (it may remain there): check them
+    flagged: tuple[str, ...] = ()
 
     def describe_sources(self) -> str:
         """``"person 12, model-confirmed 3"`` (or ``"none"``)."""
@@ -174,15 +183,17 @@ _SOURCE_TEXT = {
     "import": "an imported suggestion, not confirmed",
 }
 _DEID_TEXT = """De-identification: DICOM files follow the DICOM PS3.15 Annex E Basic Application Level
-Confidentiality Profile (Clean Descriptors; Retain Longitudinal Temporal Information with Modified Dates):
-patient names, IDs, birth dates, accession numbers, institution and physician names removed or replaced
-by pseudonyms, dates shifted, private tags, overlays and curves removed, UIDs replaced consistently,
-PatientIdentityRemoved=YES. Keys, patient and study columns are pseudonyms derived from a secret kept
-in the exporting label store. PNG/TIFF/PGM were re-encoded as PNG without text chunks; JPEG lost its
-EXIF/XMP/comment segments.
-WARNING: pixel data is copied unchanged. Text or markers burned into the pixels (laterality/view
-markers, names or dates printed on digitised film) may remain visible. Check the images before sharing
-them outside your institution."""
+Confidentiality Profile, every attribute of its Table E.1-1 (options: Clean Descriptors; Retain Longitudinal
+Temporal Information with Modified Dates): names, IDs, birth dates, accession numbers, addresses, institution,
+physician, operator, station and device identification removed or replaced by pseudonyms, dates shifted,
+private tags, overlays and curves removed, UIDs replaced consistently, PatientIdentityRemoved=YES. Keys,
+patient and study columns are pseudonyms derived from a secret kept in the exporting label store.
+PNG/TIFF/PGM were re-encoded as PNG without text chunks; JPEG lost its EXIF/XMP/comment segments.
+Burned-in text: in {blanked} of {copies} image(s) every pixel outside the breast was blanked (then
+BurnedInAnnotation=NO); deidentification.csv says, per image, what was done and why not. Text burned into
+the pixels inside the breast, and in images that were not blanked (PNG, JPEG, colour), may remain visible.
+{flagged}
+Check the images before sharing them outside your institution."""
 _IDENTIFIED_TEXT = """IDENTIFIED export: no image was copied or de-identified. The manifest names the original
 files; original_paths.csv maps every key to its original file. Keep this folder on the machine it was
 made on; do not share it."""
@@ -225,6 +236,7 @@ def export_labels(
     originals: list[tuple[str, str]] = []
     pseudonyms: list[tuple[str, str]] = []
     problems: list[ExportProblem] = []
+    copies: list[CopiedImage] = []
     for n, (rec, labels) in enumerate(todo):
         if cancelled is not None and cancelled():
             break
@@ -235,11 +247,16 @@ def export_labels(
             originals.append((key, str(Path(rec.path).resolve())))
         else:
             try:
-                key, image = copy_deidentified(Path(rec.path), rec.kind, images, secret)
-            except (OSError, ValueError, InvalidDicomError, AttributeError, TypeError) as exc:
+                copied = copy_deidentified(Path(rec.path), rec.kind, images, secret)
+            except MammoReviewError as exc:
+                problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {exc.reason}"))
+                continue
+            except (OSError, ValueError, InvalidDicomError, AttributeError, TypeError, KeyError, EOFError) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                 problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {reason}"))
                 continue
+            key, image = copied.key, copied.image
+            copies.append(copied)
             pseudonyms.append((key, rec.key))
         combined = combine(labels)
         row_labels = {
@@ -273,6 +290,8 @@ def export_labels(
             paths = SafeWriter(f, ("key", "original_path"), ("key", "original_path"))
             paths.writeheader()
             paths.writerows(originals)
+    if not identified:
+        _write_report(folder / "deidentification.csv", copies)
     if not any(images.iterdir()):
         images.rmdir()
     images_line = (
@@ -293,13 +312,46 @@ def export_labels(
             suggestions=len(notes) - labels_total,
             counts=counts,
             left_out=left_out,
-            deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT,
+            deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT.format(
+                blanked=sum(c.pixels_blanked for c in copies),
+                copies=len(copies),
+                flagged=_flagged_text(copies),
+            ),
         ),
         encoding="utf-8",
     )
     if pseudonyms:
         store.remember_pseudonyms(pseudonyms)
-    return ExportResult(folder, manifest, len(rows), len(notes), identified, tuple(problems), sources, left_out)
+    flagged = tuple(c.key for c in copies if c.text_touches_breast)
+    return ExportResult(
+        folder, manifest, len(rows), len(notes), identified, tuple(problems), sources, left_out, flagged
+    )
+
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "key", "image", "pixels_blanked", "text_outside_breast", "text_touches_breast", "burned_in_annotation", "note",
+)
+
+
+def _write_report(path: Path, copies: list[CopiedImage]) -> None:
+    """deidentification.csv: per exported image, what was done to its pixels (pseudonymous keys only)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = SafeWriter(f, REPORT_COLUMNS, set(REPORT_COLUMNS) - {"text_outside_breast"})
+        writer.writeheader()
+        for c in copies:
+            writer.writerow([
+                c.key, c.image, "yes" if c.pixels_blanked else "no",
+                "" if c.text_outside_breast is None else c.text_outside_breast,
+                "yes" if c.text_touches_breast else "no", c.burned_in_annotation, c.note,
+            ])
+
+
+def _flagged_text(copies: list[CopiedImage]) -> str:
+    flagged = [c.image for c in copies if c.text_touches_breast]
+    if not flagged:
+        return "No image had burned-in text reaching the breast."
+    shown = ", ".join(flagged[:10]) + (f" and {len(flagged) - 10} more" if len(flagged) > 10 else "")
+    return f"CHECK these {len(flagged)} image(s): burned-in text reaches the breast and may remain inside it: {shown}."
 
 
 # --------------------------------------------------------------------------- import
