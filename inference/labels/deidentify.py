@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from PIL import Image
 from pydicom import dcmwrite
@@ -56,6 +56,7 @@ __all__ = [
     "deidentify_dataset",
     "clean_descriptor",
     "copy_deidentified",
+    "copy_dicom",
     "pseudo_patient",
     "pseudo_study",
     "strip_jpeg",
@@ -129,7 +130,11 @@ def _create(target: Path, write: Callable[[IO[bytes]], object]) -> None:
         raise
 
 
-def _copy_dicom(path: Path, images: Path, secret: bytes) -> CopiedImage:
+def copy_dicom(images: Path, secret: bytes, source: str | Path | Any) -> CopiedImage:
+    """The de-identified copy of one DICOM file (a path, or anything with ``.path``) in ``images``:
+    the work :func:`inference.labels.exchange.export_labels` runs in a decode worker (it decodes and
+    blanks untrusted pixel data), hence the argument order for ``functools.partial``."""
+    path = Path(source) if isinstance(source, (str, Path)) else Path(source.path)
     check_file(path, limits_from_env())  # the header's claims, before pydicom reads the file whole
     ds = read_dicom(path, force=True)
     syntax = transfer_syntax_of(ds)  # a file without meta header: the encoding it was read in
@@ -166,10 +171,11 @@ def _copy_dicom(path: Path, images: Path, secret: bytes) -> CopiedImage:
 
 def copy_deidentified(path: Path, kind: str, images: Path, secret: bytes) -> CopiedImage:
     """Write the de-identified copy of the image at ``path`` (``kind`` dicom, jpeg or another format)
-    into the folder ``images``. Raises ImageReadError for a name already taken (never overwrites),
+    into the folder ``images``, in this process (the export runs DICOM files through
+    :func:`copy_dicom` in a decode worker). Raises ImageReadError for a name already taken (never overwrites),
     LimitExceededError / ImageReadError, OSError or ValueError for a file that cannot be copied."""
     if kind == "dicom":
-        return _copy_dicom(Path(path), images, secret)
+        return copy_dicom(images, secret, path)
     if kind == "jpeg":
         data, suffix = strip_jpeg(Path(path).read_bytes()), ".jpg"
     else:

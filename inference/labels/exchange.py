@@ -15,7 +15,10 @@ the readers here restore it.
 
 De-identified (the default): images are copied as :mod:`inference.labels.deidentify` describes
 (DICOM per the PS3.15 Annex E Basic Profile of :mod:`inference.imaging.confidentiality`, pixels
-outside the breast blanked; PNG/TIFF/PGM re-encoded; JPEG without metadata segments). Images whose
+outside the breast blanked, each DICOM file in a decode worker of
+:class:`inference.imaging.isolation.DecodePool`, so a decoder that panics, crashes or runs out of
+memory on an untrusted file makes that file an export problem; PNG/TIFF/PGM re-encoded; JPEG without
+metadata segments). Images whose
 burned-in text reaches the breast are listed in README.txt and :attr:`ExportResult.flagged`. Keys
 are pseudonyms: a DICOM's new SOPInstanceUID, else ``sha256:`` of the exported file, so the
 manifest's key is the exported file's image key; the patient and study columns are keyed hashes.
@@ -34,24 +37,26 @@ label manifest's labels as suggestions (source ``"manifest"``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import hashlib
 import io
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pydicom.errors import InvalidDicomError
-
 from inference.csvsafe import SafeWriter, restore_row
-from inference.errors import FormatError, MammoReviewError
+from inference.errors import FormatError, ImageReadError, MammoReviewError
 from inference.formats import TASKS, LabelRow, TaskLabel, read_label_manifest, write_label_manifest
+from inference.imaging.isolation import DecodePool, settings_from_env
 from inference.labels.deidentify import (
     CopiedImage,
     copy_deidentified,
+    copy_dicom,
     deidentify_dataset,
     pseudo_patient,
     pseudo_study,
@@ -199,6 +204,48 @@ files; original_paths.csv maps every key to its original file. Keep this folder 
 made on; do not share it."""
 
 
+def _dicom_copies(
+    stack: contextlib.ExitStack, records: list[ImageLike], images: Path, secret: bytes
+) -> Iterator[tuple[Path, CopiedImage | ImageReadError]]:
+    """The DICOM copies, made in decode workers (a decoder that panics or crashes on an untrusted file
+    is that file's problem, never the export's end), in the order of ``records``."""
+    if not records:
+        return iter(())
+    settings = settings_from_env()
+    settings["workers"] = min(settings.get("workers") or os.cpu_count() or 1, len(records))
+    pool = stack.enter_context(DecodePool(**settings, decode=functools.partial(copy_dicom, images, secret)))
+    copies = pool.map([Path(r.path) for r in records])
+    # a cancelled export: the generator abandons the copies still running before the pool closes
+    stack.callback(lambda: getattr(copies, "close", lambda: None)())
+    return copies
+
+
+def _copy_here(rec: ImageLike, images: Path, secret: bytes) -> CopiedImage | MammoReviewError:
+    """A PNG/TIFF/PGM or JPEG copy (Pillow re-encodes or the segments are stripped), or why it failed."""
+    try:
+        return copy_deidentified(Path(rec.path), rec.kind, images, secret)
+    except MammoReviewError as exc:
+        return exc
+    except (OSError, ValueError, AttributeError, TypeError, KeyError, EOFError) as exc:
+        return FormatError(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, rec.path)
+
+
+def _row(rec: ImageLike, key: str, image: str, labels: list[LabelRecord], secret: bytes) -> LabelRow:
+    combined = combine(labels)
+    row_labels = {
+        t: TaskLabel(c.value, round(c.uncertainty, 6), c.by) for t, c in combined.items() if c.value is not None
+    }
+    return LabelRow(
+        key=key,
+        image=image,
+        labels=row_labels,
+        laterality=rec.laterality,
+        patient=pseudo_patient(secret, rec.patient_id),
+        study=pseudo_study(secret, rec.study_uid),
+        source="mammo-review",
+    )
+
+
 def export_labels(
     store: LabelStore,
     records: Iterable[ImageLike],
@@ -237,43 +284,27 @@ def export_labels(
     pseudonyms: list[tuple[str, str]] = []
     problems: list[ExportProblem] = []
     copies: list[CopiedImage] = []
-    for n, (rec, labels) in enumerate(todo):
-        if cancelled is not None and cancelled():
-            break
-        if progress is not None:
-            progress(n, len(todo))
-        if identified:
-            key, image = rec.key, _relative(rec.path, folder)
-            originals.append((key, str(Path(rec.path).resolve())))
-        else:
-            try:
-                copied = copy_deidentified(Path(rec.path), rec.kind, images, secret)
-            except MammoReviewError as exc:
-                problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {exc.reason}"))
-                continue
-            except (OSError, ValueError, InvalidDicomError, AttributeError, TypeError, KeyError, EOFError) as exc:
-                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-                problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {reason}"))
-                continue
-            key, image = copied.key, copied.image
-            copies.append(copied)
-            pseudonyms.append((key, rec.key))
-        combined = combine(labels)
-        row_labels = {
-            t: TaskLabel(c.value, round(c.uncertainty, 6), c.by) for t, c in combined.items() if c.value is not None
-        }
-        rows.append(
-            LabelRow(
-                key=key,
-                image=image,
-                labels=row_labels,
-                laterality=rec.laterality,
-                patient=pseudo_patient(secret, rec.patient_id),
-                study=pseudo_study(secret, rec.study_uid),
-                source="mammo-review",
-            )
-        )
-        notes.extend((key, lab) for lab in labels)
+    with contextlib.ExitStack() as stack:
+        dicom_copies = _dicom_copies(stack, [] if identified else [r for r, _ in todo if r.kind == "dicom"],
+                                     images, secret)
+        for n, (rec, labels) in enumerate(todo):
+            if cancelled is not None and cancelled():
+                break
+            if progress is not None:
+                progress(n, len(todo))
+            if identified:
+                key, image = rec.key, _relative(rec.path, folder)
+                originals.append((key, str(Path(rec.path).resolve())))
+            else:
+                copied = next(dicom_copies)[1] if rec.kind == "dicom" else _copy_here(rec, images, secret)
+                if isinstance(copied, MammoReviewError):
+                    problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {copied.reason}"))
+                    continue
+                key, image = copied.key, copied.image
+                copies.append(copied)
+                pseudonyms.append((key, rec.key))
+            rows.append(_row(rec, key, image, labels, secret))
+            notes.extend((key, lab) for lab in labels)
     if progress is not None:
         progress(len(todo), len(todo))
     manifest = write_label_manifest(folder / "manifest.csv", rows)

@@ -169,7 +169,23 @@ def test_export_names_never_collide_silently(tmp_path: Path) -> None:
     ]
     result, store = _export(tmp_path, images)
     assert result.rows == 2
-    assert sorted(p.path.name for p in result.problems) == ["b.dcm", "d.png"]
+    # the two DICOM copies run in parallel workers: either may take the name first, the other fails
+    names = sorted(p.path.name for p in result.problems)
+    assert names in (["a.dcm", "d.png"], ["b.dcm", "d.png"])
     assert all("is taken" in p.reason and "not overwritten" in p.reason for p in result.problems)
     assert len(list((result.folder / "images").iterdir())) == 2
+    store.close()
+
+
+def test_a_decoder_panic_is_that_files_problem_and_the_export_goes_on(tmp_path: Path) -> None:
+    from inference.phantoms import hostile  # noqa: PLC0415
+
+    panic = hostile.panic_rle(tmp_path / "panic.dcm")  # 16 x 16 RLE: the Rust decoder panics on it
+    good, _ = _phantom_dicom(tmp_path / "good.dcm")
+    images = [Image(str(dcmread(p).SOPInstanceUID), p) for p in (panic, good)]
+    result, store = _export(tmp_path, images)
+    assert result.rows == 1
+    (problem,) = result.problems
+    assert problem.path == panic and "cannot export" in problem.reason and "panicked" in problem.reason
+    assert len(list((result.folder / "images").iterdir())) == 1
     store.close()
