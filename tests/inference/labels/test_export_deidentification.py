@@ -5,6 +5,7 @@ reaches the breast flagged in the export report, export names that never collide
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from inference.imaging.confidentiality import MAMMOGRAPHY_DESCRIPTORS
+from inference.labels import cli as labels_cli
 from inference.labels.exchange import ExportResult, export_labels
 from inference.labels.store import LabelStore
 from inference.phantoms import generator as phantom
@@ -150,6 +152,10 @@ def test_text_reaching_the_breast_is_flagged_in_the_export_report(tmp_path: Path
     assert [k for k, r in report.items() if r["text_touches_breast"] == "yes"] == [flagged]
     readme = (result.folder / "README.txt").read_text(encoding="utf-8")
     assert "CHECK these 1 image(s)" in readme and report[flagged]["image"] in readme
+    store.remember_images(images)  # the command line exports what the store last saw
+    err = io.StringIO()
+    labels_cli.main(["export", str(tmp_path / "cli"), "--store", str(store.path)], out=io.StringIO(), err=err)
+    assert "CHECK 1 image(s): burned-in text reaches the breast" in err.getvalue()
     store.close()
 
 
