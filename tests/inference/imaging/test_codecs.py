@@ -21,6 +21,7 @@ from inference.errors import UnsupportedImageError
 from inference.imaging import jpeg12
 from inference.imaging.decode import load_image
 from inference.imaging.dicom import read_header, read_pixels
+from inference.imaging.isolation import DecodePool
 from inference.imaging.studies import scan
 from inference.phantoms import generator as phantom
 
@@ -64,6 +65,8 @@ def test_jpeg_extended_12_bit_is_decoded(tmp_path: Path) -> None:
     assert stored.max() > 2000 and error.mean() < 4 and error.max() < 64  # lossy at quality 95, 12 bits
     (record,) = scan([path]).images
     assert load_image(record).pixels.shape == SHAPE
+    with DecodePool(workers=1) as pool:  # a decode worker registers the plugin too (it imports the reader)
+        np.testing.assert_array_equal(pool.load(record).pixels, load_image(record).pixels)
 
 
 def test_big_endian_file_without_meta_header_opens(tmp_path: Path) -> None:
