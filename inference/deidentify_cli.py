@@ -31,15 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from inference.csvsafe import SafeDictWriter
-from inference.errors import ImageReadError, PreprocessError
+from inference.errors import ImageReadError
 from inference.formats import file_sha256
-from inference.imaging.confidentiality import Deidentifier, ProfileOptions, blank_outside_breast
+from inference.imaging.confidentiality import Deidentifier, ProfileOptions, blank_dataset
 from inference.imaging.dicom import transfer_syntax_of
 from inference.imaging.isolation import DecodePool, Source
 from inference.imaging.limits import Limits, check_file, limits_from_env
@@ -101,28 +100,6 @@ def _read(path: Path) -> Dataset:
             return ds
 
 
-def _blank(ds: Dataset) -> tuple[bool, int | str, str, str]:
-    """(blanked, text objects outside, text touches breast, why not) for a monochrome single-frame image."""
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2") or frames != 1:
-        return False, "", "", f"pixels not blanked: {photometric or 'unknown'} image of {frames} frame(s)"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if ds.file_meta.TransferSyntaxUID.is_compressed:
-            ds.decompress(generate_instance_uid=False)
-        stored = ds.pixel_array
-    try:
-        result = blank_outside_breast(np.asarray(stored), inverted=photometric == "MONOCHROME1")
-    except PreprocessError as exc:
-        return False, "", "", f"pixels not blanked: {exc.reason}"
-    data = np.ascontiguousarray(result.pixels)
-    if not ds.file_meta.TransferSyntaxUID.is_little_endian and data.dtype.itemsize > 1:
-        data = data.astype(data.dtype.newbyteorder(">"))  # the file's order (pydicom gives it already: kept so)
-    ds.PixelData = data.tobytes()
-    return True, result.text_components, "yes" if result.text_touches_breast else "no", ""
-
-
 def _write(ds: Dataset, target: Path) -> None:
     try:
         f = open(target, "xb")  # noqa: SIM115 - exclusive create: a name taken is never overwritten
@@ -155,7 +132,10 @@ def deidentify_file(settings: DeidentifySettings, source: Source) -> FileResult:
     ds.ensure_file_meta()
     ds.file_meta.TransferSyntaxUID = syntax
     if "PixelData" in ds and settings.blank:
-        blanked, objects, touches, note = _blank(ds)
+        outcome = blank_dataset(ds)
+        blanked, note = outcome.blanked, outcome.note
+        objects = "" if outcome.text_components is None else outcome.text_components
+        touches = "" if outcome.text_touches_breast is None else ("yes" if outcome.text_touches_breast else "no")
     elif "PixelData" in ds:
         note = "pixels not blanked (--no-blank)"
     report = deid.deidentify(ds, pixels_blanked=blanked)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.csvsafe import SafeDictWriter, restore_row
 from inference.errors import FormatError, ManifestError
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "LabelRow",
     "LABEL_COLUMNS",
     "read_label_manifest",
+    "LABEL_TEXT_COLUMNS",
     "write_label_manifest",
     "Embeddings",
     "read_embeddings",
@@ -287,6 +290,10 @@ LABEL_COLUMNS: tuple[str, ...] = (
     "split",
 )
 
+#: The text columns of a label manifest: neutralised against spreadsheet formulas when written and
+#: restored when read (:mod:`inference.csvsafe`); the ``*_u`` columns are numbers.
+LABEL_TEXT_COLUMNS: tuple[str, ...] = tuple(c for c in LABEL_COLUMNS if not c.endswith("_u"))
+
 
 def _parse_label(task: str, raw: str, raw_u: str, where: str, by: str = "") -> TaskLabel:
     raw = (raw or "").strip()
@@ -308,21 +315,25 @@ def _parse_label(task: str, raw: str, raw_u: str, where: str, by: str = "") -> T
 
 
 def read_label_manifest(path: str | Path) -> list[LabelRow]:
-    """Read a label manifest CSV. Image paths are returned as written (relative to the CSV's folder)."""
+    """Read a label manifest CSV. Image paths are returned as written (relative to the CSV's folder);
+    text cells that :func:`write_label_manifest` neutralised (a leading ``'``) are restored."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a quoted CR stays a CR
+            text = f.read()
     except OSError as exc:
         raise FormatError(f"cannot read label manifest ({exc.strerror or exc})", path) from exc
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = {"key", "image"} - set(reader.fieldnames or ())
     if missing:
         raise FormatError(f"label manifest lacks column(s) {', '.join(sorted(missing))}", path)
     rows: list[LabelRow] = []
     seen: set[str] = set()
-    for n, rec in enumerate(reader, start=2):
+    for n, raw in enumerate(reader, start=2):
         where = f"{path.name} line {n}"
-        key = (rec.get("key") or "").strip()
+        # trimmed as written, then un-neutralised: a value that starts with a tab comes back whole
+        rec = restore_row({k: (v or "").strip() for k, v in raw.items() if isinstance(k, str)}, LABEL_TEXT_COLUMNS)
+        key = rec.get("key", "")
         if not key:
             raise FormatError(f"{where}: empty key")
         if key in seen:
@@ -334,13 +345,13 @@ def read_label_manifest(path: str | Path) -> list[LabelRow]:
         rows.append(
             LabelRow(
                 key=key,
-                image=(rec.get("image") or "").strip(),
+                image=rec.get("image", ""),
                 labels=labels,
-                laterality=(rec.get("laterality") or "").strip().upper(),
-                patient=(rec.get("patient") or "").strip(),
-                study=(rec.get("study") or "").strip(),
-                source=(rec.get("source") or "").strip(),
-                split=(rec.get("split") or "").strip(),
+                laterality=rec.get("laterality", "").upper(),
+                patient=rec.get("patient", ""),
+                study=rec.get("study", ""),
+                source=rec.get("source", ""),
+                split=rec.get("split", ""),
             )
         )
     return rows
@@ -358,11 +369,13 @@ def _row_record(row: LabelRow) -> dict[str, str]:
 
 
 def write_label_manifest(path: str | Path, rows: Iterable[LabelRow], *, json_copy: bool = True) -> Path:
-    """Write a label manifest CSV (and the same rows as ``.json`` beside it)."""
+    """Write a label manifest CSV (and the same rows as ``.json`` beside it). Text cells that a
+    spreadsheet would run as a formula (``= + - @``, tab, CR first) get a leading ``'`` in the CSV
+    (:mod:`inference.csvsafe`); the JSON copy holds the values as they are."""
     path = Path(path)
     records = [_row_record(r) for r in rows]
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(LABEL_COLUMNS))
+        writer = SafeDictWriter(f, LABEL_COLUMNS, LABEL_TEXT_COLUMNS)
         writer.writeheader()
         writer.writerows(records)
     if json_copy:

@@ -525,7 +525,13 @@ class LabelsState(QObject):
             if result.problems:
                 problems = "; ".join(map(str, result.problems[:3]))
                 text += f"; {len(result.problems)} image(s) could not be exported: {problems}"
-            self.app.activity.message.emit("warning" if result.problems else "info", text)
+            if result.flagged:
+                text += (
+                    f"; CHECK {len(result.flagged)} image(s) whose burned-in text reaches the breast"
+                    " (listed in README.txt and deidentification.csv)"
+                )
+            warn = bool(result.problems or result.flagged)
+            self.app.activity.message.emit("warning" if warn else "info", text)
             self.exported.emit(result)
 
         def failed(err: WorkerError) -> None:

@@ -54,6 +54,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from scipy import ndimage
 
+from inference.errors import PreprocessError
 from inference.imaging.geometry import breast_mask
 
 __all__ = [
@@ -74,6 +76,8 @@ __all__ = [
     "DeidentificationReport",
     "BlankResult",
     "blank_outside_breast",
+    "DatasetBlanking",
+    "blank_dataset",
     "basic_profile_actions",
     "PATIENT_CHARACTERISTICS",
     "DATES_NOT_RETAINED",
@@ -500,3 +504,41 @@ def blank_outside_breast(stored: np.ndarray, inverted: bool = False, margin: int
     blanked = int(np.count_nonzero(out[outside] != background))
     out[outside] = background
     return BlankResult(out, blanked, int(objects), bool(crossing))
+
+
+@dataclass(frozen=True)
+class DatasetBlanking:
+    """What :func:`blank_dataset` did to one data set's pixels."""
+
+    blanked: bool
+    text_components: int | None = None  # bright objects found outside the breast (None: not looked at)
+    text_touches_breast: bool | None = None  # one of them reaches the breast (None: not looked at)
+    note: str = ""  # why the pixels were not blanked ("" when they were)
+
+
+def blank_dataset(ds: Dataset) -> DatasetBlanking:
+    """Blank the pixels outside the breast of a single-frame monochrome data set, in place.
+
+    Compressed pixel data are decompressed first (the data set becomes Explicit VR Little Endian);
+    the values are written back in the data set's byte order. Colour, multi-frame images and images
+    in which no breast is found are left as they are, with the reason in ``note``. Pass
+    ``pixels_blanked=result.blanked`` to :meth:`Deidentifier.deidentify`.
+    """
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2") or frames != 1:
+        return DatasetBlanking(False, note=f"pixels not blanked: {photometric or 'unknown'} image of {frames} frame(s)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.decompress(generate_instance_uid=False)
+        stored = ds.pixel_array
+    try:
+        result = blank_outside_breast(np.asarray(stored), inverted=photometric == "MONOCHROME1")
+    except PreprocessError as exc:
+        return DatasetBlanking(False, note=f"pixels not blanked: {exc.reason}")
+    data = np.ascontiguousarray(result.pixels)
+    if not ds.file_meta.TransferSyntaxUID.is_little_endian and data.dtype.itemsize > 1:
+        data = data.astype(data.dtype.newbyteorder(">"))  # the file's byte order
+    ds.PixelData = data.tobytes()
+    return DatasetBlanking(True, result.text_components, result.text_touches_breast)

@@ -25,6 +25,7 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
 from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError
+from inference.imaging import jpeg12
 
 __all__ = [
     "DicomDirectory",
@@ -83,7 +84,9 @@ _FAST_PLUGIN = {
     UID("1.2.840.10008.1.2.4.80"): "pyjpegls",
     UID("1.2.840.10008.1.2.4.81"): "pyjpegls",
     UID("1.2.840.10008.1.2.4.50"): "pillow",
+    UID("1.2.840.10008.1.2.4.51"): jpeg12.PLUGIN,  # 12-bit JPEG Extended: imagecodecs (GDCM, Pillow refuse it)
 }
+jpeg12.register()
 
 
 class DicomDirectory(Exception):
@@ -164,11 +167,7 @@ def check_image(ds: Dataset, ts: UID, path: Path, has_pixels: bool) -> DicomHead
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality not in _X_RAY_MODALITIES:
         raise UnsupportedImageError(f"{class_name or 'image'} of modality {modality}: not a mammogram", path)
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2", ""):
-        what = photometric or f"{samples} samples"
-        raise UnsupportedImageError(f"colour image ({what}): only greyscale mammograms are supported", path)
+    photometric = _check_monochrome(ds, path)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
         what = class_name or "DICOM image"
@@ -179,6 +178,19 @@ def check_image(ds: Dataset, ts: UID, path: Path, has_pixels: bool) -> DicomHead
     if rows <= 0 or cols <= 0:
         raise ImageReadError(f"image of {rows} x {cols} pixels", path)
     return DicomHeader(ds, ts, photometric or "MONOCHROME2", frames, rows, cols)
+
+
+def _check_monochrome(ds: Dataset, path: Path) -> str:
+    """The photometric interpretation of a greyscale image ("" when absent); UnsupportedImageError for colour.
+
+    Checked before the pixel data's length, which a colour image (three samples, or YBR_FULL_422's
+    two bytes per pixel) would fail with a misleading "truncated pixel data"."""
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2", ""):
+        what = f"PhotometricInterpretation {photometric}" if photometric else f"{samples} samples per pixel"
+        raise UnsupportedImageError(f"colour image ({what}): mammograms are monochrome", path)
+    return photometric
 
 
 def _float_pixels(kind: str, path: Path) -> UnsupportedImageError:
@@ -286,6 +298,8 @@ def read_header(path: Path, raw: bool = False, size: int | None = None) -> Dicom
             ts = transfer_syntax_of(ds)
             if _sop_class(ds) == _MEDIA_DIRECTORY:
                 raise DicomDirectory(str(path))
+            if "PhotometricInterpretation" in ds or "SamplesPerPixel" in ds:  # an image: colour is told first
+                _check_monochrome(ds, path)
             has_pixels = _pixels_follow(path, fp, ds, ts, size)
     except (DicomDirectory, ImageReadError):
         raise
@@ -317,6 +331,8 @@ def read_pixels(path: Path) -> DicomPixels:
     except Exception as exc:  # pydicom raises many types for a broken file
         raise ImageReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from exc
     ts = transfer_syntax_of(ds)
+    if "PhotometricInterpretation" in ds or "SamplesPerPixel" in ds:  # as read_header: colour is told first
+        _check_monochrome(ds, path)
     if "PixelData" not in ds:
         for keyword, kind in _PIXEL_KEYWORDS.items():
             if kind and keyword in ds:

@@ -263,8 +263,9 @@ def _kind_of(head: bytes) -> str:
     for magic, kind in _MAGIC:
         if head.startswith(magic) and (kind != "pgm" or head[2:3].isspace()):
             return kind
-    # DICOM without the 128-byte preamble (old files): starts with a group 0002 or 0008 element.
-    if head[:2] in (b"\x02\x00", b"\x08\x00") and len(head) >= 8:
+    # DICOM without the 128-byte preamble (old files): starts with a group 0002 or 0008 element
+    # (little-endian, or big-endian: Explicit VR Big Endian without a file meta header).
+    if head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08") and len(head) >= 8:
         return "dicom-raw"
     return ""
 

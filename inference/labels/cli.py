@@ -79,6 +79,11 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             )
             for problem in done.problems:
                 err.write(f"not exported: {problem}\n")
+            if done.flagged:
+                err.write(
+                    f"CHECK {len(done.flagged)} image(s): burned-in text reaches the breast and may remain inside it"
+                    f" (listed in {done.folder / 'deidentification.csv'})\n"
+                )
             return EXIT_FAILED if done.problems else EXIT_OK
         out.write(f"label store {store.path} (schema {store.schema_version[0]}.{store.schema_version[1]})\n")
         out.write(format_stats(store_stats(store.labels())))

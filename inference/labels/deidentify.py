@@ -1,15 +1,27 @@
 """De-identification of exported images: DICOM per PS3.15 Annex E, PNG/TIFF/PGM re-encoded, JPEG stripped.
 
-DICOM files are rewritten following the Basic Application Level Confidentiality Profile of DICOM
-PS3.15 Annex E (:data:`DEID_ACTIONS`) with the Clean Descriptors and Retain Longitudinal Temporal
-Information with Modified Dates options: identifying attributes removed or emptied, dates shifted
-by a per-patient number of days, private tags, overlays and curves removed, UIDs replaced
-consistently (``generate_uid(entropy_srcs=[secret, uid])`` under pydicom's root: the same UID always
-gets the same new one), ``PatientIdentityRemoved=YES``. The pixels are copied unchanged, so text
-burned into them (markers, labels on digitised film) may remain. PNG, TIFF and PGM are re-encoded as
-PNG without text chunks; JPEG keeps its compressed data and loses its APP1..APP15 and comment
-segments (EXIF, XMP, IPTC). Patient and study pseudonyms are keyed hashes (HMAC-SHA-256 with the
-store's secret), so re-exports give the same names.
+DICOM files go through :class:`inference.imaging.confidentiality.Deidentifier`, the project's one
+implementation of the Basic Application Level Confidentiality Profile (every attribute of Table
+E.1-1, recursively, from dicom-anonymizer's transcription of the table; private tags, overlays and
+curves removed), with the options the export has always used: Clean Descriptors (laterality and
+view words only, :func:`clean_descriptor`) and Retain Longitudinal Temporal Information with
+Modified Dates (a per-patient shift). UIDs become ``2.25.<int>`` from a keyed hash of the store's
+secret, the same UID always the same new one; a file already marked PatientIdentityRemoved=YES keeps
+its UIDs, so a re-export keeps its keys.
+
+Burned-in text: before the profile runs, every pixel outside the breast (the preprocessing's own
+breast mask) is set to the background (:func:`inference.imaging.confidentiality.blank_dataset`); only
+then does BurnedInAnnotation become NO. Text inside the breast cannot be told from tissue: an image
+whose text reaches the breast is flagged (:attr:`CopiedImage.text_touches_breast`) for the export
+report. Colour or multi-frame images, and images where no breast is found, keep their pixels and
+their BurnedInAnnotation, with the reason.
+
+Export names never collide silently: a DICOM file is named after its new SOP instance UID, other
+images after the SHA-256 of their de-identified bytes, and every file is created exclusively (a name
+taken is an error, never an overwrite). PNG, TIFF and PGM are re-encoded as PNG without text chunks;
+JPEG keeps its compressed data and loses its APP1..APP15 and comment segments (EXIF, XMP, IPTC).
+Patient and study pseudonyms of the manifest are keyed hashes (HMAC-SHA-256 with the store's secret),
+so re-exports give the same names.
 """
 
 from __future__ import annotations
@@ -18,166 +30,45 @@ import hashlib
 import hmac
 import io
 import re
-from datetime import date, timedelta
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from PIL import Image
-from pydicom import dcmread, dcmwrite
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom import dcmwrite
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
+
+from inference.errors import ImageReadError
+from inference.imaging.confidentiality import (
+    DeidentificationReport,
+    Deidentifier,
+    ProfileOptions,
+    blank_dataset,
+)
+from inference.imaging.dicom import read_dicom, transfer_syntax_of
+from inference.imaging.limits import check_file, limits_from_env
 
 __all__ = [
-    "DEID_ACTIONS",
+    "CopiedImage",
+    "export_deidentifier",
     "deidentify_dataset",
+    "clean_descriptor",
     "copy_deidentified",
+    "copy_dicom",
     "pseudo_patient",
     "pseudo_study",
     "strip_jpeg",
     "reencode_png",
 ]
 
-#: PS3.15 Annex E, Table E.1-1, Basic Profile (with the Clean Descriptors "C" and Modified Dates
-#: "M" options): attribute keyword -> action. X remove, Z empty, D dummy (the pseudonym),
-#: U new UID (consistent), M shift the date, C keep only safe laterality/view words, K keep.
-#:
-#: | attribute                                  | action |
-#: |--------------------------------------------|--------|
-DEID_ACTIONS: dict[str, str] = {
-    "PatientName": "D",  # the patient pseudonym
-    "PatientID": "D",  # the patient pseudonym (studies still group by patient)
-    "PatientBirthDate": "Z",
-    "PatientBirthTime": "X",
-    "PatientBirthName": "X",
-    "PatientMotherBirthName": "X",
-    "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X",
-    "OtherPatientNames": "X",
-    "IssuerOfPatientID": "X",
-    "PatientAddress": "X",
-    "PatientTelephoneNumbers": "X",
-    "PatientAge": "X",
-    "PatientSex": "Z",
-    "PatientSize": "X",
-    "PatientWeight": "X",
-    "PatientComments": "X",
-    "PatientReligiousPreference": "X",
-    "PatientState": "X",
-    "PatientInsurancePlanCodeSequence": "X",
-    "PregnancyStatus": "X",
-    "SmokingStatus": "X",
-    "MedicalAlerts": "X",
-    "Allergies": "X",
-    "AdditionalPatientHistory": "X",
-    "EthnicGroup": "X",
-    "Occupation": "X",
-    "MilitaryRank": "X",
-    "BranchOfService": "X",
-    "CountryOfResidence": "X",
-    "MedicalRecordLocator": "X",
-    "ResponsiblePerson": "X",
-    "ResponsibleOrganization": "X",
-    "CurrentPatientLocation": "X",
-    "AccessionNumber": "Z",
-    "StudyID": "Z",
-    "AdmissionID": "X",
-    "AdmittingDate": "X",
-    "AdmittingDiagnosesDescription": "X",
-    "ServiceEpisodeID": "X",
-    "VisitComments": "X",
-    "ReasonForStudy": "X",
-    "RequestingService": "X",
-    "InstitutionName": "X",
-    "InstitutionAddress": "X",
-    "InstitutionCodeSequence": "X",
-    "InstitutionalDepartmentName": "X",
-    "StationName": "X",
-    "StationAETitle": "X",
-    "ReferringPhysicianName": "Z",
-    "ConsultingPhysicianName": "X",
-    "PerformingPhysicianName": "X",
-    "NameOfPhysiciansReadingStudy": "X",
-    "PhysiciansOfRecord": "X",
-    "RequestingPhysician": "X",
-    "OperatorsName": "X",
-    "ContentCreatorName": "Z",
-    "VerifyingObserverName": "X",
-    "PersonName": "X",
-    "OrderEnteredBy": "X",
-    "OrderCallbackPhoneNumber": "X",
-    "DeviceSerialNumber": "X",
-    "DetectorID": "X",
-    "GantryID": "X",
-    "PlateID": "X",
-    "CassetteID": "X",
-    "AcquisitionComments": "X",
-    "ImageComments": "X",
-    "DerivationDescription": "X",
-    "TextValue": "X",
-    "ContentSequence": "X",
-    "RequestAttributesSequence": "X",
-    "RequestedProcedureDescription": "X",
-    "RequestedProcedureID": "X",
-    "ScheduledProcedureStepDescription": "X",
-    "ScheduledProcedureStepID": "X",
-    "PerformedProcedureStepDescription": "X",
-    "PerformedProcedureStepID": "X",
-    "PerformedLocation": "X",
-    "CommentsOnThePerformedProcedureStep": "X",
-    "PlacerOrderNumberImagingServiceRequest": "Z",
-    "FillerOrderNumberImagingServiceRequest": "Z",
-    "ReferencedPatientSequence": "X",
-    "ReferencedStudySequence": "X",
-    "ReferencedPerformedProcedureStepSequence": "X",
-    "TimezoneOffsetFromUTC": "X",
-    "StudyDescription": "C",
-    "SeriesDescription": "C",
-    "ProtocolName": "C",
-    "AcquisitionDeviceProcessingDescription": "C",
-    "StudyDate": "M",
-    "SeriesDate": "M",
-    "AcquisitionDate": "M",
-    "ContentDate": "M",
-    "AcquisitionDateTime": "M",
-    "InstanceCreationDate": "M",
-    "PerformedProcedureStepStartDate": "M",
-    "DateOfLastCalibration": "M",
-    "DateOfSecondaryCapture": "M",
-    "StudyInstanceUID": "U",
-    "SeriesInstanceUID": "U",
-    "SOPInstanceUID": "U",
-    "FrameOfReferenceUID": "U",
-    "SynchronizationFrameOfReferenceUID": "U",
-    "IrradiationEventUID": "U",
-    "InstanceCreatorUID": "U",
-    "StorageMediaFileSetUID": "U",
-    "ReferencedSOPInstanceUID": "U",
-    "BurnedInAnnotation": "K",  # kept as the modality wrote it: we do not clean pixels
-}
-_TAG_ACTIONS = {int(tag_for_keyword(k)): a for k, a in DEID_ACTIONS.items()}  # type: ignore[arg-type]
 #: Words a descriptor may hold and stay (Clean Descriptors option): laterality, view, exam type.
 _SAFE_WORDS = frozenset(
     "L R LEFT RIGHT B BILATERAL CC MLO ML LM XCCL XCCM FB SIO LMO AT ID SPOT MAG MAGNIFICATION CV RL RM "
     "SCREENING DIAGNOSTIC MAMMOGRAPHY MAMMOGRAM MAMMO MG BREAST DIGITAL TOMO TOMOSYNTHESIS VIEW VIEWS "
     "CESM CONTRAST ENHANCED LOW HIGH ENERGY RECOMBINED SUBTRACTED STANDARD".split()
 )
-#: DeidentificationMethod (LO, several values of at most 64 characters).
-_METHOD = [
-    "mammo-review PS3.15 Basic Application Confidentiality Profile",
-    "Clean Descriptors Option",
-    "Retain Longitudinal Temporal Information Modified Dates Option",
-    "private tags, overlays and curves removed",
-    "pixel data unchanged",
-]
-_METHOD_CODES = (
-    ("113100", "Basic Application Confidentiality Profile"),
-    ("113105", "Clean Descriptors Option"),
-    ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-)
-
-
 def _keyed(secret: bytes, kind: str, value: str) -> str:
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
@@ -190,103 +81,110 @@ def pseudo_study(secret: bytes, study_uid: str) -> str:
     return "" if not study_uid else "S-" + _keyed(secret, "study", study_uid)[:16]
 
 
-def _date_shift(secret: bytes, patient_id: str) -> int:
-    """Days to add to every date of a patient: -365 .. -3999, fixed per (secret, patient)."""
-    return -(365 + int(_keyed(secret, "date-shift", patient_id)[:8], 16) % 3635)
-
-
-def _shift(value: str, days: int) -> str | None:
-    """Shift a DA (YYYYMMDD) or the date part of a DT; None when it cannot be parsed."""
-    text = str(value).strip()
-    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})(.*)", text)
-    if not m:
-        return None
-    try:
-        d = date(int(m[1]), int(m[2]), int(m[3])) + timedelta(days=days)
-    except ValueError:
-        return None
-    rest = re.sub(r"[+-]\d{4}$", "", m[4])  # drop the time zone offset
-    return d.strftime("%Y%m%d") + rest
-
-
-def _clean_descriptor(value: str) -> str | None:
+def clean_descriptor(value: str) -> str | None:
+    """The Clean Descriptors option: a descriptor made only of laterality, view and exam words (and
+    numbers) stays as it is; anything else (None) gets the profile's basic action."""
     words = re.split(r"[\s_\-/,.()^]+", str(value).upper())
     return str(value) if all(w in _SAFE_WORDS or w.isdigit() or not w for w in words) else None
 
 
-def deidentify_dataset(ds: Dataset, secret: bytes) -> Dataset:
-    """De-identify ``ds`` in place (see :data:`DEID_ACTIONS`) and return it.
 
-    Sequences are walked; any person name, date or UID left after the table is still removed,
-    shifted or replaced. A dataset already marked ``PatientIdentityRemoved=YES`` keeps its UIDs.
-    """
-    already = str(ds.get("PatientIdentityRemoved", "")).upper() == "YES"
-    patient = pseudo_patient(secret, str(ds.get("PatientID", "")))
-    days = _date_shift(secret, str(ds.get("PatientID", "")))
-    ds.remove_private_tags()
+def export_deidentifier(secret: bytes) -> Deidentifier:
+    """The label export's profile: Clean Descriptors and Modified Dates; de-identified files keep their UIDs."""
+    options = ProfileOptions(retain_modified_dates=True, clean_descriptors=clean_descriptor)
+    return Deidentifier(secret, options, keep_deidentified_uids=True)
 
-    def new_uid(uid: str) -> str:
-        if already or not uid or UID(uid).name != uid:  # a well-known UID (a transfer syntax, a class)
-            return uid
-        # pydicom ignores entropy_srcs when prefix=None (a random 2.25 UID): keep its root prefix
-        return str(generate_uid(entropy_srcs=[secret.hex(), uid]))
 
-    def visit(dataset: Dataset, elem: DataElement) -> None:
-        group = elem.tag.group
-        if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:  # curves, overlays
-            del dataset[elem.tag]
-            return
-        action = _TAG_ACTIONS.get(int(elem.tag))
-        if action is None:  # not in the table: person names go, dates shift, UIDs change
-            action = {"PN": "X", "DA": "M", "DT": "M", "UI": "U"}.get(elem.VR, "K")
-        if action == "X":
-            del dataset[elem.tag]
-        elif action == "Z":
-            elem.value = None if elem.VR != "SQ" else DicomSequence([])
-        elif action == "D":
-            elem.value = patient or "ANONYMOUS"
-        elif action == "C":
-            if elem.VM == 0:
-                return
-            cleaned = _clean_descriptor(str(elem.value))
-            if cleaned is None:
-                del dataset[elem.tag]
-        elif action == "M":
-            if elem.VM == 0:
-                return
-            shifted = _shift(str(elem.value), days) if elem.VM == 1 else None
-            if shifted is None:
-                del dataset[elem.tag]
-            else:
-                elem.value = shifted
-        elif action == "U" and elem.VM:
-            if elem.VM == 1:
-                elem.value = new_uid(str(elem.value))
-            else:
-                elem.value = [new_uid(str(v)) for v in elem.value]
+def deidentify_dataset(ds: Dataset, secret: bytes, *, pixels_blanked: bool = False) -> DeidentificationReport:
+    """De-identify ``ds`` in place with the export's profile (:func:`export_deidentifier`); the pixels are
+    not touched (``pixels_blanked``: the caller blanked them, BurnedInAnnotation becomes NO)."""
+    return export_deidentifier(secret).deidentify(ds, pixels_blanked=pixels_blanked)
 
-    ds.walk(visit)
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        if "SOPInstanceUID" in ds:
-            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        for kw in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"):
-            if kw in meta:
-                delattr(meta, kw)
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        if "ImplementationVersionName" in meta:
-            del meta.ImplementationVersionName
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = _METHOD
-    codes = []
-    for value, meaning in _METHOD_CODES:
-        item = Dataset()
-        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
-        codes.append(item)
-    ds.DeidentificationMethodCodeSequence = DicomSequence(codes)
-    ds.LongitudinalTemporalInformationModified = "MODIFIED"
-    ds.preamble = b"\0" * 128
-    return ds
+
+@dataclass(frozen=True)
+class CopiedImage:
+    """One de-identified copy: its key (the exported file's image key) and what was done to its pixels."""
+
+    key: str
+    image: str  # path relative to the export folder
+    pixels_blanked: bool = False
+    text_outside_breast: int | None = None  # bright objects blanked outside the breast (None: not looked at)
+    text_touches_breast: bool = False  # burned-in text reaches the breast: check the image
+    burned_in_annotation: str = ""  # as written in the copy ("NO" after blanking)
+    note: str = ""
+
+
+def _create(target: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write a new file; a name already taken is an error, never an overwrite."""
+    try:
+        f = open(target, "xb")  # noqa: SIM115 - exclusive create
+    except FileExistsError:
+        raise ImageReadError(
+            f"the export name images/{target.name} is taken (the same image twice?): not overwritten", target
+        ) from None
+    try:
+        with f:
+            write(f)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def copy_dicom(images: Path, secret: bytes, source: str | Path | Any) -> CopiedImage:
+    """The de-identified copy of one DICOM file (a path, or anything with ``.path``) in ``images``:
+    the work :func:`inference.labels.exchange.export_labels` runs in a decode worker (it decodes and
+    blanks untrusted pixel data), hence the argument order for ``functools.partial``."""
+    path = Path(source) if isinstance(source, (str, Path)) else Path(source.path)
+    check_file(path, limits_from_env())  # the header's claims, before pydicom reads the file whole
+    ds = read_dicom(path, force=True)
+    syntax = transfer_syntax_of(ds)  # a file without meta header: the encoding it was read in
+    ds.ensure_file_meta()
+    ds.file_meta.TransferSyntaxUID = syntax
+    deid = export_deidentifier(secret)
+    original = str(ds.get("SOPInstanceUID", "") or "").strip()
+    blanking = blank_dataset(ds) if "PixelData" in ds else None
+    report = deid.deidentify(ds, pixels_blanked=blanking is not None and blanking.blanked)
+    for meta, element in (("MediaStorageSOPInstanceUID", "SOPInstanceUID"), ("MediaStorageSOPClassUID", "SOPClassUID")):
+        if element in ds:
+            setattr(ds.file_meta, meta, ds[element].value)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcmwrite(buffer, ds, enforce_file_format=True)
+    data = buffer.getvalue()
+    sop = str(ds.get("SOPInstanceUID", "") or "").strip()
+    key = sop or "sha256:" + hashlib.sha256(data).hexdigest()
+    # the new UID (digits and dots), also for a kept one: an untrusted UID never becomes a file name
+    name = deid.uid(original or key) + ".dcm"
+    _create(images / name, lambda f: f.write(data))
+    note = blanking.note if blanking is not None else "no pixel data"
+    return CopiedImage(
+        key=key,
+        image=f"images/{name}",
+        pixels_blanked=blanking is not None and blanking.blanked,
+        text_outside_breast=blanking.text_components if blanking is not None else None,
+        text_touches_breast=bool(blanking is not None and blanking.text_touches_breast),
+        burned_in_annotation=report.burned_in_annotation,
+        note=note,
+    )
+
+
+def copy_deidentified(path: Path, kind: str, images: Path, secret: bytes) -> CopiedImage:
+    """Write the de-identified copy of the image at ``path`` (``kind`` dicom, jpeg or another format)
+    into the folder ``images``, in this process (the export runs DICOM files through
+    :func:`copy_dicom` in a decode worker). Raises ImageReadError for a name already taken (never overwrites),
+    LimitExceededError / ImageReadError, OSError or ValueError for a file that cannot be copied."""
+    if kind == "dicom":
+        return copy_dicom(images, secret, path)
+    if kind == "jpeg":
+        data, suffix = strip_jpeg(Path(path).read_bytes()), ".jpg"
+    else:
+        data, suffix = reencode_png(Path(path)), ".png"
+    digest = hashlib.sha256(data).hexdigest()
+    name = digest[:32] + suffix
+    _create(images / name, lambda f: f.write(data))
+    note = "pixels not blanked: not a DICOM file (burned-in text may remain)"
+    return CopiedImage("sha256:" + digest, f"images/{name}", note=note)
 
 
 # --------------------------------------------------------------------------- image copies
@@ -323,29 +221,3 @@ def reencode_png(path: Path) -> bytes:
     buf = io.BytesIO()
     clean.save(buf, "PNG", optimize=False)
     return buf.getvalue()
-
-
-
-def copy_deidentified(path: Path, kind: str, images: Path, secret: bytes) -> tuple[str, str]:
-    """Write the de-identified copy of the image at ``path`` (``kind`` dicom, jpeg or another
-    format) into ``images``; returns (pseudonymous key, path relative to the export folder)."""
-    if kind == "dicom":
-        ds = dcmread(path, force=False)
-        deidentify_dataset(ds, secret)
-        key = str(ds.get("SOPInstanceUID", "")).strip()
-        if not key:
-            buf = io.BytesIO()
-            dcmwrite(buf, ds, enforce_file_format=True)
-            key = "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest()
-        name = re.sub(r"[^0-9A-Za-z.]", "_", key.removeprefix("sha256:")[:64]) + ".dcm"
-        dcmwrite(images / name, ds, enforce_file_format=True)
-        return key, f"images/{name}"
-    if kind == "jpeg":
-        data, suffix = strip_jpeg(Path(path).read_bytes()), ".jpg"
-    else:
-        data, suffix = reencode_png(Path(path)), ".png"
-    digest = hashlib.sha256(data).hexdigest()
-    name = digest[:32] + suffix
-    (images / name).write_bytes(data)
-    return "sha256:" + digest, f"images/{name}"
-

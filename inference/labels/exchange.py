@@ -6,16 +6,26 @@
     annotations.csv                every annotator's current label (key, annotator, task, value, ...)
     images/                        the image files the manifest names (paths relative to the folder)
     README.txt                     what the folder is and what de-identification did (and did not) do
+    deidentification.csv           per copied image: pixels blanked outside the breast or why not, burned-in
+                                   text found outside the breast, text reaching the breast (check those)
     original_paths.csv             only with ``identified=True``: key -> original file
 
+Every CSV cell that a spreadsheet would run as a formula is neutralised (:mod:`inference.csvsafe`);
+the readers here restore it.
+
 De-identified (the default): images are copied as :mod:`inference.labels.deidentify` describes
-(DICOM per PS3.15 Annex E, :data:`DEID_ACTIONS`; PNG/TIFF/PGM re-encoded; JPEG without metadata
-segments); pixels are unchanged, so text burned into them may remain: README.txt says so. Keys
+(DICOM per the PS3.15 Annex E Basic Profile of :mod:`inference.imaging.confidentiality`, pixels
+outside the breast blanked, each DICOM file in a decode worker of
+:class:`inference.imaging.isolation.DecodePool`, so a decoder that panics, crashes or runs out of
+memory on an untrusted file makes that file an export problem; PNG/TIFF/PGM re-encoded; JPEG without
+metadata segments). Images whose
+burned-in text reaches the breast are listed in README.txt and :attr:`ExportResult.flagged`. Keys
 are pseudonyms: a DICOM's new SOPInstanceUID, else ``sha256:`` of the exported file, so the
 manifest's key is the exported file's image key; the patient and study columns are keyed hashes.
 Everything is derived from the store's secret, so re-exports give the same names. A DICOM that
 already says ``PatientIdentityRemoved=YES`` keeps its UIDs, so labels of an exported image,
-exported again from another machine, come back under the same key.
+exported again from another machine, come back under the same key. Two images that would get the
+same file name are an error for the second one (:attr:`ExportResult.problems`), never an overwrite.
 
 With ``identified=True`` nothing is copied: the manifest names the original files (relative to the
 folder where possible) and original_paths.csv maps keys to them, for training on the same machine.
@@ -27,22 +37,26 @@ label manifest's labels as suggestions (source ``"manifest"``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import hashlib
+import io
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pydicom.errors import InvalidDicomError
-
-from inference.errors import FormatError
+from inference.csvsafe import SafeWriter, restore_row
+from inference.errors import FormatError, ImageReadError, MammoReviewError
 from inference.formats import TASKS, LabelRow, TaskLabel, read_label_manifest, write_label_manifest
+from inference.imaging.isolation import DecodePool, settings_from_env
 from inference.labels.deidentify import (
-    DEID_ACTIONS,
+    CopiedImage,
     copy_deidentified,
+    copy_dicom,
     deidentify_dataset,
     pseudo_patient,
     pseudo_study,
@@ -51,7 +65,6 @@ from inference.labels.records import SOURCES, SUGGESTION_SOURCES, exportable
 from inference.labels.store import LabelRecord, LabelStore, combine, utc_now
 
 __all__ = [
-    "DEID_ACTIONS",
     "ImageLike",
     "ExportProblem",
     "ExportResult",
@@ -63,6 +76,7 @@ __all__ = [
     "export_store",
     "deidentify_dataset",
     "ANNOTATION_COLUMNS",
+    "REPORT_COLUMNS",
 ]
 
 
@@ -106,6 +120,8 @@ class ExportResult:
     sources: dict[str, int] = field(default_factory=dict)
     #: the model's suggestions held in the store and left out (never labels, never exported)
     left_out: int = 0
+    #: keys of exported images whose burned-in text reaches the breast (it may remain there): check them
+    flagged: tuple[str, ...] = ()
 
     def describe_sources(self) -> str:
         """``"person 12, model-confirmed 3"`` (or ``"none"``)."""
@@ -124,6 +140,8 @@ class ImportResult:
 ANNOTATION_COLUMNS: tuple[str, ...] = (
     "key", "annotator", "task", "value", "confidence", "status", "source", "model_version", "time",
 )
+#: Neutralised against spreadsheet formulas when written, restored when read (:mod:`inference.csvsafe`).
+ANNOTATION_TEXT_COLUMNS: tuple[str, ...] = tuple(c for c in ANNOTATION_COLUMNS if c != "confidence")
 
 
 
@@ -170,18 +188,62 @@ _SOURCE_TEXT = {
     "import": "an imported suggestion, not confirmed",
 }
 _DEID_TEXT = """De-identification: DICOM files follow the DICOM PS3.15 Annex E Basic Application Level
-Confidentiality Profile (Clean Descriptors; Retain Longitudinal Temporal Information with Modified Dates):
-patient names, IDs, birth dates, accession numbers, institution and physician names removed or replaced
-by pseudonyms, dates shifted, private tags, overlays and curves removed, UIDs replaced consistently,
-PatientIdentityRemoved=YES. Keys, patient and study columns are pseudonyms derived from a secret kept
-in the exporting label store. PNG/TIFF/PGM were re-encoded as PNG without text chunks; JPEG lost its
-EXIF/XMP/comment segments.
-WARNING: pixel data is copied unchanged. Text or markers burned into the pixels (laterality/view
-markers, names or dates printed on digitised film) may remain visible. Check the images before sharing
-them outside your institution."""
+Confidentiality Profile, every attribute of its Table E.1-1 (options: Clean Descriptors; Retain Longitudinal
+Temporal Information with Modified Dates): names, IDs, birth dates, accession numbers, addresses, institution,
+physician, operator, station and device identification removed or replaced by pseudonyms, dates shifted,
+private tags, overlays and curves removed, UIDs replaced consistently, PatientIdentityRemoved=YES. Keys,
+patient and study columns are pseudonyms derived from a secret kept in the exporting label store.
+PNG/TIFF/PGM were re-encoded as PNG without text chunks; JPEG lost its EXIF/XMP/comment segments.
+Burned-in text: in {blanked} of {copies} image(s) every pixel outside the breast was blanked (then
+BurnedInAnnotation=NO); deidentification.csv says, per image, what was done and why not. Text burned into
+the pixels inside the breast, and in images that were not blanked (PNG, JPEG, colour), may remain visible.
+{flagged}
+Check the images before sharing them outside your institution."""
 _IDENTIFIED_TEXT = """IDENTIFIED export: no image was copied or de-identified. The manifest names the original
 files; original_paths.csv maps every key to its original file. Keep this folder on the machine it was
 made on; do not share it."""
+
+
+def _dicom_copies(
+    stack: contextlib.ExitStack, records: list[ImageLike], images: Path, secret: bytes
+) -> Iterator[tuple[Path, CopiedImage | ImageReadError]]:
+    """The DICOM copies, made in decode workers (a decoder that panics or crashes on an untrusted file
+    is that file's problem, never the export's end), in the order of ``records``."""
+    if not records:
+        return iter(())
+    settings = settings_from_env()
+    settings["workers"] = min(settings.get("workers") or os.cpu_count() or 1, len(records))
+    pool = stack.enter_context(DecodePool(**settings, decode=functools.partial(copy_dicom, images, secret)))
+    copies = pool.map([Path(r.path) for r in records])
+    # a cancelled export: the generator abandons the copies still running before the pool closes
+    stack.callback(lambda: getattr(copies, "close", lambda: None)())
+    return copies
+
+
+def _copy_here(rec: ImageLike, images: Path, secret: bytes) -> CopiedImage | MammoReviewError:
+    """A PNG/TIFF/PGM or JPEG copy (Pillow re-encodes or the segments are stripped), or why it failed."""
+    try:
+        return copy_deidentified(Path(rec.path), rec.kind, images, secret)
+    except MammoReviewError as exc:
+        return exc
+    except (OSError, ValueError, AttributeError, TypeError, KeyError, EOFError) as exc:
+        return FormatError(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, rec.path)
+
+
+def _row(rec: ImageLike, key: str, image: str, labels: list[LabelRecord], secret: bytes) -> LabelRow:
+    combined = combine(labels)
+    row_labels = {
+        t: TaskLabel(c.value, round(c.uncertainty, 6), c.by) for t, c in combined.items() if c.value is not None
+    }
+    return LabelRow(
+        key=key,
+        image=image,
+        labels=row_labels,
+        laterality=rec.laterality,
+        patient=pseudo_patient(secret, rec.patient_id),
+        study=pseudo_study(secret, rec.study_uid),
+        source="mammo-review",
+    )
 
 
 def export_labels(
@@ -221,44 +283,34 @@ def export_labels(
     originals: list[tuple[str, str]] = []
     pseudonyms: list[tuple[str, str]] = []
     problems: list[ExportProblem] = []
-    for n, (rec, labels) in enumerate(todo):
-        if cancelled is not None and cancelled():
-            break
-        if progress is not None:
-            progress(n, len(todo))
-        if identified:
-            key, image = rec.key, _relative(rec.path, folder)
-            originals.append((key, str(Path(rec.path).resolve())))
-        else:
-            try:
-                key, image = copy_deidentified(Path(rec.path), rec.kind, images, secret)
-            except (OSError, ValueError, InvalidDicomError, AttributeError, TypeError) as exc:
-                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-                problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {reason}"))
-                continue
-            pseudonyms.append((key, rec.key))
-        combined = combine(labels)
-        row_labels = {
-            t: TaskLabel(c.value, round(c.uncertainty, 6), c.by) for t, c in combined.items() if c.value is not None
-        }
-        rows.append(
-            LabelRow(
-                key=key,
-                image=image,
-                labels=row_labels,
-                laterality=rec.laterality,
-                patient=pseudo_patient(secret, rec.patient_id),
-                study=pseudo_study(secret, rec.study_uid),
-                source="mammo-review",
-            )
-        )
-        notes.extend((key, lab) for lab in labels)
+    copies: list[CopiedImage] = []
+    with contextlib.ExitStack() as stack:
+        dicom_copies = _dicom_copies(stack, [] if identified else [r for r, _ in todo if r.kind == "dicom"],
+                                     images, secret)
+        for n, (rec, labels) in enumerate(todo):
+            if cancelled is not None and cancelled():
+                break
+            if progress is not None:
+                progress(n, len(todo))
+            if identified:
+                key, image = rec.key, _relative(rec.path, folder)
+                originals.append((key, str(Path(rec.path).resolve())))
+            else:
+                copied = next(dicom_copies)[1] if rec.kind == "dicom" else _copy_here(rec, images, secret)
+                if isinstance(copied, MammoReviewError):
+                    problems.append(ExportProblem(rec.key, Path(rec.path), f"cannot export: {copied.reason}"))
+                    continue
+                key, image = copied.key, copied.image
+                copies.append(copied)
+                pseudonyms.append((key, rec.key))
+            rows.append(_row(rec, key, image, labels, secret))
+            notes.extend((key, lab) for lab in labels)
     if progress is not None:
         progress(len(todo), len(todo))
     manifest = write_label_manifest(folder / "manifest.csv", rows)
     with open(folder / "annotations.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(ANNOTATION_COLUMNS)
+        writer = SafeWriter(f, ANNOTATION_COLUMNS, ANNOTATION_TEXT_COLUMNS)
+        writer.writeheader()
         for key, lab in notes:
             writer.writerow(
                 [key, lab.annotator, lab.task, "" if lab.value is None else lab.value, f"{lab.confidence:.6g}",
@@ -266,9 +318,11 @@ def export_labels(
             )
     if identified:
         with open(folder / "original_paths.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["key", "original_path"])
-            writer.writerows(originals)
+            paths = SafeWriter(f, ("key", "original_path"), ("key", "original_path"))
+            paths.writeheader()
+            paths.writerows(originals)
+    if not identified:
+        _write_report(folder / "deidentification.csv", copies)
     if not any(images.iterdir()):
         images.rmdir()
     images_line = (
@@ -289,13 +343,46 @@ def export_labels(
             suggestions=len(notes) - labels_total,
             counts=counts,
             left_out=left_out,
-            deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT,
+            deid=_IDENTIFIED_TEXT if identified else _DEID_TEXT.format(
+                blanked=sum(c.pixels_blanked for c in copies),
+                copies=len(copies),
+                flagged=_flagged_text(copies),
+            ),
         ),
         encoding="utf-8",
     )
     if pseudonyms:
         store.remember_pseudonyms(pseudonyms)
-    return ExportResult(folder, manifest, len(rows), len(notes), identified, tuple(problems), sources, left_out)
+    flagged = tuple(c.key for c in copies if c.text_touches_breast)
+    return ExportResult(
+        folder, manifest, len(rows), len(notes), identified, tuple(problems), sources, left_out, flagged
+    )
+
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "key", "image", "pixels_blanked", "text_outside_breast", "text_touches_breast", "burned_in_annotation", "note",
+)
+
+
+def _write_report(path: Path, copies: list[CopiedImage]) -> None:
+    """deidentification.csv: per exported image, what was done to its pixels (pseudonymous keys only)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = SafeWriter(f, REPORT_COLUMNS, set(REPORT_COLUMNS) - {"text_outside_breast"})
+        writer.writeheader()
+        for c in copies:
+            writer.writerow([
+                c.key, c.image, "yes" if c.pixels_blanked else "no",
+                "" if c.text_outside_breast is None else c.text_outside_breast,
+                "yes" if c.text_touches_breast else "no", c.burned_in_annotation, c.note,
+            ])
+
+
+def _flagged_text(copies: list[CopiedImage]) -> str:
+    flagged = [c.image for c in copies if c.text_touches_breast]
+    if not flagged:
+        return "No image had burned-in text reaching the breast."
+    shown = ", ".join(flagged[:10]) + (f" and {len(flagged) - 10} more" if len(flagged) > 10 else "")
+    return f"CHECK these {len(flagged)} image(s): burned-in text reaches the breast and may remain inside it: {shown}."
 
 
 # --------------------------------------------------------------------------- import
@@ -314,21 +401,24 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
     folder = Path(folder)
     path = folder / "annotations.csv" if folder.is_dir() else folder
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a quoted CR stays a CR
+            text = f.read()
     except OSError as exc:
         raise FormatError(f"cannot read annotations ({exc.strerror or exc})", path) from exc
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = {"key", "annotator", "task", "value", "confidence", "time"} - set(reader.fieldnames or ())
     if missing:
         raise FormatError(f"annotations lack column(s) {', '.join(sorted(missing))}", path)
     batch = []
     left_out = 0
-    for n, row in enumerate(reader, start=2):
+    for n, raw in enumerate(reader, start=2):
         where = f"{path.name} line {n}"
-        file_key = (row["key"] or "").strip()
-        value = (row["value"] or "").strip() or None
-        status = (row.get("status") or "confirmed").strip()
-        source = _import_source(status, (row.get("source") or "").strip())
+        # trimmed as written, then un-neutralised (inference.csvsafe): "\tx" written as "'\tx" comes back whole
+        row = restore_row({k: (v or "").strip() for k, v in raw.items() if isinstance(k, str)}, ANNOTATION_TEXT_COLUMNS)
+        file_key = row["key"]
+        value = row["value"] or None
+        status = row.get("status") or "confirmed"
+        source = _import_source(status, row.get("source", ""))
         if source is None:  # the model's guess (older exports stored them as labels): not a label
             left_out += 1
             continue
@@ -338,14 +428,14 @@ def import_labels(store: LabelStore, folder: str | Path) -> ImportResult:
             raise FormatError(f"{where}: confidence {row['confidence']!r} is not a number", path) from exc
         rec = LabelRecord(
             key=store.resolve_pseudonym(file_key),
-            annotator=(row["annotator"] or "").strip(),
-            task=(row["task"] or "").strip(),
+            annotator=row["annotator"],
+            task=row["task"],
             value=value,
             confidence=confidence,
             status=status,
             source=source,
-            model_version=(row.get("model_version") or "").strip(),
-            time=(row["time"] or "").strip() or utc_now(),
+            model_version=row.get("model_version", ""),
+            time=row["time"] or utc_now(),
         )
         origin = _origin(
             "annotation", file_key, rec.annotator, rec.task, value or "", f"{confidence:.6g}", status, rec.time

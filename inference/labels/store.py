@@ -18,7 +18,10 @@ abstention); its confidence is in [0, 1] and its uncertainty ``u = 1 - confidenc
 person set it or explicitly confirmed a suggestion: only these are labels, see
 :mod:`inference.labels.records`); the model's guesses are never stored as labels. Every failure to
 open or write raises :class:`errors.LabelStoreError` naming the file
-and the reason (read-only, disk full, locked by another writer, not a database, newer schema).
+and the reason (read-only, disk full, locked by another writer, not a database, newer schema). Before
+SQLite opens the file, :mod:`inference.labels.storefile` refuses what SQLite would open silently or
+report vaguely (a 0-byte or foreign file, a damaged write-ahead log, read-only media); at open,
+``PRAGMA quick_check`` must pass and the tables must be a label store's.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from inference.labels.records import (
 )
 from inference.labels.schema import MIGRATIONS, SCHEMA_VERSION, version_int, version_tuple
 from inference.labels.schema import reason as _reason
+from inference.labels.storefile import check_before_open, folder_error
 
 __all__ = [
     "SOURCES",
@@ -110,10 +114,10 @@ class LabelStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            reason = f"cannot create the folder of the label store ({exc.strerror or exc})"
-            raise LabelStoreError(reason, self.path) from exc
+            raise folder_error(exc, self.path) from exc
         if self.path.is_dir():
             raise LabelStoreError("the label store path is a folder", self.path)
+        check_before_open(self.path)  # empty or foreign file, damaged journal, read-only media
         try:
             self._conn = sqlite3.connect(
                 str(self.path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -131,6 +135,18 @@ class LabelStore:
 
     def _open(self) -> None:
         conn = self._conn
+        problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        if problems != ["ok"]:
+            raise LabelStoreError(f"the label store is damaged (SQLite quick_check: {'; '.join(problems)})", self.path)
+        tables = {
+            str(r[0])
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        }
+        if tables and not {"meta", "labels", "history"} <= tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise LabelStoreError(
+                f"the file is an SQLite database of another program (tables {shown}): not a label store", self.path
+            )
         have = version_tuple(int(conn.execute("PRAGMA user_version").fetchone()[0]))
         if have[0] > SCHEMA_VERSION[0]:
             raise LabelStoreError(

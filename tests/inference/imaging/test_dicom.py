@@ -48,7 +48,7 @@ def _float_pixels(ds: Dataset) -> None:
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        (_colour, UnsupportedImageError, "colour image (RGB): only greyscale mammograms are supported"),
+        (_colour, UnsupportedImageError, "colour image (PhotometricInterpretation RGB): mammograms are monochrome"),
         (_frames, UnsupportedImageError, "with 3 frames: only single-frame 2-D mammograms are supported"),
         (_modality, UnsupportedImageError, "of modality CT: not a mammogram"),
         (_no_pixels, ImageReadError, "without pixel data (truncated?)"),

@@ -247,7 +247,7 @@ def test_colour_and_multi_frame_dicom_are_skipped(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "frames.dcm")
     (tmp_path / "x.dcm").unlink()
     reasons = {p.path.name: p for p in scan([tmp_path]).problems}
-    assert reasons["rgb.dcm"].skipped and "colour image (RGB)" in reasons["rgb.dcm"].reason
+    assert reasons["rgb.dcm"].skipped and "colour image (PhotometricInterpretation RGB)" in reasons["rgb.dcm"].reason
     assert reasons["frames.dcm"].skipped and "2 frames" in reasons["frames.dcm"].reason
 
 
