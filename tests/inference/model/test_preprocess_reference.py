@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.imaging.geometry import find_breast
+from inference.imaging.geometry import BreastMask, find_breast
 from inference.model.preprocess import Geometry, preprocess
 from inference.phantoms.drawing import PhantomSpec, render
 
 
-def reference(image: np.ndarray, height: int) -> tuple[np.ndarray, Geometry]:
+def reference(image: np.ndarray, height: int, mask: BreastMask | None = None) -> tuple[np.ndarray, Geometry]:
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] in (3, 4):
         a = a[..., :3].mean(axis=-1)
     a = a.astype(np.float32, copy=False)
-    mask = find_breast(a)
+    if mask is None:
+        mask = find_breast(a)
     mask_small, f = mask.grid, mask.factor
     h, w = a.shape
     flipped = mask.chest_wall_right
