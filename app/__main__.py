@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.models.settings import Settings
     from app.models.state import AppState
     from app.widgets.main_window import MainWindow, apply_dark_theme, samples_path
+    from inference.latent.warmup import UMAP_WARM_UP
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
@@ -139,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.shutdown()
         return 0
     QTimer.singleShot(0, lambda: state.open_paths(paths))
+    if not args.screenshot:  # issue 16: UMAP's first-use compile, ahead and in the background
+        QTimer.singleShot(3000, UMAP_WARM_UP.start)
 
     status = {"code": 0}
     if args.screenshot:
