@@ -140,8 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.shutdown()
         return 0
     QTimer.singleShot(0, lambda: state.open_paths(paths))
-    if not args.screenshot:  # issue 16: UMAP's first-use compile, ahead and in the background
-        QTimer.singleShot(3000, UMAP_WARM_UP.start)
+    if not args.screenshot:  # issue 16: UMAP's first-use compile, in the background once the app is idle
+        warm = QTimer()
+        warm.timeout.connect(lambda: state.activity.busy[0] or (UMAP_WARM_UP.start(), warm.stop()))
+        warm.start(2000)
 
     status = {"code": 0}
     if args.screenshot:

@@ -2,11 +2,13 @@
 
 numba compiles umap-learn's kernels on the first UMAP (43 s for 70 points on a 2-core machine) and
 keeps them in a per-user disk cache (:func:`inference.latent.projection.numba_cache_dir`); later
-sessions load them in seconds. The app starts :data:`UMAP_WARM_UP` at start-up: a spawned process at
-the lowest priority runs a UMAP of 64 random points along the explorer's path and marks the cache
-compiled. :func:`inference.latent.projection.project` waits for a warm-up in progress instead of
-compiling the same kernels at the same time; :func:`umap_compiled` tells the explorer whether to
-say that the first UMAP is compiling. benchmarks/bench_explorer.py measures the options.
+sessions load them in seconds. The app starts :data:`UMAP_WARM_UP` once it is first idle after
+start-up (the first model run done): a spawned process runs a UMAP of 64 random points along the
+explorer's path and marks the cache compiled. It runs at normal priority on purpose: a user who asks
+for a UMAP meanwhile waits for it, and an unprivileged process cannot raise a lowered priority again.
+:func:`inference.latent.projection.project` waits for a warm-up in progress instead of compiling
+the same kernels at the same time; :func:`umap_compiled` tells the explorer whether to say that the
+first UMAP is compiling. benchmarks/bench_explorer.py measures the options.
 """
 
 from __future__ import annotations
@@ -49,11 +51,6 @@ def umap_compiled() -> bool:
 def warm_up_umap() -> None:
     """Compile UMAP's numba kernels into the disk cache: a UMAP of 64 random points along the same
     path as :func:`project` (the explorer's default parameters), then mark the cache compiled."""
-    if hasattr(os, "nice"):
-        try:
-            os.nice(19)  # a background chore: the model run and the window come first
-        except OSError:
-            pass
     from inference.latent.projection import ProjectionParams, project
 
     rng = np.random.default_rng(0)
@@ -65,8 +62,8 @@ def warm_up_umap() -> None:
 
 
 class UmapWarmUp:
-    """UMAP's first-use compilation (about a minute on 2 cores) in a spawned background process at
-    the lowest priority, so that the first UMAP a user asks for loads compiled kernels from disk.
+    """UMAP's first-use compilation (about 40 s of one core) in a spawned background process, so
+    that the first UMAP a user asks for loads compiled kernels from disk.
 
     :func:`project` waits for a warm-up in progress rather than compiling the same kernels at the
     same time. Nothing happens when the cache is already compiled."""
