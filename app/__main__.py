@@ -142,7 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     QTimer.singleShot(0, lambda: state.open_paths(paths))
     if not args.screenshot:  # issue 16: UMAP's first-use compile, in the background once the app is idle
         warm = QTimer()
-        warm.timeout.connect(lambda: state.activity.busy[0] or (UMAP_WARM_UP.start(), warm.stop()))
+
+        def warm_up_when_idle() -> None:
+            if not state.activity.busy[0]:
+                UMAP_WARM_UP.start()
+                warm.stop()
+
+        warm.timeout.connect(warm_up_when_idle)
         warm.start(2000)
 
     status = {"code": 0}
