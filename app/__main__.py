@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.models.settings import Settings
     from app.models.state import AppState
     from app.widgets.main_window import MainWindow, apply_dark_theme, samples_path
+    from inference.latent.warmup import UMAP_WARM_UP
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
@@ -173,6 +174,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.shutdown()
         return 0
     QTimer.singleShot(0, lambda: state.open_paths(paths))
+    if not args.screenshot:  # issue 16: UMAP's first-use compile, in the background once the app is idle
+        warm = QTimer()
+
+        def warm_up_when_idle() -> None:
+            if not state.activity.busy[0]:
+                UMAP_WARM_UP.start()
+                warm.stop()
+
+        warm.timeout.connect(warm_up_when_idle)
+        warm.start(2000)
 
     status = {"code": 0}
     if args.screenshot:

@@ -559,6 +559,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return predict_from_pacs(argv[1:], build_parser, run_predict, err)
         # --- end issue 17
+        if argv and argv[0] == "predict" and any(a.split("=")[0] == "--engine" for a in argv):  # issue 16: Ray
+            from inference.cluster.ray_engine import main as engine_main
+
+            return engine_main(argv[1:], build_parser, err)
         args = build_parser().parse_args(argv)
         level = logging.getLogger().level
         handler = _log_to_terminal(args.verbose, err)

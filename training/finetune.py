@@ -19,6 +19,7 @@ import numpy as np
 
 from inference.errors import ModelError
 from inference.formats import read_model_manifest
+from training import distributed
 from training.data import ImageDataset, load_manifest
 from training.metrics import threshold_for_sensitivity
 from training.onnx.checkpoint import load_checkpoint
@@ -90,6 +91,8 @@ def finetune(
         class_weights={"acr": tuple(acr_weights)} if "acr" in tasks else {}, version=bump_version(version),
     )
     train(cfg, train_rows, tuning_rows, out, root=root, cache_dir=out / "cache", resume=resume, init=model, echo=echo)
+    if not distributed.is_main():  # torchrun: rank 0 alone evaluates and exports
+        return {"onnx": None, "manifest": None, "version": cfg.version, "tuning": {}}
     best = out / "best.pt"
     tuned = load_checkpoint(best if best.exists() else out / "last.pt").model()
     points: dict[str, Any] = {"malignancy": {"default": 0.5, "split": "tuning"}}
@@ -149,19 +152,22 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise ValueError("--epochs must be at least 1")
     w = args.acr_weight
-    res = finetune(
-        args.start,
-        args.manifest,
-        args.out,
-        epochs=args.epochs,
-        height=args.height,
-        acr_weights=(1.0, 1.0, 1.0, w, w, 1.0),
-        synthetic_uncertainty=args.synthetic_malignancy,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        resume=args.resume,
-    )
+    with distributed.session():  # under torchrun: one process of a DDP group (training/distributed.py)
+        res = finetune(
+            args.start,
+            args.manifest,
+            args.out,
+            epochs=args.epochs,
+            height=args.height,
+            acr_weights=(1.0, 1.0, 1.0, w, w, 1.0),
+            synthetic_uncertainty=args.synthetic_malignancy,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            resume=args.resume,
+        )
+    if res["onnx"] is None:
+        return 0
     print(f"wrote {res['onnx']} (version {res['version']}) and {res['manifest']}")
     return 0
 

@@ -30,6 +30,7 @@ import torch
 
 from inference.errors import ModelError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow
+from training import distributed
 from training.augment import Augment, Compose, IntensityAugment, Transform
 from training.data import ImageDataset, collate, load_manifest, plan_batches
 from training.loss import LossConfig, multitask_loss
@@ -137,6 +138,8 @@ def training_transform(cfg: TrainConfig) -> Transform | None:
 
 
 def _log(run: Path, text: str, echo: bool) -> None:
+    if not distributed.is_main():  # torchrun: rank 0 alone writes
+        return
     line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
     with open(run / "train.log", "a", encoding="utf-8") as f:
         f.write(line + "\n")
@@ -152,8 +155,11 @@ def _rng_to_json(rng: np.random.Generator) -> dict[str, Any]:
 def _save_last(
     run: Path, model: MammoNet, opt: torch.optim.Optimizer, cfg: TrainConfig, resume: dict[str, Any]
 ) -> None:
+    if not distributed.is_main():  # torchrun: rank 0 alone writes
+        return
     extra = {"height": cfg.height, "version": cfg.version, "train_config": cfg.to_json(), "resume": resume}
-    save_checkpoint(run / "last.pt", model, epoch=int(resume["epoch"]), optimizer=opt, extra=extra)
+    at = int(resume["epoch"])
+    save_checkpoint(run / "last.pt", distributed.for_eval(model), epoch=at, optimizer=opt, extra=extra)
 
 
 def train(
@@ -180,7 +186,8 @@ def train(
     train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, training_transform(cfg))
     tune_ds = ImageDataset(tuning_rows, cfg.height, root, cache_dir)
     for name, ds in (("train", train_ds), ("tuning", tune_ds)):
-        failed = ds.prepare()
+        with distributed.main_first():  # torchrun: rank 0 fills the cache, then the others read it
+            failed = ds.prepare()
         for i, reason in failed:
             _log(run, f"skipping {name} image {ds.rows[i].image}: {reason}", echo)
         if failed:
@@ -217,8 +224,9 @@ def train(
         rng = np.random.default_rng(cfg.seed)
         state = {"epoch": 0, "step": 0, "plan": None, "sums": {}, "count": 0, "best": -1.0, "best_epoch": -1,
                  "elapsed": 0.0, "np_rng": None, "torch_rng": None}
-        with open(run / "config.json", "w", encoding="utf-8") as f:
-            json.dump(cfg.to_json(), f, indent=1)
+        if distributed.is_main():
+            with open(run / "config.json", "w", encoding="utf-8") as f:
+                json.dump(cfg.to_json(), f, indent=1)
         _log(
             run,
             f"start: {len(train_ds)} train, {len(tune_ds)} tuning images, height {cfg.height}, "
@@ -231,6 +239,7 @@ def train(
     started = time.monotonic() - float(state["elapsed"])
     last_save = time.monotonic()
     model.train()
+    step_model = distributed.wrap(model)  # DDP under torchrun, else the model itself
 
     def snapshot() -> dict[str, Any]:
         s = dict(state)
@@ -242,13 +251,13 @@ def train(
     while state["epoch"] < cfg.epochs:
         t0 = time.monotonic()
         if state["plan"] is None:
-            state["plan"] = plan_batches(widths, cfg.batch_size, rng)
+            state["plan"] = distributed.common_plan(plan_batches(widths, cfg.batch_size, rng))
             state["step"], state["sums"], state["count"] = 0, {}, 0
-        plan: list[list[int]] = state["plan"]
+        plan: list[list[int]] = distributed.shard(state["plan"])  # this process's batches
         while state["step"] < len(plan):
             idx = plan[state["step"]]
-            batch = collate([train_ds.sample(i, rng) for i in idx], idx)
-            out = model(batch.image)
+            batch = distributed.place(collate([train_ds.sample(i, rng) for i in idx], idx))
+            out = step_model(batch.image)
             loss, parts = multitask_loss(out, batch.image, batch.targets, loss_cfg)
             if not math.isfinite(parts["total"]):
                 raise ValueError(f"the loss became {parts['total']} at epoch {state['epoch'] + 1}")
@@ -269,13 +278,14 @@ def train(
                 last_save = time.monotonic()
         epoch = state["epoch"] + 1
         train_loss = {k: v / max(1, state["count"]) for k, v in state["sums"].items()}
-        tuning = evaluate_split(model, tune_ds) if len(tune_ds) else {}
+        tuning = evaluate_split(distributed.for_eval(model), tune_ds) if len(tune_ds) else {}
         mal = tuning.get("malignancy_auc", float("nan"))
         improved = math.isfinite(mal) and mal > state["best"]
         if improved or (state["best_epoch"] < 0 and not math.isfinite(mal)):
             state["best"], state["best_epoch"] = (mal if math.isfinite(mal) else -1.0), epoch
+        if distributed.is_main() and state["best_epoch"] == epoch:
             save_checkpoint(
-                run / "best.pt", model, epoch=epoch,
+                run / "best.pt", distributed.for_eval(model), epoch=epoch,
                 extra={"height": cfg.height, "version": cfg.version, "train_config": cfg.to_json(), "tuning": tuning},
             )
         result = EpochResult(epoch, train_loss, tuning, time.monotonic() - t0)
@@ -302,6 +312,8 @@ def train(
 
 
 def _write_metrics(path: Path, r: EpochResult, best: bool) -> None:
+    if not distributed.is_main():  # torchrun: rank 0 alone writes
+        return
     row = {"epoch": r.epoch, "seconds": round(r.seconds, 1), "best": int(best)}
     row.update({f"loss_{k}": round(v, 5) for k, v in r.train_loss.items()})
     row.update({f"tuning_{k}": round(v, 4) for k, v in r.tuning.items()})
@@ -386,16 +398,19 @@ def run(args: argparse.Namespace) -> int:
     if not train_rows:
         raise ValueError(f"{args.manifest}: no row has split 'train' (run `python -m training manifest` to split)")
     init = warm_start(cfg, args.init) if args.init is not None and not args.resume else None
-    results = train(
-        cfg,
-        train_rows,
-        tuning_rows,
-        args.out,
-        root=root,
-        cache_dir=args.cache or args.out / "cache",
-        resume=args.resume,
-        init=init,
-    )
+    with distributed.session():  # under torchrun: one process of a DDP group (training/distributed.py)
+        results = train(
+            cfg,
+            train_rows,
+            tuning_rows,
+            args.out,
+            root=root,
+            cache_dir=args.cache or args.out / "cache",
+            resume=args.resume,
+            init=init,
+        )
+        if not distributed.is_main():
+            return 0
     print(f"done: {len(results)} epoch(s) this call; best checkpoint {args.out / 'best.pt'}")
     return 0
 

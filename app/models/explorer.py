@@ -23,6 +23,7 @@ from app.models.workers import Cancelled, WorkerError
 from inference.errors import FormatError, MammoReviewError, ProjectionCancelled
 from inference.formats import TASK_CLASSES, TASKS, Embeddings, read_embeddings
 from inference.latent.projection import Neighbour, Projection, ProjectionParams, SimilarityIndex, project
+from inference.latent.warmup import umap_compiled
 
 __all__ = ["ExplorerState", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
 
@@ -238,6 +239,8 @@ class ExplorerState(QObject):
         from inference.latent.projection import METHOD_NAMES
 
         task = f"{METHOD_NAMES[params.method]} of {len(emb.keys)} images"
+        if params.method == "umap" and not umap_compiled():
+            task += " (first UMAP on this computer: compiling it, up to a minute, once)"
         self._set_busy(task, 0, 0)
 
         def job(progress: Callable[[int, int], None], cancelled: Callable[[], bool]) -> Projection:

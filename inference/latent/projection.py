@@ -5,6 +5,8 @@ are cached on disk per model version, image set and parameters, so reopening an 
 UMAP and t-SNE first reduce to ``pca_dims`` dimensions by PCA. umap (and numba) are imported only
 when a UMAP is first asked for; numba then compiles into a per-user disk cache
 (:func:`numba_cache_dir`, or ``NUMBA_CACHE_DIR`` when set) so later sessions skip the compilation.
+On a fresh install the app compiles them ahead, in a background process at start-up
+(:mod:`inference.latent.warmup`); a UMAP asked for meanwhile waits for it.
 
 ``SimilarityIndex`` answers "which images look most like this one" in the full latent space by
 cosine similarity (distance = 1 - cosine), the query itself excluded.
@@ -31,6 +33,7 @@ import numpy as np
 
 from inference.errors import ProjectionCancelled, ProjectionError
 from inference.formats import Embeddings
+from inference.latent.warmup import UMAP_WARM_UP
 
 __all__ = [
     "METHODS",
@@ -340,6 +343,7 @@ def _umap(z: np.ndarray, p: ProjectionParams, stages: _Stages) -> tuple[np.ndarr
         raise ProjectionError(f"UMAP needs at least 5 images, there are {n}")
     p = replace(p, n_neighbors=min(p.n_neighbors, n - 1))
     stages.at(0.0)
+    UMAP_WARM_UP.wait(stages.cancelled)  # compiling in the background: load its kernels, not compile again
     umap = _import_umap()
     stages.at(0.05)
     x = _reduce(z, p.pca_dims)
