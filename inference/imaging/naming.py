@@ -11,21 +11,27 @@ tags would. :func:`parse_name` knows these conventions (the file's stem, case-in
   the next even number her left one (``mdb001`` R and ``mdb002`` L: woman ``mdb001-002``). The name
   says no view.
 
-A name that follows none of them gives ``None``. This module reads names only, never files.
+A name that follows none of them gives ``None``. :func:`laterality_in_text` and :func:`view_in_text`
+read a side and a view from any free text (DICOM descriptions, file names that follow no convention).
+:func:`manifest_groups` reads the woman and study a label manifest names for its images. This module
+reads names, texts and manifests, never images.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
-__all__ = ["NamedImage", "parse_name"]
+from inference.formats import read_label_manifest
 
-_VIEWS = ("XCCL", "XCCM", "CC", "MLO", "ML", "LMO", "LM", "FB", "SIO")
+__all__ = ["NamedImage", "parse_name", "laterality_in_text", "view_in_text", "manifest_groups"]
+
+_VIEW_NAMES = ("XCCL", "XCCM", "CC", "MLO", "ML", "LMO", "LM", "FB", "SIO")
 _SIDES = {"L": "L", "R": "R", "LEFT": "L", "RIGHT": "R"}
 _WORD = re.compile(r"[^_\-. ]+")
-_BOTH = re.compile(rf"^(L|R)({'|'.join(_VIEWS)})$")  # "RCC", "LMLO"
+_BOTH = re.compile(rf"^(L|R)({'|'.join(_VIEW_NAMES)})$")  # "RCC", "LMLO"
 _MIAS = re.compile(r"^mdb(\d{3})$", re.IGNORECASE)
 
 
@@ -62,7 +68,7 @@ def _patient_side_view(stem: str) -> NamedImage | None:
                 continue
             side, view = _SIDES[both.group(1)], both.group(2)
         else:
-            view = next((w.group() for w in words[i + 1 :] if w.group() in _VIEWS), "")
+            view = next((w.group() for w in words[i + 1 :] if w.group() in _VIEW_NAMES), "")
         if not view:
             return None
         patient = stem[: word.start()].rstrip("_-. ")
@@ -74,3 +80,57 @@ def parse_name(path: str | PurePath) -> NamedImage | None:
     """The convention a file's name follows, with what it says; ``None`` when it follows none."""
     stem = PurePath(path).stem
     return _mias(stem) or _patient_side_view(stem)
+
+
+def manifest_groups(path: str | Path) -> dict[str, tuple[str, str]]:
+    """(patient, study) of each image a label manifest names, by image key and by the image's real
+    path (``image`` relative to the manifest's folder); rows that name neither are left out.
+    Raises :class:`inference.errors.FormatError` for a file that is not a label manifest."""
+    path = Path(path)
+    out: dict[str, tuple[str, str]] = {}
+    for row in read_label_manifest(path):
+        if not (row.patient or row.study):
+            continue
+        group = (row.patient, row.study)
+        out[row.key] = group
+        if row.image:
+            image = Path(row.image)
+            out[os.path.realpath(image if image.is_absolute() else path.parent / image)] = group
+    return out
+
+
+# --------------------------------------------------------------------------- free text
+_SEP = r"(?<![A-Z0-9])"  # "_" and "-" separate words in file names such as P102_R_DM_CC
+_END = r"(?![A-Z0-9])"
+_VIEWS = r"XCCL|XCCM|CC|MLO|ML|LMO|LM|FB|SIO"
+_VIEW_RE = re.compile(rf"{_SEP}(?:[LR][-_ ]?)?({_VIEWS}){_END}")
+_VIEW_WORDS = (  # longest first: "medio-lateral oblique" before "medio-lateral"
+    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED LATERALLY"), "XCCL"),
+    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED MEDIALLY"), "XCCM"),
+    (re.compile(r"CAUDO-?CRANIAL"), "FB"),
+    (re.compile(r"SUPERO-?LATERAL TO INFERO-?MEDIAL OBLIQUE"), "SIO"),
+    (re.compile(r"LATERO-?MEDIAL OBLIQUE"), "LMO"),
+    (re.compile(r"MEDIO-?LATERAL OBLIQUE|\bOBLIQUE\b"), "MLO"),
+    (re.compile(r"MEDIO-?LATERAL"), "ML"),
+    (re.compile(r"LATERO-?MEDIAL"), "LM"),
+    (re.compile(r"CRANIO-?CAUDAL"), "CC"),
+)
+_LEFT_RE = re.compile(rf"{_SEP}(?:LEFT|LT|LINKS|GAUCHE|L(?:[-_ ]?(?:{_VIEWS}))?){_END}")
+_RIGHT_RE = re.compile(rf"{_SEP}(?:RIGHT|RT|RECHTS|DROITE?|R(?:[-_ ]?(?:{_VIEWS}))?){_END}")
+
+def laterality_in_text(text: str) -> str:
+    """"L" or "R" when the text names exactly one side (LEFT, R, LCC, P1_R_DM_CC ...), else ""."""
+    up = text.upper()
+    left, right = bool(_LEFT_RE.search(up)), bool(_RIGHT_RE.search(up))
+    return "L" if left and not right else "R" if right and not left else ""
+
+
+def view_in_text(text: str) -> str:
+    """The view a text names (CC, MLO, ML, LM, XCCL, XCCM, FB, SIO, LMO), "" when none or several."""
+    up = text.upper()
+    found = {m.group(1) for m in _VIEW_RE.finditer(up)}
+    if not found:
+        for pattern, view in _VIEW_WORDS:
+            if pattern.search(up):
+                return view
+    return found.pop() if len(found) == 1 else ""

@@ -34,7 +34,7 @@ from pydicom.dataset import Dataset
 from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError
 from inference.formats import image_key
 from inference.imaging.dicom import DicomDirectory, read_header
-from inference.imaging.naming import parse_name
+from inference.imaging.naming import laterality_in_text, parse_name, view_in_text
 
 __all__ = [
     "ImageRecord",
@@ -148,23 +148,6 @@ class StudySet:
 
 
 # --------------------------------------------------------------------------- laterality and view
-_SEP = r"(?<![A-Z0-9])"  # "_" and "-" separate words in file names such as P102_R_DM_CC
-_END = r"(?![A-Z0-9])"
-_VIEWS = r"XCCL|XCCM|CC|MLO|ML|LMO|LM|FB|SIO"
-_VIEW_RE = re.compile(rf"{_SEP}(?:[LR][-_ ]?)?({_VIEWS}){_END}")
-_VIEW_WORDS = (  # longest first: "medio-lateral oblique" before "medio-lateral"
-    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED LATERALLY"), "XCCL"),
-    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED MEDIALLY"), "XCCM"),
-    (re.compile(r"CAUDO-?CRANIAL"), "FB"),
-    (re.compile(r"SUPERO-?LATERAL TO INFERO-?MEDIAL OBLIQUE"), "SIO"),
-    (re.compile(r"LATERO-?MEDIAL OBLIQUE"), "LMO"),
-    (re.compile(r"MEDIO-?LATERAL OBLIQUE|\bOBLIQUE\b"), "MLO"),
-    (re.compile(r"MEDIO-?LATERAL"), "ML"),
-    (re.compile(r"LATERO-?MEDIAL"), "LM"),
-    (re.compile(r"CRANIO-?CAUDAL"), "CC"),
-)
-_LEFT_RE = re.compile(rf"{_SEP}(?:LEFT|LT|LINKS|GAUCHE|L(?:[-_ ]?(?:{_VIEWS}))?){_END}")
-_RIGHT_RE = re.compile(rf"{_SEP}(?:RIGHT|RT|RECHTS|DROITE?|R(?:[-_ ]?(?:{_VIEWS}))?){_END}")
 # ViewCodeSequence code values (SNOMED-RT "R-..." and SNOMED CT) of DICOM CID 4014.
 _VIEW_CODES = {
     "R-10242": "CC",
@@ -186,24 +169,6 @@ def _text(ds: Dataset | None, name: str) -> str:
     if not isinstance(value, str) and hasattr(value, "__iter__"):
         return " ".join(str(v) for v in value)
     return str(value)
-
-
-def laterality_in_text(text: str) -> str:
-    """"L" or "R" when the text names exactly one side (LEFT, R, LCC, P1_R_DM_CC ...), else ""."""
-    up = text.upper()
-    left, right = bool(_LEFT_RE.search(up)), bool(_RIGHT_RE.search(up))
-    return "L" if left and not right else "R" if right and not left else ""
-
-
-def view_in_text(text: str) -> str:
-    """The view a text names (CC, MLO, ML, LM, XCCL, XCCM, FB, SIO, LMO), "" when none or several."""
-    up = text.upper()
-    found = {m.group(1) for m in _VIEW_RE.finditer(up)}
-    if not found:
-        for pattern, view in _VIEW_WORDS:
-            if pattern.search(up):
-                return view
-    return found.pop() if len(found) == 1 else ""
 
 
 def _laterality(ds: Dataset | None, path: Path) -> tuple[str, str]:
