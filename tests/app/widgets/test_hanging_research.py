@@ -105,3 +105,22 @@ def test_padded_image_is_pinned_by_its_breasts_chest_wall(qtbot, make_state, tmp
         assert x1 == pytest.approx(w - pad, abs=8)
     else:
         assert x0 == pytest.approx(pad, abs=8)
+
+
+def test_an_image_that_cannot_be_decoded_says_why_instead_of_loading(qtbot, make_state, tmp_path: Path) -> None:
+    for n, side in ((5, "R"), (6, "L")):
+        spec = phantom.PhantomSpec(side, "MLO", "B", shape=SHAPE, seed=90 + n)  # type: ignore[arg-type]
+        phantom.write_png(tmp_path / f"mdb{n:03d}.png", phantom.render(spec))
+    broken = tmp_path / "mdb006.png"  # scans (header and end are whole), fails to decode
+    data = bytearray(broken.read_bytes())
+    start = data.find(b"IDAT") + 40
+    data[start : start + 360] = bytes(b ^ 0x5A for b in data[start : start + 360])
+    broken.write_bytes(bytes(data))
+    state, viewer = _open(qtbot, make_state, tmp_path)
+    (study,) = state.files.study_set.studies
+    assert len(study.images) == 2
+    state.display.set_view(layout="single")
+    assert study.images[1].path == broken
+    state.files.set_current(study.images[1].key)
+    (cell,) = viewer.cells[:1]
+    assert cell.view.caption.text().startswith("not shown: cannot decode PNG")
