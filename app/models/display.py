@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from app.models.files import FilesState
 from app.models.runner import ModelRunner
 from app.models.settings import Settings
+from inference.formats import TASK_CLASSES
 from inference.model.predict import Prediction, smooth_evidence
 
 __all__ = ["DisplayState", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "EVIDENCE_SMOOTHING", "overlay_range"]
@@ -135,3 +136,21 @@ class DisplayState(QObject):
 
     def reset(self) -> None:
         self.set_view(window=None, preset="default", inverted=False)
+
+    # ------------------------------------------------------------------ the hanging
+    def hanging_view(self, key: str) -> tuple[str, bool]:
+        """(view as the model knows it, from the model?) for hanging an image: the file's view ("CC"
+        or "MLO", from tags, text or the file name), else the model's view prediction (True), else
+        ("", False). The model's view only places the image; it is never a label."""
+        try:
+            rec = self.files.record(key)
+        except KeyError:
+            return "", False
+        if rec.model_view:
+            return rec.model_view, False
+        pred = self.runner.prediction(key)
+        probs = pred.probabilities.get("view", ()) if pred is not None else ()
+        classes = TASK_CLASSES["view"]
+        if len(probs) != len(classes) or any(p != p for p in probs):
+            return "", False
+        return classes[int(np.argmax(probs))], True

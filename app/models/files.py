@@ -93,6 +93,19 @@ class FilesState(QObject):
         else:
             self.current_changed.emit("")
 
+    def regroup(self, study_set: StudySet) -> None:
+        """Take the same images grouped anew (a label manifest named their women): the current image,
+        the selection and the problems stay. No signal yet: then :meth:`announce_regrouped`."""
+        assert {r.key for r in study_set.images} == set(self._records), "regroup keeps the images"
+        self.study_set = study_set
+        self._records = {r.key: r for r in study_set.images}
+        self._study_of = {r.key: s for s in study_set.studies for r in s.images}
+
+    def announce_regrouped(self) -> None:
+        """Tell the widgets that the studies changed and show the current image in its new study."""
+        self.studies_changed.emit()
+        self.current_changed.emit(self.current_key or "")
+
     def add_problem(self, key: str, reason: str) -> None:
         rec = self._records.get(key)
         if rec is not None:

@@ -17,7 +17,7 @@ from app.models.activity import Activity
 from app.models.backend import Backend, error_text, reason
 from app.models.files import FilesState
 from app.models.workers import Cancelled, WorkerError, WorkerPool
-from inference.errors import ImageReadError
+from inference.errors import ImageReadError, MammoReviewError
 from inference.imaging.decode import LoadedImage
 
 __all__ = ["ImageMemory", "IMAGE_MEMORY", "MAPS_MEMORY"]
@@ -117,7 +117,7 @@ class ImageMemory(QObject):
                 if cancelled():
                     raise Cancelled()
                 try:
-                    yield ("image", load(rec))
+                    yield ("image", _with_breast(load(rec)))
                 except (ImageReadError, OSError, ValueError) as exc:
                     yield ("problem", rec.key, reason(exc))
                 progress(i + 1, len(missing))
@@ -136,3 +136,13 @@ class ImageMemory(QObject):
         self.loading.clear()
         self.activity.idle()
         self.activity.say("error", error_text(err))
+
+
+def _with_breast(image: LoadedImage) -> LoadedImage:
+    """Find the breast on the display pixels in the worker (``LoadedImage.breast`` keeps it): the
+    viewer pins each image by the breast's chest-wall edge and should not find it on the GUI thread."""
+    try:
+        image.breast  # noqa: B018 - computed for its cache
+    except MammoReviewError:  # no breast: the viewer pins the image's edge
+        pass
+    return image

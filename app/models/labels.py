@@ -549,12 +549,16 @@ class LabelsState(QObject):
         path = Path(path)
         try:
             result, what = import_any(self.store, path)
+            manifest = not (path.is_dir() or path.name == "annotations.csv")
+            grouped = self.app.group_by_manifest(path) if manifest else 0  # its patient / study columns
         except (FormatError, LabelStoreError) as exc:
             self._fail(f"Import failed: {exc}")
             return 0
         text = f"Imported {result.added} {what} from {result.source} ({result.skipped} already there"
         if result.left_out:
             text += f"; {result.left_out} model guess(es) left out: not labels"
+        if grouped:
+            text += f"; files without DICOM UIDs grouped into the manifest's {grouped} patient/study group(s)"
         self.app.activity.message.emit("info", text + ")")
         self.labels_changed.emit(tuple(r.key for r in self.app.files.study_set.images))
         self.drafts_changed.emit(tuple(self.targets()))

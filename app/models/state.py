@@ -28,6 +28,7 @@ from app.models.backend import Backend, error_text
 from app.models.cache import PredictionCache
 from app.models.display import LAYOUTS, OVERLAYS, Display, DisplayState, Overlay
 from app.models.files import FilesState
+from app.models.grouping import StudyGroups
 from app.models.images import IMAGE_MEMORY, MAPS_MEMORY, ImageMemory
 from app.models.runner import ModelRunner
 from app.models.settings import Settings
@@ -61,6 +62,7 @@ class AppState(QObject):
             settings, self.files, self.memory, self.pool, self.backend, cache, self.activity, self
         )
         self.display = DisplayState(settings, self.files, self.runner, self)
+        self.grouping = StudyGroups(settings)  # imported label manifests' women and studies
 
     # ------------------------------------------------------------------ requests
     def open_paths(self, paths: Iterable[str | Path]) -> None:
@@ -85,6 +87,7 @@ class AppState(QObject):
         )
 
     def _on_scanned(self, study_set: StudySet) -> None:
+        study_set = self.grouping.apply(study_set)
         keys = {r.key for r in study_set.images}
         self.memory.retain(keys)
         self.files.load(study_set)
@@ -96,6 +99,18 @@ class AppState(QObject):
                 "warning", f"No readable image in the opened files ({len(study_set.problems)} problem(s))"
             )
         self.runner.run_inference()
+
+    def group_by_manifest(self, path: str | Path) -> int:
+        """Group files without DICOM UIDs by a label manifest's patient and study, in the opened set
+        at once and in later sessions; returns how many groups the manifest names. Raises
+        FormatError when the file is not a label manifest."""
+        found = self.grouping.add_manifest(path)
+        regrouped = self.grouping.apply(self.files.study_set)
+        if found and regrouped != self.files.study_set:
+            self.files.regroup(regrouped)
+            self.runner.summarise()  # breast and exam summaries follow the new studies
+            self.files.announce_regrouped()
+        return found
 
     def cancel(self) -> None:
         """Stop the scan and the model run (what is done stays)."""

@@ -18,6 +18,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap, QResizeEvent, QTransform
 from PySide6.QtWidgets import QLabel, QWidget
 
+from inference.errors import MammoReviewError
 from inference.imaging.decode import LoadedImage
 
 __all__ = ["ImageView", "ViewContent", "window_for", "PRESETS"]
@@ -55,6 +56,22 @@ def _display_copy(data: np.ndarray) -> tuple[np.ndarray, int]:
         return data, 1
     d = data[: h - h % 2, : w - w % 2].astype(np.float32, copy=False)
     return (d[0::2, 0::2] + d[1::2, 0::2] + d[0::2, 1::2] + d[1::2, 1::2]) * np.float32(0.25), 2
+
+
+def _chest_wall_column(img: LoadedImage) -> float:
+    """The column of the breast's chest-wall edge in the original pixels: the image's edge on that
+    side, or inside it when the image is padded beyond the breast (black columns at the chest wall)."""
+    w = int(img.pixels.shape[1])
+    try:
+        breast = img.breast
+    except MammoReviewError:  # no breast found: the image's edge
+        return float(w) if img.chest_wall_right else 0.0
+    cols = np.flatnonzero(breast.grid.any(axis=0))
+    if cols.size == 0 or breast.shape[1] != w:
+        return float(w) if img.chest_wall_right else 0.0
+    if img.chest_wall_right:
+        return float(min(w, (int(cols[-1]) + 1) * breast.factor))
+    return float(int(cols[0]) * breast.factor)
 
 
 def window_for(img: LoadedImage, preset: str) -> tuple[float, float]:
@@ -158,6 +175,7 @@ class ImageView(QWidget):
         self.magnifier = False
         self._data: np.ndarray | None = None
         self._tr = QTransform()  # original pixel coordinates -> view coordinates (the mirror, if any)
+        self._chest_wall_x = 0.0  # the breast's chest-wall edge in view coordinates
         self._fitted = True
         self._drag_start: tuple[float, float] = (0.5, 1.0)
         self.marker = _label(self, _MARKER_STYLE)
@@ -188,7 +206,7 @@ class ImageView(QWidget):
             self.image_item.clear()
             self.overlay_item.clear()
             self.marker.setText(content.marker if content else "")
-            self.caption.setText("loading…" if content else "")
+            self.caption.setText((content.caption or ("loading…" if content.key else "no image")) if content else "")
             self._place_labels()
             return
         if content.reconstruction is not None:
@@ -210,6 +228,8 @@ class ImageView(QWidget):
             self.image_item.setTransform(QTransform.fromScale(f, f) * tr)  # item pixel -> original pixel -> view
             self.overlay_item.setTransform(tr)
             self.image_item.setImage(shown, autoLevels=False, levels=self.levels)
+        edge = _chest_wall_column(content.image) if content.image is not None else (w if cw_right_in_pixels else 0)
+        self._chest_wall_x = w - edge if mirrored else float(edge)
         self.marker.setText(content.marker)
         self.caption.setText(content.caption)
         self.caption.setStyleSheet(_SMALL_STYLE + ("color: #ff6b6b; font-weight: bold;" if content.flagged else ""))
@@ -259,7 +279,8 @@ class ImageView(QWidget):
         return self._tr.map(QPointF(col + 0.5, row + 0.5))
 
     def fit(self) -> None:
-        """Whole image in view, chest wall against the inner edge (the middle of the hanging)."""
+        """Whole image in view, the breast's chest-wall edge against the inner edge (the middle of the
+        hanging), so a padded image leaves no black gap between the breasts."""
         shape = self.data_shape
         if shape is None:
             return
@@ -274,18 +295,19 @@ class ImageView(QWidget):
         if self.content is not None and not self.content.pinned:
             x0 = (w - xspan) / 2
         else:
-            x0 = w - xspan if self.content is not None and self.content.chest_wall_right else 0.0
+            cw = self._chest_wall_x
+            x0 = cw - xspan if self.content is not None and self.content.chest_wall_right else cw
         self.vb.setRange(xRange=(x0, x0 + xspan), yRange=(y0, y0 + yspan), padding=0)
         self._fitted = True
 
     def view_state(self) -> tuple[float, float, float] | None:
-        """(distance of the view centre from the chest wall, centre row, visible rows) for syncing."""
+        """(distance of the view centre from the breast's chest wall, centre row, visible rows) for syncing."""
         shape = self.data_shape
         if shape is None or self.content is None:
             return None
         (x0, x1), (y0, y1) = self.vb.viewRange()
         cx = (x0 + x1) / 2
-        d = shape[1] - cx if self.content.chest_wall_right else cx
+        d = self._chest_wall_x - cx if self.content.chest_wall_right else cx - self._chest_wall_x
         return d, (y0 + y1) / 2, y1 - y0
 
     def apply_view_state(self, state: tuple[float, float, float]) -> None:
@@ -295,7 +317,7 @@ class ImageView(QWidget):
         d, cy, span = state
         vw, vh = float(self.vb.width()), float(self.vb.height())
         xspan = span * (vw / vh) if vh > 1 else span
-        cx = shape[1] - d if self.content.chest_wall_right else d
+        cx = self._chest_wall_x - d if self.content.chest_wall_right else self._chest_wall_x + d
         self.vb.setRange(xRange=(cx - xspan / 2, cx + xspan / 2), yRange=(cy - span / 2, cy + span / 2), padding=0)
         self._fitted = False
 

@@ -3,8 +3,11 @@
 Standard screening hanging: R-CC and L-CC above R-MLO and L-MLO; right-breast images on the left of
 the screen with their chest wall on the right, left-breast images on the right with the chest wall
 on the left, so the chest walls meet in the middle. Whether an image needs a mirror is decided from
-its pixels (``LoadedImage.chest_wall_right``). Layouts: the four views, the CC or MLO pair, one
-image; the reconstruction can be shown beside the current image.
+its pixels (``LoadedImage.chest_wall_right``), and each image is pinned by its breast's chest-wall
+edge (padding beyond it is left off screen). An image whose file names no view hangs by the model's
+view prediction, marked "(model)" (``DisplayState.hanging_view``). Layouts: the four views, the CC or
+MLO pair, one image; the reconstruction can be shown beside the current image. An empty cell says
+"no image".
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ class Slot:
     reconstruction: bool = False
 
 
-def _marker(lat: str, rec: ImageRecord) -> str:
-    view = rec.view or rec.model_view
-    if not lat and not view:
+def _marker(lat: str, rec: ImageRecord, view: str = "", by_model: bool = False) -> str:
+    """ "R CC", the file's own view name ("R XCCL"), or the model's view marked: "L MLO (model)"."""
+    shown = rec.view or view
+    if not lat and not shown:
         return rec.path.name
-    return f"{lat or '?'} {view or '?'}"
+    return f"{lat or '?'} {shown or '?'}" + (" (model)" if by_model and not rec.view and shown else "")
 
 
 def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Slot]:
@@ -51,6 +55,9 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
         return []
     recs = list(study.images)
 
+    def marker(key: str) -> str:
+        return _marker(state.files.laterality(key), state.files.record(key), *state.display.hanging_view(key))
+
     def facing(key: str, default_col: int) -> bool:
         lat = state.files.laterality(key)
         if lat:
@@ -59,20 +66,17 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
         return bool(img.chest_wall_right) if img is not None else default_col == 0
 
     if reconstruction:
-        rec = state.files.record(cur)
-        lat = state.files.laterality(cur)
         right = facing(cur, 0)
         return [
-            Slot(cur, 0, 0, right, _marker(lat, rec)),
-            Slot(cur, 0, 1, right, _marker(lat, rec) + "  reconstruction", reconstruction=True),
+            Slot(cur, 0, 0, right, marker(cur)),
+            Slot(cur, 0, 1, right, marker(cur) + "  reconstruction", reconstruction=True),
         ]
     if layout == "single":
-        rec = state.files.record(cur)
-        return [Slot(cur, 0, 0, facing(cur, 0), _marker(state.files.laterality(cur), rec))]
+        return [Slot(cur, 0, 0, facing(cur, 0), marker(cur))]
     wanted = {"hanging": _HANGING, "cc": _HANGING[:2], "mlo": _HANGING[2:]}[layout]
     found: dict[tuple[str, str], str] = {}
     for r in recs:
-        slot = (state.files.laterality(r.key), r.model_view)
+        slot = (state.files.laterality(r.key), state.display.hanging_view(r.key)[0])
         if slot in wanted and slot not in found:
             found[slot] = r.key
     if cur in found.values() or (found and layout != "hanging"):
@@ -80,9 +84,7 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
         for i, (lat, view) in enumerate(wanted):
             key = found.get((lat, view), "")
             row, col = divmod(i, 2)
-            cells.append(
-                Slot(key, row, col, lat == "R", f"{lat} {view}" if not key else _marker(lat, state.files.record(key)))
-            )
+            cells.append(Slot(key, row, col, lat == "R", marker(key) if key else f"{lat} {view}"))
         return cells
     # The current image is not one of the standard views (or the study has none): show the
     # study's images in order, up to four, each facing by its own laterality.
@@ -91,10 +93,7 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
     chosen = keys[start : start + 4]
     n = len(chosen)
     cols = 1 if n == 1 else 2
-    return [
-        Slot(k, i // cols, i % cols, facing(k, i % cols), _marker(state.files.laterality(k), state.files.record(k)))
-        for i, k in enumerate(chosen)
-    ]
+    return [Slot(k, i // cols, i % cols, facing(k, i % cols), marker(k)) for i, k in enumerate(chosen)]
 
 
 class _Cell(QFrame):
@@ -190,7 +189,10 @@ class HangingViewer(QWidget):
         for k in list(self._maps):
             if k[0] in keys:
                 del self._maps[k]
-        if any(s.key in keys for s in self.slots):
+        layout, recon = self.state.display.view.layout, self.state.display.overlay.reconstruction
+        if hanging_slots(self.state, layout, recon) != self.slots:  # a view from the model moved an image
+            self._rebuild()
+        elif any(s.key in keys for s in self.slots):
             self._update_contents()
             self._update_overlays()
         elif self._drawn_range != (self.state.display.overlay.kind, self.state.display.overlay_range):
@@ -223,8 +225,12 @@ class HangingViewer(QWidget):
     def _content(self, slot: Slot) -> ViewContent | None:
         pinned = len(self.slots) > 1 and not any(s.reconstruction for s in self.slots)
         if not slot.key:
-            return ViewContent("", None, f"no {slot.marker}", slot.chest_wall_right)
+            return ViewContent("", None, slot.marker, slot.chest_wall_right, caption="no image")
         img = self.state.memory.image(slot.key)
+        problem = self.state.files.load_problems.get(slot.key)
+        if img is None and problem is not None:
+            caption = "not shown: " + problem.reason
+            return ViewContent(slot.key, None, slot.marker, slot.chest_wall_right, caption=caption)
         if slot.reconstruction:
             full = self.state.runner.prediction_with_maps(slot.key)
             recon = full.reconstruction_original() if full is not None else None

@@ -6,9 +6,16 @@ TIFF files of research data sets. It never raises for one bad file: what cannot 
 a :class:`Problem` and the scan goes on.
 
 Laterality comes from ImageLaterality / Laterality, else from free text (series description,
-protocol, comments, file name), else from the DICOM PatientOrientation convention; when all are
-silent it stays "" with source "unknown" and :func:`inference.imaging.decode.resolve_laterality` decides
-from the pixels. The view comes from ViewPosition / ViewCodeSequence, else from free text.
+protocol, comments), else from the file name (source "filename": a research data set's convention,
+:mod:`inference.imaging.naming`, or a side named in it), else from the DICOM PatientOrientation
+convention; when all are silent it stays "" with source "unknown" and
+:func:`inference.imaging.decode.resolve_laterality` decides from the pixels. The view comes from
+ViewPosition / ViewCodeSequence, else from free text, else from the file name.
+
+Studies are grouped by the DICOM UIDs; a file without them by an imported label manifest's patient
+and study, else by its name's convention (one woman's four views named ``P66_L_DM_CC.jpg`` ... are
+one study), else by its folder when the folder holds at most four such files, else it is a study of
+its own (:func:`regroup` applies new manifest groups to a scanned set).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageEr
 from inference.formats import image_key
 from inference.imaging.dicom import DicomDirectory, read_header
 from inference.imaging.limits import check_deflated
+from inference.imaging.naming import laterality_in_text, parse_name, view_in_text
 
 __all__ = [
     "ImageRecord",
@@ -35,6 +43,7 @@ __all__ = [
     "Study",
     "StudySet",
     "scan",
+    "regroup",
     "read_record",
     "duplicate_reason",
     "laterality_in_text",
@@ -61,14 +70,15 @@ class ImageRecord:
     series_uid: str
     sop_uid: str
     laterality: str  # "L" | "R" | ""
-    laterality_source: str  # "tag" | "text" | "pixels" | "unknown"
+    laterality_source: str  # "tag" | "text" | "filename" | "pixels" | "unknown"
     view: str  # "CC" | "MLO" | "ML" | "LM" | "XCCL" | ... | ""
-    view_source: str  # "tag" | "text" | "unknown"
+    view_source: str  # "tag" | "text" | "filename" | "unknown"
     rows: int
     cols: int
     transfer_syntax: str  # DICOM transfer syntax UID, "" for other files
     photometric: str = ""  # DICOM PhotometricInterpretation (MONOCHROME1/2), "" for other files
     frames: int = 1
+    study_source: str = "tag"  # what grouped it: "tag" (DICOM) | "manifest" | "filename" | "folder" | "file"
 
     @property
     def model_view(self) -> str:
@@ -145,23 +155,6 @@ class StudySet:
 
 
 # --------------------------------------------------------------------------- laterality and view
-_SEP = r"(?<![A-Z0-9])"  # "_" and "-" separate words in file names such as P102_R_DM_CC
-_END = r"(?![A-Z0-9])"
-_VIEWS = r"XCCL|XCCM|CC|MLO|ML|LMO|LM|FB|SIO"
-_VIEW_RE = re.compile(rf"{_SEP}(?:[LR][-_ ]?)?({_VIEWS}){_END}")
-_VIEW_WORDS = (  # longest first: "medio-lateral oblique" before "medio-lateral"
-    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED LATERALLY"), "XCCL"),
-    (re.compile(r"CRANIO-?CAUDAL EXAGGERATED MEDIALLY"), "XCCM"),
-    (re.compile(r"CAUDO-?CRANIAL"), "FB"),
-    (re.compile(r"SUPERO-?LATERAL TO INFERO-?MEDIAL OBLIQUE"), "SIO"),
-    (re.compile(r"LATERO-?MEDIAL OBLIQUE"), "LMO"),
-    (re.compile(r"MEDIO-?LATERAL OBLIQUE|\bOBLIQUE\b"), "MLO"),
-    (re.compile(r"MEDIO-?LATERAL"), "ML"),
-    (re.compile(r"LATERO-?MEDIAL"), "LM"),
-    (re.compile(r"CRANIO-?CAUDAL"), "CC"),
-)
-_LEFT_RE = re.compile(rf"{_SEP}(?:LEFT|LT|LINKS|GAUCHE|L(?:[-_ ]?(?:{_VIEWS}))?){_END}")
-_RIGHT_RE = re.compile(rf"{_SEP}(?:RIGHT|RT|RECHTS|DROITE?|R(?:[-_ ]?(?:{_VIEWS}))?){_END}")
 # ViewCodeSequence code values (SNOMED-RT "R-..." and SNOMED CT) of DICOM CID 4014.
 _VIEW_CODES = {
     "R-10242": "CC",
@@ -185,24 +178,6 @@ def _text(ds: Dataset | None, name: str) -> str:
     return str(value)
 
 
-def laterality_in_text(text: str) -> str:
-    """"L" or "R" when the text names exactly one side (LEFT, R, LCC, P1_R_DM_CC ...), else ""."""
-    up = text.upper()
-    left, right = bool(_LEFT_RE.search(up)), bool(_RIGHT_RE.search(up))
-    return "L" if left and not right else "R" if right and not left else ""
-
-
-def view_in_text(text: str) -> str:
-    """The view a text names (CC, MLO, ML, LM, XCCL, XCCM, FB, SIO, LMO), "" when none or several."""
-    up = text.upper()
-    found = {m.group(1) for m in _VIEW_RE.finditer(up)}
-    if not found:
-        for pattern, view in _VIEW_WORDS:
-            if pattern.search(up):
-                return view
-    return found.pop() if len(found) == 1 else ""
-
-
 def _laterality(ds: Dataset | None, path: Path) -> tuple[str, str]:
     for name in ("ImageLaterality", "Laterality"):
         value = _text(ds, name).strip().upper()
@@ -211,8 +186,11 @@ def _laterality(ds: Dataset | None, path: Path) -> tuple[str, str]:
     for name in _TEXT_TAGS:
         if side := laterality_in_text(_text(ds, name)):
             return side, "text"
+    named = parse_name(path)
+    if named is not None and named.laterality:
+        return named.laterality, "filename"
     if side := laterality_in_text(path.stem):
-        return side, "text"
+        return side, "filename"
     # The MG IOD's PatientOrientation: CC images are stored lateral side up, so down the columns
     # of a right breast is toward the patient's left ("L"), of a left breast toward the right.
     orientation = ds.get("PatientOrientation") if ds is not None else None
@@ -237,8 +215,11 @@ def _view(ds: Dataset | None, path: Path) -> tuple[str, str]:
         for name in _TEXT_TAGS:
             if view := view_in_text(_text(ds, name)):
                 return view, "text"
+    named = parse_name(path)
+    if named is not None and named.view:
+        return named.view, "filename"
     if view := view_in_text(path.stem):
-        return view, "text"
+        return view, "filename"
     return "", "unknown"
 
 
@@ -441,42 +422,108 @@ def _files(paths: Iterable[str | Path], problems: list[Problem]) -> list[tuple[P
 _HANGING = {("R", "CC"): 0, ("L", "CC"): 1, ("R", "MLO"): 2, ("L", "MLO"): 3}
 
 
+_SIDE_ORDER = {"R": "0", "L": "1"}  # right before left, as hung
+
+
 def _hanging_key(r: ImageRecord) -> tuple[int, str, str, str, str]:
-    return (_HANGING.get((r.laterality, r.view), 4), r.model_view or "~", r.view, r.laterality or "~", str(r.path))
+    side = _SIDE_ORDER.get(r.laterality, "2")
+    return (_HANGING.get((r.laterality, r.view), 4), r.model_view or "~", r.view, side, str(r.path))
 
 
-def _group_of(record: ImageRecord, groups: Mapping[str, tuple[str, str]] | None) -> tuple[str, str] | None:
+# --------------------------------------------------------------------------- grouping without UIDs
+Groups = Mapping[str, tuple[str, str]]  # image key or path -> (patient, study), e.g. from a label manifest
+
+
+def _group_of(record: ImageRecord, groups: Groups | None) -> tuple[str, str] | None:
     if not groups:
         return None
     for k in (record.key, str(record.path), record.path.as_posix(), os.path.realpath(record.path)):
-        if k in groups:
-            return groups[k]
+        group = groups.get(k)
+        if group is not None and any(str(v).strip() for v in group):
+            return group
     return None
 
 
-def _apply_group(record: ImageRecord, groups: Mapping[str, tuple[str, str]] | None) -> ImageRecord:
-    """Give a file without UIDs its study: the manifest's (patient, study), else its own."""
+#: A folder of at most this many files that nothing else groups is one study (an exam's four views);
+#: a larger one is a collection (a data set's folder), whose files are studies of their own.
+FOLDER_STUDY_MAX = 4
+
+
+def _assign_study(record: ImageRecord, groups: Groups | None) -> ImageRecord:
+    """A file without a StudyInstanceUID grouped by the first rule that applies: ``groups`` (an
+    imported label manifest's patient and study), a research data set's file-name convention
+    (:mod:`inference.imaging.naming`), the DICOM PatientID; else unchanged (see :func:`_assign_studies`)."""
     if record.study_uid:
         return record
     group = _group_of(record, groups)
-    if group is None:
-        return replace(record, study_uid=record.key, study_description=record.path.name)
-    patient, study = (str(v).strip() for v in group)
-    study = study or f"patient:{patient}"
-    return replace(record, patient_id=patient or record.patient_id, study_uid=study, study_description=study)
+    if group is not None:
+        patient, study = (str(v).strip() for v in group)
+        patient = patient or record.patient_id
+        study = study or f"patient:{patient}"
+        return replace(
+            record, patient_id=patient, study_uid=study, study_description=study, study_source="manifest"
+        )
+    named = parse_name(record.path)
+    if named is not None and named.patient and not record.patient_id:
+        return replace(
+            record,
+            patient_id=named.patient,
+            study_uid=f"patient:{named.patient}",
+            study_description=f"{named.patient} (grouped by file name)",
+            study_source="filename",
+        )
+    if record.patient_id:
+        return replace(record, study_uid=f"patient:{record.patient_id}", study_source="tag")
+    return record
+
+
+def _assign_studies(records: Iterable[ImageRecord], groups: Groups | None) -> list[ImageRecord]:
+    """:func:`_assign_study` for each record; the files left over form one study per folder when the
+    folder holds at most :data:`FOLDER_STUDY_MAX` of them, else one study each."""
+    out = [_assign_study(r, groups) for r in records]
+    left: dict[Path, int] = {}
+    for r in out:
+        if not r.study_uid:
+            left[r.path.parent] = left.get(r.path.parent, 0) + 1
+    for i, r in enumerate(out):
+        if r.study_uid:
+            continue
+        folder = r.path.parent
+        if left[folder] <= FOLDER_STUDY_MAX:
+            study = f"folder:{folder}"
+            out[i] = replace(r, study_uid=study, study_description=f"folder {folder.name}", study_source="folder")
+        else:
+            out[i] = replace(r, study_uid=f"file:{r.key}", study_description=r.path.name, study_source="file")
+    return out
+
+
+def _ungrouped(record: ImageRecord) -> ImageRecord:
+    """The record as read from its file, before :func:`_assign_study` (DICOM UIDs stay)."""
+    if record.study_source == "tag":
+        return record
+    patient = record.patient_id if record.kind == "dicom" and record.study_source != "manifest" else ""
+    return replace(record, patient_id=patient, study_uid="", study_description="", study_source="tag")
+
+
+def regroup(study_set: StudySet, groups: Groups) -> StudySet:
+    """The same images grouped again with ``groups`` (e.g. after a label manifest was imported):
+    files with DICOM UIDs keep their studies; the problems stay."""
+    records = _assign_studies([_ungrouped(r) for r in study_set.images], groups)
+    return StudySet(studies=_group(records), problems=study_set.problems, duplicates=study_set.duplicates)
 
 
 def scan(
     paths: Iterable[str | Path],
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
-    groups: Mapping[str, tuple[str, str]] | None = None,
+    groups: Groups | None = None,
 ) -> StudySet:
     """Index files and folders (recursively) into patients, studies and images.
 
     In folders, files that are not images (by name and content) are left out silently; a broken
-    file named like an image, or any file named explicitly, becomes a :class:`Problem`. ``groups``
-    maps an image key or path to (patient, study) for files without DICOM UIDs (a label manifest).
+    file named like an image, or any file named explicitly, becomes a :class:`Problem`. Files without
+    DICOM UIDs are grouped by ``groups`` (image key or path -> (patient, study), from a label
+    manifest), else by their names' convention, else by folder (:func:`_assign_studies`).
     ``progress(done, total)`` is called per file; when ``cancelled()`` turns true the scan stops and
     returns what it found so far.
     """
@@ -494,7 +541,7 @@ def scan(
         if cancelled is not None and cancelled():
             break
         try:
-            record = _apply_group(_index(path, explicit), groups)
+            record = _index(path, explicit)
         except _Ignored:
             record = None
         except (NotAnImageError, UnsupportedImageError) as exc:
@@ -516,7 +563,8 @@ def scan(
         if progress is not None:
             progress(done, total)
     copies = {key: tuple(found) for key, found in duplicates.items()}
-    return StudySet(studies=_group(records), problems=tuple(problems), duplicates=copies)
+    studies = _group(_assign_studies(records, groups))
+    return StudySet(studies=studies, problems=tuple(problems), duplicates=copies)
 
 
 def duplicate_reason(record: ImageRecord, other: Path) -> str:

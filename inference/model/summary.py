@@ -57,7 +57,9 @@ class ExamSummary:
 
 
 def study_key(record: ImageRecord) -> str:
-    """The study an image belongs to: its StudyInstanceUID, else its patient, else its folder."""
+    """The study an image belongs to: its ``study_uid``, which :func:`inference.scan` gives every image
+    (the DICOM StudyInstanceUID, else the study of the grouping rules, docs/formats.md "Studies of
+    files without DICOM tags"); for a record built elsewhere without one, its patient, else its folder."""
     if record.study_uid:
         return record.study_uid
     if record.patient_id:

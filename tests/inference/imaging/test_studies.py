@@ -165,8 +165,8 @@ def test_patient_orientation_gives_the_side_of_a_cc_image(tmp_path: Path, side: 
 def test_file_names_give_laterality_and_view(tmp_path: Path) -> None:
     image = phantom.render(phantom.PhantomSpec("R", "MLO", shape=SHAPE))
     record = read_record(phantom.write_png(tmp_path / "P102_R_DM_MLO.png", image))
-    assert (record.laterality, record.laterality_source) == ("R", "text")
-    assert (record.view, record.view_source) == ("MLO", "text")
+    assert (record.laterality, record.laterality_source) == ("R", "filename")
+    assert (record.view, record.view_source) == ("MLO", "filename")
 
 
 @pytest.mark.parametrize(
@@ -195,18 +195,22 @@ def test_free_text_parsing_respects_word_boundaries(text: str, laterality: str, 
 
 
 # --------------------------------------------------------------------------- other formats
-def test_pictures_are_their_own_studies_unless_a_manifest_groups_them(tmp_path: Path) -> None:
+def test_pictures_are_grouped_by_a_manifest_else_by_their_names(tmp_path: Path) -> None:
     paths = []
     for side, view in (("L", "MLO"), ("R", "CC"), ("L", "CC"), ("R", "MLO")):
         image = phantom.render(phantom.PhantomSpec(side, view, shape=SHAPE))  # type: ignore[arg-type]
         paths.append(phantom.write_png(tmp_path / f"P7_{side}_DM_{view}.png", image))
     (tmp_path / "notes.txt").write_text("not an image")
-    alone = scan([tmp_path])
-    assert alone.problems == () and len(alone.studies) == 4
-    assert all(len(s.images) == 1 and s.study_uid == s.images[0].key for s in alone.studies)
-    groups = {str(p): ("P7", "exam-1") for p in paths}
+    named = scan([tmp_path])
+    assert named.problems == ()
+    (study,) = named.studies
+    assert (study.patient_id, study.study_uid) == ("P7", "patient:P7")
+    assert {r.study_source for r in study.images} == {"filename"}
+    assert [r.label for r in study.images] == HANGING
+    groups = {str(p): ("woman-7", "exam-1") for p in paths}
     (study,) = scan([tmp_path], groups=groups).studies
-    assert (study.patient_id, study.study_uid) == ("P7", "exam-1")
+    assert (study.patient_id, study.study_uid) == ("woman-7", "exam-1")
+    assert {r.study_source for r in study.images} == {"manifest"}
     assert [r.label for r in study.images] == HANGING
     assert study.images[0].key == image_key(study.images[0].path)
 
