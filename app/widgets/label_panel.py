@@ -6,8 +6,9 @@ an indicator says so; while on, the label keys go to the panel whatever widget h
 the focused task's class (1 = first class, 0 = unknown), ``C`` or Space (or the task's Confirm
 button, or a click on the suggested class) confirms the suggestion, Up/Down switch task, ``[``/``-``
 and ``]``/``+`` step the confidence by 10 %, Enter saves what was set or confirmed and moves to the
-next image of the queue, Ctrl+Z / Ctrl+Shift+Z undo and redo (back on the image they change). Each
-image starts at the first task. Pre-filled values are suggestions (model, DICOM, manifest) and are
+next image (in the review queue's or the study tree's order, as chosen in the panel, which shows the
+position: "Image 4 of 70 in queue order"), Ctrl+Z / Ctrl+Shift+Z undo and redo (back on the image
+they change). Each image starts at the first task. Pre-filled values are suggestions (model, DICOM, manifest) and are
 never saved until a person confirms them. A failed save shows a red banner at once and leaves the
 edit on screen.
 """
@@ -267,6 +268,15 @@ class LabelPanel(QWidget):
         self.clear_selection.clicked.connect(lambda: labels.app.files.set_selection([]))
         self.clear_selection.hide()
         self.editors = {t: TaskEditor(labels, t, self) for t in TASKS}
+        self.advance = QComboBox()
+        self.advance.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for how, title in (("queue", "the review queue's order"), ("tree", "the study tree's order")):
+            self.advance.addItem(title, how)
+        self.advance.setToolTip("The order Enter (Accept) moves along; kept in the settings")
+        self.advance.setCurrentIndex(self.advance.findData(labels.advance))
+        self.advance.currentIndexChanged.connect(lambda _i: labels.set_advance(str(self.advance.currentData())))
+        self.position = QLabel()
+        self.position.setStyleSheet("color: #bbbbbb;")
         self.accept_button = QPushButton("Accept ⏎")
         self.accept_button.setToolTip("Save these labels as confirmed and go to the next image (Enter)")
         self.undo_button = QPushButton("Undo")
@@ -303,6 +313,11 @@ class LabelPanel(QWidget):
         for e in self.editors.values():
             lay.addWidget(e)
         lay.addLayout(buttons)
+        advance_row = QHBoxLayout()
+        advance_row.addWidget(QLabel("Next image in"))
+        advance_row.addWidget(self.advance, 1)
+        lay.addLayout(advance_row)
+        lay.addWidget(self.position)
         lay.addWidget(self.notice)
         lay.addWidget(help_line)
         lay.addStretch(1)
@@ -320,6 +335,8 @@ class LabelPanel(QWidget):
         labels.store_ok.connect(self.banner.hide)
         labels.labelling_changed.connect(self._on_labelling_changed)
         labels.reverted.connect(self._show_notice)
+        labels.advance_changed.connect(self._on_advance_changed)
+        labels.queue_changed.connect(self._render_position)
         labels.app.files.current_changed.connect(lambda _k: self.notice.hide())
         self._filtering = False
         self._on_labelling_changed(labels.labelling)
@@ -360,6 +377,7 @@ class LabelPanel(QWidget):
             )
             e.show_draft(drafts.get(t), t == lab.focus_task and (lab.labelling or self.hasFocus()), escape(o))
         self.accept_button.setEnabled(bool(keys))
+        self._render_position()
         self.undo_button.setEnabled(lab.can_undo())
         self.redo_button.setEnabled(lab.can_redo())
 
@@ -391,6 +409,17 @@ class LabelPanel(QWidget):
                 app.removeEventFilter(self)
             self._filtering = on
         self.refresh()
+
+    def _render_position(self) -> None:
+        where = self.labels.position()
+        self.position.setText(where[:1].upper() + where[1:] if where else "")
+        self.position.setVisible(bool(where))
+
+    def _on_advance_changed(self, how: str) -> None:
+        i = self.advance.findData(how)
+        if i != self.advance.currentIndex():
+            self.advance.setCurrentIndex(i)
+        self._render_position()
 
     def _show_notice(self, text: str) -> None:
         self.notice.setText(escape(text))

@@ -439,3 +439,35 @@ def test_view_from_a_file_name_is_not_said_to_come_from_the_dicom_header(
     text = panel.editors["view"].status.text()
     assert "file name" in text and "P66_L_DM_CC" in text and "DICOM" not in text
     labels.close()
+
+
+def test_accept_moves_in_the_chosen_order_and_says_where(opened, qtbot, settings: Settings) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-order")
+    tree = [r.key for r in state.files.study_set.images]
+    queue = [i.key for i in labels.queue]
+    assert tree != queue  # the phantom study's queue (model uncertainty) differs from the tree
+    assert panel.advance.currentData() == "queue"  # the default keeps the queue
+    state.files.set_current(tree[0])
+    assert panel.position.text() == f"Image {queue.index(tree[0]) + 1} of 4 in queue order"
+    panel.advance.setCurrentIndex(panel.advance.findData("tree"))  # the person chooses the tree
+    assert labels.advance == "tree" and settings.value("labels/advance") == "tree"
+    assert panel.position.text() == "Image 1 of 4 in tree order" and panel.position.isVisible()
+    qtbot.keyClick(panel, Qt.Key.Key_1)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.files.current_key == tree[1]  # the tree's next image, not the queue's
+    assert panel.position.text() == "Image 2 of 4 in tree order"
+    qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.files.current_key == tree[2]
+    again = LabelsState(state)  # the choice is kept in the settings
+    assert again.advance == "tree"
+    again.close()
+    labels.set_advance("queue")
+    assert panel.advance.currentData() == "queue" and "in queue order" in panel.position.text()
+    cur = state.files.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_1)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    reviewed = {tree[0], tree[1], cur}
+    order = queue[queue.index(cur) + 1 :] + queue[: queue.index(cur)]
+    assert state.files.current_key == next(k for k in order if k not in reviewed)
