@@ -467,6 +467,14 @@ class ExplorerState(QObject):
     def select_polygon(self, polygon: np.ndarray, add: bool = False) -> None:
         self.select_rows(np.flatnonzero(points_in_polygon(self.xy, polygon)), add)
 
+    def click(self, key: str) -> bool:
+        """A click on a point: it becomes the whole selection (a lasso's selection is replaced, so the
+        label panel acts on this image alone) and its image is shown, selected before or not."""
+        row = self.row(key)
+        if row is not None and tuple(self.selected) not in ((), (key,)):
+            self.select_rows(np.array([row]))
+        return self.open(key)
+
     def open(self, key: str) -> bool:
         """Show an image in the viewer; an archive image that is not opened gets a message."""
         if self.is_open(key):

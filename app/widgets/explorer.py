@@ -3,10 +3,12 @@
 One pyqtgraph ScatterPlotItem holds every point (``data=`` carries the image keys; brushes come from
 a small palette, sizes from an array, so 100,000 points need no per-point Python object). Colour by
 any task's prediction or label, correction status, laterality, view or source; point size by the
-model's uncertainty. Hover shows a thumbnail and the values; a click shows the image in the viewer;
-box and lasso selections become the selection of FilesState (the label panel acts on it); the current image
-is ringed. A "Similar cases" strip shows the current image's nearest neighbours. The panel renders
-:class:`app.models.explorer.ExplorerState` and sends it requests; projections run in its worker.
+model's uncertainty. Hover shows a card (thumbnail, file, patient, side and view, the label); a click
+shows the image in the viewer and makes it the selection (replacing a box or lasso selection); box
+and lasso selections become the selection of FilesState (the label panel acts on it); the current
+image is ringed. A "Similar cases" strip shows the current image's nearest neighbours. The panel
+renders :class:`app.models.explorer.ExplorerState` and sends it requests; projections run in its
+worker.
 """
 
 from __future__ import annotations
@@ -174,7 +176,6 @@ class ExplorerPanel(QWidget):
         self.plot.hideAxis("bottom")
         self.plot.setMinimumHeight(260)
         self.scatter = pg.ScatterPlotItem(pxMode=True, useCache=True, antialias=False, pen=None, hoverable=False)
-        self.scatter.sigClicked.connect(self._on_clicked)
         self.selection_item = pg.ScatterPlotItem(
             pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1)
         )
@@ -259,18 +260,19 @@ class ExplorerPanel(QWidget):
         else:
             self.explorer.select_polygon(shape, add=add)
 
-    def _on_clicked(self, _item: Any, points: Any, ev: Any = None) -> None:
-        """sigClicked: of the points under the mouse, the one nearest to it is shown."""
-        if not len(points):
-            return
-        key = self.key_at(ev.scenePos()) if ev is not None else ""
-        self.explorer.open(key or str(points[0].data()))
-
     def _on_scene_clicked(self, ev: Any) -> None:
-        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
-            key = self.key_at(ev.scenePos())
-            if key:
-                self.explorer.open_file(key)
+        """Any click in the map, whichever item took it (the selection rings and the current-image ring
+        lie over the points): the nearest point within reach is shown and becomes the selection; a
+        double-click opens an archive image's file."""
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        key = self.key_at(ev.scenePos())
+        if not key:
+            return
+        if ev.double():
+            self.explorer.open_file(key)
+        else:
+            self.explorer.click(key)
 
     # ------------------------------------------------------------------ hover
     def key_at(self, scene_pos: QPointF, radius_px: float = 8.0) -> str:

@@ -129,6 +129,12 @@ def scene_pos(panel: ExplorerPanel, key: str) -> QPointF:
     return panel.view.mapViewToScene(QPointF(float(x), float(y)))
 
 
+def click_point(qtbot: Any, panel: ExplorerPanel, key: str) -> None:
+    """A real mouse click on the point of ``key`` (through the plot's viewport and pyqtgraph's scene)."""
+    at = panel.plot.mapFromScene(scene_pos(panel, key))
+    qtbot.mouseClick(panel.plot.viewport(), Qt.MouseButton.LeftButton, pos=at)
+
+
 # --------------------------------------------------------------------------- pure helpers
 def test_points_in_polygon_even_odd() -> None:
     square = np.array([(0, 0), (4, 0), (4, 4), (0, 4)])
@@ -160,10 +166,7 @@ def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> N
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
     target = state.files.study_set.images[17].key
-    at = scene_pos(panel, target)
-    spots = panel.scatter.pointsAt(panel.scatter.mapFromScene(at))
-    assert target in [str(s.data()) for s in spots]
-    panel._on_clicked(panel.scatter, spots, SimpleNamespace(scenePos=lambda: at))  # what sigClicked delivers
+    click_point(qtbot, panel, target)
     assert state.files.current_key == target
     ringed = np.column_stack(panel.current_item.getData())
     assert len(ringed) == 1 and tuple(ringed[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(target)]))
@@ -172,6 +175,33 @@ def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> N
     assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(
         tuple(panel.explorer.xy[panel.explorer.row(other)])
     )
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+
+
+def test_a_click_replaces_the_selection_and_opens_a_selected_point(qtbot, make_state, settings, tmp_path) -> None:
+    from app.models.labels import LabelsState
+    from app.widgets.label_panel import LabelPanel
+
+    settings.store_path = tmp_path / "labels.sqlite"
+    state = opened(qtbot, make_state)
+    labels = LabelsState(state)
+    label_panel = LabelPanel(labels)
+    qtbot.addWidget(label_panel)
+    panel = panel_for(qtbot, state, labels)
+    ex = panel.explorer
+    lo, hi = ex.xy.min(axis=0), ex.xy.max(axis=0)
+    panel._on_select("box", (lo[0] - 1, lo[1] - 1, hi[0] + 1, hi[1] + 1), False)  # everything
+    assert len(state.files.selection) == 60 and "60 images selected" in label_panel.target.text()
+    chosen = next(k for k in ex.keys if k != state.files.current_key)
+    click_point(qtbot, panel, chosen)  # an already selected point: opens it, and it alone is selected
+    assert state.files.current_key == chosen
+    assert state.files.selection == (chosen,) and ex.selected == (chosen,)
+    assert "selected" not in label_panel.target.text() and not label_panel.clear_selection.isVisible()
+    assert labels.targets() == [chosen]
+    other = next(k for k in ex.keys if k not in (chosen, state.files.current_key))
+    click_point(qtbot, panel, other)
+    assert state.files.current_key == other and state.files.selection == (other,)
+    labels.close()
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
