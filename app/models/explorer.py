@@ -24,7 +24,7 @@ from inference.errors import FormatError, MammoReviewError, ProjectionCancelled
 from inference.formats import TASK_CLASSES, TASKS, Embeddings, read_embeddings
 from inference.latent.projection import Neighbour, Projection, ProjectionParams, SimilarityIndex, project
 
-__all__ = ["ExplorerState", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
+__all__ = ["ExplorerState", "Case", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
 
 #: Correction status of an image in the label store.
 STATUSES = ("unreviewed", "confirmed", "corrected")
@@ -52,6 +52,25 @@ class Colouring:
             v = float(self.values[row])
             return "unknown" if v != v else f"{v:.3f}"
         return ""
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a hover card or a similar-case tile says about one image."""
+
+    name: str  # the file name ("" when unknown)
+    patient: str  # "" when unknown
+    laterality: str  # "L", "R" or ""
+    view: str  # "CC", "MLO" or ""
+    label: str  # the person's confirmed labels in words, or "no label"
+
+    @property
+    def side(self) -> str:
+        """E.g. "L CC"; "?" for what is unknown."""
+        return f"{self.laterality or '?'} {self.view or '?'}"
+
+
+_TASK_WORDS = {"malignancy": "", "acr": "ACR ", "density": "density ", "view": ""}
 
 
 def colour_modes(with_labels: bool) -> list[tuple[str, str]]:
@@ -153,6 +172,8 @@ class ExplorerState(QObject):
         s.runner.operating_point_changed.connect(lambda _t: self._invalidate_colours())
         if labels is not None and hasattr(labels, "labels_changed"):
             labels.labels_changed.connect(lambda _keys: self._invalidate_colours(labels_too=True))
+        if labels is not None and hasattr(labels, "annotator_changed"):
+            labels.annotator_changed.connect(lambda _name: self._invalidate_colours(labels_too=True))
 
     # ------------------------------------------------------------------ points
     def row(self, key: str) -> int | None:
@@ -441,6 +462,39 @@ class ExplorerState(QObject):
         index = {s: i for i, s in enumerate(STATUSES)}
         codes = np.fromiter((index[self.correction_status(k)] for k in self.keys), np.int16, count=len(self.keys))
         return Colouring("category", "correction status", codes=codes, names=STATUSES)
+
+    def case(self, key: str) -> Case:
+        """File name, patient, laterality, view and the current label of ``key`` (opened or archive)."""
+        path = self.path_of(key)
+        name = Path(path).name if path else ""
+        try:
+            rec = self.app.files.record(key)
+            patient, lat, view = rec.patient_id, self.app.files.laterality(key), rec.view or rec.model_view
+        except KeyError:
+            emb, row = self.embeddings, self._rows.get(key)
+            meta = emb.meta if emb is not None and row is not None and emb.keys[row] == key else {}
+
+            def col(n: str) -> str:
+                v = meta.get(n, ())
+                return str(v[row]) if row is not None and row < len(v) else ""
+
+            patient, lat, view = col("patient"), col("laterality"), col("view")
+        return Case(name, patient, lat, view, self.label_words(key))
+
+    def label_words(self, key: str) -> str:
+        """The confirmed labels of ``key`` in words: the annotator's own, else another person's (named);
+        "no label" when no person has labelled it. Suggestions are never shown as labels."""
+        confirmed = [r for r in self._store_labels().get(key, []) if r.status == "confirmed"]
+        if not confirmed:
+            return "no label"
+        me = getattr(self.labels, "annotator", "")
+        mine = [r for r in confirmed if r.annotator == me]
+        who = me if mine else confirmed[0].annotator
+        rows = {r.task: r for r in (mine or [r for r in confirmed if r.annotator == who])}
+        words = [
+            _TASK_WORDS[t] + ("unknown" if rows[t].value is None else str(rows[t].value)) for t in TASKS if t in rows
+        ]
+        return ", ".join(words) + ("" if mine else f" ({who})")
 
     # ------------------------------------------------------------------ selection, current, similar
     def _on_app_selection(self, keys: tuple[str, ...]) -> None:

@@ -13,11 +13,12 @@ worker.
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QAction, QColor
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -190,6 +191,7 @@ class ExplorerPanel(QWidget):
         self.hover = HoverCard(self.plot)
         self._mouse = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=60, slot=self._on_mouse_moved)
         self.plot.scene().sigMouseClicked.connect(self._on_scene_clicked)
+        self.plot.viewport().installEventFilter(self)  # the card goes when the mouse leaves the map
 
         self.legend = Legend()
         self.info = QLabel()
@@ -275,6 +277,12 @@ class ExplorerPanel(QWidget):
             self.explorer.click(key)
 
     # ------------------------------------------------------------------ hover
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt name
+        if event.type() == QEvent.Type.Leave and watched is self.plot.viewport():
+            self.hovered = ""
+            self.hover.hide()
+        return super().eventFilter(watched, event)
+
     def key_at(self, scene_pos: QPointF, radius_px: float = 8.0) -> str:
         """The key of the point nearest to a scene position, within ``radius_px`` pixels ("" if none)."""
         xy = self.explorer.xy
@@ -306,22 +314,23 @@ class ExplorerPanel(QWidget):
         if pm is not None:
             card.image.setPixmap(pm)
         card.image.setVisible(pm is not None)
-        lines = [f"<b>{_short(key)}</b>"]
+        case = ex.case(key)
+        lines = [f"<b>{escape(case.name or _short(key))}</b>"]
         try:
-            rec = self.state.files.record(key)
-            side = f"{self.state.files.laterality(key) or '?'} {rec.view or '?'}"
-            lines.append(f"{rec.patient_id or '?'} · {side} · {rec.study_date or ''}")
+            date = self.state.files.record(key).study_date
         except KeyError:
-            path = ex.path_of(key)
-            lines.append(f"archive · {_short(path, 40)}" if path else "archive image")
+            date = ""
+        where = "" if self.state.files.has(key) else " · archive, not opened"
+        who = f"{case.patient or 'patient unknown'} · {case.side}" + (f" · {date}" if date else "")
+        lines.append(escape(who + where))
         pred = self.state.runner.predictions.get(key)
         if pred is not None:
             lines.append(f"p(malignant) {pred.p_malignant:.3f} ± {pred.p_malignant_std:.3f}")
         c = ex.colouring()
         if row is not None and not (c.kind == "value" and c.label == "p(malignant)" and pred is not None):
-            lines.append(f"{c.label}: {c.describe(row)}")
-        if self.explorer.labels is not None:
-            lines.append(f"labels: {ex.correction_status(key)}")
+            lines.append(escape(f"{c.label}: {c.describe(row)}"))
+        status = ex.correction_status(key) if ex.labels is not None else "unreviewed"
+        lines.append(escape(f"label: {case.label}" + (f" ({status})" if status == "corrected" else "")))
         card.text.setText("<br>".join(lines))
         card.key = key
         card.adjustSize()

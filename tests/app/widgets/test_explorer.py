@@ -293,7 +293,8 @@ def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
         panel._on_mouse_moved((pos,))
         assert card.isVisible() and card.key == key
         text = card.text.text()
-        assert text.startswith(f"<b>{key}</b>") and all(line in text for line in lines), text
+        name = f"{int(key[1:])}.dcm"  # the file name, not the key
+        assert text.startswith(f"<b>{name}</b>") and all(line in text for line in lines), text
         other = next(k for k in expected if k != key)
         assert not any(line in text for line in expected[other])
         assert card.image.isVisibleTo(card)
@@ -306,6 +307,57 @@ def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
     assert panel.key_at(far) == ""
     panel._on_mouse_moved((far,))
     assert not card.isVisible()
+
+
+def test_hover_card_and_tiles_say_file_patient_side_and_label(qtbot, make_state, settings, tmp_path) -> None:
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    from app.models.labels import LabelsState
+    from inference.labels.store import LabelEdit
+
+    settings.store_path = tmp_path / "labels.sqlite"
+    state = opened(qtbot, make_state)
+    labels = LabelsState(state)
+    labels.set_annotator("dr-card")
+    panel = panel_for(qtbot, state, labels)
+    card = panel.hover
+    pos = scene_pos(panel, "K0005")  # /nowhere/P1/5.dcm, patient P1, left CC
+    panel._on_mouse_moved((pos,))
+    text = card.text.text()
+    assert card.isVisible() and "<b>5.dcm</b>" in text and "P1 · L CC" in text and "label: no label" in text
+    assert labels.store is not None
+    labels.store.set_labels(
+        [LabelEdit("K0005", "malignancy", "malignant", 0.9, "confirmed", "person"),
+         LabelEdit("K0005", "acr", "4", 0.8, "confirmed", "person")],
+        annotator="dr-card", source="person", model_version="",
+    )  # fmt: skip
+    labels.labels_changed.emit(("K0005",))
+    panel.hovered = ""
+    panel._on_mouse_moved((pos,))
+    assert "label: malignant, ACR 4" in card.text.text()
+    QApplication.sendEvent(panel.plot.viewport(), QEvent(QEvent.Type.Leave))  # the mouse leaves the map
+    assert not card.isVisible()
+
+    strip = panel.similar
+    state.files.set_current("K0002")
+    near = strip.cases[0].key
+    labels.store.set_labels(
+        [LabelEdit(near, "malignancy", "benign", 1.0, "confirmed", "person")], annotator="dr-other", source="person",
+        model_version="",
+    )  # fmt: skip
+    labels.labels_changed.emit((near,))  # the strip repaints from the explorer's colour_changed
+    tiles = {t.key: t for t in strip.tiles if t.isVisible()}
+    i = int(near[1:])
+    side = f"{'RL'[i % 2]} {('CC', 'MLO')[(i // 2) % 2]}"
+    assert tiles[near].lines[:3] == (f"{i}.dcm", f"P{i // 4} · {side}", "benign (dr-other)")  # another person's
+    other = strip.cases[1].key
+    i = int(other[1:])
+    side = f"{'RL'[i % 2]} {('CC', 'MLO')[(i // 2) % 2]}"
+    assert tiles[other].lines[:3] == (f"{i}.dcm", f"P{i // 4} · {side}", "no label")
+    assert "label: no label" in tiles[other].toolTip()
+    labels.close()
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
 def test_colour_modes_give_the_right_colours(qtbot, make_state) -> None:
@@ -410,7 +462,7 @@ def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_s
     _, cluster = _z(60)
     assert {int(cluster[int(k[1:])]) for k in expected} == {int(cluster[int(current[1:])])}
     tile = strip.tiles[2]
-    assert tile.isVisible() and tile.pixmap is not None and tile.lines[0].startswith(f"d {strip.cases[2].distance:.3f}")
+    assert tile.isVisible() and tile.pixmap is not None and tile.lines[3].startswith(f"d {strip.cases[2].distance:.3f}")
     qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
     assert state.files.current_key == expected[2]
     assert expected[2] not in [n.key for n in strip.cases]  # the strip now shows the new image's neighbours
@@ -425,9 +477,9 @@ def test_similar_strip_follows_the_colouring_by_itself(qtbot, make_state) -> Non
     for mode in ("laterality", "prediction:malignancy"):
         panel.set_colour_mode(mode)
         c = ex.colouring()
-        shown = [(t.lines[1], t.accent.name()) for t in strip.tiles[: len(strip.cases)]]
+        shown = [(t.lines[4], t.accent.name()) for t in strip.tiles[: len(strip.cases)]]
         assert shown == [(c.describe(ex.row(n.key)), panel.accent_of(n.key).name()) for n in strip.cases]
-    assert {t.lines[1] for t in strip.tiles[: len(strip.cases)]} <= {"0.100", "0.500", "0.900"}
+    assert {t.lines[4] for t in strip.tiles[: len(strip.cases)]} <= {"0.100", "0.500", "0.900"}
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
