@@ -267,6 +267,18 @@ class MainWindow(QMainWindow):
         )
         self.act_magnifier.setCheckable(True)
         self._action(v, "Next window &preset", self._next_preset, "W")
+        self.act_lock_window = self._action(
+            v,
+            "&Lock the window/level across studies",
+            lambda: self.state.display.set_window_locked(not self.state.display.view.window_locked),
+            "Shift+W",
+            "Lock the window/level: keep it when moving to another study",
+        )
+        self.act_lock_window.setCheckable(True)
+        self.act_lock_window.setIconText("Lock W/L")
+        self.act_lock_window.setToolTip(
+            "Keep this window/level for every study (off: each study starts at its files' own windows)"
+        )
         self._action(v, "Re&set zoom, pan and window", self.reset_view, ["0", "Home"])
         v.addSeparator()
         self.panels_menu = v.addMenu("&Panels")
@@ -301,6 +313,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.preset_combo)
         tb.addAction(self.act_invert)
         tb.addAction(self.act_magnifier)
+        tb.addAction(self.act_lock_window)
         reset = QAction("Reset", self)
         reset.triggered.connect(self.reset_view)
         tb.addAction(reset)
@@ -390,6 +403,7 @@ class MainWindow(QMainWindow):
         self.layout_actions[d.layout].setChecked(True)
         self.act_invert.setChecked(d.inverted)
         self.act_magnifier.setChecked(d.magnifier)
+        self.act_lock_window.setChecked(d.window_locked)
         preset = "dicom:0" if d.preset == "default" and self.preset_combo.findData("dicom:0") >= 0 else d.preset
         i = self.preset_combo.findData(preset)
         self.preset_combo.blockSignals(True)
