@@ -18,7 +18,7 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QKeyEvent, QKeySequence, QMouseEvent, QShortcut
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QKeySequence, QMouseEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -72,10 +72,11 @@ _STATUS_STYLE = {
     "confirmed": "color: #7fb2ff; font-weight: bold;",
     "none": "color: #8a8a8a;",
 }
+_BUTTON_PADDING = 6  # px left and right of a class button's text (the "padding: 3px 6px" below)
 _FRAME = "QFrame#task {{ border: {w}px solid {c}; border-radius: 4px; }}"
 #: The chosen class's button: amber while suggested, blue when edited, green when confirmed.
 _CHECKED = (
-    "QPushButton {{ padding: 3px 6px; min-width: 24px; border: 1px solid #5a5a5a; border-radius: 3px; }}"
+    "QPushButton {{ padding: 3px 6px; border: 1px solid #5a5a5a; border-radius: 3px; }}"
     "QPushButton:checked {{ background: {c}; color: white; font-weight: bold; border: 1px solid {c}; }}"
     "QPushButton:disabled {{ color: #6a6a6a; }}"
 )
@@ -131,14 +132,14 @@ class TaskEditor(QFrame):
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: dict[str | None, QPushButton] = {}
-        row = QHBoxLayout()
+        row = QHBoxLayout()  # the classes; "unknown" and Confirm go on a row of their own, so nothing is cut
         row.setSpacing(3)
         for i, c in enumerate(classes):
             name = CLASS_NAMES[task][c]
             b = QPushButton(name if name == str(i + 1) else f"{name} ({i + 1})")
             b.setToolTip(f"Key {i + 1}")
             self.buttons[c] = b
-        unknown = QPushButton("unknown")
+        unknown = QPushButton("unknown (0)")
         unknown.setToolTip("Key 0: unknown (an abstention)")
         self.buttons[None] = unknown
         for value, b in self.buttons.items():
@@ -146,13 +147,24 @@ class TaskEditor(QFrame):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             self.group.addButton(b)
             b.clicked.connect(lambda _c=False, v=value: self._pick(v))
-            row.addWidget(b)
+            if value is not None:
+                row.addWidget(b)
+        row.addStretch(1)
         self.confirm_button = QPushButton("✓ Confirm")
         self.confirm_button.setToolTip("Confirm this suggestion as it is (C or Space)")
         self.confirm_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.confirm_button.clicked.connect(self._confirm)
-        row.addStretch(1)
-        row.addWidget(self.confirm_button)
+        row2 = QHBoxLayout()
+        row2.setSpacing(3)
+        row2.addWidget(unknown)
+        row2.addStretch(1)
+        row2.addWidget(self.confirm_button)
+        # the chosen class is drawn bold: leave room for its bold text, so "benign (1)" is never cut
+        bold = QFont(self.font())
+        bold.setBold(True)
+        metrics = QFontMetrics(bold)
+        for b in (*self.buttons.values(), self.confirm_button):
+            b.setMinimumWidth(max(28, metrics.horizontalAdvance(b.text()) + 2 * _BUTTON_PADDING + 6))
         self._rendering = False
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 100)
@@ -173,10 +185,11 @@ class TaskEditor(QFrame):
         grid.addWidget(self.title, 0, 0)
         grid.addWidget(self.status, 0, 1, 1, 2)
         grid.addLayout(row, 1, 0, 1, 3)
-        grid.addWidget(QLabel("Confidence"), 2, 0)
-        grid.addWidget(self.slider, 2, 1)
-        grid.addWidget(self.confidence, 2, 2)
-        grid.addWidget(self.others, 3, 0, 1, 3)
+        grid.addLayout(row2, 2, 0, 1, 3)
+        grid.addWidget(QLabel("Confidence"), 3, 0)
+        grid.addWidget(self.slider, 3, 1)
+        grid.addWidget(self.confidence, 3, 2)
+        grid.addWidget(self.others, 4, 0, 1, 3)
 
     def _pick(self, value: str | None) -> None:
         self.labels.set_labelling(True)

@@ -471,3 +471,27 @@ def test_accept_moves_in_the_chosen_order_and_says_where(opened, qtbot, settings
     reviewed = {tree[0], tree[1], cur}
     order = queue[queue.index(cur) + 1 :] + queue[: queue.index(cur)]
     assert state.files.current_key == next(k for k in order if k not in reviewed)
+
+
+def test_class_buttons_are_not_cut_at_the_default_window_width(qtbot, make_state, study_dir: Path) -> None:
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    from app.widgets.main_window import MainWindow
+
+    state: AppState = make_state()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1600, 1000)  # the default size
+    win.show()
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    win.panels["Labels"].raise_()
+    qtbot.waitUntil(lambda: win.label_panel.isVisible())
+    for task, editor in win.label_panel.editors.items():
+        for b in (*editor.buttons.values(), editor.confirm_button):
+            bold = QFont(b.font())
+            bold.setBold(True)  # the chosen class is drawn bold
+            need = QFontMetrics(bold).horizontalAdvance(b.text()) + 2 * 6 + 2  # padding and border
+            assert b.isVisible() and b.width() >= need, (task, b.text(), b.width(), need)
+            assert b.geometry().right() <= editor.width(), (task, b.text())  # inside its frame
+    wait_idle(qtbot, state)
