@@ -24,7 +24,7 @@ from inference.errors import FormatError, MammoReviewError, ProjectionCancelled
 from inference.formats import TASK_CLASSES, TASKS, Embeddings, read_embeddings
 from inference.latent.projection import Neighbour, Projection, ProjectionParams, SimilarityIndex, project
 
-__all__ = ["ExplorerState", "Case", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
+__all__ = ["ExplorerState", "Case", "MIN_POINTS", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
 
 #: Correction status of an image in the label store.
 STATUSES = ("unreviewed", "confirmed", "corrected")
@@ -69,6 +69,9 @@ class Case:
         """E.g. "L CC"; "?" for what is unknown."""
         return f"{self.laterality or '?'} {self.view or '?'}"
 
+
+#: The fewest points a projection method can place (inference.latent.projection refuses fewer).
+MIN_POINTS = {"umap": 5, "tsne": 5}
 
 _TASK_WORDS = {"malignancy": "", "acr": "ACR ", "density": "density ", "view": ""}
 
@@ -150,6 +153,9 @@ class ExplorerState(QObject):
         self.selected: tuple[str, ...] = ()  # may hold archive keys that are not opened
         self.busy: tuple[str, int, int] = ("", 0, 0)
         self.pending = 0  # opened images with a prediction that the projection does not show yet
+        self.active = True  # the panel is on screen: a hidden explorer computes nothing (see set_active)
+        self._stale = False  # a projection was asked for while inactive
+        self.note = ""  # why the map is empty although there are points (too few for the method)
         self._rows: dict[str, int] = {}
         self._similarity: SimilarityIndex | None = None
         self._colouring: Colouring | None = None
@@ -244,8 +250,19 @@ class ExplorerState(QObject):
             self.params = params
             self.recompute()
 
+    def set_active(self, on: bool) -> None:
+        """The panel is shown (True) or hidden: a hidden explorer projects nothing and reports nothing;
+        what it was asked for meanwhile is computed when it is shown."""
+        self.active = bool(on)
+        if self.active and self._stale:
+            self.recompute()
+
     def recompute(self) -> None:
         """Project the current points with the current parameters (cached results come back at once)."""
+        if not self.active:
+            self._stale = True
+            return
+        self._stale = False
         emb = self._opened_embeddings() if self.source == "opened" else self.embeddings
         if emb is None:
             return
@@ -253,10 +270,16 @@ class ExplorerState(QObject):
             self.embeddings = emb
             self.pending = 0
         params, cache_dir = self.params, self.cache_dir
-        if not len(emb.keys):
+        from inference.latent.projection import METHOD_NAMES
+
+        n, need = len(emb.keys), MIN_POINTS.get(params.method, 0)
+        self.note = ""
+        if 0 < n < need:
+            method = METHOD_NAMES[params.method]
+            self.note = f"{method} needs at least {need} images; {n} have a prediction. PCA can show them."
+        if not n or n < need:
             self._set_points(emb, Projection((), np.zeros((0, 2), np.float32), params, emb.model_version))
             return
-        from inference.latent.projection import METHOD_NAMES
 
         task = f"{METHOD_NAMES[params.method]} of {len(emb.keys)} images"
         self._set_busy(task, 0, 0)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
-from PySide6.QtGui import QAction, QColor
+from PySide6.QtGui import QAction, QColor, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -81,6 +81,7 @@ class ExplorerPanel(QWidget):
         self.thumbnails.ready.connect(lambda key: self._show_hover(key) if key == self.hovered else None)
         self._render_source()
         self._render_points()
+        ex.set_active(False)  # computes once shown (showEvent)
         ex.recompute()
 
     # ------------------------------------------------------------------ building
@@ -210,6 +211,14 @@ class ExplorerPanel(QWidget):
         lay.addWidget(self.similar)
         self._on_method()
         self._on_busy("", 0, 0)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        self.explorer.set_active(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt name
+        super().hideEvent(event)
+        self.explorer.set_active(False)
 
     # ------------------------------------------------------------------ requests
     def params(self) -> ProjectionParams:
@@ -384,7 +393,7 @@ class ExplorerPanel(QWidget):
         ex = self.explorer
         n = len(ex.keys)
         self.placeholder.setText(
-            "" if n else "No image with a prediction yet: open studies, or load an embeddings file"
+            "" if n else ex.note or "No image with a prediction yet: open studies, or load an embeddings file"
         )
         self.placeholder.setPos(0, 0)
         if not n:

@@ -178,7 +178,8 @@ class MainWindow(QMainWindow):
         self.explorer = ExplorerPanel(self.state, self.labels)
         # Wide and tall: it lives below the viewer and opens on demand (Ctrl+6, View > Panels).
         self.add_panel("Latent space", self.explorer, Qt.DockWidgetArea.BottomDockWidgetArea, "Ctrl+6")
-        self.panels["Latent space"].hide()
+        self.panels["Latent space"].hide()  # hidden, it computes nothing (ExplorerState.set_active)
+        self.explorer.load_action.triggered.connect(lambda _c=False: self.panels["Latent space"].show())
         # The panels' file actions go into File, after the ways to open and before Recent.
         for act in (
             self.queue.export_action,

@@ -549,9 +549,37 @@ def test_new_predictions_extend_the_pca_map(qtbot, make_state) -> None:
     state = make_state(backend=fake_backend(16))
     panel = ExplorerPanel(state)
     qtbot.addWidget(panel)
+    panel.show()
     assert "No image" in panel.placeholder.textItem.toPlainText()
     state.open_paths(["/nowhere"])
     qtbot.waitUntil(lambda: len(panel.explorer.keys) == 16 and not state.pool.running(), timeout=30000)
+    assert panel.placeholder.textItem.toPlainText() == ""
+
+
+def test_a_hidden_explorer_computes_nothing_and_too_few_points_are_said_plainly(qtbot, make_state) -> None:
+    state = make_state(backend=fake_backend(4))
+    messages: list[str] = []
+    state.activity.message.connect(lambda _level, text: messages.append(text))
+    panel = ExplorerPanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.method.setCurrentIndex(panel.method.findData("tsne"))
+    panel.apply_params()
+    panel.hide()  # the person hides the explorer, then opens a 4-image folder
+    submitted: list[str] = []
+    real_submit = state.pool.submit
+    state.pool.submit = lambda *a, **k: (submitted.append(k.get("channel", "")), real_submit(*a, **k))[1]
+    state.open_paths(["/nowhere"])
+    qtbot.waitUntil(lambda: len(state.runner.predictions) == 4 and not state.pool.running(), timeout=30000)
+    qtbot.wait(600)  # past the explorer's refresh timer
+    assert "explorer" not in submitted and not panel.explorer.keys  # nothing projected while hidden
+    assert not any("needs at least" in m for m in messages)  # and nothing said
+    panel.show()  # shown: the map says plainly why it is empty, no error message
+    note = "t-SNE needs at least 5 images; 4 have a prediction"
+    qtbot.waitUntil(lambda: note in panel.placeholder.textItem.toPlainText())
+    assert not any("needs at least" in m for m in messages)
+    panel.method.setCurrentIndex(panel.method.findData("pca"))  # PCA places them
+    qtbot.waitUntil(lambda: len(panel.explorer.keys) == 4 and not state.pool.running(), timeout=30000)
     assert panel.placeholder.textItem.toPlainText() == ""
 
 
