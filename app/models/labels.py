@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -539,11 +540,17 @@ class LabelsState(QObject):
     # ------------------------------------------------------------------ exchange
     def export(self, folder: str | Path, identified: bool = False) -> None:
         """Export every labelled image (opened ones, and others where the store last saw them) in a
-        worker; ``exported`` (and a message) when done. Images no longer found are reported."""
+        worker; ``exported`` (and a message) when done. Images no longer found are reported. A missing
+        folder is made; into a folder that holds files already, a new ``labels-export-<time>`` folder."""
         if self.store is None:
             self._fail("No label store to export from")
             return
         store, target = self.store, Path(folder)
+        if target.is_dir() and any(target.iterdir()):
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            target = next(
+                t for i in range(1000) if not (t := target / f"labels-export-{stamp}{f'-{i}' if i else ''}").exists()
+            )
         opened: list[Any] = list(self.app.files.study_set.images)
 
         def job(progress: Any, cancelled: Any) -> ExportResult:

@@ -495,3 +495,22 @@ def test_class_buttons_are_not_cut_at_the_default_window_width(qtbot, make_state
             assert b.isVisible() and b.width() >= need, (task, b.text(), b.width(), need)
             assert b.geometry().right() <= editor.width(), (task, b.text())  # inside its frame
     wait_idle(qtbot, state)
+
+
+def test_export_into_a_folder_with_files_makes_its_own_folder(opened, qtbot, tmp_path: Path) -> None:
+    state, labels, _panel = opened
+    labels.set_annotator("dr-exp")
+    labels.confirm("view")
+    labels.accept(advance=False)
+    chosen = tmp_path / "Desktop"
+    chosen.mkdir()
+    (chosen / "notes.txt").write_text("mine")
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(chosen)
+    result = sig.args[0]
+    made = Path(result.folder)
+    assert made.parent == chosen and made.name.startswith("labels-export-") and (made / "manifest.csv").is_file()
+    assert (chosen / "notes.txt").read_text() == "mine"
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(tmp_path / "new" / "export")  # a missing folder is made
+    assert (tmp_path / "new" / "export" / "manifest.csv").is_file()
