@@ -400,6 +400,7 @@ class ExplorerPanel(QWidget):
             self.scatter.clear()
             self.selection_item.clear()
             self.current_item.clear()
+            self.view.setRange(xRange=(-1.0, 1.0), yRange=(-1.0, 1.0), padding=0)  # the text in the middle
             self._render_source()
             return
         self._render_colours(fit=True)

@@ -578,6 +578,8 @@ def test_a_hidden_explorer_computes_nothing_and_too_few_points_are_said_plainly(
     note = "t-SNE needs at least 5 images; 4 have a prediction"
     qtbot.waitUntil(lambda: note in panel.placeholder.textItem.toPlainText())
     assert not any("needs at least" in m for m in messages)
+    qtbot.wait(50)
+    assert panel.view.sceneBoundingRect().contains(panel.placeholder.sceneBoundingRect())  # not cut off
     panel.method.setCurrentIndex(panel.method.findData("pca"))  # PCA places them
     qtbot.waitUntil(lambda: len(panel.explorer.keys) == 4 and not state.pool.running(), timeout=30000)
     assert panel.placeholder.textItem.toPlainText() == ""
