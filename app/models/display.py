@@ -1,6 +1,10 @@
 """DisplayState: how the images are shown (layout, window/level, inversion, magnifier) and what is
 drawn over them (overlay kind and opacity, the reconstruction beside), with the overlay's colour
-range that the study's images share (derived here, read by the viewer and the colour bar alike)."""
+range that the study's images share (derived here, read by the viewer and the colour bar alike).
+
+A window/level set by hand (or a preset) holds for the study it was set on: moving to another study
+goes back to each file's own window, unless the person locked it (``window_locked``, kept in the
+settings). So a 16-bit mammogram's manual window never leaves an 8-bit JPEG opened next black."""
 
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ class Display:
     window: tuple[float, float] | None = None  # (centre, width) in modality values, None = preset
     preset: str = "default"  # "default" (the file's first window), "dicom:<i>", "auto", "full", "soft", "dense"
     magnifier: bool = False
+    window_locked: bool = False  # keep the window/level (and preset) from study to study
 
 
 def overlay_range(kind: str, predictions: list[Prediction]) -> tuple[float, float]:
@@ -73,10 +78,13 @@ class DisplayState(QObject):
         self.settings = settings
         self.files = files
         self.runner = runner
-        self.view = Display(layout=settings.layout if settings.layout in LAYOUTS else "hanging")
+        locked = str(settings.value("display/window_locked", "false")).lower() in ("1", "true", "yes")
+        self.view = Display(layout=settings.layout if settings.layout in LAYOUTS else "hanging", window_locked=locked)
         self.overlay = Overlay(opacity=settings.overlay_opacity)
         # (kind, the study's keys, their prediction objects) -> range; the objects are held, so identity is safe
         self._range: tuple[str, tuple[str, ...], tuple[object, ...], tuple[float, float]] | None = None
+        self._study = files.current_study
+        files.current_changed.connect(self._on_current_changed)
 
     @property
     def overlay_range(self) -> tuple[float, float]:
@@ -125,6 +133,9 @@ class DisplayState(QObject):
             self.settings.layout = changes["layout"]
         if "preset" in changes and "window" not in changes:
             changes["window"] = None
+        if "window_locked" in changes:
+            changes["window_locked"] = bool(changes["window_locked"])
+            self.settings.set_value("display/window_locked", changes["window_locked"])
         new = replace(self.view, **changes)
         if new != self.view:
             self.view = new
@@ -154,3 +165,15 @@ class DisplayState(QObject):
         if len(probs) != len(classes) or any(p != p for p in probs):
             return "", False
         return classes[int(np.argmax(probs))], True
+
+    def set_window_locked(self, locked: bool) -> None:
+        """Keep (True) or reset per study (False) the window/level; kept in the settings."""
+        self.set_view(window_locked=locked)
+
+    def _on_current_changed(self, _key: str) -> None:
+        study = self.files.current_study
+        if study is self._study:
+            return
+        self._study = study
+        if not self.view.window_locked:
+            self.set_view(window=None, preset="default")  # each study starts at its files' own windows

@@ -25,7 +25,7 @@ from inference.formats import TASK_CLASSES, TASKS, Embeddings, read_embeddings
 from inference.latent.projection import Neighbour, Projection, ProjectionParams, SimilarityIndex, project
 from inference.latent.warmup import umap_compiled
 
-__all__ = ["ExplorerState", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
+__all__ = ["ExplorerState", "Case", "MIN_POINTS", "Colouring", "colour_modes", "points_in_polygon", "STATUSES"]
 
 #: Correction status of an image in the label store.
 STATUSES = ("unreviewed", "confirmed", "corrected")
@@ -53,6 +53,28 @@ class Colouring:
             v = float(self.values[row])
             return "unknown" if v != v else f"{v:.3f}"
         return ""
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a hover card or a similar-case tile says about one image."""
+
+    name: str  # the file name ("" when unknown)
+    patient: str  # "" when unknown
+    laterality: str  # "L", "R" or ""
+    view: str  # "CC", "MLO" or ""
+    label: str  # the person's confirmed labels in words, or "no label"
+
+    @property
+    def side(self) -> str:
+        """E.g. "L CC"; "?" for what is unknown."""
+        return f"{self.laterality or '?'} {self.view or '?'}"
+
+
+#: The fewest points a projection method can place (inference.latent.projection refuses fewer).
+MIN_POINTS = {"umap": 5, "tsne": 5}
+
+_TASK_WORDS = {"malignancy": "", "acr": "ACR ", "density": "density ", "view": ""}
 
 
 def colour_modes(with_labels: bool) -> list[tuple[str, str]]:
@@ -132,6 +154,9 @@ class ExplorerState(QObject):
         self.selected: tuple[str, ...] = ()  # may hold archive keys that are not opened
         self.busy: tuple[str, int, int] = ("", 0, 0)
         self.pending = 0  # opened images with a prediction that the projection does not show yet
+        self.active = True  # the panel is on screen: a hidden explorer computes nothing (see set_active)
+        self._stale = False  # a projection was asked for while inactive
+        self.note = ""  # why the map is empty although there are points (too few for the method)
         self._rows: dict[str, int] = {}
         self._similarity: SimilarityIndex | None = None
         self._colouring: Colouring | None = None
@@ -154,6 +179,8 @@ class ExplorerState(QObject):
         s.runner.operating_point_changed.connect(lambda _t: self._invalidate_colours())
         if labels is not None and hasattr(labels, "labels_changed"):
             labels.labels_changed.connect(lambda _keys: self._invalidate_colours(labels_too=True))
+        if labels is not None and hasattr(labels, "annotator_changed"):
+            labels.annotator_changed.connect(lambda _name: self._invalidate_colours(labels_too=True))
 
     # ------------------------------------------------------------------ points
     def row(self, key: str) -> int | None:
@@ -224,8 +251,19 @@ class ExplorerState(QObject):
             self.params = params
             self.recompute()
 
+    def set_active(self, on: bool) -> None:
+        """The panel is shown (True) or hidden: a hidden explorer projects nothing and reports nothing;
+        what it was asked for meanwhile is computed when it is shown."""
+        self.active = bool(on)
+        if self.active and self._stale:
+            self.recompute()
+
     def recompute(self) -> None:
         """Project the current points with the current parameters (cached results come back at once)."""
+        if not self.active:
+            self._stale = True
+            return
+        self._stale = False
         emb = self._opened_embeddings() if self.source == "opened" else self.embeddings
         if emb is None:
             return
@@ -233,10 +271,16 @@ class ExplorerState(QObject):
             self.embeddings = emb
             self.pending = 0
         params, cache_dir = self.params, self.cache_dir
-        if not len(emb.keys):
+        from inference.latent.projection import METHOD_NAMES
+
+        n, need = len(emb.keys), MIN_POINTS.get(params.method, 0)
+        self.note = ""
+        if 0 < n < need:
+            method = METHOD_NAMES[params.method]
+            self.note = f"{method} needs at least {need} images; {n} have a prediction. PCA can show them."
+        if not n or n < need:
             self._set_points(emb, Projection((), np.zeros((0, 2), np.float32), params, emb.model_version))
             return
-        from inference.latent.projection import METHOD_NAMES
 
         task = f"{METHOD_NAMES[params.method]} of {len(emb.keys)} images"
         if params.method == "umap" and not umap_compiled():
@@ -445,6 +489,39 @@ class ExplorerState(QObject):
         codes = np.fromiter((index[self.correction_status(k)] for k in self.keys), np.int16, count=len(self.keys))
         return Colouring("category", "correction status", codes=codes, names=STATUSES)
 
+    def case(self, key: str) -> Case:
+        """File name, patient, laterality, view and the current label of ``key`` (opened or archive)."""
+        path = self.path_of(key)
+        name = Path(path).name if path else ""
+        try:
+            rec = self.app.files.record(key)
+            patient, lat, view = rec.patient_id, self.app.files.laterality(key), rec.view or rec.model_view
+        except KeyError:
+            emb, row = self.embeddings, self._rows.get(key)
+            meta = emb.meta if emb is not None and row is not None and emb.keys[row] == key else {}
+
+            def col(n: str) -> str:
+                v = meta.get(n, ())
+                return str(v[row]) if row is not None and row < len(v) else ""
+
+            patient, lat, view = col("patient"), col("laterality"), col("view")
+        return Case(name, patient, lat, view, self.label_words(key))
+
+    def label_words(self, key: str) -> str:
+        """The confirmed labels of ``key`` in words: the annotator's own, else another person's (named);
+        "no label" when no person has labelled it. Suggestions are never shown as labels."""
+        confirmed = [r for r in self._store_labels().get(key, []) if r.status == "confirmed"]
+        if not confirmed:
+            return "no label"
+        me = getattr(self.labels, "annotator", "")
+        mine = [r for r in confirmed if r.annotator == me]
+        who = me if mine else confirmed[0].annotator
+        rows = {r.task: r for r in (mine or [r for r in confirmed if r.annotator == who])}
+        words = [
+            _TASK_WORDS[t] + ("unknown" if rows[t].value is None else str(rows[t].value)) for t in TASKS if t in rows
+        ]
+        return ", ".join(words) + ("" if mine else f" ({who})")
+
     # ------------------------------------------------------------------ selection, current, similar
     def _on_app_selection(self, keys: tuple[str, ...]) -> None:
         if tuple(keys) != tuple(k for k in self.selected if self.is_open(k)):
@@ -469,6 +546,14 @@ class ExplorerState(QObject):
 
     def select_polygon(self, polygon: np.ndarray, add: bool = False) -> None:
         self.select_rows(np.flatnonzero(points_in_polygon(self.xy, polygon)), add)
+
+    def click(self, key: str) -> bool:
+        """A click on a point: it becomes the whole selection (a lasso's selection is replaced, so the
+        label panel acts on this image alone) and its image is shown, selected before or not."""
+        row = self.row(key)
+        if row is not None and tuple(self.selected) not in ((), (key,)):
+            self.select_rows(np.array([row]))
+        return self.open(key)
 
     def open(self, key: str) -> bool:
         """Show an image in the viewer; an archive image that is not opened gets a message."""

@@ -12,7 +12,9 @@ a label only when a person acts on that task, task by task: sets a value (``set_
 ``person``) or confirms the suggestion unchanged (``confirm``, the same class key or a click on it,
 or a confidence step: source ``<suggestion>-confirmed``). ``accept()`` writes those, and only those,
 of the target images (the selection when several images are selected, else the current one) as
-*confirmed* labels in one undoable action, then moves to the next image in the queue; untouched
+*confirmed* labels in one undoable action, then moves to the next image in the order the person
+chose (``advance``: the study tree's order or the review queue's, a setting; ``position()`` says
+where the current image stands in it); untouched
 suggestions are never stored. A write that fails keeps the drafts on screen and reports the error
 at once (``store_failed`` and AppState's ``message``). Undo and redo go back to the image they
 change and say what they did (``reverted`` and a message).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +39,14 @@ from inference.labels.records import confirmed_source
 from inference.labels.review import ORDERS, QueueItem, ReviewProgress, progress, review_queue
 from inference.labels.store import HistoryEntry, LabelEdit, LabelRecord, LabelStore
 
-__all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP"]
+__all__ = ["LabelsState", "TaskDraft", "ORIGINS", "CONFIDENCE_STEP", "ADVANCE_ORDERS"]
 
 #: Where a draft's value came from.
 ORIGINS = ("saved", "stored", "dicom", "model", "edited", "confirmed", "none")
 CONFIDENCE_STEP = 0.1
 _SUGGESTED = ("stored", "dicom", "model")
+#: The orders Enter moves along: name -> how the position is said ("image 4 of 70 in queue order").
+ADVANCE_ORDERS = {"queue": "queue order", "tree": "tree order"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class LabelsState(QObject):
     store_ok = Signal()  # the last write succeeded (clears the error banner)
     reverted = Signal(str)  # undo or redo happened: what it did, in words
     labelling_changed = Signal(bool)  # labelling mode on/off: the panel takes the label keys
+    advance_changed = Signal(str)  # the order Enter moves along ("queue" or "tree")
     exported = Signal(object)  # ExportResult
 
     def __init__(self, app_state: AppState, store: LabelStore | None = None, parent: QObject | None = None) -> None:
@@ -109,6 +115,9 @@ class LabelsState(QObject):
         self.order = str(self.settings.value("labels/order", "uncertainty"))
         if self.order not in ORDERS:
             self.order = "uncertainty"
+        self.advance = str(self.settings.value("labels/advance", "queue"))
+        if self.advance not in ADVANCE_ORDERS:
+            self.advance = "queue"
         self._drafts: dict[str, dict[str, TaskDraft]] = {}
         self._queue: list[QueueItem] = []
         # predictions arrive one image at a time: re-order the queue once per burst, not per image
@@ -323,7 +332,7 @@ class LabelsState(QObject):
                     edits.append(LabelEdit(key, task, d.value, d.confidence, "confirmed", confirmed_source(d.source)))
         if not edits:
             if advance and len(keys) == 1 and any(d.origin == "saved" for d in self.drafts(keys[0]).values()):
-                self._advance(keys[0], [i.key for i in self._queue])
+                self._advance(keys[0], self.advance_keys())
                 return False
             self.app.activity.message.emit(
                 "info",
@@ -358,12 +367,12 @@ class LabelsState(QObject):
         if self.store_error:
             self.store_error = ""
             self.store_ok.emit()
-        old_queue = [i.key for i in self._queue]
+        old_order = self.advance_keys()  # the queue re-orders once the labels are in: move along the old one
         self.labels_changed.emit(tuple(keys))
         self.drafts_changed.emit(tuple(keys))
         self.refresh_queue()
         if advance and len(keys) == 1:
-            self._advance(keys[0], old_queue)
+            self._advance(keys[0], old_order)
         return True
 
     def _advance(self, key: str, order: list[str]) -> None:
@@ -376,6 +385,30 @@ class LabelsState(QObject):
             nxt = order[i + 1]
         if nxt is not None:
             self.app.files.set_current(nxt)
+
+    def advance_keys(self) -> list[str]:
+        """The images in the order Enter moves along: the study tree's or the review queue's."""
+        if self.advance == "tree":
+            return [r.key for r in self.app.files.study_set.images]
+        return [i.key for i in self._queue]
+
+    def set_advance(self, how: str) -> None:
+        """Where Enter goes next: "tree" (the study tree's order) or "queue" (the review queue's); kept
+        in the settings."""
+        if how not in ADVANCE_ORDERS:
+            raise ValueError(f"unknown order {how!r} (expected one of {', '.join(ADVANCE_ORDERS)})")
+        if how != self.advance:
+            self.advance = how
+            self.settings.set_value("labels/advance", how)
+            self.advance_changed.emit(how)
+
+    def position(self) -> str:
+        """Where the current image stands in that order: "image 4 of 70 in queue order" ("" if not in it)."""
+        order = self.advance_keys()
+        cur = self.app.files.current_key
+        if not cur or cur not in order:
+            return ""
+        return f"image {order.index(cur) + 1} of {len(order)} in {ADVANCE_ORDERS[self.advance]}"
 
     def next_in_queue(self) -> None:
         """Go to the next image of the queue that is not reviewed yet."""
@@ -507,11 +540,17 @@ class LabelsState(QObject):
     # ------------------------------------------------------------------ exchange
     def export(self, folder: str | Path, identified: bool = False) -> None:
         """Export every labelled image (opened ones, and others where the store last saw them) in a
-        worker; ``exported`` (and a message) when done. Images no longer found are reported."""
+        worker; ``exported`` (and a message) when done. Images no longer found are reported. A missing
+        folder is made; into a folder that holds files already, a new ``labels-export-<time>`` folder."""
         if self.store is None:
             self._fail("No label store to export from")
             return
         store, target = self.store, Path(folder)
+        if target.is_dir() and any(target.iterdir()):
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            target = next(
+                t for i in range(1000) if not (t := target / f"labels-export-{stamp}{f'-{i}' if i else ''}").exists()
+            )
         opened: list[Any] = list(self.app.files.study_set.images)
 
         def job(progress: Any, cancelled: Any) -> ExportResult:

@@ -3,20 +3,23 @@
 One pyqtgraph ScatterPlotItem holds every point (``data=`` carries the image keys; brushes come from
 a small palette, sizes from an array, so 100,000 points need no per-point Python object). Colour by
 any task's prediction or label, correction status, laterality, view or source; point size by the
-model's uncertainty. Hover shows a thumbnail and the values; a click shows the image in the viewer;
-box and lasso selections become the selection of FilesState (the label panel acts on it); the current image
-is ringed. A "Similar cases" strip shows the current image's nearest neighbours. The panel renders
-:class:`app.models.explorer.ExplorerState` and sends it requests; projections run in its worker.
+model's uncertainty. Hover shows a card (thumbnail, file, patient, side and view, the label); a click
+shows the image in the viewer and makes it the selection (replacing a box or lasso selection); box
+and lasso selections become the selection of FilesState (the label panel acts on it); the current
+image is ringed. A "Similar cases" strip shows the current image's nearest neighbours. The panel
+renders :class:`app.models.explorer.ExplorerState` and sends it requests; projections run in its
+worker.
 """
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QAction, QColor
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QAction, QColor, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -78,6 +81,7 @@ class ExplorerPanel(QWidget):
         self.thumbnails.ready.connect(lambda key: self._show_hover(key) if key == self.hovered else None)
         self._render_source()
         self._render_points()
+        ex.set_active(False)  # computes once shown (showEvent)
         ex.recompute()
 
     # ------------------------------------------------------------------ building
@@ -174,7 +178,6 @@ class ExplorerPanel(QWidget):
         self.plot.hideAxis("bottom")
         self.plot.setMinimumHeight(260)
         self.scatter = pg.ScatterPlotItem(pxMode=True, useCache=True, antialias=False, pen=None, hoverable=False)
-        self.scatter.sigClicked.connect(self._on_clicked)
         self.selection_item = pg.ScatterPlotItem(
             pxMode=True, antialias=True, brush=None, pen=pg.mkPen(SELECTION_PEN, width=1)
         )
@@ -189,6 +192,7 @@ class ExplorerPanel(QWidget):
         self.hover = HoverCard(self.plot)
         self._mouse = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=60, slot=self._on_mouse_moved)
         self.plot.scene().sigMouseClicked.connect(self._on_scene_clicked)
+        self.plot.viewport().installEventFilter(self)  # the card goes when the mouse leaves the map
 
         self.legend = Legend()
         self.info = QLabel()
@@ -207,6 +211,14 @@ class ExplorerPanel(QWidget):
         lay.addWidget(self.similar)
         self._on_method()
         self._on_busy("", 0, 0)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        self.explorer.set_active(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt name
+        super().hideEvent(event)
+        self.explorer.set_active(False)
 
     # ------------------------------------------------------------------ requests
     def params(self) -> ProjectionParams:
@@ -259,20 +271,27 @@ class ExplorerPanel(QWidget):
         else:
             self.explorer.select_polygon(shape, add=add)
 
-    def _on_clicked(self, _item: Any, points: Any, ev: Any = None) -> None:
-        """sigClicked: of the points under the mouse, the one nearest to it is shown."""
-        if not len(points):
-            return
-        key = self.key_at(ev.scenePos()) if ev is not None else ""
-        self.explorer.open(key or str(points[0].data()))
-
     def _on_scene_clicked(self, ev: Any) -> None:
-        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
-            key = self.key_at(ev.scenePos())
-            if key:
-                self.explorer.open_file(key)
+        """Any click in the map, whichever item took it (the selection rings and the current-image ring
+        lie over the points): the nearest point within reach is shown and becomes the selection; a
+        double-click opens an archive image's file."""
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        key = self.key_at(ev.scenePos())
+        if not key:
+            return
+        if ev.double():
+            self.explorer.open_file(key)
+        else:
+            self.explorer.click(key)
 
     # ------------------------------------------------------------------ hover
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt name
+        if event.type() == QEvent.Type.Leave and watched is self.plot.viewport():
+            self.hovered = ""
+            self.hover.hide()
+        return super().eventFilter(watched, event)
+
     def key_at(self, scene_pos: QPointF, radius_px: float = 8.0) -> str:
         """The key of the point nearest to a scene position, within ``radius_px`` pixels ("" if none)."""
         xy = self.explorer.xy
@@ -304,22 +323,23 @@ class ExplorerPanel(QWidget):
         if pm is not None:
             card.image.setPixmap(pm)
         card.image.setVisible(pm is not None)
-        lines = [f"<b>{_short(key)}</b>"]
+        case = ex.case(key)
+        lines = [f"<b>{escape(case.name or _short(key))}</b>"]
         try:
-            rec = self.state.files.record(key)
-            side = f"{self.state.files.laterality(key) or '?'} {rec.view or '?'}"
-            lines.append(f"{rec.patient_id or '?'} · {side} · {rec.study_date or ''}")
+            date = self.state.files.record(key).study_date
         except KeyError:
-            path = ex.path_of(key)
-            lines.append(f"archive · {_short(path, 40)}" if path else "archive image")
+            date = ""
+        where = "" if self.state.files.has(key) else " · archive, not opened"
+        who = f"{case.patient or 'patient unknown'} · {case.side}" + (f" · {date}" if date else "")
+        lines.append(escape(who + where))
         pred = self.state.runner.predictions.get(key)
         if pred is not None:
             lines.append(f"p(malignant) {pred.p_malignant:.3f} ± {pred.p_malignant_std:.3f}")
         c = ex.colouring()
         if row is not None and not (c.kind == "value" and c.label == "p(malignant)" and pred is not None):
-            lines.append(f"{c.label}: {c.describe(row)}")
-        if self.explorer.labels is not None:
-            lines.append(f"labels: {ex.correction_status(key)}")
+            lines.append(escape(f"{c.label}: {c.describe(row)}"))
+        status = ex.correction_status(key) if ex.labels is not None else "unreviewed"
+        lines.append(escape(f"label: {case.label}" + (f" ({status})" if status == "corrected" else "")))
         card.text.setText("<br>".join(lines))
         card.key = key
         card.adjustSize()
@@ -373,13 +393,14 @@ class ExplorerPanel(QWidget):
         ex = self.explorer
         n = len(ex.keys)
         self.placeholder.setText(
-            "" if n else "No image with a prediction yet: open studies, or load an embeddings file"
+            "" if n else ex.note or "No image with a prediction yet: open studies, or load an embeddings file"
         )
         self.placeholder.setPos(0, 0)
         if not n:
             self.scatter.clear()
             self.selection_item.clear()
             self.current_item.clear()
+            self.view.setRange(xRange=(-1.0, 1.0), yRange=(-1.0, 1.0), padding=0)  # the text in the middle
             self._render_source()
             return
         self._render_colours(fit=True)

@@ -3,8 +3,11 @@
 The view shows the modality values (``LoadedImage.raw``) through a window (centre, width) set
 explicitly (never auto levels). A mirror, when the hanging needs one, is a transform on the image
 and overlay items, so both share exactly the same pixel-to-screen mapping and the pixel readout
-still reports the original pixel. Right-drag (or Shift + left-drag) changes the window; the view
-emits the request and the state decides.
+still reports the original pixel. Right-drag (or Shift + left-drag) changes the window as OHIF and
+cornerstone do (cornerstoneTools' wwwc tool: ``windowWidth += dx``, ``windowCenter += dy``): right
+widens, left narrows, down raises the centre (darker), up lowers it (brighter); the view emits the
+request and the state decides. The magnifier goes at once when switched off and follows the
+window and the inversion while shown.
 """
 
 from __future__ import annotations
@@ -173,6 +176,7 @@ class ImageView(QWidget):
         self.inverted = False
         self._apply_lut()
         self.magnifier = False
+        self._mag_at: tuple[int, int, Any] | None = None  # the pixel under the mouse and where, for redraws
         self._data: np.ndarray | None = None
         self._tr = QTransform()  # original pixel coordinates -> view coordinates (the mirror, if any)
         self._chest_wall_x = 0.0  # the breast's chest-wall edge in view coordinates
@@ -253,11 +257,29 @@ class ImageView(QWidget):
             self.levels = levels
             if self._data is not None:
                 self.image_item.setLevels(self.levels)
+            self._redraw_magnifier()
 
     def set_inverted(self, inverted: bool) -> None:
         if inverted != self.inverted:
             self.inverted = inverted
             self._apply_lut()
+            self._redraw_magnifier()
+
+    def set_magnifier(self, on: bool) -> None:
+        """Show the magnifier under the mouse; off hides it at once (not at the next mouse move)."""
+        self.magnifier = on
+        if not on:
+            self.mag.hide()
+        else:
+            self._redraw_magnifier()
+
+    def _redraw_magnifier(self) -> None:
+        """Draw the shown magnifier again (after a new window or inversion)."""
+        if self.magnifier and self._mag_at is not None and self._data is not None:
+            row, col, at = self._mag_at
+            h, w = self._data.shape
+            if 0 <= row < h and 0 <= col < w:
+                self._show_magnifier(row, col, at)
 
     def _apply_lut(self) -> None:
         ramp = np.arange(256, dtype=np.uint8)
@@ -332,7 +354,7 @@ class ImageView(QWidget):
             self._drag_start = ((lo + hi) / 2, hi - lo)
         c0, w0 = self._drag_start
         width = max(1e-6, w0 * float(np.exp(dx / 200.0)))
-        center = c0 - dy * w0 / 300.0
+        center = c0 + dy * w0 / 300.0  # screen y grows downward: down = higher centre = darker
         self.window_requested.emit(center, width)
 
     def pixel_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
@@ -351,6 +373,7 @@ class ImageView(QWidget):
         if px is None or self._data is None:
             self.readout.hide()
             self.mag.hide()
+            self._mag_at = None
             return
         row, col = px
         value = float(self._data[row, col])
@@ -363,6 +386,7 @@ class ImageView(QWidget):
             self._show_magnifier(row, col, self.gv.mapFromScene(scene_pos))
         else:
             self.mag.hide()
+        self._mag_at = (row, col, self.gv.mapFromScene(scene_pos))
 
     def _show_magnifier(self, row: int, col: int, at: object) -> None:
         assert self._data is not None
@@ -397,6 +421,7 @@ class ImageView(QWidget):
             self.clicked.emit(self.content.key)
 
     def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt name
+        self._mag_at = None
         self.mag.hide()
         self.readout.hide()
         super().leaveEvent(event)

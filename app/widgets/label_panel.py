@@ -6,8 +6,9 @@ an indicator says so; while on, the label keys go to the panel whatever widget h
 the focused task's class (1 = first class, 0 = unknown), ``C`` or Space (or the task's Confirm
 button, or a click on the suggested class) confirms the suggestion, Up/Down switch task, ``[``/``-``
 and ``]``/``+`` step the confidence by 10 %, Enter saves what was set or confirmed and moves to the
-next image of the queue, Ctrl+Z / Ctrl+Shift+Z undo and redo (back on the image they change). Each
-image starts at the first task. Pre-filled values are suggestions (model, DICOM, manifest) and are
+next image (in the review queue's or the study tree's order, as chosen in the panel, which shows the
+position: "Image 4 of 70 in queue order"), Ctrl+Z / Ctrl+Shift+Z undo and redo (back on the image
+they change). Each image starts at the first task. Pre-filled values are suggestions (model, DICOM, manifest) and are
 never saved until a person confirms them. A failed save shows a red banner at once and leaves the
 edit on screen.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QKeyEvent, QKeySequence, QMouseEvent, QShortcut
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QKeySequence, QMouseEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -71,10 +72,11 @@ _STATUS_STYLE = {
     "confirmed": "color: #7fb2ff; font-weight: bold;",
     "none": "color: #8a8a8a;",
 }
+_BUTTON_PADDING = 6  # px left and right of a class button's text (the "padding: 3px 6px" below)
 _FRAME = "QFrame#task {{ border: {w}px solid {c}; border-radius: 4px; }}"
 #: The chosen class's button: amber while suggested, blue when edited, green when confirmed.
 _CHECKED = (
-    "QPushButton {{ padding: 3px 6px; min-width: 24px; border: 1px solid #5a5a5a; border-radius: 3px; }}"
+    "QPushButton {{ padding: 3px 6px; border: 1px solid #5a5a5a; border-radius: 3px; }}"
     "QPushButton:checked {{ background: {c}; color: white; font-weight: bold; border: 1px solid {c}; }}"
     "QPushButton:disabled {{ color: #6a6a6a; }}"
 )
@@ -130,14 +132,14 @@ class TaskEditor(QFrame):
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: dict[str | None, QPushButton] = {}
-        row = QHBoxLayout()
+        row = QHBoxLayout()  # the classes; "unknown" and Confirm go on a row of their own, so nothing is cut
         row.setSpacing(3)
         for i, c in enumerate(classes):
             name = CLASS_NAMES[task][c]
             b = QPushButton(name if name == str(i + 1) else f"{name} ({i + 1})")
             b.setToolTip(f"Key {i + 1}")
             self.buttons[c] = b
-        unknown = QPushButton("unknown")
+        unknown = QPushButton("unknown (0)")
         unknown.setToolTip("Key 0: unknown (an abstention)")
         self.buttons[None] = unknown
         for value, b in self.buttons.items():
@@ -145,13 +147,24 @@ class TaskEditor(QFrame):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             self.group.addButton(b)
             b.clicked.connect(lambda _c=False, v=value: self._pick(v))
-            row.addWidget(b)
+            if value is not None:
+                row.addWidget(b)
+        row.addStretch(1)
         self.confirm_button = QPushButton("✓ Confirm")
         self.confirm_button.setToolTip("Confirm this suggestion as it is (C or Space)")
         self.confirm_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.confirm_button.clicked.connect(self._confirm)
-        row.addStretch(1)
-        row.addWidget(self.confirm_button)
+        row2 = QHBoxLayout()
+        row2.setSpacing(3)
+        row2.addWidget(unknown)
+        row2.addStretch(1)
+        row2.addWidget(self.confirm_button)
+        # the chosen class is drawn bold: leave room for its bold text, so "benign (1)" is never cut
+        bold = QFont(self.font())
+        bold.setBold(True)
+        metrics = QFontMetrics(bold)
+        for b in (*self.buttons.values(), self.confirm_button):
+            b.setMinimumWidth(max(28, metrics.horizontalAdvance(b.text()) + 2 * _BUTTON_PADDING + 6))
         self._rendering = False
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 100)
@@ -172,10 +185,11 @@ class TaskEditor(QFrame):
         grid.addWidget(self.title, 0, 0)
         grid.addWidget(self.status, 0, 1, 1, 2)
         grid.addLayout(row, 1, 0, 1, 3)
-        grid.addWidget(QLabel("Confidence"), 2, 0)
-        grid.addWidget(self.slider, 2, 1)
-        grid.addWidget(self.confidence, 2, 2)
-        grid.addWidget(self.others, 3, 0, 1, 3)
+        grid.addLayout(row2, 2, 0, 1, 3)
+        grid.addWidget(QLabel("Confidence"), 3, 0)
+        grid.addWidget(self.slider, 3, 1)
+        grid.addWidget(self.confidence, 3, 2)
+        grid.addWidget(self.others, 4, 0, 1, 3)
 
     def _pick(self, value: str | None) -> None:
         self.labels.set_labelling(True)
@@ -267,6 +281,15 @@ class LabelPanel(QWidget):
         self.clear_selection.clicked.connect(lambda: labels.app.files.set_selection([]))
         self.clear_selection.hide()
         self.editors = {t: TaskEditor(labels, t, self) for t in TASKS}
+        self.advance = QComboBox()
+        self.advance.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for how, title in (("queue", "the review queue's order"), ("tree", "the study tree's order")):
+            self.advance.addItem(title, how)
+        self.advance.setToolTip("The order Enter (Accept) moves along; kept in the settings")
+        self.advance.setCurrentIndex(self.advance.findData(labels.advance))
+        self.advance.currentIndexChanged.connect(lambda _i: labels.set_advance(str(self.advance.currentData())))
+        self.position = QLabel()
+        self.position.setStyleSheet("color: #bbbbbb;")
         self.accept_button = QPushButton("Accept ⏎")
         self.accept_button.setToolTip("Save these labels as confirmed and go to the next image (Enter)")
         self.undo_button = QPushButton("Undo")
@@ -303,6 +326,11 @@ class LabelPanel(QWidget):
         for e in self.editors.values():
             lay.addWidget(e)
         lay.addLayout(buttons)
+        advance_row = QHBoxLayout()
+        advance_row.addWidget(QLabel("Next image in"))
+        advance_row.addWidget(self.advance, 1)
+        lay.addLayout(advance_row)
+        lay.addWidget(self.position)
         lay.addWidget(self.notice)
         lay.addWidget(help_line)
         lay.addStretch(1)
@@ -320,6 +348,8 @@ class LabelPanel(QWidget):
         labels.store_ok.connect(self.banner.hide)
         labels.labelling_changed.connect(self._on_labelling_changed)
         labels.reverted.connect(self._show_notice)
+        labels.advance_changed.connect(self._on_advance_changed)
+        labels.queue_changed.connect(self._render_position)
         labels.app.files.current_changed.connect(lambda _k: self.notice.hide())
         self._filtering = False
         self._on_labelling_changed(labels.labelling)
@@ -360,6 +390,7 @@ class LabelPanel(QWidget):
             )
             e.show_draft(drafts.get(t), t == lab.focus_task and (lab.labelling or self.hasFocus()), escape(o))
         self.accept_button.setEnabled(bool(keys))
+        self._render_position()
         self.undo_button.setEnabled(lab.can_undo())
         self.redo_button.setEnabled(lab.can_redo())
 
@@ -391,6 +422,17 @@ class LabelPanel(QWidget):
                 app.removeEventFilter(self)
             self._filtering = on
         self.refresh()
+
+    def _render_position(self) -> None:
+        where = self.labels.position()
+        self.position.setText(where[:1].upper() + where[1:] if where else "")
+        self.position.setVisible(bool(where))
+
+    def _on_advance_changed(self, how: str) -> None:
+        i = self.advance.findData(how)
+        if i != self.advance.currentIndex():
+            self.advance.setCurrentIndex(i)
+        self._render_position()
 
     def _show_notice(self, text: str) -> None:
         self.notice.setText(escape(text))

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QToolBar,
     QWidget,
 )
@@ -52,7 +53,10 @@ from app.widgets.predictions_panel import PredictionsPanel
 from app.widgets.queue_panel import QueuePanel
 from app.widgets.viewer import HangingViewer
 
-__all__ = ["MainWindow", "apply_dark_theme", "samples_path"]
+__all__ = ["MainWindow", "apply_dark_theme", "samples_path", "EXPLORER_SHARE"]
+
+#: The share of the window's height the latent-space explorer opens at (the viewer keeps the rest).
+EXPLORER_SHARE = 0.38
 
 
 def samples_path() -> Path:
@@ -162,6 +166,8 @@ class MainWindow(QMainWindow):
         left = Qt.DockWidgetArea.LeftDockWidgetArea
         self.add_panel("Studies", self.browser, left, "Ctrl+1")
         self.add_panel("Problems", self.problems, left, "Ctrl+2")
+        self._problems_told = 0  # unreadable files the status bar has told of (for this opened set)
+        self.state.files.problems_changed.connect(self._on_problems_changed)
         self.add_panel("Predictions", self.predictions, Qt.DockWidgetArea.RightDockWidgetArea, "Ctrl+3")
         # Labels: the label panel for the current image or selection, the review queue, export/import.
         self.labels = LabelsState(self.state, parent=self)
@@ -177,8 +183,15 @@ class MainWindow(QMainWindow):
         # The latent-space explorer of the 496-d embeddings, linked to the viewer and the labels.
         self.explorer = ExplorerPanel(self.state, self.labels)
         # Wide and tall: it lives below the viewer and opens on demand (Ctrl+6, View > Panels).
-        self.add_panel("Latent space", self.explorer, Qt.DockWidgetArea.BottomDockWidgetArea, "Ctrl+6")
-        self.panels["Latent space"].hide()
+        # It sits under the viewer only (the side panels keep their height), in a scroll area so its
+        # minimum height never squeezes the viewer; it opens at EXPLORER_SHARE of the window's height.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        dock = self.add_panel("Latent space", _scrolling(self.explorer), bottom, "Ctrl+6")
+        dock.hide()  # hidden, it computes nothing (ExplorerState.set_active)
+        dock.visibilityChanged.connect(self._on_explorer_shown)
+        self.explorer.load_action.triggered.connect(lambda _c=False: self.panels["Latent space"].show())
         # The panels' file actions go into File, after the ways to open and before Recent.
         for act in (
             self.queue.export_action,
@@ -191,6 +204,12 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.panels["Studies"], self.panels["Predictions"]], [330, 380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.panels["Studies"], self.panels["Problems"]], [640, 200], Qt.Orientation.Vertical)
         self.resizeDocks([self.panels["Latent space"]], [360], Qt.Orientation.Vertical)
+
+    def _on_explorer_shown(self, visible: bool) -> None:
+        """A newly shown explorer dock takes EXPLORER_SHARE of the height, not what its contents ask."""
+        dock = self.panels["Latent space"]
+        if visible and not dock.isFloating() and dock.height() > EXPLORER_SHARE * self.height() * 1.25:
+            self.resizeDocks([dock], [int(EXPLORER_SHARE * self.height())], Qt.Orientation.Vertical)
 
     # ------------------------------------------------------------------ actions
     def _action(
@@ -267,6 +286,18 @@ class MainWindow(QMainWindow):
         )
         self.act_magnifier.setCheckable(True)
         self._action(v, "Next window &preset", self._next_preset, "W")
+        self.act_lock_window = self._action(
+            v,
+            "&Lock the window/level across studies",
+            lambda: self.state.display.set_window_locked(not self.state.display.view.window_locked),
+            "Shift+W",
+            "Lock the window/level: keep it when moving to another study",
+        )
+        self.act_lock_window.setCheckable(True)
+        self.act_lock_window.setIconText("Lock W/L")
+        self.act_lock_window.setToolTip(
+            "Keep this window/level for every study (off: each study starts at its files' own windows)"
+        )
         self._action(v, "Re&set zoom, pan and window", self.reset_view, ["0", "Home"])
         v.addSeparator()
         self.panels_menu = v.addMenu("&Panels")
@@ -301,6 +332,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.preset_combo)
         tb.addAction(self.act_invert)
         tb.addAction(self.act_magnifier)
+        tb.addAction(self.act_lock_window)
         reset = QAction("Reset", self)
         reset.triggered.connect(self.reset_view)
         tb.addAction(reset)
@@ -316,6 +348,8 @@ class MainWindow(QMainWindow):
         self.notice_label = QLabel(f"  ⚠ {RESEARCH_NOTICE}  ")
         self.notice_label.setStyleSheet("color: #1a1a1a; background: #ffb347; font-weight: bold; padding: 2px;")
         self.message_label = QLabel("")
+        # a long message is cut at the window's edge rather than squeezing the progress bar
+        self.message_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.device_label = QLabel("model: not loaded")
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(260)
@@ -337,9 +371,14 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(busy)
         self.cancel_button.setVisible(busy)
         if busy:
+            text = f"{task} {done}/{total}" if total else task
             self.progress.setRange(0, max(total, 0))
             self.progress.setValue(done)
-            self.progress.setFormat(f"{task} {done}/{total}" if total else task)
+            self.progress.setFormat(text)
+            # wide enough for its text on one line ("Running the model 21/70", never cut or wrapped)
+            need = self.progress.fontMetrics().horizontalAdvance(f"{task} {total}/{total}") + 40
+            self.progress.setMinimumWidth(min(need, 480))
+            self.progress.setMaximumWidth(max(need, 260))
 
     def _on_message(self, level: str, text: str) -> None:
         colour = {"error": "#ff6b6b", "warning": "#ffb347"}.get(level, "#d0d0d0")
@@ -347,6 +386,19 @@ class MainWindow(QMainWindow):
         first = text.splitlines()[0] if text else ""
         self.message_label.setText(first)
         self.message_label.setToolTip(text)
+
+    def _on_problems_changed(self) -> None:
+        """The Problems tab says how many files could not be read; new ones get a status message."""
+        unreadable = [p for p in self.state.files.problems if not p.skipped]
+        n = len(unreadable)
+        self.panels["Problems"].setWindowTitle(f"Problems ({n})" if n else "Problems")
+        if n > self._problems_told:
+            first = unreadable[0]
+            files = "1 file" if n == 1 else f"{n} files"
+            self._on_message(
+                "warning", f"{files} could not be read (see the Problems panel): {first.path.name}: {first.reason}"
+            )
+        self._problems_told = n
 
     def _on_model_changed(self) -> None:
         s = self.state
@@ -390,6 +442,7 @@ class MainWindow(QMainWindow):
         self.layout_actions[d.layout].setChecked(True)
         self.act_invert.setChecked(d.inverted)
         self.act_magnifier.setChecked(d.magnifier)
+        self.act_lock_window.setChecked(d.window_locked)
         preset = "dicom:0" if d.preset == "default" and self.preset_combo.findData("dicom:0") >= 0 else d.preset
         i = self.preset_combo.findData(preset)
         self.preset_combo.blockSignals(True)

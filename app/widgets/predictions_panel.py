@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QScrollArea,
     QSlider,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -62,6 +63,7 @@ _BAR_STYLE = (
 )
 _FLAG_STYLE = "color: #ff6b6b; font-weight: bold;"
 _OK_STYLE = "color: #9ad29a;"
+_NOTE_STYLE = "color: #bbbbbb;"
 
 
 def operating_points(manifest: ModelManifest | None) -> list[tuple[str, float]]:
@@ -198,10 +200,19 @@ class PredictionsPanel(QScrollArea):
             lay.addWidget(box)
             self.task_boxes[task] = (box, bars)
         self.view_flag = QLabel("")
+        # the model and the file disagree on the view: an icon with the details in its tooltip, not a
+        # red line (the model's view is a suggestion; the file's view hangs the image)
+        self.view_icon = QLabel()
+        icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation)
+        self.view_icon.setPixmap(icon.pixmap(16, 16))
+        self.view_icon.hide()
         self.lat_flag = QLabel("")
         view_box = self.task_boxes["view"][0].layout()
         assert view_box is not None  # every task box was given its layout above
-        view_box.addWidget(self.view_flag)
+        view_row = QHBoxLayout()
+        view_row.addWidget(self.view_icon)
+        view_row.addWidget(self.view_flag, 1)
+        view_box.addLayout(view_row)  # type: ignore[attr-defined]  # a QVBoxLayout, typed as QLayout
         view_box.addWidget(self.lat_flag)
 
         sums = QGroupBox("Breast and exam (highest view wins)")
@@ -299,15 +310,26 @@ class PredictionsPanel(QScrollArea):
         mview = ""
         if view_probs and s.runner.manifest is not None:
             mview = s.runner.manifest.tasks["view"][int(np.argmax(view_probs))]
+        tip = ""
         if mview and rec.model_view and mview != rec.model_view:
-            self.view_flag.setText(f"⚠ The model sees {mview}; the file says {rec.view}")
-            self.view_flag.setStyleSheet(_FLAG_STYLE)
+            self.view_flag.setText(f"Model view {mview} · file {rec.view}")
+            self.view_flag.setStyleSheet(_NOTE_STYLE)
+            where = "the DICOM header" if rec.view_source == "tag" else "the file's text or name"
+            p_view = max(view_probs or (0.0,))
+            tip = (
+                f"The model sees {mview} ({p_view:.0%}); the file says {rec.view} (from {where}).\n"
+                "The file's view hangs the image; the model's is only a suggestion. "
+                "Confirm or correct the view in the Labels panel."
+            )
         elif mview:
             src = f"the file says {rec.view}" if rec.model_view else "the file names no view"
             self.view_flag.setText(f"Model view {mview}; {src}")
             self.view_flag.setStyleSheet(_OK_STYLE if rec.model_view else "")
         else:
             self.view_flag.setText("")
+        self.view_icon.setVisible(bool(tip))
+        self.view_icon.setToolTip(tip)
+        self.view_flag.setToolTip(tip)
         pix = s.files.pixel_laterality.get(key, "")
         if rec.laterality and pix and pix != rec.laterality:
             self.lat_flag.setText(
@@ -360,6 +382,8 @@ class PredictionsPanel(QScrollArea):
         for _box, bars in self.task_boxes.values():
             bars.set_values(None)
         self.view_flag.setText("")
+        self.view_flag.setToolTip("")
+        self.view_icon.hide()
         self.lat_flag.setText("")
         self.breast_label.setText("–")
         self.exam_label.setText("–")

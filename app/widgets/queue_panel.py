@@ -135,7 +135,9 @@ class QueuePanel(QWidget):
     # ------------------------------------------------------------------ dialogs
     def choose_export(self) -> tuple[str, bool] | None:
         """Ask for the export folder and whether to de-identify; None when cancelled."""
-        folder = QFileDialog.getExistingDirectory(self, "Export labels into an empty folder")
+        folder = QFileDialog.getExistingDirectory(
+            self, "Export labels: an empty folder, or one in which a new labels-export folder is made"
+        )
         if not folder:
             return None
         box = QMessageBox(self)

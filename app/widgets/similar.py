@@ -3,8 +3,9 @@
 :class:`Thumbnails` makes small grey previews: from the network's input of a prediction (already
 cropped, chest wall left), else the decoded image in memory, else (archive images that are not
 opened) by reading the file in a worker of AppState's pool. :class:`SimilarStrip` shows, for the
-current image, its nearest neighbours in the full latent space (cosine) with their distance and
-labels; a click shows one in the viewer.
+current image, its nearest neighbours in the full latent space (cosine), each tile with its file
+name, patient, laterality and view, the person's label ("no label" when none), the distance and the
+map's colouring value; a click shows one in the viewer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from inference.model.predict import Prediction, PredictionSummary
 __all__ = ["Thumbnails", "SimilarStrip", "thumbnail_array", "THUMB_HEIGHT"]
 
 THUMB_HEIGHT = 96
+_TILE_LINES = 5  # file name, patient and side, label, distance and p, the colouring's value
+_LINE = 14
+_TEXT_HEIGHT = _TILE_LINES * _LINE + 6
 log = logging.getLogger(__name__)
 _MEMORY = 400
 _QUEUE = 64  # previews waiting to be read at most (older requests fall off)
@@ -190,7 +194,8 @@ class Thumbnails(QObject):
 
 
 class _Tile(QWidget):
-    """One similar case: thumbnail, distance and labels; click shows it, double-click opens its file."""
+    """One similar case: thumbnail and its lines (file, patient and side, label, distance, value);
+    click shows it, double-click opens its file."""
 
     clicked = Signal(str)
     double_clicked = Signal(str)
@@ -201,7 +206,7 @@ class _Tile(QWidget):
         self.pixmap: QPixmap | None = None
         self.lines: tuple[str, ...] = ()
         self.accent = QColor("#888888")
-        self.setFixedSize(QSize(104, THUMB_HEIGHT + 40))
+        self.setFixedSize(QSize(124, THUMB_HEIGHT + 8 + _TEXT_HEIGHT))
         self.setCursor(Qt.CursorShape.PointingHandCursor)
 
     def set_case(self, key: str, pixmap: QPixmap | None, lines: Sequence[str], accent: QColor, tip: str) -> None:
@@ -212,7 +217,7 @@ class _Tile(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt name
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(28, 28, 28))
-        box = self.rect().adjusted(4, 4, -4, -40)
+        box = self.rect().adjusted(4, 4, -4, -(_TEXT_HEIGHT + 4))
         if self.pixmap is not None and not self.pixmap.isNull():
             pm = self.pixmap.scaled(
                 box.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
@@ -221,10 +226,12 @@ class _Tile(QWidget):
         else:
             p.setPen(QColor(90, 90, 90))
             p.drawText(box, Qt.AlignmentFlag.AlignCenter, "…")
-        p.fillRect(4, box.bottom() + 3, 4, 30, self.accent)
-        p.setPen(QColor(220, 220, 220))
-        for i, line in enumerate(self.lines[:2]):
-            p.drawText(12, box.bottom() + 16 + 15 * i, line)
+        p.fillRect(4, box.bottom() + 3, 4, _TEXT_HEIGHT - 4, self.accent)
+        fm = p.fontMetrics()
+        for i, line in enumerate(self.lines[:_TILE_LINES]):
+            p.setPen(QColor(235, 235, 235) if i != 2 or line != "no label" else QColor(150, 150, 150))
+            text = fm.elidedText(line, Qt.TextElideMode.ElideMiddle, self.width() - 14)
+            p.drawText(12, box.bottom() + 16 + _LINE * i, text)
         p.end()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt name
@@ -270,7 +277,7 @@ class SimilarStrip(QWidget):
         scroll.setWidget(inner)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setFixedHeight(THUMB_HEIGHT + 40 + 18)
+        scroll.setFixedHeight(THUMB_HEIGHT + 8 + _TEXT_HEIGHT + 18)
         scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -316,9 +323,14 @@ class SimilarStrip(QWidget):
             value = colouring.describe(row) if colouring is not None and row is not None else ""
             pred = ex.app.runner.predictions.get(n.key)
             p = f"p {pred.p_malignant:.2f}" if pred is not None and pred.p_malignant == pred.p_malignant else ""
-            lines = (f"d {n.distance:.3f}  {p}".rstrip(), value)
+            case = ex.case(n.key)
+            who = f"{case.patient or 'patient ?'} · {case.side}"
+            lines = (case.name or n.key, who, case.label, f"d {n.distance:.3f}  {p}".rstrip(), value)
             path = ex.path_of(n.key)
-            tip = f"{n.key}\n{path}\ncosine distance {n.distance:.4f}\n{colouring.label if colouring else ''}: {value}"
+            tip = (
+                f"{case.name or n.key}\n{path}\n{who}\nlabel: {case.label}\ncosine distance {n.distance:.4f}\n"
+                f"{colouring.label if colouring else ''}: {value}"
+            )
             tile.set_case(n.key, self.thumbnails.get(n.key), lines, self.accent(n.key), tip)
             tile.setVisible(True)
 

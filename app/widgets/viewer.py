@@ -256,7 +256,7 @@ class HangingViewer(QWidget):
         d = self.state.display.view
         for cell, slot in zip(self.cells, self.slots, strict=False):
             v = cell.view
-            v.magnifier = d.magnifier
+            v.set_magnifier(d.magnifier)
             img = self.state.memory.image(slot.key) if slot.key else None
             if slot.reconstruction:
                 v.set_levels(0.5, 1.0)

@@ -129,6 +129,12 @@ def scene_pos(panel: ExplorerPanel, key: str) -> QPointF:
     return panel.view.mapViewToScene(QPointF(float(x), float(y)))
 
 
+def click_point(qtbot: Any, panel: ExplorerPanel, key: str) -> None:
+    """A real mouse click on the point of ``key`` (through the plot's viewport and pyqtgraph's scene)."""
+    at = panel.plot.mapFromScene(scene_pos(panel, key))
+    qtbot.mouseClick(panel.plot.viewport(), Qt.MouseButton.LeftButton, pos=at)
+
+
 # --------------------------------------------------------------------------- pure helpers
 def test_points_in_polygon_even_odd() -> None:
     square = np.array([(0, 0), (4, 0), (4, 4), (0, 4)])
@@ -160,10 +166,7 @@ def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> N
     state = opened(qtbot, make_state)
     panel = panel_for(qtbot, state)
     target = state.files.study_set.images[17].key
-    at = scene_pos(panel, target)
-    spots = panel.scatter.pointsAt(panel.scatter.mapFromScene(at))
-    assert target in [str(s.data()) for s in spots]
-    panel._on_clicked(panel.scatter, spots, SimpleNamespace(scenePos=lambda: at))  # what sigClicked delivers
+    click_point(qtbot, panel, target)
     assert state.files.current_key == target
     ringed = np.column_stack(panel.current_item.getData())
     assert len(ringed) == 1 and tuple(ringed[0]) == pytest.approx(tuple(panel.explorer.xy[panel.explorer.row(target)]))
@@ -172,6 +175,33 @@ def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> N
     assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(
         tuple(panel.explorer.xy[panel.explorer.row(other)])
     )
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+
+
+def test_a_click_replaces_the_selection_and_opens_a_selected_point(qtbot, make_state, settings, tmp_path) -> None:
+    from app.models.labels import LabelsState
+    from app.widgets.label_panel import LabelPanel
+
+    settings.store_path = tmp_path / "labels.sqlite"
+    state = opened(qtbot, make_state)
+    labels = LabelsState(state)
+    label_panel = LabelPanel(labels)
+    qtbot.addWidget(label_panel)
+    panel = panel_for(qtbot, state, labels)
+    ex = panel.explorer
+    lo, hi = ex.xy.min(axis=0), ex.xy.max(axis=0)
+    panel._on_select("box", (lo[0] - 1, lo[1] - 1, hi[0] + 1, hi[1] + 1), False)  # everything
+    assert len(state.files.selection) == 60 and "60 images selected" in label_panel.target.text()
+    chosen = next(k for k in ex.keys if k != state.files.current_key)
+    click_point(qtbot, panel, chosen)  # an already selected point: opens it, and it alone is selected
+    assert state.files.current_key == chosen
+    assert state.files.selection == (chosen,) and ex.selected == (chosen,)
+    assert "selected" not in label_panel.target.text() and not label_panel.clear_selection.isVisible()
+    assert labels.targets() == [chosen]
+    other = next(k for k in ex.keys if k not in (chosen, state.files.current_key))
+    click_point(qtbot, panel, other)
+    assert state.files.current_key == other and state.files.selection == (other,)
+    labels.close()
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
@@ -263,7 +293,8 @@ def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
         panel._on_mouse_moved((pos,))
         assert card.isVisible() and card.key == key
         text = card.text.text()
-        assert text.startswith(f"<b>{key}</b>") and all(line in text for line in lines), text
+        name = f"{int(key[1:])}.dcm"  # the file name, not the key
+        assert text.startswith(f"<b>{name}</b>") and all(line in text for line in lines), text
         other = next(k for k in expected if k != key)
         assert not any(line in text for line in expected[other])
         assert card.image.isVisibleTo(card)
@@ -276,6 +307,57 @@ def test_hover_shows_thumbnail_and_values(qtbot, make_state) -> None:
     assert panel.key_at(far) == ""
     panel._on_mouse_moved((far,))
     assert not card.isVisible()
+
+
+def test_hover_card_and_tiles_say_file_patient_side_and_label(qtbot, make_state, settings, tmp_path) -> None:
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    from app.models.labels import LabelsState
+    from inference.labels.store import LabelEdit
+
+    settings.store_path = tmp_path / "labels.sqlite"
+    state = opened(qtbot, make_state)
+    labels = LabelsState(state)
+    labels.set_annotator("dr-card")
+    panel = panel_for(qtbot, state, labels)
+    card = panel.hover
+    pos = scene_pos(panel, "K0005")  # /nowhere/P1/5.dcm, patient P1, left CC
+    panel._on_mouse_moved((pos,))
+    text = card.text.text()
+    assert card.isVisible() and "<b>5.dcm</b>" in text and "P1 · L CC" in text and "label: no label" in text
+    assert labels.store is not None
+    labels.store.set_labels(
+        [LabelEdit("K0005", "malignancy", "malignant", 0.9, "confirmed", "person"),
+         LabelEdit("K0005", "acr", "4", 0.8, "confirmed", "person")],
+        annotator="dr-card", source="person", model_version="",
+    )  # fmt: skip
+    labels.labels_changed.emit(("K0005",))
+    panel.hovered = ""
+    panel._on_mouse_moved((pos,))
+    assert "label: malignant, ACR 4" in card.text.text()
+    QApplication.sendEvent(panel.plot.viewport(), QEvent(QEvent.Type.Leave))  # the mouse leaves the map
+    assert not card.isVisible()
+
+    strip = panel.similar
+    state.files.set_current("K0002")
+    near = strip.cases[0].key
+    labels.store.set_labels(
+        [LabelEdit(near, "malignancy", "benign", 1.0, "confirmed", "person")], annotator="dr-other", source="person",
+        model_version="",
+    )  # fmt: skip
+    labels.labels_changed.emit((near,))  # the strip repaints from the explorer's colour_changed
+    tiles = {t.key: t for t in strip.tiles if t.isVisible()}
+    i = int(near[1:])
+    side = f"{'RL'[i % 2]} {('CC', 'MLO')[(i // 2) % 2]}"
+    assert tiles[near].lines[:3] == (f"{i}.dcm", f"P{i // 4} · {side}", "benign (dr-other)")  # another person's
+    other = strip.cases[1].key
+    i = int(other[1:])
+    side = f"{'RL'[i % 2]} {('CC', 'MLO')[(i // 2) % 2]}"
+    assert tiles[other].lines[:3] == (f"{i}.dcm", f"P{i // 4} · {side}", "no label")
+    assert "label: no label" in tiles[other].toolTip()
+    labels.close()
+    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
 def test_colour_modes_give_the_right_colours(qtbot, make_state) -> None:
@@ -380,7 +462,7 @@ def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_s
     _, cluster = _z(60)
     assert {int(cluster[int(k[1:])]) for k in expected} == {int(cluster[int(current[1:])])}
     tile = strip.tiles[2]
-    assert tile.isVisible() and tile.pixmap is not None and tile.lines[0].startswith(f"d {strip.cases[2].distance:.3f}")
+    assert tile.isVisible() and tile.pixmap is not None and tile.lines[3].startswith(f"d {strip.cases[2].distance:.3f}")
     qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
     assert state.files.current_key == expected[2]
     assert expected[2] not in [n.key for n in strip.cases]  # the strip now shows the new image's neighbours
@@ -395,9 +477,9 @@ def test_similar_strip_follows_the_colouring_by_itself(qtbot, make_state) -> Non
     for mode in ("laterality", "prediction:malignancy"):
         panel.set_colour_mode(mode)
         c = ex.colouring()
-        shown = [(t.lines[1], t.accent.name()) for t in strip.tiles[: len(strip.cases)]]
+        shown = [(t.lines[4], t.accent.name()) for t in strip.tiles[: len(strip.cases)]]
         assert shown == [(c.describe(ex.row(n.key)), panel.accent_of(n.key).name()) for n in strip.cases]
-    assert {t.lines[1] for t in strip.tiles[: len(strip.cases)]} <= {"0.100", "0.500", "0.900"}
+    assert {t.lines[4] for t in strip.tiles[: len(strip.cases)]} <= {"0.100", "0.500", "0.900"}
     qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
 
 
@@ -467,9 +549,39 @@ def test_new_predictions_extend_the_pca_map(qtbot, make_state) -> None:
     state = make_state(backend=fake_backend(16))
     panel = ExplorerPanel(state)
     qtbot.addWidget(panel)
+    panel.show()
     assert "No image" in panel.placeholder.textItem.toPlainText()
     state.open_paths(["/nowhere"])
     qtbot.waitUntil(lambda: len(panel.explorer.keys) == 16 and not state.pool.running(), timeout=30000)
+    assert panel.placeholder.textItem.toPlainText() == ""
+
+
+def test_a_hidden_explorer_computes_nothing_and_too_few_points_are_said_plainly(qtbot, make_state) -> None:
+    state = make_state(backend=fake_backend(4))
+    messages: list[str] = []
+    state.activity.message.connect(lambda _level, text: messages.append(text))
+    panel = ExplorerPanel(state)
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.method.setCurrentIndex(panel.method.findData("tsne"))
+    panel.apply_params()
+    panel.hide()  # the person hides the explorer, then opens a 4-image folder
+    submitted: list[str] = []
+    real_submit = state.pool.submit
+    state.pool.submit = lambda *a, **k: (submitted.append(k.get("channel", "")), real_submit(*a, **k))[1]
+    state.open_paths(["/nowhere"])
+    qtbot.waitUntil(lambda: len(state.runner.predictions) == 4 and not state.pool.running(), timeout=30000)
+    qtbot.wait(600)  # past the explorer's refresh timer
+    assert "explorer" not in submitted and not panel.explorer.keys  # nothing projected while hidden
+    assert not any("needs at least" in m for m in messages)  # and nothing said
+    panel.show()  # shown: the map says plainly why it is empty, no error message
+    note = "t-SNE needs at least 5 images; 4 have a prediction"
+    qtbot.waitUntil(lambda: note in panel.placeholder.textItem.toPlainText())
+    assert not any("needs at least" in m for m in messages)
+    qtbot.wait(50)
+    assert panel.view.sceneBoundingRect().contains(panel.placeholder.sceneBoundingRect())  # not cut off
+    panel.method.setCurrentIndex(panel.method.findData("pca"))  # PCA places them
+    qtbot.waitUntil(lambda: len(panel.explorer.keys) == 4 and not state.pool.running(), timeout=30000)
     assert panel.placeholder.textItem.toPlainText() == ""
 
 

@@ -439,3 +439,78 @@ def test_view_from_a_file_name_is_not_said_to_come_from_the_dicom_header(
     text = panel.editors["view"].status.text()
     assert "file name" in text and "P66_L_DM_CC" in text and "DICOM" not in text
     labels.close()
+
+
+def test_accept_moves_in_the_chosen_order_and_says_where(opened, qtbot, settings: Settings) -> None:
+    state, labels, panel = opened
+    labels.set_annotator("dr-order")
+    tree = [r.key for r in state.files.study_set.images]
+    queue = [i.key for i in labels.queue]
+    assert tree != queue  # the phantom study's queue (model uncertainty) differs from the tree
+    assert panel.advance.currentData() == "queue"  # the default keeps the queue
+    state.files.set_current(tree[0])
+    assert panel.position.text() == f"Image {queue.index(tree[0]) + 1} of 4 in queue order"
+    panel.advance.setCurrentIndex(panel.advance.findData("tree"))  # the person chooses the tree
+    assert labels.advance == "tree" and settings.value("labels/advance") == "tree"
+    assert panel.position.text() == "Image 1 of 4 in tree order" and panel.position.isVisible()
+    qtbot.keyClick(panel, Qt.Key.Key_1)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.files.current_key == tree[1]  # the tree's next image, not the queue's
+    assert panel.position.text() == "Image 2 of 4 in tree order"
+    qtbot.keyClick(panel, Qt.Key.Key_2)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    assert state.files.current_key == tree[2]
+    again = LabelsState(state)  # the choice is kept in the settings
+    assert again.advance == "tree"
+    again.close()
+    labels.set_advance("queue")
+    assert panel.advance.currentData() == "queue" and "in queue order" in panel.position.text()
+    cur = state.files.current_key
+    qtbot.keyClick(panel, Qt.Key.Key_1)
+    qtbot.keyClick(panel, Qt.Key.Key_Return)
+    reviewed = {tree[0], tree[1], cur}
+    order = queue[queue.index(cur) + 1 :] + queue[: queue.index(cur)]
+    assert state.files.current_key == next(k for k in order if k not in reviewed)
+
+
+def test_class_buttons_are_not_cut_at_the_default_window_width(qtbot, make_state, study_dir: Path) -> None:
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    from app.widgets.main_window import MainWindow
+
+    state: AppState = make_state()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1600, 1000)  # the default size
+    win.show()
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    win.panels["Labels"].raise_()
+    qtbot.waitUntil(lambda: win.label_panel.isVisible())
+    for task, editor in win.label_panel.editors.items():
+        for b in (*editor.buttons.values(), editor.confirm_button):
+            bold = QFont(b.font())
+            bold.setBold(True)  # the chosen class is drawn bold
+            need = QFontMetrics(bold).horizontalAdvance(b.text()) + 2 * 6 + 2  # padding and border
+            assert b.isVisible() and b.width() >= need, (task, b.text(), b.width(), need)
+            assert b.geometry().right() <= editor.width(), (task, b.text())  # inside its frame
+    wait_idle(qtbot, state)
+
+
+def test_export_into_a_folder_with_files_makes_its_own_folder(opened, qtbot, tmp_path: Path) -> None:
+    state, labels, _panel = opened
+    labels.set_annotator("dr-exp")
+    labels.confirm("view")
+    labels.accept(advance=False)
+    chosen = tmp_path / "Desktop"
+    chosen.mkdir()
+    (chosen / "notes.txt").write_text("mine")
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(chosen)
+    result = sig.args[0]
+    made = Path(result.folder)
+    assert made.parent == chosen and made.name.startswith("labels-export-") and (made / "manifest.csv").is_file()
+    assert (chosen / "notes.txt").read_text() == "mine"
+    with qtbot.waitSignal(labels.exported, timeout=30000) as sig:
+        labels.export(tmp_path / "new" / "export")  # a missing folder is made
+    assert (tmp_path / "new" / "export" / "manifest.csv").is_file()

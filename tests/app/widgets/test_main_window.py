@@ -194,3 +194,46 @@ def test_one_image_layout_colours_its_overlay_with_the_studys_range(qtbot, windo
     assert state.display.overlay_range == expected
     assert window.viewer._drawn_range == ("error", expected)
     assert window.overlay_controls.colorbar.vrange == expected
+
+
+def test_unreadable_files_are_counted_on_the_problems_tab_and_told(
+    qtbot, window: MainWindow, study_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "some-bad"
+    shutil.copytree(study_dir, folder)
+    (folder / "notes.dcm").write_bytes(b"not a dicom file at all")
+    (folder / "broken.dcm").write_bytes(b"DICM" * 10)
+    window.state.open_paths([folder])
+    wait_idle(qtbot, window.state)
+    assert window.panels["Problems"].windowTitle() == "Problems (2)"
+    messages = [window.message_label.text(), window.message_label.toolTip()]
+    assert any("2 files could not be read" in m for m in messages), messages
+    window.state.open_paths([study_dir])
+    wait_idle(qtbot, window.state)
+    assert window.panels["Problems"].windowTitle() == "Problems"
+
+
+def test_progress_text_is_never_cut(qtbot, window: MainWindow) -> None:
+    window._on_message("warning", "a long message " * 30)  # a long message in the status bar
+    window._on_busy("Running the model", 21, 70)
+    qtbot.wait(50)
+    bar = window.progress
+    assert bar.text() == "Running the model 21/70"
+    assert bar.width() >= bar.fontMetrics().horizontalAdvance(bar.text()) + 20, bar.width()
+    window._on_busy("", 0, 0)
+
+
+def test_the_explorer_opens_below_the_viewer_without_squeezing_it(qtbot, make_state) -> None:
+    state: AppState = make_state()
+    win = MainWindow(state)
+    qtbot.addWidget(win)
+    win.resize(1600, 1000)  # the default size
+    win.show()
+    qtbot.wait(50)
+    before = win.viewer.height()
+    win.panels["Latent space"].show()
+    qtbot.waitUntil(lambda: win.panels["Latent space"].isVisible())
+    qtbot.wait(50)
+    assert win.viewer.height() >= 0.55 * before, (win.viewer.height(), before)
+    assert win.panels["Latent space"].height() <= 0.45 * win.height()
+    assert win.panels["Studies"].height() > 0.6 * win.height()  # the side panels keep their height

@@ -161,9 +161,9 @@ def test_window_drag_presets_and_invert(opened) -> None:
     c, w = window_for(img, "default")
     assert v0.levels == pytest.approx((c - w / 2, c + w / 2))
     v0.vb.window_drag.emit(0.0, 0.0, True)
-    v0.vb.window_drag.emit(200.0, -60.0, False)  # wider and brighter
+    v0.vb.window_drag.emit(200.0, 60.0, False)  # right and down: wider and darker (as in OHIF / cornerstone)
     cw = state.display.view.window
-    assert cw is not None and cw[1] == pytest.approx(w * np.e) and cw[0] > c
+    assert cw is not None and cw[1] == pytest.approx(w * np.e) and cw[0] == pytest.approx(c + 60 * w / 300)
     for v in views:  # every view follows the state's window
         assert v.levels == pytest.approx((cw[0] - cw[1] / 2, cw[0] + cw[1] / 2))
     state.display.set_view(preset="full")
