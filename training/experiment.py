@@ -221,15 +221,17 @@ def markdown_table(name: str, table: dict[str, Any]) -> str:
 def run_experiment(
     name: str, manifest: str | Path, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2), height: int = 128,
     epochs: int = 10, max_minutes: float = 0.0, batch_size: int = 4, n_boot: int = 1000, echo: bool = True,
-    only: Sequence[str] = (),
+    only: Sequence[str] = (), cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run (or continue) every (variant, seed) of experiment ``name``; write and return its table."""
+    """Run (or continue) every (variant, seed) of experiment ``name``; write and return its table.
+    Preprocessed arrays are cached in ``cache_dir`` (default ``out/cache``)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     rows, root = load_manifest(manifest)
     if not any(r.split == "train" for r in rows):
         raise ValueError(f"{manifest}: no row in split 'train' (the experiment needs train / tuning / validation)")
     folder = Path(out) / name
+    cache = Path(cache_dir) if cache_dir else Path(out) / "cache"
     table: dict[str, Any] = {
         "experiment": name,
         "settings": {"height": height, "epochs": epochs, "max_minutes": max_minutes, "seeds": list(seeds),
@@ -248,8 +250,7 @@ def run_experiment(
                 continue
             results.append(run_variant(
                 variant, seed, rows, root, folder / variant.folder / f"seed-{seed}", height=height, epochs=epochs,
-                max_minutes=max_minutes, batch_size=batch_size, n_boot=n_boot, cache_dir=Path(out) / "cache",
-                echo=echo,
+                max_minutes=max_minutes, batch_size=batch_size, n_boot=n_boot, cache_dir=cache, echo=echo,
             ))
         table["variants"].append({"variant": variant.name, "tasks": list(variant.tasks),
                                   "multi_level": variant.multi_level, "drop_malignancy": variant.drop_malignancy,
@@ -273,6 +274,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
     parser.add_argument("--only", default="", help="comma-separated variant folders to run now (others: as done)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cache", type=Path, default=None, help="cache of preprocessed arrays (default: OUT/cache)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -284,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
     table = run_experiment(
         args.name, args.manifest, args.out, seeds=tuple(range(args.seeds)), height=args.height, epochs=args.epochs,
         max_minutes=args.max_minutes, batch_size=args.batch_size, n_boot=args.bootstrap, only=only,
+        cache_dir=args.cache,
     )
     print(markdown_table(args.name, table))
     print(f"wrote {Path(args.out) / args.name / 'table.md'} and table.json")
