@@ -98,6 +98,8 @@ class ModelManifest:
     training_data: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     operating_points: dict[str, Any] = field(default_factory=dict)
+    #: task -> {"method": "temperature", "temperature": T, ...} (checked by inference.model.calibration)
+    calibration: dict[str, Any] = field(default_factory=dict)
     intended_use: str = INTENDED_USE
     card: str = ""
     format: str = MODEL_FORMAT
@@ -145,6 +147,7 @@ class ModelManifest:
             "training_data": list(self.training_data),
             "metrics": self.metrics,
             "operating_points": self.operating_points,
+            **({"calibration": self.calibration} if self.calibration else {}),
             "card": self.card,
             "heads": self.heads,
         }
@@ -175,6 +178,7 @@ class ModelManifest:
                 training_data=[str(s) for s in data.get("training_data", [])],
                 metrics=dict(data.get("metrics", {})),
                 operating_points=dict(data.get("operating_points", {})),
+                calibration=dict(data.get("calibration", {})),
                 card=str(data.get("card", "")),
                 heads=dict(data.get("heads", {})),
             )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from inference.errors import MammoReviewError
-from training import evaluate, finetune, readers, train
+from training import calibrate, evaluate, experiment, finetune, readers, train
 from training.onnx import command as export_onnx
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
@@ -41,6 +41,12 @@ COMMANDS: Mapping[str, Command] = {
     ),
     "finetune": Command(finetune.add_arguments, finetune.run, "fine-tune a model on the app's label export"),
     "evaluate": Command(evaluate.add_arguments, evaluate.run, "score an exported model on a manifest split"),
+    "calibrate": Command(
+        calibrate.add_arguments, calibrate.run, "fit temperature scaling on the tuning split into the manifest"
+    ),
+    "experiment": Command(
+        experiment.add_arguments, experiment.run, "run one of the paper's ablation tables (resumable)"
+    ),
 }
 
 

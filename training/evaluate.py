@@ -6,7 +6,12 @@ Runs the model through :class:`inference.model.session.ModelSession` on the arra
 - malignancy: AUC image-wise and breast-wise (max over the breast's views), MCC, sensitivity and
   specificity at 0.5 and at the 95 %-sensitivity threshold set on the tuning split, ECE and a
   reliability curve (PNG); view: AUC; density and ACR: class-balanced accuracy and MCC;
-- malignancy and view AUC stratified by data source, density label and view.
+- malignancy and view AUC stratified by data source, density label and view;
+- when the manifest carries a ``calibration`` (``python -m training calibrate``): every metric on the
+  calibrated probabilities, as the app shows them, and each calibrated task's ECE before and after.
+
+The 95 %-sensitivity threshold is set only when the tuning split is large enough
+(:data:`training.metrics.MIN_TUNING_IMAGES`, :data:`training.metrics.MIN_TUNING_PER_CLASS`).
 
 Writes ``evaluation.json``, ``evaluation.txt`` (the table) and ``calibration.png`` to ``--out``.
 """
@@ -26,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from inference.formats import TASK_CLASSES, LabelRow
+from inference.model.calibration import calibrate_outputs
 from inference.model.session import ModelSession
 from training.data import ImageDataset, load_manifest, plan_batches
 from training.metrics import (
@@ -38,6 +44,8 @@ from training.metrics import (
     reliability_curve,
     sensitivity_specificity,
     threshold_for_sensitivity,
+    too_few_for_operating_points,
+    top_label_ece,
 )
 
 __all__ = [
@@ -66,8 +74,10 @@ def predict_rows(
     root: str | Path,
     cache_dir: str | Path | None = None,
     batch_size: int = 4,
+    calibrated: bool = True,
 ) -> Predictions:
-    """Run the session on every row's image (batches of one width, as the runtime does)."""
+    """Run the session on every row's image (batches of one width, as the runtime does);
+    ``calibrated=False``: the graph's probabilities before the manifest's temperature scaling."""
     ds = ImageDataset(rows, session.height, root, cache_dir)
     failed = ds.prepare()
     bad = {i for i, _ in failed}
@@ -75,7 +85,7 @@ def predict_rows(
     tasks = [t for t in TASK_CLASSES if t in session.manifest.tasks]
     probs = {t: np.zeros((len(ds), len(TASK_CLASSES[t])), np.float32) for t in tasks}
     for idx in plan_batches([ds.width(i) for i in range(len(ds))], batch_size):
-        out = session.run(np.stack([ds.array(i) for i in idx])[:, None])
+        out = session.run(np.stack([ds.array(i) for i in idx])[:, None], calibrated=calibrated)
         for t in tasks:
             probs[t][idx] = out[t]
     return Predictions(tuple(ds.rows), probs, tuple((rows[i].image, r) for i, r in failed))
@@ -234,6 +244,14 @@ def format_table(result: dict[str, Any], title: str = "") -> str:
                     f"specificity {_fmt(a['specificity'])}, MCC {a['mcc']}"
                 )
         lines.append(f"malignancy ECE              {_fmt(m['ece'])}")
+    for task, c in result.get("calibration", {}).items():
+        lines.append(
+            f"{task} ECE uncalibrated {c['ece_uncalibrated']} -> calibrated {c['ece_calibrated']} "
+            f"(temperature {c['temperature']}, n={c['n']})"
+        )
+    pts = result.get("operating_points", {}).get("malignancy", {})
+    if pts.get("not_set"):
+        lines.append(f"no 95 %-sensitivity operating point: {pts['not_set']}")
     if "view" in result:
         lines.append(f"view AUC                    {_fmt(result['view']['auc'])}  (n={result['view']['auc']['n']})")
     for task in ("density", "acr"):
@@ -310,20 +328,55 @@ def evaluate_model(
         raise ValueError(f"{manifest}: no row in split {split!r}")
     t95 = float("nan")
     tuning_auc: dict[str, Any] | None = None
+    not_set = ""
     tune = [r for r in rows if r.split == tuning_split] if tuning_split else []
     if tune and "malignancy" in session.manifest.tasks:
         tp = predict_rows(session, tune, root, cache_dir)
         idx, y = _labelled(list(tp.rows), "malignancy")
-        t95 = threshold_for_sensitivity(y, tp.probs["malignancy"][idx, 1], 0.95)
-        tuning_auc = Interval(auc(y, tp.probs["malignancy"][idx, 1]), float("nan"), float("nan"), len(idx)).to_json()
-    pred = predict_rows(session, target, root, cache_dir)
+        not_set = too_few_for_operating_points(y)
+        if not not_set:
+            t95 = threshold_for_sensitivity(y, tp.probs["malignancy"][idx, 1], 0.95)
+            tuning_auc = Interval(
+                auc(y, tp.probs["malignancy"][idx, 1]), float("nan"), float("nan"), len(idx)
+            ).to_json()
+    raw = predict_rows(session, target, root, cache_dir, calibrated=False)
+    pred = Predictions(raw.rows, calibrate_outputs(session.manifest, raw.probs), raw.failed)
     result = evaluate_predictions(pred, t95, n_boot)
+    if session.manifest.calibration:
+        result["calibration"] = calibration_effect(raw, pred, session.manifest.calibration)
     result["model"] = {"path": str(model), "version": session.version, "height": session.height}
     result["split"] = split
-    result["operating_points"] = {"malignancy": {"default": 0.5, "sensitivity_95": t95, "split": tuning_split}}
+    points: dict[str, Any] = {"default": 0.5, "sensitivity_95": t95, "split": tuning_split}
+    if not_set:
+        points["sensitivity_95"] = None
+        points["not_set"] = not_set
+    result["operating_points"] = {"malignancy": points}
     result["tuning_malignancy_auc"] = tuning_auc
     result["failed"] = [list(f) for f in pred.failed]
     return result
+
+
+def task_ece(task: str, y: np.ndarray, probs: np.ndarray) -> float:
+    """Malignancy: the ECE of P(malignant); other tasks: the ECE of the top class."""
+    return expected_calibration_error(y, probs[:, 1]) if task == "malignancy" else top_label_ece(y, probs)
+
+
+def calibration_effect(raw: Predictions, calibrated: Predictions, calibration: dict[str, Any]) -> dict[str, Any]:
+    """Per calibrated task: its temperature and the ECE on these rows before and after scaling."""
+    out: dict[str, Any] = {}
+    for task, entry in calibration.items():
+        if task not in raw.probs:
+            continue
+        idx, y = _labelled(list(raw.rows), task)
+        before = task_ece(task, y, raw.probs[task][idx]) if idx else float("nan")
+        after = task_ece(task, y, calibrated.probs[task][idx]) if idx else float("nan")
+        out[task] = {
+            "temperature": entry.get("temperature"),
+            "n": len(idx),
+            "ece_uncalibrated": round(before, 4) if math.isfinite(before) else None,
+            "ece_calibrated": round(after, 4) if math.isfinite(after) else None,
+        }
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,8 +24,32 @@ __all__ = [
     "threshold_for_sensitivity",
     "expected_calibration_error",
     "reliability_curve",
+    "top_label_ece",
     "bootstrap",
+    "MIN_TUNING_IMAGES",
+    "MIN_TUNING_PER_CLASS",
+    "too_few_for_operating_points",
 ]
+
+#: A tuning split smaller than this (images with a malignancy label) gives no AUC and no operating
+#: point: with 2 images the "95 %-sensitivity" threshold is one image's score, and the AUC is nan
+#: or 0 / 1 by chance.
+MIN_TUNING_IMAGES = 20
+#: ... and each class (benign, malignant) needs at least this many images among them: the
+#: 95 %-sensitivity threshold is set by the malignant ones, the specificity by the benign ones.
+MIN_TUNING_PER_CLASS = 5
+
+
+def too_few_for_operating_points(y: Sequence[int] | np.ndarray) -> str:
+    """Why binary labels ``y`` (0 / 1) are too few for an AUC or an operating point; "" when enough."""
+    y = np.asarray(y)
+    n, pos = int(y.size), int(np.sum(y == 1))
+    if n < MIN_TUNING_IMAGES or min(pos, n - pos) < MIN_TUNING_PER_CLASS:
+        return (
+            f"the tuning split has {n} image(s) with a malignancy label ({pos} malignant, {n - pos} benign); "
+            f"at least {MIN_TUNING_IMAGES} with {MIN_TUNING_PER_CLASS} of each class are needed"
+        )
+    return ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,16 @@ def expected_calibration_error(
         return float("nan")
     ok = count > 0
     return float(np.sum(count[ok] / count.sum() * np.abs(freq[ok] - mean_p[ok])))
+
+
+def top_label_ece(y: Sequence[int] | np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """ECE of the top class of multi-class ``probs`` ``[n, k]`` against class indices ``y``:
+    confidence = the largest probability, correct = argmax equals the label."""
+    p = np.asarray(probs, np.float64)
+    if p.size == 0:
+        return float("nan")
+    hit = (p.argmax(axis=1) == np.asarray(y)).astype(np.int64)
+    return expected_calibration_error(hit, p.max(axis=1), bins)
 
 
 def bootstrap(

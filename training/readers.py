@@ -35,6 +35,8 @@ __all__ = [
     "read_inbreast",
     "synthetic_malignancy",
     "with_synthetic_malignancy",
+    "SUGGESTED_WEIGHT",
+    "weigh_by_who",
     "assign_splits",
     "relative_to",
     "READERS",
@@ -339,6 +341,38 @@ def with_synthetic_malignancy(rows: Iterable[LabelRow], uncertainty: float = 0.3
 
 
 # --------------------------------------------------------------------------- splits
+#: Loss-weight factor of a label whose ``<task>_by`` says ``suggested``: nobody confirmed it (in the
+#: app's export, an imported data set's label standing in where no person labelled the task). It
+#: counts, at half the weight of a person's label of the same uncertainty.
+SUGGESTED_WEIGHT = 0.5
+_BY_KEPT = ("", "person")
+
+
+def weigh_by_who(rows: Iterable[LabelRow], warn: Callable[[str], None] | None = None) -> list[LabelRow]:
+    """Rows whose labels are weighted by who made them (the manifest's ``<task>_by``).
+
+    ``person`` or empty: as written; ``suggested``: loss weight times :data:`SUGGESTED_WEIGHT`
+    (uncertainty ``u`` becomes ``1 - (1 - u) * SUGGESTED_WEIGHT``); anything else (e.g. ``model``:
+    a model's output is never a label) is dropped, with one ``warn`` line per kind and task."""
+    out: list[LabelRow] = []
+    dropped: dict[tuple[str, str], int] = defaultdict(int)
+    for row in rows:
+        labels: dict[str, TaskLabel] = {}
+        for task, lab in row.labels.items():
+            if lab.value is None or lab.by in _BY_KEPT:
+                labels[task] = lab
+            elif lab.by == "suggested":
+                u = 1.0 - (1.0 - lab.uncertainty) * SUGGESTED_WEIGHT
+                labels[task] = dataclasses.replace(lab, uncertainty=u)
+            else:
+                dropped[(lab.by, task)] += 1
+        out.append(dataclasses.replace(row, labels=labels) if labels != row.labels else row)
+    for (by, task), n in sorted(dropped.items()):
+        if warn is not None:
+            warn(f"ignored {n} {task} label(s) marked {task}_by={by!r}: only people's labels and suggestions train")
+    return out
+
+
 def _hash(seed: int, text: str) -> str:
     return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
 

@@ -1,5 +1,8 @@
 """The model picker: bundled and user models with their version and card; loads one via the model runner.
 
+The selected model's file path is shown in a read-only field with "Copy path": it is what
+``python -m training finetune --from`` and ``--model`` options take.
+
 Models are ``<name>.onnx`` files with their manifest ``<name>.json`` and card ``<name>.md`` beside
 them, in the ``resources`` package (bundled) and in the user's models folder (``models/`` in the
 app's data folder, where fine-tuned models go; the setting ``models/folder`` overrides it).
@@ -14,11 +17,14 @@ from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFileDialog,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -112,6 +118,15 @@ class ModelPickerDialog(QDialog):
         split.addWidget(self.card)
         split.setSizes([320, 500])
         self.current = QLabel()
+        self.path_field = QLineEdit()
+        self.path_field.setReadOnly(True)
+        self.path_field.setToolTip("The model file: what `python -m training finetune --from` takes")
+        copy = QPushButton("Copy path")
+        copy.clicked.connect(lambda _c=False: self.copy_path())
+        path_row = QHBoxLayout()
+        path_row.addWidget(QLabel("File:"))
+        path_row.addWidget(self.path_field, 1)
+        path_row.addWidget(copy)
         browse = QPushButton("Add a model file…")
         browse.clicked.connect(lambda _c=False: self._browse())
         buttons = QDialogButtonBox()
@@ -122,6 +137,7 @@ class ModelPickerDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(self.current)
         lay.addWidget(split, 1)
+        lay.addLayout(path_row)
         lay.addWidget(browse)
         lay.addWidget(buttons)
         self.list.currentRowChanged.connect(lambda _r: self._show_card())
@@ -163,6 +179,8 @@ class ModelPickerDialog(QDialog):
 
     def _show_card(self) -> None:
         e = self.selected()
+        self.path_field.setText("" if e is None else str(e.path.resolve()))
+        self.path_field.setCursorPosition(0)
         if e is None:
             self.card.setPlainText("No model found.")
             self.use_button.setEnabled(False)
@@ -175,6 +193,11 @@ class ModelPickerDialog(QDialog):
         else:
             self.card.setPlainText(head + (e.card or "(no model card)"))
         self.use_button.setEnabled(not e.error)
+
+    def copy_path(self) -> None:
+        """Put the selected model's path on the clipboard."""
+        if self.path_field.text():
+            QGuiApplication.clipboard().setText(self.path_field.text())
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from inference.formats import ModelManifest
+from inference.model.calibration import temperature
 from inference.model.preprocess import Geometry, preprocess
 
 if TYPE_CHECKING:
@@ -179,6 +180,8 @@ def _prediction(item: ModelInput, out: dict[str, np.ndarray], j: int, manifest: 
     mc_mean, mc_std = float("nan"), float("nan")
     if "malignancy" in manifest.heads and z.size:
         weight, bias = manifest.head("malignancy")
+        t = temperature(manifest, "malignancy")  # logits / T, as the runtime's calibrated outputs
+        weight, bias = weight / np.float32(t), bias / np.float32(t)
         mc_mean, mc_std = mc_dropout(z, weight, bias, manifest.dropout, MC_SAMPLES, mc_seed(item.key))
     rec = out.get("reconstruction")
     ev = out.get("evidence")

@@ -23,6 +23,7 @@ import numpy as np
 
 from inference.errors import ModelError
 from inference.formats import ModelManifest, file_sha256, manifest_path_for, read_model_manifest
+from inference.model.calibration import calibrate_outputs, check_calibration
 from inference.model.providers import CPU_PROVIDER, CUDA_PROVIDER, NO_RUNTIME, cuda_problem, preload_cuda_libraries
 
 __all__ = [
@@ -179,6 +180,7 @@ class ModelSession:
         if not path.is_file():
             raise ModelError("model file not found", path)
         manifest = read_model_manifest(manifest_path_for(path))
+        check_calibration(manifest, manifest_path_for(path))
         if manifest.onnx_sha256:
             digest = file_sha256(path)
             if digest != manifest.onnx_sha256.lower():
@@ -230,8 +232,12 @@ class ModelSession:
             _session=session,
         )
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a batch ``[N, 1, H, W]`` float32 in [0, 1]; returns every manifest output by name."""
+    def run(self, batch: np.ndarray, calibrated: bool = True) -> dict[str, np.ndarray]:
+        """Run a batch ``[N, 1, H, W]`` float32 in [0, 1]; returns every manifest output by name.
+
+        Class probabilities are temperature-scaled as the manifest's ``calibration`` says
+        (:mod:`inference.model.calibration`); ``calibrated=False`` gives the graph's own outputs
+        (what a calibration is fitted on)."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] != self.height:
             raise ModelError(
@@ -243,7 +249,7 @@ class ModelSession:
         values = self._session.run(names, {self.manifest.input_name: x})
         out = {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
         check_outputs(out, self.manifest, x.shape[0], self.path)
-        return out
+        return calibrate_outputs(self.manifest, out) if calibrated else out
 
 
 def check_outputs(out: dict[str, np.ndarray], manifest: ModelManifest, batch: int, path: Path) -> None:

@@ -191,3 +191,21 @@ def test_manifest_command_writes_relative_paths(tmp_path: Path) -> None:
     assert {r.split for r in rows} <= {"train", "tuning", "validation"}
     assert all(r.key.startswith("sha256:") for r in rows)
     assert main(["manifest", "nope", str(src), "--out", str(out)]) == 1
+
+
+def test_weigh_by_who_halves_suggestions_and_drops_model_labels() -> None:
+    from training.readers import SUGGESTED_WEIGHT, weigh_by_who
+
+    row = LabelRow("k", "a.png", {
+        "malignancy": TaskLabel("benign", 0.2, "suggested"),
+        "density": TaskLabel("B", 0.1, "person"),
+        "view": TaskLabel("CC", 0.0, ""),
+        "acr": TaskLabel("2", 0.0, "model"),
+    })
+    warnings: list[str] = []
+    (out,) = weigh_by_who([row], warn=warnings.append)
+    assert out.label("malignancy").weight == pytest.approx(0.8 * SUGGESTED_WEIGHT)
+    assert out.label("malignancy").value == "benign"
+    assert out.label("density") == row.label("density") and out.label("view") == row.label("view")
+    assert out.label("acr").value is None
+    assert warnings == ["ignored 1 acr label(s) marked acr_by='model': only people's labels and suggestions train"]

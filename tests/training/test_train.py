@@ -81,10 +81,22 @@ def test_train_export_evaluate_finetune_commands(phantom_manifest: Path, tmp_pat
     rows = [r.__class__(**{**r.__dict__, "split": ""}) for r in read_label_manifest(phantom_manifest)]
     write_label_manifest(export, rows)
     ft = tmp_path / "ft"
-    assert main(["finetune", "--from", str(onnx), "--manifest", str(export), "--out", str(ft), "--epochs", "1"]) == 0
+    assert main(["finetune", "--from", str(onnx), "--manifest", str(export), "--out", str(ft), "--epochs", "1",
+                 "--max-minutes", "30", "--threads", "1"]) == 0
     tuned = read_model_manifest(ft / "m.json")
     assert tuned.version == "1.1.0"
     assert tuned.input_height == HEIGHT
+    # issue 14 item 7: a 2-image tuning split gets no AUC and no operating point, and the card says why
+    points = tuned.operating_points["malignancy"]
+    assert "sensitivity_95" not in points and "at least 20" in points["not_set"]
+    assert "malignancy_auc" not in tuned.metrics["tuning_after_finetune"]
+    card = (ft / "m.md").read_text(encoding="utf-8")
+    assert "No tuning malignancy AUC and no 95 %-sensitivity operating point" in card
+    # ... and keeps the base model's metrics, saying what they are
+    base = read_model_manifest(onnx)
+    assert tuned.metrics["base_model"] == {"version": "1.0.0", "metrics": base.metrics,
+                                           "operating_points": base.operating_points}
+    assert "base model 1.0.0 on its own validation split" in card
 
 
 def test_bump_version() -> None:
