@@ -1,7 +1,8 @@
 """``python -m inference pacs echo|query|retrieve|send|listen`` and
 ``python -m inference predict --from-pacs SERVER --study UID [--send-results] --out CSV``.
 
-SERVER is a DICOMweb root (``http://user:pass@host:port/dicom-web``) or ``dicom://AE@host:port``.
+SERVER is a DICOMweb root (``http[s]://user:pass@host:port/dicom-web``) or ``dicom[s]://AE@host:port``
+(dicoms: DICOM TLS); ``--ca-file`` checks https / dicoms certificates against a PEM bundle.
 Errors (refused connection, bad credentials, rejected association, timeout) raise `PacsError`,
 which ``inference.cli`` prints as one line (exit 2). Results sent back are DICOM SR and SEG
 marked research use only (`inference.pacs.results`).
@@ -32,13 +33,16 @@ _STUDY_COLUMNS = ("study_uid", "patient_id", "patient_name", "study_date", "acce
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("server", metavar="SERVER", help="http[s]://[user:pass@]host[:port]/dicom-web or dicom://AE@host:port")
+    p.add_argument(
+        "server", metavar="SERVER", help="http[s]://[user:pass@]host[:port]/dicom-web or dicom[s]://AE@host:port (TLS)"
+    )
     _network(p)
 
 
 def _network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calling-ae", default=DEFAULT_AE_TITLE, help=f"our DIMSE AE title (default {DEFAULT_AE_TITLE})")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
+    p.add_argument("--ca-file", metavar="PEM", help="CA certificates for https / dicoms (default: the system's)")
 
 
 def _retrieving(p: argparse.ArgumentParser) -> None:
@@ -83,7 +87,7 @@ def main(argv: Sequence[str], out: IO[str] | None = None, err: IO[str] | None = 
     args = build_parser().parse_args(list(argv))
     if args.command == "listen":
         return _listen(args, out, err, stop or threading.Event())
-    server = open_server(args.server, calling_ae=args.calling_ae, timeout=args.timeout)
+    server = open_server(args.server, calling_ae=args.calling_ae, timeout=args.timeout, ca_file=args.ca_file)
     if args.command == "echo":
         server.echo()
         out.write(f"{server.name}: ok\n")
@@ -171,7 +175,7 @@ def predict_from_pacs(
     _network(p)
     _retrieving(p)
     ours, rest = p.parse_known_args(list(argv))
-    server = open_server(ours.from_pacs, calling_ae=ours.calling_ae, timeout=ours.timeout)
+    server = open_server(ours.from_pacs, calling_ae=ours.calling_ae, timeout=ours.timeout, ca_file=ours.ca_file)
     cache = InstanceCache(ours.cache)
     retrieve(server, ours.study, cache, ours.method, ours.listen_port)
     folder = cache.study_folder(ours.study)
