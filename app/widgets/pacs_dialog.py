@@ -40,9 +40,20 @@ class PacsDialog(QDialog):
         self.pacs = PacsState(state, self)
         form = QFormLayout()
         self.server_edit = QLineEdit(self.pacs.server)
-        self.server_edit.setPlaceholderText("https://pacs.example.org/dicom-web  or  dicom://PACS_AE@host:104")
+        self.server_edit.setPlaceholderText("https://pacs.example.org/dicom-web  or  dicom[s]://PACS_AE@host:104")
+        self.user_edit = QLineEdit(self.pacs.user)
+        self.user_edit.setPlaceholderText("DICOMweb only; empty for none")
+        self.password_edit = QLineEdit(self.pacs.password)
+        self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password_note = QLabel(self.pacs.passwords.describe().capitalize() + ".")
+        self.ca_edit = QLineEdit(self.pacs.ca_file)
+        self.ca_edit.setPlaceholderText("PEM file for https / dicoms; empty for the system's certificates")
         self.ae_edit = QLineEdit(self.pacs.calling_ae)
         form.addRow("Server", self.server_edit)
+        form.addRow("User", self.user_edit)
+        form.addRow("Password", self.password_edit)
+        form.addRow("", self.password_note)
+        form.addRow("CA certificates", self.ca_edit)
         form.addRow("Our AE title (DIMSE)", self.ae_edit)
         self.patient_id = QLineEdit()
         self.patient_name = QLineEdit()
@@ -158,7 +169,19 @@ class PacsDialog(QDialog):
         super().closeEvent(event)
 
     def _remember(self) -> None:
-        self.pacs.server = self.server_edit.text()
+        """Keep the form in the settings (the password in the keyring); credentials typed into the
+        URL move to the User and Password fields."""
+        if PacsState.credentials_in(self.server_edit.text()) is not None:
+            self.pacs.server = self.server_edit.text()
+            self.server_edit.setText(self.pacs.server)
+            self.user_edit.setText(self.pacs.user)
+            self.password_edit.setText(self.pacs.password)
+        else:
+            self.pacs.server = self.server_edit.text()
+            self.pacs.user = self.user_edit.text()
+            if self.pacs.user and self.password_edit.text() != self.pacs.password:
+                self.pacs.set_password(self.password_edit.text())
+        self.pacs.ca_file = self.ca_edit.text()
         self.pacs.calling_ae = self.ae_edit.text()
 
     def filters(self) -> QueryFilters:
