@@ -230,8 +230,17 @@ class PacsState(QObject):
         self.state.pool.cancel(CHANNEL)
         self._set_busy("", 0, 0)
 
+    @property
+    def send_gsps(self) -> bool:
+        """Send a presentation state (GSPS) per image with the SR and SEGs."""
+        return self._setting("gsps", "false").lower() in ("1", "true")
+
+    @send_gsps.setter
+    def send_gsps(self, on: bool) -> None:
+        self.state.settings.set_value("pacs/gsps", "true" if on else "false")
+
     def send_results(self) -> None:
-        """Send the SR and SEGs of the current study's predictions to the server."""
+        """Send the SR and SEGs (and GSPS if `send_gsps`) of the current study's predictions."""
         study = self.state.files.current_study
         if study is None:
             self.failed.emit("Open a study first.")
@@ -254,12 +263,12 @@ class PacsState(QObject):
             self.failed.emit(str(exc))
             return
         paths = [r.path for r in study.images if r.kind == "dicom"]
-        connect = self._opener()
+        connect, gsps = self._opener(), self.send_gsps
 
         def work(progress: Any, cancelled: Any) -> int:
             from inference.pacs.results import result_objects, source_headers
 
-            objects = result_objects(findings, source_headers(paths))
+            objects = result_objects(findings, source_headers(paths), gsps=gsps)
             return len(send(connect(), objects))
 
         self._submit("Sending results", work, self.sent.emit)

@@ -89,6 +89,10 @@ class PacsDialog(QDialog):
         self.cancel_button = QPushButton("&Cancel")
         self.send_button = QPushButton("Send &results to PACS")
         self.send_button.setToolTip("The current study's predictions as a DICOM SR and SEG (research use only)")
+        self.gsps_check = QCheckBox("with a GSPS overlay")
+        self.gsps_check.setToolTip("Also a presentation state per image: the evidence box and the probability, "
+                                   "drawn by the PACS viewer")  # fmt: skip
+        self.gsps_check.setChecked(self.pacs.send_gsps)
         self.listen_check = QCheckBox("Accept studies a PACS pushes, as AE title")
         self.listen_ae = QLineEdit(self.pacs.listen_ae)
         self.listen_ae.setMaxLength(16)
@@ -105,7 +109,7 @@ class PacsDialog(QDialog):
         listen.addWidget(self.open_pushed_button)
         close = QPushButton("Close")
         buttons = QHBoxLayout()
-        for b in (self.retrieve_button, self.cancel_button, self.send_button):
+        for b in (self.retrieve_button, self.cancel_button, self.send_button, self.gsps_check):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(close)
@@ -130,7 +134,7 @@ class PacsDialog(QDialog):
         self.pacs.busy_changed.connect(self._busy)
         self.pacs.failed.connect(lambda text: self.status.setText(text))
         self.pacs.retrieved.connect(lambda folder: self.status.setText(f"Retrieved into {folder}; opening it."))
-        self.pacs.sent.connect(lambda n: self.status.setText(f"Sent {n} result object(s) (SR, SEG) to the PACS."))
+        self.pacs.sent.connect(self._sent)
         self.listen_check.toggled.connect(self._listen)
         self.pacs.received.connect(self._pushed)
         self.open_pushed_button.clicked.connect(self._open_pushed)
@@ -210,7 +214,12 @@ class PacsDialog(QDialog):
 
     def send_results(self) -> None:
         self._remember()
+        self.pacs.send_gsps = self.gsps_check.isChecked()
         self.pacs.send_results()
+
+    def _sent(self, n: int) -> None:
+        kinds = "SR, SEG, GSPS" if self.pacs.send_gsps else "SR, SEG"
+        self.status.setText(f"Sent {n} result object(s) ({kinds}) to the PACS.")
 
     def _fill(self) -> None:
         studies = self.pacs.studies

@@ -86,6 +86,15 @@ def test_search_retrieve_open_and_send_results(qtbot, dialog: PacsDialog, pacs: 
     series = DicomWebServer(pacs.dicomweb_with_credentials).query_series(stored)
     assert sorted(s.modality for s in series).count("MG") == 4
     assert {"SR", "SEG"} <= {s.modality for s in series}
+
+    qtbot.waitUntil(lambda: dialog.send_button.isEnabled(), timeout=60000)
+    dialog.gsps_check.setChecked(True)  # and with a presentation state per image
+    with qtbot.waitSignal(dialog.pacs.sent, timeout=60000) as sent:
+        dialog.send_button.click()
+    assert sent.args == [9] and "Sent 9 result object(s) (SR, SEG, GSPS)" in dialog.status.text()
+    assert state.settings.value("pacs/gsps") == "true"
+    series = DicomWebServer(pacs.dicomweb_with_credentials).query_series(stored)
+    assert sum(s.n_instances or 0 for s in series if s.modality == "PR") == 4
     wait_idle(qtbot, state)
 
 
