@@ -96,7 +96,11 @@ def app_figures(url: str, study_uids: list[str], tmp: Path) -> tuple[list[float]
     win = MainWindow(state)
     win.resize(1600, 1000)
     win.show()
-    pacs = PacsState(state)
+    from keyring.backends import fail
+
+    from inference.pacs.credentials import PasswordStore
+
+    pacs = PacsState(state, passwords=PasswordStore(fail.Keyring()))  # the test password: never the system's keyring
     pacs.server = url
     pacs.retrieved.connect(lambda _folder: clock.mark("retrieved"))
     state.files.studies_changed.connect(lambda: clock.mark("scanned"))
