@@ -8,13 +8,18 @@ with an empty cache each round: the retrieve (WADO-RS, and C-GET), the scan of t
 and decode + preprocess + the bundled model (Monte-Carlo dropout included) for the four images; the
 model session is loaded once before. Then the app: File > Open from PACS's state retrieves a study
 (WADO-RS) and the main window opens it; the clock stops when its four predictions are in and the
-hanging is drawn (a first study warms the model session; each round is a study not seen before).
+hanging is drawn (a first study warms the model session; each round is a study not seen before),
+with where the time went: retrieve (until the dialog's state has the study in its cache), scan,
+wait (scan done to the first decode: the model run starting), decode (the app's backend, first
+start to last end), model (preprocess + network) and UI (the last prediction to the hanging drawn),
+and how many decodes the backend ran for the study's four images.
 Target (issue 17): <= 3 s from the PACS to predictions on screen, uncompressed 4-view, loopback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import shutil
@@ -23,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench_app import wait_until_shown
 
@@ -31,36 +37,82 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def app_figures(url: str, study_uids: list[str], tmp: Path) -> list[float]:
-    """Seconds from "retrieve" in the PACS dialog's state to 4 predictions on screen, per study."""
+class _Clock:
+    """When each stage of one study's way to the screen started and ended (seconds from t0)."""
+
+    def __init__(self) -> None:
+        self.t0 = 0.0
+        self.marks: dict[str, list[float]] = {}
+
+    def start(self) -> None:
+        self.t0, self.marks = time.perf_counter(), {}
+
+    def mark(self, name: str) -> None:
+        self.marks.setdefault(name, []).append(time.perf_counter() - self.t0)
+
+    def timed(self, name: str, fn: Any) -> Any:
+        def run(*args: Any) -> Any:
+            self.mark(f"{name}+")
+            try:
+                return fn(*args)
+            finally:
+                self.mark(f"{name}-")
+
+        return run
+
+    def stages(self, total: float) -> dict[str, float]:
+        m = self.marks
+        first = lambda k: min(m.get(k, [math.nan]))  # noqa: E731
+        last = lambda k: max(m.get(k, [math.nan]))  # noqa: E731
+        return {"retrieve": last("retrieved"), "scan": last("scanned") - last("retrieved"),
+                "wait": first("decode+") - last("scanned"), "decode": last("decode-") - first("decode+"),
+                "model": last("predict-") - first("predict+"), "UI": total - last("predict-"),
+                "decodes": len(m.get("decode-", []))}  # fmt: skip
+
+
+def app_figures(url: str, study_uids: list[str], tmp: Path) -> tuple[list[float], list[dict[str, float]]]:
+    """Seconds from "retrieve" in the PACS dialog's state to 4 predictions on screen, per study, and
+    the stages of each."""
     import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+    from app.models.backend import Backend
     from app.models.cache import PredictionCache
     from app.models.pacs import PacsState
     from app.models.settings import Settings
     from app.models.state import AppState
     from app.widgets.main_window import MainWindow
 
+    clock = _Clock()
+    plain = Backend()
+    backend = Backend(scan=plain.scan, load_image=clock.timed("decode", plain.load_image),
+                      load_model=plain.load_model, predict=clock.timed("predict", plain.predict))  # fmt: skip
     app = QApplication.instance() or QApplication(sys.argv[:1])
     settings = Settings(tmp / "settings.ini")
     settings.device = "cpu"
     settings.set_value("pacs/cache_dir", str(tmp / "app-cache"))
-    state = AppState(settings, cache=PredictionCache(tmp / "predictions"))
+    state = AppState(settings, backend=backend, cache=PredictionCache(tmp / "predictions"))
     win = MainWindow(state)
     win.resize(1600, 1000)
     win.show()
-    pacs = PacsState(state)
+    from keyring.backends import fail
+
+    from inference.pacs.credentials import PasswordStore
+
+    pacs = PacsState(state, passwords=PasswordStore(fail.Keyring()))  # the test password: never the system's keyring
     pacs.server = url
-    times = []
+    pacs.retrieved.connect(lambda _folder: clock.mark("retrieved"))
+    state.files.studies_changed.connect(lambda: clock.mark("scanned"))
+    times, stages = [], []
     for uid in study_uids:
-        t0 = time.perf_counter()
+        clock.start()
         pacs.retrieve(uid)
-        times.append(wait_until_shown(app, state, win, t0, lambda study, uid=uid: study.study_uid == uid))
+        times.append(wait_until_shown(app, state, win, clock.t0, lambda study, uid=uid: study.study_uid == uid))
+        stages.append(clock.stages(times[-1]))
     win.close()
     state.shutdown()
-    return times
+    return times, stages
 
 
 def main() -> int:
@@ -129,10 +181,12 @@ def main() -> int:
                     more = write_study(tmp / f"app{i}", patient_id=f"APP{i}", shape=(rows, cols), seed=200 + i)
                     web.store([dcmread(p) for p in more])
                     uids.append(str(dcmread(more[0], stop_before_pixels=True).StudyInstanceUID))
-                times = app_figures(orthanc.dicomweb_with_credentials, uids, tmp)
+                times, stages = app_figures(orthanc.dicomweb_with_credentials, uids, tmp)
                 warm = statistics.median(times[1:])
                 print(f"app, PACS -> 4 predictions on screen: cold (model loads) {times[0]:.2f} s, "
                       f"warm median {warm:.2f} s over {len(times) - 1} studies  [target <= 3 s]")  # fmt: skip
+                for t, st in zip(times, stages, strict=True):
+                    print(f"  {t:.2f} s = " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
             print(f"load average during the run: {load:.1f} on {os.cpu_count()} CPUs (other work slows every figure)")
     finally:

@@ -2,8 +2,11 @@
 cancel, and sending the current study's results back. QtCore only; the network work runs in the
 app's worker pool (channel "pacs") through `inference.pacs`; errors arrive as one line, never fatal.
 
-The server (a DICOMweb URL or dicom://AE@host:port), our AE title and the timeout are kept in the
-settings under ``pacs/``. Credentials may be written in the URL; they are kept with it.
+The server (a DICOMweb URL or dicom[s]://AE@host:port), the user name, a CA file, our AE title and
+the timeout are kept in the settings under ``pacs/``; never the password. The password goes to the
+OS keyring where there is one, else it is kept for this run of the app only (`PASSWORDS`).
+Credentials written in a URL are taken out of it: the user name to the settings, the password to
+the keyring.
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ from PySide6.QtCore import QObject, Signal
 from app.models.workers import Cancelled, WorkerError
 from inference.errors import MammoReviewError
 from inference.pacs.cache import InstanceCache
+from inference.pacs.credentials import PasswordStore
+from inference.pacs.dicomweb import split_credentials
 from inference.pacs.errors import PacsCancelled, PacsError
 from inference.pacs.listener import DEFAULT_AE_TITLE, DEFAULT_PORT, StorageListener
-from inference.pacs.node import open_server, query, retrieve, send
+from inference.pacs.node import Server, open_server, query, retrieve, send
 from inference.pacs.query import QueryFilters, StudyMatch
 
 if TYPE_CHECKING:
     from app.models.state import AppState
 
-__all__ = ["PacsState", "CHANNEL"]
+__all__ = ["PacsState", "CHANNEL", "PASSWORDS"]
 
 CHANNEL = "pacs"
+
+#: The passwords of this run of the app (each PacsState reads and writes them through the keyring).
+PASSWORDS = PasswordStore()
 
 
 class PacsState(QObject):
@@ -40,14 +48,17 @@ class PacsState(QObject):
     received = Signal(str)  # a file a PACS pushed to our listener (emitted from the listener's thread)
     listening_changed = Signal(bool)
 
-    def __init__(self, state: AppState, parent: QObject | None = None) -> None:
+    def __init__(self, state: AppState, parent: QObject | None = None, passwords: PasswordStore | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self.passwords = passwords if passwords is not None else PASSWORDS
         self.studies: list[StudyMatch] = []
         self.busy = ""
         self.pushed: dict[str, int] = {}  # study folder -> instances received by the listener
         self._listener: StorageListener | None = None
         self.received.connect(self._on_received)
+        if self.credentials_in(self.server):  # settings written before the keyring: move the password out
+            self.server = self.server
 
     # ------------------------------------------------------------------ settings
     def _setting(self, name: str, default: str) -> str:
@@ -60,7 +71,51 @@ class PacsState(QObject):
 
     @server.setter
     def server(self, value: str) -> None:
-        self.state.settings.set_value("pacs/server", value.strip())
+        """Keep the server; credentials in a DICOMweb URL go to `user` and the password store."""
+        text = value.strip()
+        creds = self.credentials_in(text)
+        if creds is not None:
+            text = split_credentials(text)[0]
+            self.user = creds[0]
+        self.state.settings.set_value("pacs/server", text)
+        if creds is not None:
+            self.set_password(creds[1])
+
+    @staticmethod
+    def credentials_in(url: str) -> tuple[str, str] | None:
+        if not url.lower().startswith(("http://", "https://")):
+            return None
+        try:
+            return split_credentials(url)[1]
+        except PacsError:
+            return None
+
+    @property
+    def user(self) -> str:
+        """The DICOMweb user name (basic auth); "" for none."""
+        return self._setting("user", "")
+
+    @user.setter
+    def user(self, value: str) -> None:
+        self.state.settings.set_value("pacs/user", value.strip())
+
+    @property
+    def password(self) -> str:
+        """The user's password on the server: this run's, else the keyring's; "" if unknown."""
+        return self.passwords.get(self.server, self.user) or ""
+
+    def set_password(self, value: str) -> bool:
+        """Keep the password of `user` on `server`; True when the OS keyring saved it."""
+        return self.passwords.set(self.server, self.user, value)
+
+    @property
+    def ca_file(self) -> str:
+        """CA certificates (PEM) that check an https or dicoms server; "" for the system's."""
+        return self._setting("ca_file", "")
+
+    @ca_file.setter
+    def ca_file(self, value: str) -> None:
+        self.state.settings.set_value("pacs/ca_file", value.strip())
 
     @property
     def calling_ae(self) -> str:
@@ -131,6 +186,16 @@ class PacsState(QObject):
         self.pushed[folder] = self.pushed.get(folder, 0) + 1
 
     # ------------------------------------------------------------------ requests
+    def _opener(self) -> Any:
+        """A function that opens the server as the settings say (called in a worker)."""
+        spec, ae, timeout, user, ca = self.server, self.calling_ae, self.timeout, self.user, self.ca_file
+        password = self.password
+
+        def connect() -> Server:
+            return open_server(spec, calling_ae=ae, timeout=timeout, user=user or None, password=password, ca_file=ca)
+
+        return connect
+
     def _submit(self, what: str, fn: Any, on_result: Any) -> None:
         self._set_busy(what, 0, 0)
         self.state.pool.submit(
@@ -141,21 +206,20 @@ class PacsState(QObject):
 
     def search(self, filters: QueryFilters) -> None:
         """Query the server for studies; the answer replaces ``studies``."""
-        spec, ae, timeout = self.server, self.calling_ae, self.timeout
+        connect = self._opener()
 
         def work(progress: Any, cancelled: Any) -> list[StudyMatch]:
-            return query(open_server(spec, calling_ae=ae, timeout=timeout), filters)
+            return query(connect(), filters)
 
         self._submit("Searching", work, self._on_studies)
 
     def retrieve(self, study_uid: str) -> None:
         """Retrieve a study into the cache, then open it in the app."""
-        spec, ae, timeout, cache = self.server, self.calling_ae, self.timeout, self.cache
+        connect, cache = self._opener(), self.cache
 
         def work(progress: Any, cancelled: Any) -> str:
             try:
-                retrieve(open_server(spec, calling_ae=ae, timeout=timeout), study_uid, cache,
-                         progress=progress, cancelled=cancelled)  # fmt: skip
+                retrieve(connect(), study_uid, cache, progress=progress, cancelled=cancelled)
             except PacsCancelled:
                 raise Cancelled() from None
             return str(cache.study_folder(study_uid))
@@ -166,8 +230,17 @@ class PacsState(QObject):
         self.state.pool.cancel(CHANNEL)
         self._set_busy("", 0, 0)
 
+    @property
+    def send_gsps(self) -> bool:
+        """Send a presentation state (GSPS) per image with the SR and SEGs."""
+        return self._setting("gsps", "false").lower() in ("1", "true")
+
+    @send_gsps.setter
+    def send_gsps(self, on: bool) -> None:
+        self.state.settings.set_value("pacs/gsps", "true" if on else "false")
+
     def send_results(self) -> None:
-        """Send the SR and SEGs of the current study's predictions to the server."""
+        """Send the SR and SEGs (and GSPS if `send_gsps`) of the current study's predictions."""
         study = self.state.files.current_study
         if study is None:
             self.failed.emit("Open a study first.")
@@ -190,13 +263,13 @@ class PacsState(QObject):
             self.failed.emit(str(exc))
             return
         paths = [r.path for r in study.images if r.kind == "dicom"]
-        spec, ae, timeout = self.server, self.calling_ae, self.timeout
+        connect, gsps = self._opener(), self.send_gsps
 
         def work(progress: Any, cancelled: Any) -> int:
             from inference.pacs.results import result_objects, source_headers
 
-            objects = result_objects(findings, source_headers(paths))
-            return len(send(open_server(spec, calling_ae=ae, timeout=timeout), objects))
+            objects = result_objects(findings, source_headers(paths), gsps=gsps)
+            return len(send(connect(), objects))
 
         self._submit("Sending results", work, self.sent.emit)
 

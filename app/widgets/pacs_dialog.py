@@ -40,9 +40,20 @@ class PacsDialog(QDialog):
         self.pacs = PacsState(state, self)
         form = QFormLayout()
         self.server_edit = QLineEdit(self.pacs.server)
-        self.server_edit.setPlaceholderText("https://pacs.example.org/dicom-web  or  dicom://PACS_AE@host:104")
+        self.server_edit.setPlaceholderText("https://pacs.example.org/dicom-web  or  dicom[s]://PACS_AE@host:104")
+        self.user_edit = QLineEdit(self.pacs.user)
+        self.user_edit.setPlaceholderText("DICOMweb only; empty for none")
+        self.password_edit = QLineEdit(self.pacs.password)
+        self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password_note = QLabel(self.pacs.passwords.describe().capitalize() + ".")
+        self.ca_edit = QLineEdit(self.pacs.ca_file)
+        self.ca_edit.setPlaceholderText("PEM file for https / dicoms; empty for the system's certificates")
         self.ae_edit = QLineEdit(self.pacs.calling_ae)
         form.addRow("Server", self.server_edit)
+        form.addRow("User", self.user_edit)
+        form.addRow("Password", self.password_edit)
+        form.addRow("", self.password_note)
+        form.addRow("CA certificates", self.ca_edit)
         form.addRow("Our AE title (DIMSE)", self.ae_edit)
         self.patient_id = QLineEdit()
         self.patient_name = QLineEdit()
@@ -78,6 +89,10 @@ class PacsDialog(QDialog):
         self.cancel_button = QPushButton("&Cancel")
         self.send_button = QPushButton("Send &results to PACS")
         self.send_button.setToolTip("The current study's predictions as a DICOM SR and SEG (research use only)")
+        self.gsps_check = QCheckBox("with a GSPS overlay")
+        self.gsps_check.setToolTip("Also a presentation state per image: the evidence box and the probability, "
+                                   "drawn by the PACS viewer")  # fmt: skip
+        self.gsps_check.setChecked(self.pacs.send_gsps)
         self.listen_check = QCheckBox("Accept studies a PACS pushes, as AE title")
         self.listen_ae = QLineEdit(self.pacs.listen_ae)
         self.listen_ae.setMaxLength(16)
@@ -94,7 +109,7 @@ class PacsDialog(QDialog):
         listen.addWidget(self.open_pushed_button)
         close = QPushButton("Close")
         buttons = QHBoxLayout()
-        for b in (self.retrieve_button, self.cancel_button, self.send_button):
+        for b in (self.retrieve_button, self.cancel_button, self.send_button, self.gsps_check):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(close)
@@ -119,7 +134,7 @@ class PacsDialog(QDialog):
         self.pacs.busy_changed.connect(self._busy)
         self.pacs.failed.connect(lambda text: self.status.setText(text))
         self.pacs.retrieved.connect(lambda folder: self.status.setText(f"Retrieved into {folder}; opening it."))
-        self.pacs.sent.connect(lambda n: self.status.setText(f"Sent {n} result object(s) (SR, SEG) to the PACS."))
+        self.pacs.sent.connect(self._sent)
         self.listen_check.toggled.connect(self._listen)
         self.pacs.received.connect(self._pushed)
         self.open_pushed_button.clicked.connect(self._open_pushed)
@@ -158,7 +173,19 @@ class PacsDialog(QDialog):
         super().closeEvent(event)
 
     def _remember(self) -> None:
-        self.pacs.server = self.server_edit.text()
+        """Keep the form in the settings (the password in the keyring); credentials typed into the
+        URL move to the User and Password fields."""
+        if PacsState.credentials_in(self.server_edit.text()) is not None:
+            self.pacs.server = self.server_edit.text()
+            self.server_edit.setText(self.pacs.server)
+            self.user_edit.setText(self.pacs.user)
+            self.password_edit.setText(self.pacs.password)
+        else:
+            self.pacs.server = self.server_edit.text()
+            self.pacs.user = self.user_edit.text()
+            if self.pacs.user and self.password_edit.text() != self.pacs.password:
+                self.pacs.set_password(self.password_edit.text())
+        self.pacs.ca_file = self.ca_edit.text()
         self.pacs.calling_ae = self.ae_edit.text()
 
     def filters(self) -> QueryFilters:
@@ -187,7 +214,12 @@ class PacsDialog(QDialog):
 
     def send_results(self) -> None:
         self._remember()
+        self.pacs.send_gsps = self.gsps_check.isChecked()
         self.pacs.send_results()
+
+    def _sent(self, n: int) -> None:
+        kinds = "SR, SEG, GSPS" if self.pacs.send_gsps else "SR, SEG"
+        self.status.setText(f"Sent {n} result object(s) ({kinds}) to the PACS.")
 
     def _fill(self) -> None:
         studies = self.pacs.studies

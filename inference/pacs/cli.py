@@ -1,7 +1,8 @@
 """``python -m inference pacs echo|query|retrieve|send|listen`` and
 ``python -m inference predict --from-pacs SERVER --study UID [--send-results] --out CSV``.
 
-SERVER is a DICOMweb root (``http://user:pass@host:port/dicom-web``) or ``dicom://AE@host:port``.
+SERVER is a DICOMweb root (``http[s]://user:pass@host:port/dicom-web``) or ``dicom[s]://AE@host:port``
+(dicoms: DICOM TLS); ``--ca-file`` checks https / dicoms certificates against a PEM bundle.
 Errors (refused connection, bad credentials, rejected association, timeout) raise `PacsError`,
 which ``inference.cli`` prints as one line (exit 2). Results sent back are DICOM SR and SEG
 marked research use only (`inference.pacs.results`).
@@ -32,13 +33,16 @@ _STUDY_COLUMNS = ("study_uid", "patient_id", "patient_name", "study_date", "acce
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("server", metavar="SERVER", help="http[s]://[user:pass@]host[:port]/dicom-web or dicom://AE@host:port")
+    p.add_argument(
+        "server", metavar="SERVER", help="http[s]://[user:pass@]host[:port]/dicom-web or dicom[s]://AE@host:port (TLS)"
+    )
     _network(p)
 
 
 def _network(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calling-ae", default=DEFAULT_AE_TITLE, help=f"our DIMSE AE title (default {DEFAULT_AE_TITLE})")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
+    p.add_argument("--ca-file", metavar="PEM", help="CA certificates for https / dicoms (default: the system's)")
 
 
 def _retrieving(p: argparse.ArgumentParser) -> None:
@@ -83,7 +87,7 @@ def main(argv: Sequence[str], out: IO[str] | None = None, err: IO[str] | None = 
     args = build_parser().parse_args(list(argv))
     if args.command == "listen":
         return _listen(args, out, err, stop or threading.Event())
-    server = open_server(args.server, calling_ae=args.calling_ae, timeout=args.timeout)
+    server = open_server(args.server, calling_ae=args.calling_ae, timeout=args.timeout, ca_file=args.ca_file)
     if args.command == "echo":
         server.echo()
         out.write(f"{server.name}: ok\n")
@@ -140,14 +144,15 @@ def _listen(args: argparse.Namespace, out: IO[str], err: IO[str], stop: threadin
 
 # --------------------------------------------------------------------------- predict --from-pacs
 def results_for_study(
-    predictions: Path, maps: Path | None, study_folder: Path, algorithm_name: str, study_uid: str
+    predictions: Path, maps: Path | None, study_folder: Path, algorithm_name: str, study_uid: str, gsps: bool = False
 ) -> list[Dataset]:
-    """The SR of a study (and a SEG per image with evidence) from a predictions CSV and maps folder."""
+    """The SR of a study (and a SEG per image with evidence, with ``gsps`` a presentation state per
+    image) from a predictions CSV and maps folder."""
     from inference.pacs.findings import findings_from_csv, findings_in
     from inference.pacs.results import result_objects, source_headers
 
     findings = findings_in(findings_from_csv(predictions, maps, algorithm_name), study_uid)
-    return result_objects(findings, source_headers(sorted(study_folder.glob("*.dcm"))))
+    return result_objects(findings, source_headers(sorted(study_folder.glob("*.dcm"))), gsps=gsps)
 
 
 def predict_from_pacs(
@@ -168,10 +173,15 @@ def predict_from_pacs(
     p.add_argument("--from-pacs", required=True, metavar="SERVER")
     p.add_argument("--study", required=True, metavar="UID")
     p.add_argument("--send-results", action="store_true", help="send the SR and SEG back to the server")
+    p.add_argument(
+        "--gsps", action="store_true", help="with --send-results, also a GSPS per image: evidence box, probability"
+    )
     _network(p)
     _retrieving(p)
     ours, rest = p.parse_known_args(list(argv))
-    server = open_server(ours.from_pacs, calling_ae=ours.calling_ae, timeout=ours.timeout)
+    if ours.gsps and not ours.send_results:
+        raise PacsError("--gsps goes with --send-results")
+    server = open_server(ours.from_pacs, calling_ae=ours.calling_ae, timeout=ours.timeout, ca_file=ours.ca_file)
     cache = InstanceCache(ours.cache)
     retrieve(server, ours.study, cache, ours.method, ours.listen_port)
     folder = cache.study_folder(ours.study)
@@ -185,19 +195,19 @@ def predict_from_pacs(
     try:
         code = run_predict(args, err)
         if ours.send_results:
-            _send_results(args, server, folder, ours.study, err)
+            _send_results(args, server, folder, ours.study, err, ours.gsps)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return code
 
 
-def _send_results(args: Any, server: Any, folder: Path, study_uid: str, err: IO[str]) -> None:
+def _send_results(args: Any, server: Any, folder: Path, study_uid: str, err: IO[str], gsps: bool = False) -> None:
     from inference.formats import manifest_path_for, read_model_manifest
     from inference.model.session import bundled_model_path
 
     manifest = read_model_manifest(manifest_path_for(args.model or bundled_model_path()))
-    objects = results_for_study(Path(args.out), Path(args.maps), folder, manifest.name, study_uid)
+    objects = results_for_study(Path(args.out), Path(args.maps), folder, manifest.name, study_uid, gsps=gsps)
     out = Path(args.out)
     keep = out.parent / f"{out.stem}.dicom"
     keep.mkdir(parents=True, exist_ok=True)
@@ -205,4 +215,5 @@ def _send_results(args: Any, server: Any, folder: Path, study_uid: str, err: IO[
         ds.save_as(keep / f"{ds.Modality}-{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
     stored = send(server, objects)
     if not args.quiet:
-        err.write(f"sent {len(stored)} result object(s) (SR, SEG) for study {study_uid}; copies in {keep}\n")
+        kinds = "SR, SEG, GSPS" if gsps else "SR, SEG"
+        err.write(f"sent {len(stored)} result object(s) ({kinds}) for study {study_uid}; copies in {keep}\n")

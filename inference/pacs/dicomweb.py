@@ -75,7 +75,9 @@ class DicomWebServer:
         self.url = self.url.rstrip("/")
         if creds is not None and self.user is None:
             self.user, self.password = creds
-        session = requests.Session()
+        if isinstance(self.verify, str) and not Path(self.verify).is_file():
+            raise PacsConnectionError(f"the CA file for {self.url} does not exist: {self.verify}")
+        session = _Session()
         if self.user is not None:
             session.auth = (self.user, self.password or "")
         session.verify = self.verify
@@ -95,8 +97,16 @@ class DicomWebServer:
         except requests.exceptions.Timeout:
             raise PacsTimeoutError(f"{self.url} did not answer within {self.timeout:g} s while {what}") from None
         except requests.exceptions.SSLError as exc:
-            raise PacsConnectionError(f"TLS error with {self.url} while {what} ({exc})") from None
-        except requests.exceptions.ConnectionError:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                reason = "its certificate is not trusted; give the CA file that signed it"
+            else:
+                reason = "no TLS handshake; is it a plain http server?"
+            raise PacsConnectionError(f"TLS error with {self.url} while {what}: {reason}") from None
+        except requests.exceptions.ConnectionError as exc:
+            if "Connection aborted" in str(exc) and self.url.startswith("http:"):
+                raise PacsConnectionError(
+                    f"{self.url} closed the connection while {what} (does it expect https?)"
+                ) from None
             raise PacsConnectionError(f"cannot connect to {self.url} while {what} (refused or unreachable)") from None
         except requests.exceptions.RequestException as exc:
             raise PacsError(f"{self.url}: {type(exc).__name__} while {what}") from None
@@ -199,6 +209,17 @@ class DicomWebServer:
             raise PacsError(f"{self.url} refused {len(failed)} instance(s): {reasons}")
         stored = answer.get("ReferencedSOPSequence", None) or []
         return [str(item.ReferencedSOPInstanceUID) for item in stored]
+
+
+class _Session(requests.Session):
+    """A session whose CA file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (requests lets the
+    environment override ``Session.verify``, psf/requests#3829)."""
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
 
 
 def _dataset(item: dict[str, Any]) -> Dataset:

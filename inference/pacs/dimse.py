@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +79,17 @@ def _status(ds: Dataset | None) -> int:
 
 @dataclass
 class DimsePeer:
-    """A DICOM node (a PACS) we call as ``calling_ae``; ``timeout`` bounds connecting and each answer."""
+    """A DICOM node (a PACS) we call as ``calling_ae``; ``timeout`` bounds connecting and each answer.
+    ``tls``: DICOM TLS (PS3.15 Annex B), the peer's certificate checked against the system's CAs or
+    ``ca_file`` (a PEM bundle) and its host name."""
 
     host: str
     port: int
     ae_title: str
     calling_ae: str = DEFAULT_AE_TITLE
     timeout: float = 30.0
+    tls: bool = False
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         self.ae_title = check_ae_title(self.ae_title)
@@ -92,7 +97,13 @@ class DimsePeer:
 
     @property
     def name(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        return f"{self.ae_title}@{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=self.ca_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise PacsConnectionError(f"cannot read the CA file {self.ca_file!r} ({exc})") from None
 
     # ------------------------------------------------------------------ association
     def _ae(self) -> AE:
@@ -105,7 +116,9 @@ class DimsePeer:
     def _association(
         self, ae: AE, handlers: list[Any] | None = None, roles: list[Any] | None = None
     ) -> Iterator[Association]:
-        assoc = ae.associate(self.host, self.port, ae_title=self.ae_title, ext_neg=roles, evt_handlers=handlers)
+        tls_args = (self._tls_context(), self.host) if self.tls else None
+        assoc = ae.associate(self.host, self.port, ae_title=self.ae_title, ext_neg=roles, evt_handlers=handlers,
+                             tls_args=tls_args)  # fmt: skip
         if not assoc.is_established:
             if assoc.is_rejected:
                 raise AssociationRejectedError(
@@ -114,7 +127,12 @@ class DimsePeer:
                 )
             if not self._reachable():
                 raise PacsConnectionError(f"cannot connect to {self.name} (refused or unreachable)")
-            raise AssociationRejectedError(f"{self.name} aborted the association before it was established")
+            if self.tls:
+                self._check_handshake()
+            raise AssociationRejectedError(
+                f"{self.name} aborted the association before it was established"
+                + ("" if self.tls else " (does it expect DICOM TLS?)")
+            )
         try:
             yield assoc
         finally:
@@ -127,6 +145,24 @@ class DimsePeer:
                 return True
         except OSError:
             return False
+
+    def _check_handshake(self) -> None:
+        """Raise `PacsConnectionError` naming the TLS failure (an unknown CA, a plain port)."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=min(self.timeout, 10.0)) as raw:
+                with self._tls_context().wrap_socket(raw, server_hostname=self.host):
+                    return
+        except ssl.SSLCertVerificationError as exc:
+            reason = exc.verify_message or exc.reason or str(exc)
+            raise PacsConnectionError(
+                f"TLS error with {self.name}: its certificate is not trusted ({reason})"
+            ) from None
+        except (ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            raise PacsConnectionError(
+                f"TLS error with {self.name}: no TLS handshake ({type(exc).__name__}); is it a plain DICOM port?"
+            ) from None
+        except OSError:
+            return
 
     def _failed(self, assoc: Association, what: str, status: Dataset | None) -> PacsError:
         if assoc.is_aborted or status is None or "Status" not in status:

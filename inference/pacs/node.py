@@ -1,8 +1,10 @@
 """One way to name a server and talk to it, whatever its protocol.
 
 A server is a DICOMweb root (``http[s]://[user:pass@]host[:port]/path``) or a DIMSE node
-(``dicom://AETITLE@host:port``). `query`, `retrieve` and `send` pick the protocol's way: QIDO-RS
-or C-FIND; WADO-RS, C-GET or C-MOVE (to a listener started for the occasion); STOW-RS or C-STORE.
+(``dicom://AETITLE@host:port``, or ``dicoms://AETITLE@host:port`` for DICOM TLS). A CA file (PEM)
+checks the certificates of https and dicoms servers instead of the system's CAs. `query`, `retrieve`
+and `send` pick the protocol's way: QIDO-RS or C-FIND; WADO-RS, C-GET or C-MOVE (to a listener
+started for the occasion); STOW-RS or C-STORE.
 """
 
 from __future__ import annotations
@@ -27,22 +29,32 @@ Server = DicomWebServer | DimsePeer
 RetrieveMethod = Literal["auto", "wado", "get", "move"]
 
 
-def open_server(spec: str, calling_ae: str = DEFAULT_AE_TITLE, timeout: float = 30.0) -> Server:
-    """The server a spec names (see the module's docstring)."""
+def open_server(
+    spec: str,
+    calling_ae: str = DEFAULT_AE_TITLE,
+    timeout: float = 30.0,
+    user: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> Server:
+    """The server a spec names (see the module's docstring). ``user`` and ``password`` (DICOMweb
+    basic auth) take the place of credentials in the URL; ``ca_file`` checks TLS certificates."""
     text = spec.strip()
     scheme = urlsplit(text).scheme.lower()
     if scheme in ("http", "https"):
-        return DicomWebServer(text, timeout=timeout)
-    if scheme == "dicom":
+        return DicomWebServer(text, user=user or None, password=password if user else None, timeout=timeout,
+                              verify=ca_file or True)  # fmt: skip
+    if scheme in ("dicom", "dicoms"):
         parts = urlsplit(text)
         try:
             port = parts.port
         except ValueError:
             port = None
         if not parts.username or not parts.hostname or port is None:
-            raise PacsError(f"a DIMSE server is dicom://AETITLE@host:port, not {spec!r}")
-        return DimsePeer(parts.hostname, port, unquote(parts.username), calling_ae=calling_ae, timeout=timeout)
-    raise PacsError(f"not a server (http[s]://host/dicom-web or dicom://AETITLE@host:port): {spec!r}")
+            raise PacsError(f"a DIMSE server is dicom[s]://AETITLE@host:port, not {spec!r}")
+        return DimsePeer(parts.hostname, port, unquote(parts.username), calling_ae=calling_ae, timeout=timeout,
+                         tls=scheme == "dicoms", ca_file=ca_file or None)  # fmt: skip
+    raise PacsError(f"not a server (http[s]://host/dicom-web or dicom[s]://AETITLE@host:port): {spec!r}")
 
 
 def query(server: Server, filters: QueryFilters | None = None, limit: int | None = None) -> list[StudyMatch]:

@@ -207,13 +207,21 @@ def build_seg(
     return seg
 
 
-def result_objects(findings: StudyFindings, sources: Mapping[str, Dataset]) -> list[Dataset]:
-    """The study's SR, then a SEG (one series) per image that has an evidence map."""
+def result_objects(findings: StudyFindings, sources: Mapping[str, Dataset], gsps: bool = False) -> list[Dataset]:
+    """The study's SR, then a SEG (one series) per image that has an evidence map, then with
+    ``gsps`` a presentation state per image (a series per breast): evidence box and probability."""
     objects = [build_sr(findings, sources)]
     seg_series = generate_uid()
     with_evidence = [i for i in findings.images if i.evidence is not None]
     for n, image in enumerate(with_evidence, start=1):
         objects.append(build_seg(image, sources[image.sop_uid], findings, series_uid=seg_series, instance_number=n))
+    if gsps:
+        from inference.pacs.presentation import build_gsps
+
+        pr_series: dict[str, str] = {}
+        for n, image in enumerate(findings.images, start=1):
+            series = pr_series.setdefault(image.laterality, generate_uid())
+            objects.append(build_gsps(image, sources[image.sop_uid], findings, series_uid=series, instance_number=n))
     return objects
 
 

@@ -17,9 +17,10 @@ __all__ = ["Orthanc", "free_port", "dciodvfy", "dsrdump", "REFUSED_CONNECTION_SO
 
 #: pynetdicom 3.0 does not close its socket when a connection is refused (transport.py shuts it down,
 #: which raises on an unconnected socket, and skips the close): the socket is freed at once with a
-#: ResourceWarning. Only the tests that connect to a closed port let exactly that warning through.
+#: ResourceWarning; the same after a failed TLS handshake. Only the tests that connect to a closed
+#: port or fail a handshake let exactly that warning through.
 REFUSED_CONNECTION_SOCKET = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+    "ignore:Exception ignored in. <(socket.socket|ssl.SSLSocket):pytest.PytestUnraisableExceptionWarning"
 )
 
 

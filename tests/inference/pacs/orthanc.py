@@ -40,6 +40,7 @@ class Orthanc:
     listener_port: int  # where Orthanc sends C-MOVE for client_ae (a test starts its listener there)
     user: str
     password: str
+    tls: TlsFiles | None = None  # the DICOM port speaks DICOM TLS with these files; plain otherwise
 
     @property
     def dicomweb(self) -> str:
@@ -65,6 +66,36 @@ class Orthanc:
             self.rest(f"/studies/{study}", method="DELETE")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA and a server certificate it signed for 127.0.0.1 (PEM files)."""
+
+    ca: Path
+    ca_key: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(folder: Path, ca_name: str = "mammo-review test CA") -> TlsFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, csr, ext = folder / "server.pem", folder / "server.key", folder / "server.csr", folder / "ext.cnf"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+            "-subj", f"/CN={ca_name}", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                   "extendedKeyUsage=serverAuth,clientAuth\n")  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "2", "-extfile", str(ext))  # fmt: skip
+    return TlsFiles(ca, ca_key, cert, key)
+
+
 def _wait_until_up(proc: subprocess.Popen[bytes], server: Orthanc, log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,10 +115,13 @@ def missing_programs() -> list[str]:
 
 
 @contextmanager
-def running_orthanc(root: Path) -> Iterator[Orthanc]:
-    """An Orthanc with its configuration, storage and log under ``root``, stopped by its pid on exit."""
+def running_orthanc(root: Path, tls: TlsFiles | None = None) -> Iterator[Orthanc]:
+    """An Orthanc with its configuration, storage and log under ``root``, stopped by its pid on exit.
+    With ``tls`` the DICOM port speaks DICOM TLS only (no client certificate asked). HTTP stays plain:
+    Debian's Orthanc 1.10.1 crashes (SIGSEGV) on the first request with SslEnabled, so the HTTPS
+    tests put `tls_proxy.TlsProxy` in front of it."""
     root.mkdir(parents=True, exist_ok=True)
-    server = Orthanc(free_port(), free_port(), SERVER_AE, CLIENT_AE, free_port(), USER, PASSWORD)
+    server = Orthanc(free_port(), free_port(), SERVER_AE, CLIENT_AE, free_port(), USER, PASSWORD, tls)
     config = {
         "Name": "mammo-review-test",
         "StorageDirectory": str(root / "db"),
@@ -114,6 +148,11 @@ def running_orthanc(root: Path) -> Iterator[Orthanc]:
         "ExecuteLuaEnabled": False,
         "SaveJobs": False,
     }
+    if tls is not None:
+        config.update({
+            "DicomTlsEnabled": True, "DicomTlsCertificate": str(tls.cert), "DicomTlsPrivateKey": str(tls.key),
+            "DicomTlsTrustedCertificates": str(tls.ca), "DicomTlsRemoteCertificateRequired": False,
+        })  # fmt: skip
     config_path = root / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=1))
     log = root / "orthanc.log"

@@ -116,6 +116,31 @@ def test_predict_from_pacs_sends_the_results_back(
     assert sorted(r["status"] for r in rows if r["level"] == "image") == ["ok"] * 4 + ["skipped"] * 5
 
 
+def test_predict_from_pacs_with_gsps(empty_orthanc: Orthanc, study_files: list[Path], tmp_path: Path) -> None:
+    orthanc, uid = empty_orthanc, _study_uid(study_files)
+    DicomWebServer(orthanc.dicomweb_with_credentials).store([dcmread(p) for p in study_files])
+    out = tmp_path / "predictions.csv"
+    code = main(["predict", "--from-pacs", orthanc.dicomweb_with_credentials, "--study", uid, "--send-results",
+                 "--gsps", "--cache", str(tmp_path / "cache"), "--out", str(out), "--quiet",
+                 "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    images = {r["key"]: float(r["p_malignant"]) for r in rows if r["level"] == "image" and r["status"] == "ok"}
+    server = DicomWebServer(orthanc.dicomweb_with_credentials)
+    pr = [s for s in server.query_series(uid) if s.modality == "PR"]
+    assert sorted(s.n_instances or 0 for s in pr) == [2, 2]  # a series per breast
+    back = server.retrieve_study(uid, InstanceCache(tmp_path / "back"))
+    states = [dcmread(p) for p in back if dcmread(p, stop_before_pixels=True).Modality == "PR"]
+    assert len(states) == 4
+    for ds in states:
+        dciodvfy(Path(ds.filename))
+        image = str(ds.ReferencedSeriesSequence[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID)
+        text = str(ds.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue)
+        assert text.startswith(f"P(cancer) {images[image]:.2f} ")
+    assert main(["predict", "--from-pacs", orthanc.dicomweb_with_credentials, "--study", uid, "--gsps",
+                 "--out", str(out)]) == 2  # fmt: skip  # --gsps without --send-results
+
+
 def test_errors_are_one_line_and_exit_2(orthanc: Orthanc, capsys: pytest.CaptureFixture[str]) -> None:
     wrong = f"http://{orthanc.user}:nope@127.0.0.1:{orthanc.http_port}/dicom-web"
     assert main(["pacs", "query", wrong]) == 2
