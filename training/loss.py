@@ -147,9 +147,11 @@ def multitask_loss(
         term = weighted_cross_entropy(outputs[task], targets[task], cw_t)
         total = total + float(config.tasks.get(task, 1.0)) * term
         parts[task] = float(term.detach())
-    if "lesion" in outputs and lesion is not None and config.segmentation > 0:
-        seg = lesion_loss(outputs["lesion"], lesion)
-        total = total + config.segmentation * seg
-        parts["seg"] = float(seg.detach())
+    if "lesion" in outputs and config.segmentation > 0:
+        # a batch where no image says anything about lesions: weight 0 everywhere, the term is 0
+        seg = lesion_loss(outputs["lesion"], lesion) if lesion is not None else None
+        if seg is not None:
+            total = total + config.segmentation * seg
+        parts["seg"] = 0.0 if seg is None else float(seg.detach())
     parts["total"] = float(total.detach())
     return total, parts

@@ -353,8 +353,13 @@ def _write_metrics(path: Path, r: EpochResult, best: bool) -> None:
     row.update({f"loss_{k}": round(v, 5) for k, v in r.train_loss.items()})
     row.update({f"tuning_{k}": round(v, 4) for k, v in r.tuning.items()})
     new = not path.exists()
+    fields = list(row)
+    if not new:  # the header's column order, whatever order this epoch's losses came in
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        fields = header + [k for k in row if k not in header]
     with open(path, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
         if new:
             w.writeheader()
         w.writerow(row)

@@ -98,7 +98,8 @@ def test_the_lesion_term_joins_the_total_only_with_targets() -> None:
     lesion = _targets(np.ones(shape), np.ones(shape))
     base, parts = multitask_loss(out, x, targets)
     total, parts2 = multitask_loss(out, x, targets, None, lesion)
-    assert "seg" not in parts and float(total - base) == pytest.approx(parts2["seg"], rel=1e-5)
+    assert parts["seg"] == 0.0 and float(total - base) == pytest.approx(parts2["seg"], rel=1e-5)
+    assert list(parts) == list(parts2)  # the same terms in the same order (the metrics CSV's columns)
     off, parts3 = multitask_loss(out, x, targets, LossConfig(segmentation=0.0), lesion)
     assert "seg" not in parts3 and float(off) == pytest.approx(float(base))
     with pytest.raises(ValueError, match="differ in shape"):
@@ -152,6 +153,9 @@ def test_training_with_seg_logs_its_loss_and_tuning_dice_and_resumes(tmp_path: P
     results = train(cfg, tr, tu, tmp_path / "a", **kw)  # type: ignore[arg-type]
     assert all("seg" in r.train_loss and np.isfinite(r.train_loss["seg"]) for r in results)
     assert all(0.0 <= r.tuning["lesion_dice"] <= 1.0 for r in results)
+    with open(tmp_path / "a" / "metrics.csv", newline="", encoding="utf-8") as f:
+        logged = list(csv.DictReader(f))
+    assert [float(r["loss_seg"]) for r in logged] == [round(r.train_loss["seg"], 5) for r in results]
     train(cfg, tr, tu, tmp_path / "b", stop_after_steps=3, **kw)  # type: ignore[arg-type]
     train(cfg, tr, tu, tmp_path / "b", resume=True, **kw)  # type: ignore[arg-type]
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
@@ -207,3 +211,14 @@ def test_the_runtime_returns_the_lesion_map_and_older_models_none(seg_model: Pat
         stored = np.load(maps / row["lesion"])
         assert stored.dtype == np.float16 and stored.shape == image.pixels.shape
         np.testing.assert_allclose(stored.astype(np.float32), original, atol=1e-3)
+
+
+def test_metrics_rows_keep_the_header_order_whatever_order_the_losses_come_in(tmp_path: Path) -> None:
+    from training.train import EpochResult, _write_metrics
+
+    path = tmp_path / "metrics.csv"
+    _write_metrics(path, EpochResult(1, {"seg": 0.5, "total": 2.0}, {"view_auc": 0.9}, 1.0), True)
+    _write_metrics(path, EpochResult(2, {"total": 1.5, "seg": 0.4}, {"view_auc": 0.8}, 1.0), False)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["loss_seg"], r["loss_total"]) for r in rows] == [("0.5", "2.0"), ("0.4", "1.5")]
