@@ -63,8 +63,10 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 #: The columns holding text (neutralised against formulas, inference.csvsafe); the others hold numbers.
 CSV_TEXT_COLUMNS: frozenset[str] = frozenset(c for c in CSV_COLUMNS if not c.startswith("p_"))
-MAPS_INDEX_COLUMNS: tuple[str, ...] = ("key", "path", "evidence", "error", "preview", "rows", "cols", "evidence_scale")
-MAPS_INDEX_TEXT_COLUMNS: frozenset[str] = frozenset(("key", "path", "evidence", "error", "preview"))
+MAPS_INDEX_COLUMNS: tuple[str, ...] = (
+    "key", "path", "evidence", "error", "preview", "rows", "cols", "evidence_scale", "lesion"
+)
+MAPS_INDEX_TEXT_COLUMNS: frozenset[str] = frozenset(("key", "path", "evidence", "error", "preview", "lesion"))
 _LOG = logging.getLogger("inference.cli")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -206,7 +208,8 @@ def _float16(m: np.ndarray) -> np.ndarray:
 
 
 class MapsWriter:
-    """Writes ``<stem>.evidence.npy``, ``<stem>.error.npy`` (float16, original grid), ``<stem>.png``
+    """Writes ``<stem>.evidence.npy``, ``<stem>.error.npy``, ``<stem>.lesion.npy`` when the model has
+    a lesion output (float16, original grid), ``<stem>.png``
     and a line of ``index.csv`` per image. The evidence is stored times ``evidence_scale`` (the number
     of cells of its ``H/16`` grid), which brings it into float16's range whatever the model height."""
 
@@ -235,8 +238,9 @@ class MapsWriter:
         evidence = p.evidence_original()
         error = p.error_map_original()
         scale = float(p.evidence.size) if p.evidence is not None else 1.0
-        names = {"evidence": "", "error": ""}
-        for name, m, factor in (("evidence", evidence, scale), ("error", error, 1.0)):
+        names = {"evidence": "", "error": "", "lesion": ""}
+        maps = (("evidence", evidence, scale), ("error", error, 1.0), ("lesion", p.lesion_original(), 1.0))
+        for name, m, factor in maps:
             if m is not None:
                 np.save(self.folder / f"{stem}.{name}.npy", _float16(m * np.float32(factor)))
                 names[name] = f"{stem}.{name}.npy"
@@ -465,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="DICOM / PNG / JPEG / TIFF / PGM files or folders")
     p.add_argument("--out", required=True, metavar="CSV", help="where to write the predictions CSV")
     p.add_argument("--embeddings", metavar="NPZ", help="also write the latent vectors (.npz)")
-    p.add_argument("--maps", metavar="DIR", help="also write evidence and reconstruction-error maps here")
+    p.add_argument("--maps", metavar="DIR",
+                   help="also write evidence, reconstruction-error and (when the model has it) lesion maps here")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (CUDA when available), cpu or cuda")
     p.add_argument("--model", metavar="ONNX", help="a model other than the bundled one (its .json beside it)")
     p.add_argument("--batch-size", type=_positive, default=None, help="images per run (default: 1 on CPU, 8 on CUDA)")

@@ -6,6 +6,11 @@ horizontal flip (the chest wall stays on the left, as preprocessing put it) and 
 gamma, contrast and window jitter, Gaussian noise, so that film, CESM low-energy and full-field
 digital images look less like three fixed styles. :class:`Compose` chains them.
 
+Maps that belong to the image (the lesion target and weight, on a coarser grid of the same
+extent) go through ``with_maps(image, maps, rng)``: the geometric transform moves them exactly as
+the image (the same draw, the affine rewritten for the coarser grid), the intensity one leaves
+them alone. ``__call__`` is ``with_maps`` without maps and draws the same numbers.
+
 Randomness comes only from the ``numpy.random.Generator`` passed to each call, and every call
 draws the same count of numbers whatever it applies, so a run that saves and restores that
 generator's state repeats its augmentations exactly.
@@ -19,9 +24,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Augment", "IntensityAugment", "Compose", "INTENSITY_OPS"]
+__all__ = ["Augment", "IntensityAugment", "Compose", "INTENSITY_OPS", "Map"]
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Map:
+    """A map that travels with an image: ``[h, w]`` on a grid ``stride`` times coarser than the
+    image's, filled with ``fill`` where a move brings in space from outside."""
+
+    data: np.ndarray
+    stride: int = 1
+    fill: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,12 @@ class Augment:
             raise ValueError(f"zoom range {self.zoom} is not a positive interval")
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.with_maps(image, (), rng)[0]
+
+    def with_maps(
+        self, image: np.ndarray, maps: Sequence[Map], rng: np.random.Generator
+    ) -> tuple[np.ndarray, tuple[Map, ...]]:
+        """The moved image and its maps, moved the same way."""
         a = np.asarray(image, np.float32)
         h, w = a.shape
         # draw every number every time so the generator advances the same way whatever is applied
@@ -54,18 +75,33 @@ class Augment:
         dy = rng.uniform(-self.translate_y, self.translate_y) * h
         dx = rng.uniform(0.0, self.translate_x) * w
         s = rng.uniform(*self.zoom)
+        moved = list(maps)
         if do_shift or do_zoom:
             s = s if do_zoom else 1.0
             dy, dx = (dy, dx) if do_shift else (0.0, 0.0)
             # output (y, x) samples input ((y - cy - dy) / s + cy, (x - dx) / s), centre cy = h/2 on the left edge
             cy = (h - 1) / 2.0
-            matrix = np.array([1.0 / s, 1.0 / s])
-            offset = np.array([cy - (cy + dy) / s, -dx / s])
-            a = ndimage.affine_transform(a, matrix, offset=offset, order=1, mode="constant", cval=0.0, prefilter=False)
+            scale, oy, ox = 1.0 / s, cy - (cy + dy) / s, -dx / s
+            a = _affine(a, scale, oy, ox, 1, 0.0)
             np.clip(a, 0.0, 1.0, out=a)
+            moved = [Map(_affine(m.data, scale, oy, ox, m.stride, m.fill), m.stride, m.fill) for m in moved]
         if do_flip:
             a = a[::-1]
-        return np.ascontiguousarray(a, dtype=np.float32)
+            moved = [Map(m.data[::-1], m.stride, m.fill) for m in moved]
+        out = tuple(Map(np.ascontiguousarray(m.data, dtype=np.float32), m.stride, m.fill) for m in moved)
+        return np.ascontiguousarray(a, dtype=np.float32), out
+
+
+def _affine(a: np.ndarray, scale: float, oy: float, ox: float, stride: int, fill: float) -> np.ndarray:
+    """``out[y, x] = in[scale * y + oy, scale * x + ox]`` (image pixels) on a grid ``stride`` times
+    coarser, whose cell ``j`` is centred on image pixel ``stride * j + (stride - 1) / 2``."""
+    c = (stride - 1) / 2.0
+    offset = np.array([(scale * c + oy - c) / stride, (scale * c + ox - c) / stride])
+    out: np.ndarray = ndimage.affine_transform(
+        np.asarray(a, np.float32), np.array([scale, scale]), offset=offset, order=1, mode="constant",
+        cval=fill, prefilter=False,
+    )
+    return out
 
 
 INTENSITY_OPS: tuple[str, ...] = ("resolution", "blur", "gamma", "contrast", "window", "noise")
@@ -112,6 +148,12 @@ class IntensityAugment:
             raise ValueError(f"resolution range {self.resolution} must lie in (0, 1]")
         if not 0.0 <= self.window < 0.5:
             raise ValueError(f"window jitter {self.window} is outside [0, 0.5)")
+
+    def with_maps(
+        self, image: np.ndarray, maps: Sequence[Map], rng: np.random.Generator
+    ) -> tuple[np.ndarray, tuple[Map, ...]]:
+        """The changed image; its maps as they were (grey levels move no lesion)."""
+        return self(image, rng), tuple(maps)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         a = np.array(image, dtype=np.float32)  # a copy: the cached array is never changed
@@ -164,3 +206,19 @@ class Compose:
         for t in self.transforms:
             image = t(image, rng)
         return image
+
+    def with_maps(
+        self, image: np.ndarray, maps: Sequence[Map], rng: np.random.Generator
+    ) -> tuple[np.ndarray, tuple[Map, ...]]:
+        """Each transform in order on the image and its maps (one without ``with_maps`` moves no map,
+        which is an error when there are maps)."""
+        out = tuple(maps)
+        for t in self.transforms:
+            step = getattr(t, "with_maps", None)
+            if step is None:
+                if out:
+                    raise TypeError(f"{t!r} cannot carry maps with the image")
+                image = t(image, rng)
+            else:
+                image, out = step(image, out, rng)
+        return image, out

@@ -4,6 +4,11 @@ An image goes through exactly the runtime's path: :func:`load_pixels` (the runti
 ``inference.imaging.decode.load_image(path).pixels``) then ``inference.model.preprocess.preprocess(pixels,
 height)``. The result is cached as ``<cache>/<height>/<digest>.npy`` so later epochs only read
 arrays. Batches hold images of one width (``collate`` can still pad mixed widths with background 0).
+
+With lesion records (:mod:`training.lesions`) each image also gets its lesion target and weight on
+the model's ``H/4`` grid, made through the geometry of that same preprocessing call (so they lie
+exactly under the image) and cached beside the image as ``<digest>.lesion4.npy``; the geometric
+augmentation moves them with the image. An image without a record has weight 0 everywhere.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.errors import ImageReadError, PreprocessError
+from inference.errors import FormatError, ImageReadError, PreprocessError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow, read_label_manifest
 from inference.imaging.decode import load_image
 from inference.model.preprocess import preprocess
-from training.loss import TaskTargets
+from training.augment import Map
+from training.lesions import LesionRecord, lesion_maps
+from training.loss import LesionTargets, TaskTargets
+from training.model import LESION_STRIDE
 
 __all__ = ["load_pixels", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate", "load_manifest"]
 
@@ -41,6 +49,7 @@ def model_array(path: str | Path, height: int) -> np.ndarray:
 class Sample:
     image: np.ndarray  # [H, W] float32
     targets: dict[str, tuple[int, float]]  # task -> (class index or -1, weight)
+    lesion: np.ndarray | None = None  # [2, H/4, W/4]: lesion target and weight; None: nothing known
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Batch:
     image: torch.Tensor  # [N, 1, H, W]
     targets: dict[str, TaskTargets]
     indices: tuple[int, ...]
+    lesion: LesionTargets | None = None  # None when no image of the batch says anything
 
 
 def load_manifest(path: str | Path, split: str | None = None) -> tuple[list[LabelRow], Path]:
@@ -69,13 +79,16 @@ class ImageDataset:
         root: str | Path = ".",
         cache_dir: str | Path | None = None,
         transform: Transform | None = None,
+        lesions: dict[str, LesionRecord] | None = None,
     ) -> None:
         self.rows = list(rows)
+        self.lesions = lesions or {}
         self.height = height
         self.root = Path(root)
         self.cache_dir = None if cache_dir is None else Path(cache_dir) / str(height)
         self.transform = transform
         self._arrays: dict[int, np.ndarray] = {}
+        self._lesion: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -111,13 +124,47 @@ class ImageDataset:
         self._arrays[i] = a
         return a
 
+    def lesion(self, i: int) -> np.ndarray | None:
+        """``[2, H/4, W/4]`` lesion target and weight of image ``i`` (None without a record)."""
+        record = self.lesions.get(self.rows[i].key)
+        if record is None:
+            return None
+        if i in self._lesion:
+            return self._lesion[i]
+        maps: np.ndarray | None = None
+        if record.kind == "none":
+            h, w = self.array(i).shape
+            maps = np.stack([np.zeros((h // LESION_STRIDE, w // LESION_STRIDE), np.float32),
+                             np.ones((h // LESION_STRIDE, w // LESION_STRIDE), np.float32)])
+        else:
+            image_cache = self._cache_file(i)
+            cache = None if image_cache is None else image_cache.with_suffix(f".lesion{LESION_STRIDE}.npy")
+            if cache is not None and cache.exists():
+                try:
+                    maps = np.load(cache, allow_pickle=False)
+                except (OSError, ValueError):
+                    maps = None
+            if maps is None:
+                a, geometry = preprocess(load_pixels(self.path(i)), self.height)
+                maps = lesion_maps(record, geometry, LESION_STRIDE)
+                if a.shape != self.array(i).shape:
+                    raise PreprocessError(f"{self.path(i)}: lesion maps and the cached image disagree in size")
+                if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cache.with_suffix(".tmp.npy")
+                    np.save(tmp, maps)
+                    tmp.replace(cache)
+        self._lesion[i] = maps
+        return maps
+
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> list[tuple[int, str]]:
         """Preprocess (or read from cache) every image; returns (index, reason) of those that failed."""
         failed = []
         for i in range(len(self)):
             try:
                 self.array(i)
-            except (ImageReadError, PreprocessError) as exc:
+                self.lesion(i)
+            except (ImageReadError, PreprocessError, FormatError) as exc:
                 failed.append((i, str(exc)))
             if progress is not None:
                 progress(i + 1, len(self))
@@ -125,9 +172,10 @@ class ImageDataset:
 
     def subset(self, keep: Iterable[int]) -> ImageDataset:
         keep = list(keep)
-        out = ImageDataset([self.rows[i] for i in keep], self.height, self.root, None, self.transform)
+        out = ImageDataset([self.rows[i] for i in keep], self.height, self.root, None, self.transform, self.lesions)
         out.cache_dir = self.cache_dir
         out._arrays = {j: self._arrays[i] for j, i in enumerate(keep) if i in self._arrays}
+        out._lesion = {j: self._lesion[i] for j, i in enumerate(keep) if i in self._lesion}
         return out
 
     def width(self, i: int) -> int:
@@ -143,11 +191,20 @@ class ImageDataset:
 
     def sample(self, i: int, rng: np.random.Generator | None = None) -> Sample:
         a = self.array(i)
+        lesion = self.lesion(i)
         if self.transform is not None:
             if rng is None:
                 raise ValueError("a random transform needs a numpy Generator")
-            a = self.transform(a, rng)
-        return Sample(a, self.targets(i))
+            with_maps = getattr(self.transform, "with_maps", None)
+            if lesion is not None and with_maps is not None:
+                maps = (Map(lesion[0], LESION_STRIDE, 0.0), Map(lesion[1], LESION_STRIDE, 1.0))
+                a, moved = with_maps(a, maps, rng)
+                lesion = np.stack([m.data for m in moved])
+            elif lesion is not None:
+                raise TypeError(f"the transform {self.transform!r} cannot move lesion maps with the image")
+            else:
+                a = self.transform(a, rng)
+        return Sample(a, self.targets(i), lesion)
 
 
 def plan_batches(widths: Sequence[int], batch_size: int, rng: np.random.Generator | None = None) -> list[list[int]]:
@@ -182,4 +239,13 @@ def collate(samples: Sequence[Sample], indices: Sequence[int] = ()) -> Batch:
         idx = torch.tensor([s.targets[t][0] for s in samples], dtype=torch.int64)
         w = torch.tensor([s.targets[t][1] for s in samples], dtype=torch.float32)
         targets[t] = TaskTargets(idx.clamp_min(0), w)
-    return Batch(torch.from_numpy(x), targets, tuple(indices))
+    lesion = None
+    if any(s.lesion is not None for s in samples):
+        # padding and images without a record: weight 0 (nothing known there)
+        maps = np.zeros((len(samples), 2, h // LESION_STRIDE, wmax // LESION_STRIDE), np.float32)
+        for k, s in enumerate(samples):
+            if s.lesion is not None:
+                maps[k, :, :, : s.lesion.shape[2]] = s.lesion
+        both = torch.from_numpy(maps)
+        lesion = LesionTargets(both[:, :1].contiguous(), both[:, 1:].contiguous())
+    return Batch(torch.from_numpy(x), targets, tuple(indices), lesion)

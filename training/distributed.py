@@ -143,7 +143,10 @@ def place(batch: Batch) -> Batch:
     from dataclasses import replace
 
     targets = {k: replace(t, index=t.index.to(device), weight=t.weight.to(device)) for k, t in batch.targets.items()}
-    return replace(batch, image=batch.image.to(device), targets=targets)
+    lesion = batch.lesion
+    if lesion is not None:
+        lesion = replace(lesion, target=lesion.target.to(device), weight=lesion.weight.to(device))
+    return replace(batch, image=batch.image.to(device), targets=targets, lesion=lesion)
 
 
 def for_eval(model: torch.nn.Module) -> Any:

@@ -38,10 +38,11 @@ import torch
 
 from inference.formats import LabelRow
 from training.data import ImageDataset, load_manifest
+from training.lesions import LesionRecord, lesions_path_for, read_lesions
 from training.metrics import auc, balanced_accuracy, bootstrap
-from training.model import ModelConfig, build_model
+from training.model import build_model
 from training.onnx.checkpoint import load_checkpoint
-from training.train import ALL_TASKS, TrainConfig, predict_dataset, train
+from training.train import DEFAULT_TASKS, TrainConfig, predict_dataset, train
 
 __all__ = [
     "Variant", "TASK_VARIANTS", "FUSION_VARIANTS", "MISSING_VARIANTS", "EXPERIMENTS", "METRICS",
@@ -70,14 +71,15 @@ TASK_VARIANTS: tuple[Variant, ...] = (
     Variant("malignancy + ACR", ("malignancy", "acr")),
     Variant("malignancy + density", ("malignancy", "density")),
     Variant("malignancy + view", ("malignancy", "view")),
-    Variant("all tasks", ALL_TASKS),
+    Variant("all tasks", DEFAULT_TASKS),
+    Variant("all tasks + lesion segmentation", (*DEFAULT_TASKS, "seg")),
 )
 FUSION_VARIANTS: tuple[Variant, ...] = (
-    Variant("z from the last level", ALL_TASKS, multi_level=False),
-    Variant("z from all five levels", ALL_TASKS),
+    Variant("z from the last level", DEFAULT_TASKS, multi_level=False),
+    Variant("z from all five levels", DEFAULT_TASKS),
 )
 MISSING_VARIANTS: tuple[Variant, ...] = tuple(
-    Variant(f"{int(f * 100)} % malignancy labels removed", ALL_TASKS, drop_malignancy=f) for f in (0.0, 0.25, 0.5, 0.75)
+    Variant(f"{int(f * 100)} % malignancy labels removed", DEFAULT_TASKS, drop_malignancy=f) for f in (0.0, 0.25, 0.5, 0.75)
 )
 EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
     "tasks": TASK_VARIANTS, "fusion": FUSION_VARIANTS, "missing": MISSING_VARIANTS,
@@ -124,9 +126,10 @@ def _score(rows: Sequence[LabelRow], probs: dict[str, np.ndarray], n_boot: int, 
 def run_variant(
     variant: Variant, seed: int, rows: Sequence[LabelRow], root: Path, folder: Path, *,
     height: int, epochs: int, max_minutes: float = 0.0, batch_size: int = 4, n_boot: int = 1000,
-    cache_dir: Path | None = None, echo: bool = True,
+    cache_dir: Path | None = None, echo: bool = True, lesions: dict[str, LesionRecord] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume, or skip when done) one (variant, seed) and score it; returns its result."""
+    """Train (or resume, or skip when done) one (variant, seed) and score it; returns its result.
+    ``lesions`` (the manifest's ``.lesions.csv``) is needed by a variant with the ``seg`` task."""
     done = folder / "result.json"
     if done.is_file():
         result: dict[str, Any] = json.loads(done.read_text(encoding="utf-8"))
@@ -139,12 +142,9 @@ def run_variant(
         height=height, epochs=epochs, tasks=variant.tasks, batch_size=batch_size, seed=seed,
         max_minutes=max_minutes, version="experiment",
     )
-    init = build_model(
-        ModelConfig(tasks=cfg.model_config().tasks, reconstruction="recon" in variant.tasks,
-                    multi_level=variant.multi_level),
-        seed=seed,
-    )
-    train(cfg, train_rows, tuning_rows, folder, root=root, cache_dir=cache_dir, resume=True, init=init, echo=echo)
+    init = build_model(dataclasses.replace(cfg.model_config(), multi_level=variant.multi_level), seed=seed)
+    train(cfg, train_rows, tuning_rows, folder, root=root, cache_dir=cache_dir, resume=True, init=init, echo=echo,
+          lesions=lesions if "seg" in variant.tasks else None)
     best = folder / "best.pt"
     ckpt = load_checkpoint(best if best.exists() else folder / "last.pt")
     model = ckpt.model()
@@ -228,6 +228,8 @@ def run_experiment(
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     rows, root = load_manifest(manifest)
+    lesion_file = lesions_path_for(manifest)
+    lesions = read_lesions(lesion_file) if lesion_file.is_file() else None
     if not any(r.split == "train" for r in rows):
         raise ValueError(f"{manifest}: no row in split 'train' (the experiment needs train / tuning / validation)")
     folder = Path(out) / name
@@ -241,6 +243,9 @@ def run_experiment(
     for variant in EXPERIMENTS[name]:
         results, missing = [], []
         for seed in seeds:
+            if "seg" in variant.tasks and lesions is None:  # no outlines beside this manifest
+                missing.append(seed)
+                continue
             if only and variant.folder not in only:
                 done = folder / variant.folder / f"seed-{seed}" / "result.json"
                 if done.is_file():
@@ -251,6 +256,7 @@ def run_experiment(
             results.append(run_variant(
                 variant, seed, rows, root, folder / variant.folder / f"seed-{seed}", height=height, epochs=epochs,
                 max_minutes=max_minutes, batch_size=batch_size, n_boot=n_boot, cache_dir=cache, echo=echo,
+                lesions=lesions,
             ))
         table["variants"].append({"variant": variant.name, "tasks": list(variant.tasks),
                                   "multi_level": variant.multi_level, "drop_malignancy": variant.drop_malignancy,

@@ -8,6 +8,12 @@ gives a vector; the five concatenated form the 496-d latent ``z``, on which one 
 per task predicts malignancy, ACR category, density and view. A narrower mirrored decoder
 (one block per level, no skip connections) rebuilds the image from the bottleneck.
 
+The sixth task, lesion segmentation (``ModelConfig.segmentation``, the paper's future work), is a
+small branch on that decoder: from its ``H/8`` feature map (16 channels) an upsampling, a separable
+convolution and a 3x3 convolution give one logit per cell of an ``H/4 x W/4`` grid
+(:data:`LESION_STRIDE`). It reads the skip-free decoder, so the segmentation pulls on the same
+bottleneck as the classifiers.
+
 Because the malignancy head is linear on L2-normalised pooled features, its
 malignant-minus-benign logit splits exactly into per-location contributions
 (:meth:`MammoNet.evidence_from_levels`).
@@ -30,6 +36,7 @@ __all__ = [
     "DECODER_WIDTHS",
     "STEM_WIDTH",
     "EVIDENCE_STRIDE",
+    "LESION_STRIDE",
     "SIZE_MULTIPLE",
     "ModelConfig",
     "MammoNet",
@@ -44,6 +51,9 @@ DECODER_WIDTHS: tuple[int, ...] = (64, 32, 16, 8, 8)
 STEM_WIDTH = 16
 #: The evidence map is on a grid of ``H/16 x W/16`` (the third level's resolution).
 EVIDENCE_STRIDE = 16
+#: The lesion map is on a grid of ``H/4 x W/4``.
+LESION_STRIDE = 4
+_LESION_BLOCK = 2  # index of the decoder block (output at H/8, 16 channels) the lesion branch reads
 #: Input height and width must be multiples of this (stem + five levels each halve).
 SIZE_MULTIPLE = 64
 _EVIDENCE_LEVEL = 2  # index of the level whose grid the evidence map uses
@@ -57,6 +67,7 @@ class ModelConfig:
     tasks: tuple[str, ...] = TASKS
     reconstruction: bool = True
     multi_level: bool = True
+    segmentation: bool = False  # the lesion-segmentation branch on the decoder (output ``lesion``)
     dropout: float = 0.5
     negative_slope: float = 0.01
 
@@ -162,7 +173,8 @@ class MammoNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.heads = nn.ModuleDict({t: nn.Linear(config.latent_dim, len(TASK_CLASSES[t])) for t in config.tasks})
         self.decoder: nn.Sequential | None = None
-        if config.reconstruction:
+        self.lesion_head: nn.Sequential | None = None
+        if config.reconstruction or config.segmentation:
             blocks: list[nn.Module] = []
             cin = LEVEL_WIDTHS[-1]
             for width in DECODER_WIDTHS:
@@ -170,6 +182,15 @@ class MammoNet(nn.Module):
                 cin = width
             blocks += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, 1, 3, padding=1), nn.Sigmoid()]
             self.decoder = nn.Sequential(*blocks)
+        if config.segmentation:
+            width = DECODER_WIDTHS[_LESION_BLOCK]
+            self.lesion_head = nn.Sequential(
+                nn.Upsample(scale_factor=2.0, mode="nearest"),
+                SeparableConv(width, width),
+                nn.InstanceNorm2d(width, affine=True),
+                nn.LeakyReLU(slope),
+                nn.Conv2d(width, 1, 3, padding=1),
+            )
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -219,14 +240,15 @@ class MammoNet(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, image: Tensor, *, evidence: bool = False) -> dict[str, Tensor]:
-        """Logits per task, ``z`` (dropout off), ``reconstruction`` and, if asked, ``evidence``."""
+        """Logits per task, ``z`` (dropout off), ``reconstruction``, the ``lesion`` logits
+        ``[N, 1, H/4, W/4]`` when segmenting and, if asked, ``evidence``."""
         maps = self.encode(image)
         z = self.latent(maps)
         zd = self.dropout(z)
         out: dict[str, Tensor] = {t: head(zd) for t, head in self.heads.items()}
         out["z"] = z
         if self.decoder is not None:
-            out["reconstruction"] = self.decode(maps[-1])
+            out.update(self._decode_outputs(maps[-1]))
         if evidence:
             out["evidence"] = self.evidence_from_levels(maps)
         return out
@@ -234,6 +256,21 @@ class MammoNet(nn.Module):
     def head(self, task: str) -> nn.Linear:
         """The linear head of ``task`` (``KeyError`` when the model has none)."""
         return cast(nn.Linear, self.heads[task])
+
+    def _decode_outputs(self, bottleneck: Tensor) -> dict[str, Tensor]:
+        """``reconstruction`` and/or ``lesion`` logits from one pass through the decoder."""
+        assert self.decoder is not None
+        *blocks, _upsample, conv, sigmoid = self.decoder
+        out: dict[str, Tensor] = {}
+        x = bottleneck
+        for k, block in enumerate(blocks):
+            x = block(x)
+            if k == _LESION_BLOCK and self.lesion_head is not None:
+                out["lesion"] = self.lesion_head(x)
+                if not self.config.reconstruction:
+                    return out
+        out["reconstruction"] = sigmoid(upsample_conv_as_transpose(x, cast(nn.Conv2d, conv)))
+        return out
 
     def decode(self, bottleneck: Tensor, *, reference: bool = False) -> Tensor:
         """The reconstruction from the bottleneck.

@@ -30,6 +30,7 @@ __all__ = [
     "SPLITS",
     "read_mias",
     "read_cdd_cesm",
+    "read_ddsm_mini",
     "read_cbis_ddsm",
     "read_vindr",
     "read_inbreast",
@@ -38,6 +39,7 @@ __all__ = [
     "SUGGESTED_WEIGHT",
     "weigh_by_who",
     "assign_splits",
+    "splits_from",
     "relative_to",
     "READERS",
     "add_arguments",
@@ -155,6 +157,41 @@ def read_cdd_cesm(root: str | Path, keys: Callable[[Path], str] | None = None) -
                 laterality=rec["laterality"].upper(),
                 patient=patient,
                 source="cdd-cesm/cc" if is_cc_subset else "cdd-cesm/le",
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- mini-DDSM
+def read_ddsm_mini(root: str | Path, keys: Callable[[Path], str] | None = None) -> list[LabelRow]:
+    """mini-DDSM (``labels.csv`` + ``images/``): ten benign four-view film cases.
+
+    - malignancy: ``malignant`` (0 for all: benign on the breast with the lesion, and its normal
+      other breast), u = 0. acr: ``birads`` (the DDSM assessment; 1 for a breast without a
+      finding), u = 0. density: ``density`` (A-D), u = 0. view: ``view``, u = 0.
+    - patient: ``ddsm-<case>``. The lesion outlines (``mask``) are read by
+      :func:`training.lesions.ddsm_mini_lesions`.
+    """
+    root = Path(root)
+    src = root / "labels.csv"
+    rows = []
+    for rec in _csv_rows(src):
+        _need(rec, ("image", "case", "laterality", "view", "density", "birads", "malignant"), src)
+        path = (root / rec["image"]).resolve()
+        birads = rec["birads"]
+        rows.append(
+            LabelRow(
+                key=_key(path, keys),
+                image=str(path),
+                labels={
+                    "malignancy": TaskLabel("malignant" if rec["malignant"] == "1" else "benign", 0.0),
+                    "acr": _label(birads if birads in {"1", "2", "3", "4", "5", "6"} else None),
+                    "density": _label(rec["density"].upper() or None),
+                    "view": _label(rec["view"].upper() or None),
+                },
+                laterality=rec["laterality"].upper(),
+                patient=f"ddsm-{rec['case']}",
+                source="ddsm-mini",
             )
         )
     return rows
@@ -417,6 +454,24 @@ def assign_splits(
     return out
 
 
+def splits_from(rows: Sequence[LabelRow], other: Sequence[LabelRow], new: str = "") -> list[LabelRow]:
+    """Rows with the split their woman (``patient``) has in ``other`` (another manifest's rows), so
+    two runs share one split. Women absent from ``other`` get split ``new`` when given; otherwise
+    they keep the split they have."""
+    if new and new not in SPLITS:
+        raise ValueError(f"split {new!r} is not one of {', '.join(SPLITS)}")
+    split_of: dict[str, str] = {}
+    for r in other:
+        group = r.patient or r.key
+        if split_of.setdefault(group, r.split) != r.split:
+            raise ValueError(f"woman {group!r} is in two splits of the other manifest")
+    out = []
+    for r in rows:
+        split = split_of.get(r.patient or r.key, new or r.split)
+        out.append(dataclasses.replace(r, split=split))
+    return out
+
+
 def relative_to(rows: Iterable[LabelRow], folder: str | Path) -> list[LabelRow]:
     """Rows whose image paths are written relative to ``folder`` (where the manifest lives)."""
     folder = Path(folder).resolve()
@@ -444,6 +499,7 @@ def _inbreast(src: Path) -> list[LabelRow]:
 READERS: dict[str, Callable[[Path], list[LabelRow]]] = {
     "mias": lambda src: read_mias(src),
     "cdd-cesm": lambda src: read_cdd_cesm(src),
+    "ddsm-mini": lambda src: read_ddsm_mini(src),
     "cbis-ddsm": _cbis,
     "vindr": _vindr,
     "inbreast": _inbreast,
@@ -462,10 +518,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relative", action="store_true", help="write image paths relative to the manifest's folder")
     parser.add_argument("--synthetic-malignancy", type=float, default=None, metavar="U",
                         help="fill missing malignancy from ACR (1-2 benign, 4-5 malignant) with uncertainty U")
+    parser.add_argument("--splits-from", type=Path, default=None, metavar="M.csv",
+                        help="give each woman the split she has in this other manifest")
+    parser.add_argument("--new-women", choices=SPLITS, default=None,
+                        help="with --splits-from: the split of women that manifest lacks (default: split as usual)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.formats import write_label_manifest  # noqa: PLC0415
+    from inference.formats import read_label_manifest, write_label_manifest  # noqa: PLC0415
+    from training.lesions import LESION_READERS, LesionRecord, lesions_path_for, write_lesions  # noqa: PLC0415
 
     if len(args.sources) % 2:
         raise ValueError("give data sets as NAME SRC pairs")
@@ -473,19 +534,29 @@ def run(args: argparse.Namespace) -> int:
     if len(fractions) != 3:
         raise ValueError(f"--fractions {args.fractions!r}: expected three numbers")
     rows: list[LabelRow] = []
+    lesions: list[LesionRecord] = []
     for name, src in zip(args.sources[::2], args.sources[1::2], strict=True):
         if name not in READERS:
             raise ValueError(f"unknown data set {name!r}; known: {', '.join(READERS)}")
         got = READERS[name](Path(src))
         print(f"{name}: {len(got)} images from {src}")
         rows += got
+        if name in LESION_READERS:
+            found = LESION_READERS[name](Path(src), got)
+            kinds = {k: sum(r.kind == k for r in found) for k in ("outline", "circles", "none")}
+            print(f"{name}: lesion maps for {len(found)} images ({', '.join(f'{k} {v}' for k, v in kinds.items())})")
+            lesions += found
     if args.synthetic_malignancy is not None:
         rows = with_synthetic_malignancy(rows, args.synthetic_malignancy)
     rows = assign_splits(rows, fractions, seed=args.seed, keep_existing=True)
+    if args.splits_from is not None:
+        rows = splits_from(rows, read_label_manifest(args.splits_from), args.new_women or "")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.relative:
         rows = relative_to(rows, args.out.parent)
     write_label_manifest(args.out, rows)
+    if lesions:
+        print(f"wrote {write_lesions(lesions_path_for(args.out), lesions)}: {len(lesions)} lesion records")
     counts = {s: sum(r.split == s for r in rows) for s in SPLITS}
     print(f"wrote {args.out}: {len(rows)} rows ({', '.join(f'{k} {v}' for k, v in counts.items())})")
     return 0

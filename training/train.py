@@ -2,7 +2,8 @@
 
 Adam (lr 1e-3) on the loss of :mod:`training.loss`, the paper's augmentation on the ``train``
 split, one evaluation of the ``tuning`` split per epoch (malignancy and view AUC, density and ACR
-balanced accuracy), a metrics CSV, and three files in the run folder:
+balanced accuracy; with the ``seg`` task the lesion Dice), a metrics CSV, and three files in the run
+folder:
 
 - ``last.pt``: everything needed to resume exactly (weights, optimizer, epoch, position within the
   epoch and its batch plan, numpy and torch RNG states), written every epoch and every
@@ -11,6 +12,8 @@ balanced accuracy), a metrics CSV, and three files in the run folder:
 - ``metrics.csv`` and ``train.log``.
 
 ``--resume`` continues from ``last.pt``; the result is the same as an uninterrupted run.
+The ``seg`` task (lesion segmentation) reads the manifest's companion ``M.lesions.csv``
+(:mod:`training.lesions`, written by ``python -m training manifest``).
 """
 
 from __future__ import annotations
@@ -33,15 +36,30 @@ from inference.formats import TASK_CLASSES, TASKS, LabelRow
 from training import distributed
 from training.augment import Augment, Compose, IntensityAugment, Transform
 from training.data import ImageDataset, collate, load_manifest, plan_batches
+from training.lesions import LesionRecord, lesions_path_for, read_lesions
 from training.loss import LossConfig, multitask_loss
 from training.metrics import auc, balanced_accuracy
 from training.model import MammoNet, ModelConfig, build_model
 from training.onnx.checkpoint import load_checkpoint, save_checkpoint
 from training.onnx.source import load_checkpoint_or_onnx
 
-__all__ = ["TrainConfig", "EpochResult", "train", "evaluate_split", "warm_start", "add_arguments", "run", "parse_tasks"]
+__all__ = [
+    "ALL_TASKS",
+    "DEFAULT_TASKS",
+    "TrainConfig",
+    "EpochResult",
+    "train",
+    "evaluate_split",
+    "lesion_dice",
+    "warm_start",
+    "add_arguments",
+    "run",
+    "parse_tasks",
+]
 
-ALL_TASKS: tuple[str, ...] = (*TASKS, "recon")
+ALL_TASKS: tuple[str, ...] = (*TASKS, "recon", "seg")
+#: The tasks a run trains unless told otherwise (the 1.0.1 set: segmentation is asked for).
+DEFAULT_TASKS: tuple[str, ...] = (*TASKS, "recon")
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ class TrainConfig:
 
     height: int = 512
     epochs: int = 50
-    tasks: tuple[str, ...] = ALL_TASKS
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     batch_size: int = 4
     seed: int = 0
     lr: float = 1e-3
@@ -63,7 +81,9 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
-            tasks=tuple(t for t in self.tasks if t in TASK_CLASSES), reconstruction="recon" in self.tasks
+            tasks=tuple(t for t in self.tasks if t in TASK_CLASSES),
+            reconstruction="recon" in self.tasks,
+            segmentation="seg" in self.tasks,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -96,21 +116,43 @@ def predict_dataset(model: MammoNet, ds: ImageDataset, batch_size: int = 8) -> d
     was = model.training
     model.eval()
     out: dict[str, np.ndarray] = {t: np.zeros((len(ds), len(TASK_CLASSES[t])), np.float32) for t in model.config.tasks}
+    if model.config.segmentation:
+        out["lesion_dice"] = np.full(len(ds), np.nan, np.float32)
     try:
         for batch_idx in plan_batches([ds.width(i) for i in range(len(ds))], batch_size):
             batch = collate([ds.sample(i) for i in batch_idx], batch_idx)
             res = model(batch.image)
             for t in model.config.tasks:
                 out[t][list(batch_idx)] = torch.softmax(res[t], dim=1).numpy()
+            if "lesion" in res and batch.lesion is not None:
+                out["lesion_dice"][list(batch_idx)] = lesion_dice(
+                    torch.sigmoid(res["lesion"]).numpy(), batch.lesion.target.numpy(), batch.lesion.weight.numpy()
+                )
     finally:
         model.train(was)
     return out
 
 
+def lesion_dice(prob: np.ndarray, target: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per image ``[N, 1, h, w]``: weighted Dice of the map thresholded at 0.5 against the target
+    (cells of weight 0 left out); NaN for an image without a lesion in its target."""
+    pred = (prob >= 0.5).astype(np.float32)
+    w = weight.astype(np.float32)
+    wy = (w * target).sum(axis=(1, 2, 3))
+    inter = (w * pred * target).sum(axis=(1, 2, 3))
+    denom = (w * pred).sum(axis=(1, 2, 3)) + wy
+    out: np.ndarray = np.where(wy > 0, 2.0 * inter / np.maximum(denom, 1e-12), np.nan).astype(np.float32)
+    return out
+
+
 def task_scores(rows: Sequence[LabelRow], probs: dict[str, np.ndarray]) -> dict[str, float]:
-    """AUC (malignancy, view) and balanced accuracy (density, acr) over the rows with a label."""
+    """AUC (malignancy, view) and balanced accuracy (density, acr) over the rows with a label;
+    the mean lesion Dice over the images with a lesion in their target."""
     scores: dict[str, float] = {}
     for t, p in probs.items():
+        if t == "lesion_dice":
+            scores[t] = float(np.nanmean(p)) if np.isfinite(p).any() else float("nan")
+            continue
         have = [i for i, r in enumerate(rows) if r.label(t).value is not None]
         y = np.array([rows[i].index(t) for i in have], dtype=np.int64)
         if t in ("malignancy", "view"):
@@ -172,19 +214,24 @@ def train(
     cache_dir: str | Path | None = None,
     resume: bool = False,
     init: MammoNet | None = None,
+    lesions: dict[str, LesionRecord] | None = None,
     echo: bool = True,
     stop_after_steps: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[EpochResult]:
     """Train (or resume) a run in folder ``run``; returns the per-epoch results of this call.
 
-    ``init`` starts from given weights (fine-tuning). ``stop_after_steps`` interrupts after that
+    ``init`` starts from given weights (fine-tuning). ``lesions`` (key -> record) are the lesion
+    targets of the ``seg`` task. ``stop_after_steps`` interrupts after that
     many optimizer steps of this call, saving ``last.pt`` (used to test exact resumption).
     """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, training_transform(cfg))
-    tune_ds = ImageDataset(tuning_rows, cfg.height, root, cache_dir)
+    if "seg" in cfg.tasks and not lesions:
+        raise ValueError("the seg task needs lesion records (the manifest's .lesions.csv)")
+    lesions = lesions if "seg" in cfg.tasks else None
+    train_ds = ImageDataset(train_rows, cfg.height, root, cache_dir, training_transform(cfg), lesions)
+    tune_ds = ImageDataset(tuning_rows, cfg.height, root, cache_dir, lesions=lesions)
     for name, ds in (("train", train_ds), ("tuning", tune_ds)):
         with distributed.main_first():  # torchrun: rank 0 fills the cache, then the others read it
             failed = ds.prepare()
@@ -258,7 +305,7 @@ def train(
             idx = plan[state["step"]]
             batch = distributed.place(collate([train_ds.sample(i, rng) for i in idx], idx))
             out = step_model(batch.image)
-            loss, parts = multitask_loss(out, batch.image, batch.targets, loss_cfg)
+            loss, parts = multitask_loss(out, batch.image, batch.targets, loss_cfg, batch.lesion)
             if not math.isfinite(parts["total"]):
                 raise ValueError(f"the loss became {parts['total']} at epoch {state['epoch'] + 1}")
             opt.zero_grad(set_to_none=True)
@@ -318,8 +365,13 @@ def _write_metrics(path: Path, r: EpochResult, best: bool) -> None:
     row.update({f"loss_{k}": round(v, 5) for k, v in r.train_loss.items()})
     row.update({f"tuning_{k}": round(v, 4) for k, v in r.tuning.items()})
     new = not path.exists()
+    fields = list(row)
+    if not new:  # the header's column order, whatever order this epoch's losses came in
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        fields = header + [k for k in row if k not in header]
     with open(path, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
         if new:
             w.writeheader()
         w.writerow(row)
@@ -331,7 +383,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, metrics.csv, train.log)")
     parser.add_argument("--height", type=int, default=512, help="input height, a multiple of 64 (default 512)")
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--tasks", default=",".join(ALL_TASKS), help=f"comma-separated subset of {','.join(ALL_TASKS)}")
+    parser.add_argument(
+        "--tasks", default=",".join(DEFAULT_TASKS),
+        help=f"comma-separated subset of {','.join(ALL_TASKS)} (default {','.join(DEFAULT_TASKS)}; "
+        "seg reads the manifest's .lesions.csv)",
+    )
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -398,6 +454,12 @@ def run(args: argparse.Namespace) -> int:
     if not train_rows:
         raise ValueError(f"{args.manifest}: no row has split 'train' (run `python -m training manifest` to split)")
     init = warm_start(cfg, args.init) if args.init is not None and not args.resume else None
+    lesions = None
+    if "seg" in cfg.tasks:
+        lesion_file = lesions_path_for(args.manifest)
+        if not lesion_file.exists():
+            raise ValueError(f"the seg task needs {lesion_file} (written by `python -m training manifest`)")
+        lesions = read_lesions(lesion_file)
     with distributed.session():  # under torchrun: one process of a DDP group (training/distributed.py)
         results = train(
             cfg,
@@ -408,6 +470,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=args.cache or args.out / "cache",
             resume=args.resume,
             init=init,
+            lesions=lesions,
         )
         if not distributed.is_main():
             return 0

@@ -4,7 +4,9 @@ range that the study's images share (derived here, read by the viewer and the co
 
 A window/level set by hand (or a preset) holds for the study it was set on: moving to another study
 goes back to each file's own window, unless the person locked it (``window_locked``, kept in the
-settings). So a 16-bit mammogram's manual window never leaves an 8-bit JPEG opened next black."""
+settings). So a 16-bit mammogram's manual window never leaves an 8-bit JPEG opened next black.
+
+The lesion overlay is offered only while the loaded model has a ``lesion`` output (:attr:`DisplayState.choices`)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from inference.model.predict import Prediction, smooth_evidence
 __all__ = ["DisplayState", "Display", "Overlay", "LAYOUTS", "OVERLAYS", "EVIDENCE_SMOOTHING", "overlay_range"]
 
 LAYOUTS = ("hanging", "cc", "mlo", "single")
-OVERLAYS = ("none", "evidence", "error")
+OVERLAYS = ("none", "evidence", "error", "lesion")
+#: Overlays offered only when the model's manifest lists the output of that name.
+_OPTIONAL_OVERLAYS = ("lesion",)
 #: Gaussian blur (in H/16 cells) of the evidence grid before display: the deepest level's evidence
 #: is spread evenly over 4 x 4 cells, which would read as hard blocks on the image.
 EVIDENCE_SMOOTHING = 1.0
@@ -60,6 +64,8 @@ def overlay_range(kind: str, predictions: list[Prediction]) -> tuple[float, floa
             err = p.error_map()
             if err is not None:
                 values.append(float(np.percentile(err[:, : p.geometry.content_shape[1]], 99.5)))
+    if kind == "lesion":
+        return (0.0, 1.0)  # a probability: the same scale on every image and every study
     top = max(values) if values else 1.0
     top = top if top > 1e-12 else 1.0
     return (-top, top) if kind == "evidence" else (0.0, top)
@@ -85,6 +91,19 @@ class DisplayState(QObject):
         self._range: tuple[str, tuple[str, ...], tuple[object, ...], tuple[float, float]] | None = None
         self._study = files.current_study
         files.current_changed.connect(self._on_current_changed)
+        runner.model_changed.connect(self._on_model_changed)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The overlay kinds on offer: every one, less those whose output the loaded model lacks."""
+        manifest = self.runner.manifest
+        outputs = manifest.outputs if manifest is not None else {}
+        return tuple(k for k in OVERLAYS if k not in _OPTIONAL_OVERLAYS or k in outputs)
+
+    def _on_model_changed(self) -> None:
+        if self.overlay.kind not in self.choices:
+            self.overlay = replace(self.overlay, kind="none")
+        self.overlay_changed.emit()  # the choices may have changed with the model
 
     @property
     def overlay_range(self) -> tuple[float, float]:
@@ -112,6 +131,8 @@ class DisplayState(QObject):
         if kind is not None:
             if kind not in OVERLAYS:
                 raise ValueError(f"unknown overlay {kind!r}")
+            if kind not in self.choices:
+                raise ValueError(f"the loaded model has no {kind!r} output")
             changes["kind"] = kind
         if opacity is not None:
             changes["opacity"] = float(min(1.0, max(0.0, opacity)))

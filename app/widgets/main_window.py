@@ -412,7 +412,8 @@ class MainWindow(QMainWindow):
 
     def _render_overlay_controls(self) -> None:
         ov = self.state.display.overlay
-        self.overlay_controls.show_state(ov.kind, ov.opacity, self.state.display.overlay_range)
+        d = self.state.display
+        self.overlay_controls.show_state(ov.kind, ov.opacity, d.overlay_range, d.choices)
         self.act_evidence.setChecked(ov.kind == "evidence")
         self.act_error.setChecked(ov.kind == "error")
         self.act_recon.setChecked(ov.reconstruction)

@@ -3,7 +3,8 @@
 The maps are drawn on the original pixel grid (``Prediction.*_original``, i.e. ``Geometry.to_original``),
 so an overlay uses exactly the image item's transform and lands on the same pixels. Colours: the
 reconstruction error in *inferno*; the malignancy evidence diverging, blue (toward benign) through
-transparent to red-yellow (toward malignant). Transparency grows where the map is weak, so the
+transparent to red-yellow (toward malignant); the lesion probability (models with the segmentation
+output) in *viridis* on a fixed 0-1 scale. Transparency grows where the map is weak, so the
 anatomy stays visible.
 """
 
@@ -20,14 +21,20 @@ from inference.model.predict import Prediction
 
 __all__ = ["OVERLAY_TITLES", "lut", "overlay_map", "overlay_range", "overlay_rgba", "ColorBar", "OverlayControls"]
 
-OVERLAY_TITLES = {"none": "No overlay", "evidence": "Malignancy evidence", "error": "Reconstruction error"}
+OVERLAY_TITLES = {
+    "none": "No overlay",
+    "evidence": "Malignancy evidence",
+    "error": "Reconstruction error",
+    "lesion": "Lesion probability",
+}
 _LUT_SIZE = 256
 
 
 def lut(kind: str) -> np.ndarray:
     """RGBA lookup table [256, 4] uint8 of an overlay kind, alpha before the opacity."""
-    if kind == "error":
-        rgb = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, _LUT_SIZE, alpha=False)
+    if kind in ("error", "lesion"):
+        name = "inferno" if kind == "error" else "viridis"
+        rgb = pg.colormap.get(name).getLookupTable(0.0, 1.0, _LUT_SIZE, alpha=False)
         ramp = np.linspace(0.0, 1.0, _LUT_SIZE)
         alpha = np.clip(ramp * 1.6, 0.0, 1.0)
     elif kind == "evidence":
@@ -55,6 +62,8 @@ def overlay_map(pred: Prediction, kind: str) -> np.ndarray | None:
         m = pred.evidence_original(smooth=EVIDENCE_SMOOTHING)
     elif kind == "error":
         m = pred.error_map_original()
+    elif kind == "lesion":
+        m = pred.lesion_original()
     else:
         return None
     if m is None:
@@ -116,8 +125,9 @@ class ColorBar(QWidget):
             p.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, f"±{hi:.2g}")
             p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, "malignant")
         else:
+            middle = "lesion probability" if self.kind == "lesion" else "|input − reconstruction|"
             p.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, f"{lo:.2g}")
-            p.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, "|input − reconstruction|")
+            p.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, middle)
             p.drawText(text_rect, Qt.AlignmentFlag.AlignRight, f"{hi:.2g}")
         p.end()
 
@@ -133,8 +143,7 @@ class OverlayControls(QWidget):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
         self.combo = QComboBox()
-        for kind, title in OVERLAY_TITLES.items():
-            self.combo.addItem(title, kind)
+        self._set_choices(tuple(k for k in OVERLAY_TITLES if k != "lesion"))
         self.combo.setFixedWidth(170)
         self.combo.setToolTip("Overlay drawn on every image (E: evidence, R: reconstruction error)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -150,10 +159,21 @@ class OverlayControls(QWidget):
         self.combo.currentIndexChanged.connect(lambda i: self.kind_requested.emit(self.combo.itemData(i)))
         self.slider.valueChanged.connect(lambda v: self.opacity_requested.emit(v / 100.0))
 
-    def show_state(self, kind: str, opacity: float, vrange: tuple[float, float]) -> None:
-        """Render the state without echoing requests back."""
+    def _set_choices(self, choices: tuple[str, ...]) -> None:
+        if tuple(self.combo.itemData(i) for i in range(self.combo.count())) == choices:
+            return
+        self.combo.clear()
+        for kind in choices:
+            self.combo.addItem(OVERLAY_TITLES[kind], kind)
+
+    def show_state(
+        self, kind: str, opacity: float, vrange: tuple[float, float], choices: tuple[str, ...] | None = None
+    ) -> None:
+        """Render the state without echoing requests back; ``choices``: the overlay kinds on offer."""
         for w in (self.combo, self.slider):
             w.blockSignals(True)
+        if choices is not None:
+            self._set_choices(choices)
         self.combo.setCurrentIndex(max(0, self.combo.findData(kind)))
         self.slider.setValue(int(round(opacity * 100)))
         for w in (self.combo, self.slider):

@@ -4,7 +4,9 @@
 images of the same padded width together, and returns one :class:`Prediction` per image. The
 malignancy uncertainty is Monte-Carlo dropout on the latent ``z`` with the head weights from the
 manifest (no second forward pass); the maps are kept in model space and drawn back on the original
-pixels only when asked (:meth:`Prediction.evidence_original` ...). :meth:`Prediction.without_maps`
+pixels only when asked (:meth:`Prediction.evidence_original` ...). A model with the segmentation
+task adds the ``lesion`` map (per-cell lesion probability on an ``H/4`` grid); models without it
+(1.0.1) give ``None`` there. :meth:`Prediction.without_maps`
 gives the :class:`PredictionSummary` that outlives the maps (summaries, review queue, latent space).
 """
 
@@ -80,6 +82,7 @@ class Prediction(PredictionSummary):
     model_input: np.ndarray  # [H, W] float32, what the network saw
     reconstruction: np.ndarray | None  # [H, W] float32 in [0, 1], None when the model has no decoder
     evidence: np.ndarray | None  # [H/16, W/16] contributions to logit(malignant) - logit(benign)
+    lesion: np.ndarray | None = None  # [H/4, W/4] lesion probability in [0, 1]; None without the output
 
     def without_maps(self) -> PredictionSummary:
         """The numbers, ``z`` and geometry without the maps (about 1.6 MB less at height 512)."""
@@ -119,6 +122,12 @@ class Prediction(PredictionSummary):
         ``smooth`` > 0 first blurs the grid with a Gaussian of that many cells (for display: the
         deepest level's contributions are spread evenly over 4 x 4 cells, which reads as blocks)."""
         return None if self.evidence is None else self.geometry.to_original(smooth_evidence(self.evidence, smooth))
+
+
+    def lesion_original(self) -> np.ndarray | None:
+        """The lesion probability on the original pixel grid (bilinear from the ``H/4`` grid; 0
+        outside the breast's crop box), or None when the model has no segmentation output."""
+        return None if self.lesion is None else self.geometry.to_original(self.lesion)
 
 
 def smooth_evidence(evidence: np.ndarray, sigma: float) -> np.ndarray:
@@ -185,6 +194,7 @@ def _prediction(item: ModelInput, out: dict[str, np.ndarray], j: int, manifest: 
         mc_mean, mc_std = mc_dropout(z, weight, bias, manifest.dropout, MC_SAMPLES, mc_seed(item.key))
     rec = out.get("reconstruction")
     ev = out.get("evidence")
+    lesion = out.get("lesion")
     return Prediction(
         key=item.key,
         model_version=manifest.version,
@@ -197,6 +207,7 @@ def _prediction(item: ModelInput, out: dict[str, np.ndarray], j: int, manifest: 
         model_input=item.array,
         reconstruction=None if rec is None else np.array(rec[j, 0], np.float32),
         evidence=None if ev is None else np.array(ev[j, 0], np.float32),
+        lesion=None if lesion is None else np.array(lesion[j, 0], np.float32),
     )
 
 

@@ -48,7 +48,8 @@ def test_drop_labels_removes_that_share_with_the_seed(tmp_path: Path) -> None:
 
 def test_the_tables_of_the_protocol() -> None:
     assert [v.tasks for v in EXPERIMENTS["tasks"]][0] == ("malignancy",)
-    assert EXPERIMENTS["tasks"][-1].name == "all tasks"
+    assert EXPERIMENTS["tasks"][-2].name == "all tasks"
+    assert EXPERIMENTS["tasks"][-1].tasks == (*EXPERIMENTS["tasks"][-2].tasks, "seg")  # + lesion segmentation
     assert [v.multi_level for v in FUSION_VARIANTS] == [False, True]
     assert [v.drop_malignancy for v in EXPERIMENTS["missing"]] == [0.0, 0.25, 0.5, 0.75]
     assert len({v.folder for vs in EXPERIMENTS.values() for v in vs}) == sum(len(v) for v in EXPERIMENTS.values())

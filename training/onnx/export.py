@@ -2,8 +2,9 @@
 
 The ONNX interface is the one of docs/architecture.md: input ``image`` ``[N, 1, H, W]``
 (dynamic ``N`` and ``W``), outputs ``malignancy``/``acr``/``density``/``view`` (softmax
-probabilities), ``z``, ``reconstruction`` and ``evidence``; what the model's config switches
-off is absent. Initializers keep the torch ``state_dict`` names (prefixed ``model.``) and the
+probabilities), ``z``, ``reconstruction``, ``evidence`` and ``lesion`` (the segmentation
+branch's per-cell lesion probability, sigmoid, ``[N, 1, H/4, W/4]``); what the model's config
+switches off is absent. Initializers keep the torch ``state_dict`` names (prefixed ``model.``) and the
 config travels in the ONNX metadata, so :mod:`training.onnx.weights` can rebuild the network
 from the ``.onnx`` alone (names and keys: :mod:`training.onnx.layout`). The command line,
 ``python -m training export-onnx``, is :mod:`training.onnx.command`.
@@ -34,7 +35,7 @@ from inference.formats import (
     file_sha256,
     write_model_manifest,
 )
-from training.model import EVIDENCE_STRIDE, SIZE_MULTIPLE, MammoNet, ModelConfig
+from training.model import EVIDENCE_STRIDE, LESION_STRIDE, SIZE_MULTIPLE, MammoNet, ModelConfig
 from training.onnx.layout import META_CONFIG, META_HEIGHT, META_PREFIX, META_VERSION, OPSET, OUTPUT_ORDER, STATE_PREFIX
 
 __all__ = [
@@ -49,7 +50,8 @@ __all__ = [
 
 #: Largest |ONNX Runtime - torch| accepted for the probabilities, ``z`` and the evidence map.
 TOLERANCE = 1e-4
-#: ... and for the reconstruction, an image in [0, 1] shown at 8 bits (a grey level is 3.9e-3).
+#: ... and for the reconstruction and the lesion map, images in [0, 1] shown at 8 bits (a grey
+#: level is 3.9e-3); both come out of the decoder's instance norms.
 #: The two runtimes sum float32 instance-norm statistics over millions of pixels in different
 #: orders; at height 2048 that moves the reconstruction of a random network by about 2e-4.
 RECONSTRUCTION_TOLERANCE = 1e-3
@@ -68,7 +70,8 @@ class OnnxExportResult:
 
 
 class OnnxWrapper(nn.Module):
-    """The exported graph: the model's outputs in :data:`OUTPUT_ORDER`, task logits as softmax."""
+    """The exported graph: the model's outputs in :data:`OUTPUT_ORDER`, task logits as softmax,
+    lesion logits as sigmoid."""
 
     def __init__(self, model: MammoNet) -> None:
         super().__init__()
@@ -78,7 +81,10 @@ class OnnxWrapper(nn.Module):
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         out = self.model(image, evidence="evidence" in self.names)
-        return tuple(out[n].softmax(dim=1) if n in TASK_CLASSES else out[n] for n in self.names)
+        return tuple(
+            out[n].softmax(dim=1) if n in TASK_CLASSES else out[n].sigmoid() if n == "lesion" else out[n]
+            for n in self.names
+        )
 
 
 def _has_output(cfg: ModelConfig, name: str) -> bool:
@@ -88,6 +94,8 @@ def _has_output(cfg: ModelConfig, name: str) -> bool:
         return cfg.reconstruction
     if name == "evidence":
         return "malignancy" in cfg.tasks
+    if name == "lesion":
+        return cfg.segmentation
     return name == "z"
 
 
@@ -99,6 +107,8 @@ def onnx_output_shapes(config: ModelConfig, height: int) -> dict[str, list[int |
         shapes["reconstruction"] = [None, 1, height, None]
     if "malignancy" in config.tasks:
         shapes["evidence"] = [None, 1, height // EVIDENCE_STRIDE, None]
+    if config.segmentation:
+        shapes["lesion"] = [None, 1, height // LESION_STRIDE, None]
     return {n: shapes[n] for n in OUTPUT_ORDER if n in shapes}
 
 
@@ -131,6 +141,8 @@ def _torch_export(wrapper: OnnxWrapper, path: Path, height: int) -> None:
         dynamic["reconstruction"][3] = "W"
     if "evidence" in names:
         dynamic["evidence"][3] = "W_16"
+    if "lesion" in names:
+        dynamic["lesion"][3] = "W_4"
     sample = torch.rand(2, 1, height, _sample_width(height), generator=torch.Generator().manual_seed(0))
     wrapper.model.eval()
     wrapper.training = True  # see docstring: only steers initializer de-duplication
@@ -164,7 +176,7 @@ def _finish_graph(path: Path, config: ModelConfig, height: int, version: str) ->
     """Write exact declared shapes on input/outputs, and the config into the metadata."""
     proto = onnx.load(str(path))
     shapes = onnx_output_shapes(config, height)
-    width_names = {"reconstruction": "W", "evidence": "W_16"}
+    width_names = {"reconstruction": "W", "evidence": "W_16", "lesion": "W_4"}
 
     def set_shape(value: onnx.ValueInfoProto, dims: Sequence[int | None], wname: str) -> None:
         shape = value.type.tensor_type.shape
@@ -221,7 +233,7 @@ def verify_onnx(
                     f"output {name!r} has shape {g.shape} in ONNX Runtime, {tuple(e.shape)} in torch", path
                 )
             diffs[name] = max(diffs[name], float(np.max(np.abs(g - e.numpy()))))
-    limits = {n: reconstruction_tolerance if n == "reconstruction" else tolerance for n in diffs}
+    limits = {n: reconstruction_tolerance if n in ("reconstruction", "lesion") else tolerance for n in diffs}
     bad = {n: d for n, d in diffs.items() if not d <= limits[n]}
     if bad:
         listing = ", ".join(f"{n} {d:.3g} (> {limits[n]:g})" for n, d in bad.items())
@@ -307,7 +319,8 @@ def _write_card(path: Path, manifest: ModelManifest, notes: str, model: MammoNet
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
     ablations = [s for s, on in (("no reconstruction", not cfg.reconstruction),
-                                 ("last level only in z", not cfg.multi_level)) if on]
+                                 ("last level only in z", not cfg.multi_level),
+                                 ("plus lesion segmentation", cfg.segmentation)) if on]
     lines = [
         f"# Model card: {manifest.name} {manifest.version}",
         "",

@@ -12,7 +12,9 @@ __all__ = ["OPSET", "OUTPUT_ORDER", "STATE_PREFIX", "META_CONFIG", "META_PREFIX"
 
 OPSET = 17
 #: Every output the network can have, in graph order.
-OUTPUT_ORDER: tuple[str, ...] = ("malignancy", "acr", "density", "view", "z", "reconstruction", "evidence")
+OUTPUT_ORDER: tuple[str, ...] = (
+    "malignancy", "acr", "density", "view", "z", "reconstruction", "evidence", "lesion"
+)
 #: Initializer names are ``STATE_PREFIX + <state_dict key>``.
 STATE_PREFIX = "model."
 #: ONNX metadata keys: the model config (JSON), the initializer name prefix, version and input height.

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QObject, Signal
 
 from app.models.display import DisplayState, overlay_range
 from app.models.files import FilesState
@@ -26,6 +27,18 @@ def _record(i: int) -> ImageRecord:
     )  # fmt: skip
 
 
+class _Runner(QObject):
+    """What DisplayState reads of the model runner: predictions, the manifest, model changes."""
+
+    model_changed = Signal()
+
+    def __init__(self, predictions: dict[str, Prediction]) -> None:
+        super().__init__()
+        self.predictions = predictions
+        self.prediction_with_maps = predictions.get
+        self.manifest: object = None
+
+
 def _prediction(key: str, peak: float) -> Prediction:
     evidence = np.zeros((4, 4), np.float32)
     evidence[1, 1] = peak
@@ -43,7 +56,7 @@ def parts(settings):  # two studies of two images
     files.load(StudySet(studies, ()))
     files.announce()  # K0 becomes current
     preds = {f"K{i}": _prediction(f"K{i}", peak) for i, peak in enumerate((1.0, 2.0, 5.0, 3.0))}
-    runner = SimpleNamespace(predictions=preds, prediction_with_maps=preds.get)
+    runner = _Runner(preds)
     return files, runner, DisplayState(settings, files, runner)  # type: ignore[arg-type]
 
 
@@ -90,3 +103,19 @@ def test_view_and_overlay_requests_emit_once_and_validate(qtbot, parts, settings
         display.set_overlay(kind="heat")
     with pytest.raises(ValueError):
         display.set_view(layout="grid")
+
+
+def test_the_lesion_overlay_is_offered_only_while_the_model_has_the_output(qtbot, parts) -> None:
+    _, runner, display = parts
+    assert "lesion" not in display.choices and "evidence" in display.choices
+    with pytest.raises(ValueError, match="no 'lesion' output"):
+        display.set_overlay(kind="lesion")
+    runner.manifest = SimpleNamespace(outputs={"evidence": [None, 1, 4, None], "lesion": [None, 1, 16, None]})
+    with qtbot.waitSignal(display.overlay_changed):  # the choices changed with the model
+        runner.model_changed.emit()
+    assert "lesion" in display.choices
+    display.set_overlay(kind="lesion")
+    assert display.overlay_range == (0.0, 1.0)  # a probability: one fixed scale
+    runner.manifest = None  # back to a model without the output: the overlay goes
+    runner.model_changed.emit()
+    assert display.overlay.kind == "none" and "lesion" not in display.choices

@@ -19,6 +19,6 @@ def test_without_maps_keeps_every_number_and_drops_the_maps() -> None:
     assert type(summary) is PredictionSummary and not isinstance(summary, Prediction)
     names = [f.name for f in dataclasses.fields(PredictionSummary)]
     assert names and all(getattr(summary, n) is getattr(full, n) for n in names)
-    assert not any(hasattr(summary, n) for n in ("model_input", "reconstruction", "evidence"))
+    assert not any(hasattr(summary, n) for n in ("model_input", "reconstruction", "evidence", "lesion"))
     maps = {f.name for f in dataclasses.fields(Prediction)} - set(names)
-    assert maps == {"model_input", "reconstruction", "evidence"}
+    assert maps == {"model_input", "reconstruction", "evidence", "lesion"}
