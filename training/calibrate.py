@@ -123,12 +123,20 @@ def calibrate(
             continue
         p = pred.probs[task][idx]
         t = fit_temperature(p, y)
-        calibrated[task] = apply_temperature(p, t)
+        scaled = apply_temperature(p, t)
+        before, after = round(task_ece(task, y, p), 4), round(task_ece(task, y, scaled), 4)
+        if after >= before:  # the NLL optimum need not lower the ECE: then the model's own probabilities stay
+            skipped[task] = f"T = {t:.3f} would not lower the {split} ECE ({before} -> {after})"
+            continue
+        calibrated[task] = scaled
         cal[task] = {
             "method": "temperature", "temperature": round(t, 4), "fitted_on": split, "n": len(idx),
-            "ece_before": round(task_ece(task, y, p), 4), "ece_after": round(task_ece(task, y, calibrated[task]), 4),
+            "ece_before": before, "ece_after": after,
         }
-    if not cal:
+    if "malignancy" in session.manifest.tasks and "malignancy" not in calibrated and "malignancy" in pred.probs:
+        idx, _ = _labelled(list(pred.rows), "malignancy")
+        calibrated["malignancy"] = pred.probs["malignancy"][idx]  # operating points on the uncalibrated ones
+    if not cal and all("would not lower" not in why for why in skipped.values()):
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise ValueError(f"nothing to calibrate on split {split!r}: {why}")
     points: dict[str, Any] = {"default": 0.5, "split": split}

@@ -77,7 +77,9 @@ def test_calibrate_command_writes_a_manifest_the_runtime_applies(
     cal = new.calibration["malignancy"]
     assert cal["method"] == "temperature" and cal["fitted_on"] == "tuning" and cal["n"] == 20
     assert cal["ece_after"] <= cal["ece_before"] + 1e-9
-    assert set(new.calibration) == {"malignancy", "acr", "density", "view"}
+    card_text = (out / "tiny.md").read_text(encoding="utf-8")
+    for task in {"malignancy", "acr", "density", "view"} - set(new.calibration):  # kept only where it helps
+        assert f"- {task}: not calibrated (T = " in card_text and "would not lower the tuning ECE" in card_text
     points = new.operating_points["malignancy"]
     assert points["default"] == 0.5 and "sensitivity_95" in points and points["split"] == "tuning"
     card = (out / "tiny.md").read_text(encoding="utf-8")
@@ -118,3 +120,20 @@ def main_or_raise(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     run(parser.parse_args(argv[1:]))
+
+
+def test_a_temperature_that_would_not_lower_the_ece_is_not_kept(
+    tiny: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The NLL optimum need not lower the expected calibration error; such a task keeps the model's
+    own probabilities and the card says why (shown here with a forced, far too sharp temperature)."""
+    import training.calibrate as calibrate_module
+
+    model, manifest = tiny
+    monkeypatch.setattr(calibrate_module, "fit_temperature", lambda p, y: 0.05)
+    result = calibrate_module.calibrate(model, manifest, out=tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert "would not lower the tuning ECE" in result["skipped"]["malignancy"]
+    assert "malignancy" not in read_model_manifest(result["onnx"]).calibration
+    assert all(c["ece_after"] < c["ece_before"] for c in result["calibration"].values())
+    assert "sensitivity_95" in result["operating_points"]  # set on the model's own probabilities
+    assert "would not lower" in result["card"].read_text(encoding="utf-8")
