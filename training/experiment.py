@@ -79,7 +79,8 @@ FUSION_VARIANTS: tuple[Variant, ...] = (
     Variant("z from all five levels", DEFAULT_TASKS),
 )
 MISSING_VARIANTS: tuple[Variant, ...] = tuple(
-    Variant(f"{int(f * 100)} % malignancy labels removed", DEFAULT_TASKS, drop_malignancy=f) for f in (0.0, 0.25, 0.5, 0.75)
+    Variant(f"{int(f * 100)} % malignancy labels removed", DEFAULT_TASKS, drop_malignancy=f)
+    for f in (0.0, 0.25, 0.5, 0.75)
 )
 EXPERIMENTS: dict[str, tuple[Variant, ...]] = {
     "tasks": TASK_VARIANTS, "fusion": FUSION_VARIANTS, "missing": MISSING_VARIANTS,

@@ -98,7 +98,7 @@ def _probs(row: Mapping[str, str], task: str) -> tuple[float, ...]:
 #: against formulas, inference.csvsafe; the reader restores them).
 PREDICTION_TEXT_COLUMNS = ("level", "key", "path", "status", "error", "patient_id", "study_uid", "laterality",
                            "laterality_source", "view", "view_source", "model_version")
-MAPS_INDEX_TEXT_COLUMNS = ("key", "path", "evidence", "error", "preview")
+MAPS_INDEX_TEXT_COLUMNS = ("key", "path", "evidence", "error", "preview", "lesion")
 
 
 def _evidence(maps: Path | None) -> dict[str, Path]:
