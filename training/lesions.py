@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from inference.csvsafe import SafeDictReader, SafeDictWriter
 from inference.errors import FormatError
 from inference.formats import LabelRow
 from inference.model.preprocess import Geometry
@@ -54,6 +55,7 @@ KINDS: tuple[str, ...] = ("outline", "circles", "none")
 #: Uncertainty of a pixel inside a MIAS circle (weight 1 - u = 0.5).
 CIRCLE_UNCERTAINTY = 0.5
 _COLUMNS = ("key", "lesion", "mask", "circles", "u")
+_TEXT_COLUMNS = frozenset(("key", "lesion", "mask", "circles"))
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def lesions_path_for(manifest: str | Path) -> Path:
 def write_lesions(path: str | Path, records: Iterable[LesionRecord]) -> Path:
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(_COLUMNS))
+        w = SafeDictWriter(f, _COLUMNS, _TEXT_COLUMNS)  # no cell read as a formula (inference.csvsafe)
         w.writeheader()
         for r in records:
             circles = ";".join(":".join(f"{v:g}" for v in c) for c in r.circles)
@@ -102,7 +104,7 @@ def read_lesions(path: str | Path) -> dict[str, LesionRecord]:
     except OSError as exc:
         raise FormatError(f"cannot read lesions file ({exc.strerror or exc})", path) from exc
     out: dict[str, LesionRecord] = {}
-    for n, rec in enumerate(csv.DictReader(text.splitlines()), start=2):
+    for n, rec in enumerate(SafeDictReader(text.splitlines(), _TEXT_COLUMNS), start=2):
         try:
             circles = tuple(
                 (float(a), float(b), float(c))

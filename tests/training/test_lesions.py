@@ -187,3 +187,16 @@ def test_manifest_command_writes_ddsm_rows_lesions_and_borrowed_splits(tmp_path:
     lesions = read_lesions(lesions_path_for(out))
     kinds = sorted((r.laterality, lesions[r.key].kind) for r in rows)
     assert kinds == [("L", "outline")] * 3 + [("R", "none")] * 3
+
+
+def test_lesions_file_neutralises_formulas_and_reads_them_back(tmp_path: Path) -> None:
+    records = [
+        LesionRecord(key="=HYPERLINK(\"x\")", kind="outline", mask=str(tmp_path / "+mask.png")),
+        LesionRecord(key="@SUM", kind="circles", circles=((10.0, 20.0, 5.0),), u=0.5),
+    ]
+    path = write_lesions(tmp_path / "m.lesions.csv", records)
+    cells = [c for row in csv.reader(path.read_text(encoding="utf-8").splitlines()) for c in row]
+    assert not any(c[:1] in ("=", "+", "-", "@", "\t", "\r") for c in cells)
+    back = read_lesions(path)
+    assert back["=HYPERLINK(\"x\")"].mask == str(tmp_path / "+mask.png")
+    assert back["@SUM"].circles == ((10.0, 20.0, 5.0),) and back["@SUM"].u == 0.5
