@@ -3,8 +3,11 @@
 Images are decoded in the worker processes of one :class:`inference.model.pipeline.Pipeline` per
 process (:func:`decode_pipeline`: started on the first decode, closed at exit), the one the CLI uses
 too: a decoder that panics, crashes or runs out of memory costs that image a problem, never the app.
-The worker also finds the breast, which comes back with the image, so preprocessing here only crops
-and resizes. Tests pass their own :class:`Backend` to drive the state without a model.
+One request per image (:attr:`Backend.load_prepared`) brings back both the display's pixels and, at
+the model's height, the model's input, preprocessed in the worker as in the CLI; the parent only
+runs the model. Tests pass their own :class:`Backend` to drive the state without a model: one built
+from the image-level functions (``load_image``, ``predict``) gets its ``load_prepared`` and
+``predict_prepared`` from them (preprocessing then happens in ``predict``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from app.models.workers import WorkerError
 from inference.errors import MammoReviewError
 from inference.imaging.decode import LoadedImage
 from inference.imaging.studies import ImageRecord, StudySet
-from inference.model.pipeline import Pipeline
+from inference.model.pipeline import Pipeline, Prepared
 from inference.model.predict import Prediction
 
 __all__ = ["Backend", "reason", "error_text", "decode_pipeline", "close_decode_pipeline"]
@@ -65,26 +68,81 @@ def _default_model(path: str, device: str) -> Any:
     return ModelSession.load(path or None, device=device)
 
 
-def _default_predict(session: Any, images: Sequence[LoadedImage]) -> list[Prediction]:
-    """Preprocess two images at a time, then run them in batches of equal width."""
-    from inference.model.predict import predict_inputs, prepare
+def _default_load_prepared(record: ImageRecord, height: int | None) -> Prepared:
+    return decode_pipeline().load_prepared(record, height)
 
-    if len(images) < 2:
-        inputs = [prepare(im, session.height) for im in images]
+
+def _model_input(session: Any, prepared: Prepared) -> Any:
+    """The worker's model input when it was made at the session's height, else preprocess here."""
+    from inference.model.predict import prepare
+
+    if prepared.item is not None and prepared.item.array.shape[0] == session.height:
+        return prepared.item
+    assert prepared.image is not None, "an image without a model input comes with its pixels"
+    return prepare(prepared.image, session.height)
+
+
+def _default_predict_prepared(session: Any, prepared: Sequence[Prepared]) -> list[Prediction]:
+    """Run the inputs the workers prepared (those made at another height are prepared here, two at a
+    time), in batches of equal width."""
+    from inference.model.predict import predict_inputs
+
+    if sum(p.item is None or p.item.array.shape[0] != session.height for p in prepared) < 2:
+        inputs = [_model_input(session, p) for p in prepared]
     else:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as ex:
-            inputs = list(ex.map(lambda im: prepare(im, session.height), images))
+            inputs = list(ex.map(lambda p: _model_input(session, p), prepared))
     return predict_inputs(session, inputs, batch_size=4)
+
+
+def _as_prepared(image: LoadedImage) -> Prepared:
+    return Prepared(record=image.record, item=None, pixel_laterality=image.pixel_laterality, image=image)
+
+
+def _with_breast(image: LoadedImage) -> LoadedImage:
+    """Find the breast off the GUI thread (``LoadedImage.breast`` keeps it; the pipeline's workers do
+    this themselves): the viewer pins each image by the breast's chest-wall edge."""
+    try:
+        image.breast  # noqa: B018 - computed for its cache
+    except MammoReviewError:  # no breast: the viewer pins the image's edge
+        pass
+    return image
+
+
+def _default_predict(session: Any, images: Sequence[LoadedImage]) -> list[Prediction]:
+    """Preprocess decoded images (two at a time) and run them."""
+    return _default_predict_prepared(session, [_as_prepared(im) for im in images])
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The runtime functions the state calls from its workers."""
+    """The runtime functions the state calls from its workers.
+
+    ``load_prepared(record, height)``: one image decoded and, at ``height`` (None: decode only),
+    preprocessed, in one request (raises ImageReadError); ``predict_prepared(session, prepared)``:
+    the model on those. A Backend given its own ``load_image`` or ``predict`` but not these derives
+    them from it, so a test's decoder or model is the one the state calls."""
 
     scan: Callable[[Sequence[Path], Any, Any], StudySet] = _default_scan
     load_image: Callable[[ImageRecord], LoadedImage] = _default_load
     load_model: Callable[[str, str], Any] = _default_model  # (model path or "", device) -> ModelSession
     predict: Callable[[Any, Sequence[LoadedImage]], list[Prediction]] = _default_predict
+    load_prepared: Callable[[ImageRecord, int | None], Prepared] = _default_load_prepared
+    predict_prepared: Callable[[Any, Sequence[Prepared]], list[Prediction]] = _default_predict_prepared
+
+    def __post_init__(self) -> None:
+        if self.load_image is not _default_load and self.load_prepared is _default_load_prepared:
+            load = self.load_image
+            object.__setattr__(self, "load_prepared", lambda record, height: _as_prepared(_with_breast(load(record))))
+        if self.predict is not _default_predict and self.predict_prepared is _default_predict_prepared:
+            predict = self.predict
+
+            def predict_prepared(session: Any, prepared: Sequence[Prepared]) -> list[Prediction]:
+                images = [p.image for p in prepared]
+                assert all(im is not None for im in images), "the image-level model needs the pixels"
+                return predict(session, [im for im in images if im is not None])
+
+            object.__setattr__(self, "predict_prepared", predict_prepared)
 
 
 def reason(exc: BaseException) -> str:

@@ -2,9 +2,11 @@
 
 One run predicts every opened image that has no prediction of the current model yet, the current
 study first, a study at a time: cache hits come back at once, the rest are decoded two at a time
-(the decoded pixels go to :class:`~app.models.images.ImageMemory` so they are on screen before
-their prediction) and predicted together. Everything reaches the state on the main thread as
-items yielded by the worker.
+through :meth:`ImageMemory.decode <app.models.images.ImageMemory.decode>` (one request per image:
+the decode workers preprocess it for the model too; an image the display is already decoding is
+waited for, not decoded again) and predicted together. The pixels of the current and the next
+study go to memory, so they are on screen before their prediction and moving on shows them at once.
+Everything reaches the state on the main thread as items yielded by the worker.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from app.models.settings import Settings
 from app.models.workers import Cancelled, WorkerError, WorkerPool
 from inference.errors import ImageReadError, ModelError, PreprocessError
 from inference.formats import ModelManifest
-from inference.imaging.decode import LoadedImage
 from inference.imaging.studies import ImageRecord
+from inference.model.pipeline import Prepared
 from inference.model.predict import Prediction, PredictionSummary
 from inference.model.summary import BreastSummary, ExamSummary, summarise
 
@@ -167,13 +169,16 @@ class ModelRunner(QObject):
         problems = self.files.load_problems
         records = [r for r in self.files.ordered_records() if r.key not in self.predictions and r.key not in problems]
         if not records:
+            self.memory.loading.clear()  # nothing is on its way: the display decodes what it shows
             self.activity.idle()
+            self.memory.ensure_current()
             return
-        want_pixels = self.files.current_study_keys()
+        want_pixels = self.files.current_study_keys() | self.memory.next_study_keys()
         self.memory.loading |= want_pixels
+        self.pool.cancel("prefetch")  # the run decodes the next study itself
         job = _inference_job(
             records, self.session, self.backend, self.cache, self.settings.model_path, self.settings.device,
-            want_pixels, self.memory.image,
+            want_pixels, self.memory,
         )  # fmt: skip
         self.activity.set_busy(_TASK, 0, len(records))
         self.pool.submit(
@@ -190,6 +195,7 @@ class ModelRunner(QObject):
         kind = item[0]
         if kind == "model":
             self.session = item[1]
+            self.memory.height = getattr(self.session, "height", None)
             self.model_error = ""
             if getattr(self.session, "notice", ""):
                 self.activity.say("warning", self.session.notice)
@@ -256,7 +262,7 @@ def _inference_job(
     model_path: str,
     device: str,
     want_pixels: set[str],
-    peek: Callable[[str], LoadedImage | None],
+    memory: ImageMemory,
 ) -> Callable[[Callable[[int, int], None], Callable[[], bool]], Generator[tuple[Any, ...], None, int]]:
     """The worker function of one model run: yields ("model", session), ("image", img),
     ("problem", key, reason) and ("prediction", key, img or None, prediction, ran)."""
@@ -268,6 +274,7 @@ def _inference_job(
         if session is None:
             session = backend.load_model(model_path, device)
             yield ("model", session)
+        height = getattr(session, "height", None)
         total = len(records)
         progress(0, total)
         done = 0
@@ -277,35 +284,44 @@ def _inference_job(
             need: list[tuple[ImageRecord, Prediction | None]] = []
             for rec in study:
                 hit = cache.get(rec.key, session.version)
-                if hit is not None and (rec.key not in want_pixels or peek(rec.key) is not None):
+                if hit is not None and (rec.key not in want_pixels or memory.image(rec.key) is not None):
                     yield ("prediction", rec.key, None, hit, False)
                     done += 1
                     progress(done, total)
                 else:
                     need.append((rec, hit))
-            todo: list[LoadedImage] = []
-            for (rec, hit), img in zip(need, _load_all(backend, [r for r, _ in need], peek), strict=False):
+            todo: list[Prepared] = []
+            loaded = _load_all(memory, [r for r, _ in need], height, want_pixels)
+            for (rec, hit), got in zip(need, loaded, strict=False):
                 if cancelled():
                     raise Cancelled()
-                if not isinstance(img, LoadedImage):
-                    yield ("problem", rec.key, img)
+                if isinstance(got, str):
+                    yield ("problem", rec.key, got)
                     done += 1
                     progress(done, total)
-                elif hit is not None:
-                    yield ("prediction", rec.key, img, hit, False)
+                    continue
+                shown = rec.key in want_pixels and got.image is not None
+                if hit is not None:
+                    yield ("prediction", rec.key, got.image if shown else None, hit, False)
+                    done += 1
+                    progress(done, total)
+                    continue
+                if shown:
+                    yield ("image", got.image)  # on screen before its prediction
+                if got.item is None and got.problem:  # decoded, but the worker could not preprocess it
+                    yield ("problem", rec.key, got.problem)
                     done += 1
                     progress(done, total)
                 else:
-                    yield ("image", img)  # on screen before its prediction
-                    todo.append(img)
+                    todo.append(got)
             if cancelled():
                 raise Cancelled()
-            for img, pred, err in _predict_all(backend, session, todo):
+            for got, pred, err in _predict_all(backend, session, todo):
                 if pred is not None:
                     cache.put(pred)
-                    yield ("prediction", img.record.key, None, pred, True)
+                    yield ("prediction", got.record.key, None, pred, True)
                 else:
-                    yield ("problem", img.record.key, err)
+                    yield ("problem", got.record.key, err)
                 done += 1
                 progress(done, total)
         return done
@@ -321,16 +337,13 @@ def _group_by_study(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]:
 
 
 def _load_all(
-    backend: Backend, records: list[ImageRecord], peek: Callable[[str], LoadedImage | None]
-) -> list[LoadedImage | str]:
-    """Decode images two at a time (decoders release the GIL); a failure becomes its reason."""
+    memory: ImageMemory, records: list[ImageRecord], height: int | None, keep: set[str]
+) -> list[Prepared | str]:
+    """Decode (and preprocess) images two at a time, each once; a failure becomes its reason."""
 
-    def one(rec: ImageRecord) -> LoadedImage | str:
-        img = peek(rec.key)
-        if img is not None:
-            return img
+    def one(rec: ImageRecord) -> Prepared | str:
         try:
-            return backend.load_image(rec)
+            return memory.decode(rec, height, keep=rec.key in keep)
         except (ImageReadError, OSError, ValueError) as exc:
             return reason(exc)
 
@@ -341,20 +354,20 @@ def _load_all(
 
 
 def _predict_all(
-    backend: Backend, session: Any, images: list[LoadedImage]
-) -> list[tuple[LoadedImage, Prediction | None, str]]:
+    backend: Backend, session: Any, prepared: list[Prepared]
+) -> list[tuple[Prepared, Prediction | None, str]]:
     """Predict a study's images together; one image that cannot be preprocessed fails alone."""
-    if not images:
+    if not prepared:
         return []
     try:
-        preds = backend.predict(session, images)
-        return [(img, p, "") for img, p in zip(images, preds, strict=False)]
+        preds = backend.predict_prepared(session, prepared)
+        return [(p, pred, "") for p, pred in zip(prepared, preds, strict=False)]
     except PreprocessError:
         pass
-    out: list[tuple[LoadedImage, Prediction | None, str]] = []
-    for img in images:
+    out: list[tuple[Prepared, Prediction | None, str]] = []
+    for p in prepared:
         try:
-            out.append((img, backend.predict(session, [img])[0], ""))
+            out.append((p, backend.predict_prepared(session, [p])[0], ""))
         except PreprocessError as exc:
-            out.append((img, None, reason(exc)))
+            out.append((p, None, reason(exc)))
     return out

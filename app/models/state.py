@@ -92,6 +92,8 @@ class AppState(QObject):
         self.memory.retain(keys)
         self.files.load(study_set)
         self.runner.forget(keys)  # before the widgets hear of the new set: predictions and summaries fit it
+        if study_set.studies:  # the model run decodes the first study (shown first) with its model input
+            self.memory.loading |= {r.key for r in study_set.studies[0].images}
         self.files.announce()
         self.activity.idle()
         if not study_set.images and study_set.problems:

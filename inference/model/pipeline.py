@@ -163,6 +163,14 @@ class Pipeline:
         assert result.image is not None
         return result.image
 
+    def load_prepared(self, record: ImageRecord, height: int | None) -> Prepared:
+        """Decode one image in a worker and, at ``height``, preprocess it there too (the app's one
+        request per image: the display's pixels and the model's input together). The breast is found
+        either way; a problem preprocessing comes back in ``problem``. Raises ImageReadError."""
+        result = self.pool.load(Request(record, height, self.limits, image=True))
+        assert result.image is not None
+        return result
+
     def close(self) -> None:
         """Stop the workers; the pipeline cannot be used afterwards."""
         with self._lock:

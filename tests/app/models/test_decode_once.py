@@ -1,0 +1,123 @@
+"""One decode per image when a study opens, preprocessing in the decode workers, the next study prefetched."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import inference.model.predict as predict_module
+from app.models.backend import Backend
+from app.models.cache import PredictionCache
+from app.models.settings import Settings
+from inference.cli import main as cli_main
+from inference.formats import TASK_CLASSES
+from inference.imaging.studies import ImageRecord
+from inference.model.pipeline import Prepared
+
+from ..conftest import wait_idle
+
+SAMPLES = Path(__file__).resolve().parents[3] / "resources" / "samples"
+
+
+class Counting:
+    """The real runtime, counting decodes by key (and the heights asked for)."""
+
+    def __init__(self) -> None:
+        self.real = Backend()
+        self.lock = threading.Lock()
+        self.keys: Counter[str] = Counter()
+        self.heights: list[int | None] = []
+
+    def load_image(self, record: ImageRecord) -> object:  # the image-level hook of the state's Backend
+        with self.lock:
+            self.keys[record.key] += 1
+        return self.real.load_image(record)
+
+    def load_prepared(self, record: ImageRecord, height: int | None) -> Prepared:
+        with self.lock:
+            self.keys[record.key] += 1
+            self.heights.append(height)
+        return self.real.load_prepared(record, height)
+
+
+def test_a_study_opens_with_one_decode_per_image(qtbot, make_state, study_dir: Path) -> None:
+    counting = Counting()
+    state = make_state(backend=Backend(load_image=counting.load_image))
+    state.open_paths([study_dir])
+    wait_idle(qtbot, state)
+    keys = {r.key for r in state.files.study_set.images}
+    assert len(keys) == 4 and set(state.runner.predictions) == keys
+    assert all(state.memory.image(k) is not None for k in keys)
+    assert sum(counting.keys.values()) == 4, counting.keys  # not 8: the display and the model share them
+    assert state.memory.decodes == 4
+
+
+def test_opening_again_with_a_model_loaded_decodes_once_and_preprocesses_in_the_workers(
+    qtbot, make_state, three_studies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = Counting()
+    state = make_state(backend=Backend(load_prepared=counting.load_prepared))
+    parent_prepares: list[str] = []
+    real_prepare = predict_module.prepare
+
+    def prepare(image, height):  # type: ignore[no-untyped-def]
+        parent_prepares.append(image.record.key)
+        return real_prepare(image, height)
+
+    monkeypatch.setattr(predict_module, "prepare", prepare)  # the app's process only: workers are spawned
+    state.open_paths([three_studies / "P0"])
+    wait_idle(qtbot, state)
+    counting.keys.clear()
+    counting.heights.clear()
+    state.open_paths([three_studies / "P1"])  # the session is loaded: the display's decodes preprocess too
+    wait_idle(qtbot, state)
+    assert len(state.runner.predictions) == 4
+    assert sum(counting.keys.values()) == 4, counting.keys
+    assert counting.heights == [state.runner.session.height] * 4
+    assert parent_prepares == [k for k in parent_prepares if "P0" in k]  # nothing of P1 prepared here
+
+
+def test_the_apps_predictions_equal_the_clis(qtbot, make_state, settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "cli.csv"
+    assert cli_main(["predict", str(SAMPLES), "--out", str(out), "--device", "cpu"]) == 0
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = {r["key"]: r for r in csv.DictReader(f) if r["level"] == "image"}
+    state = make_state(cache=PredictionCache(tmp_path / "empty-cache"))
+    state.open_paths([SAMPLES])
+    wait_idle(qtbot, state, timeout_ms=120000)
+    preds = state.runner.predictions
+    assert set(preds) == set(rows) and len(rows) == 8
+    for key, p in preds.items():  # the CSV's six decimals of the same numbers
+        row = rows[key]
+        assert row["p_malignant"] == f"{p.p_malignant:.6f}"
+        assert row["p_malignant_std"] == f"{p.p_malignant_std:.6f}"
+        for task in ("acr", "density", "view"):
+            values = p.probabilities.get(task, ())
+            for c, v in zip(TASK_CLASSES[task], values, strict=True):
+                assert row[f"p_{task}_{c}"] == f"{v:.6f}", (key, task, c)
+
+def test_the_next_study_is_prefetched_and_moving_on_shows_it_at_once(qtbot, make_state, three_studies: Path) -> None:
+    first_state = make_state()
+    first_state.open_paths([three_studies])  # fills the prediction cache: the next open runs no model
+    wait_idle(qtbot, first_state)
+    counting = Counting()
+    state = make_state(backend=Backend(load_image=counting.load_image))
+    state.open_paths([three_studies])
+    wait_idle(qtbot, state)
+    studies = state.files.study_set.studies
+    assert len(studies) == 3 and len(state.runner.predictions) == 12 and state.runner.model_runs == 0
+    first, second, third = ({r.key for r in s.images} for s in studies)
+    assert state.files.current_study_keys() == first
+    assert all(state.memory.image(k) is not None for k in second)  # prefetched, one study ahead
+    assert set(counting.keys) == first | second  # and no further
+    state.files.set_current(sorted(second)[0])
+    # at once: the pixels and the predictions are there before any event is processed
+    assert all(state.memory.image(k) is not None and k in state.runner.predictions for k in second)
+    wait_idle(qtbot, state)
+    assert state.runner.model_runs == 0
+    assert all(state.memory.image(k) is not None for k in third)  # now the third is one ahead
+    assert set(counting.keys) == first | second | third and sum(counting.keys.values()) == 12
