@@ -69,16 +69,14 @@ def test_opening_again_with_a_model_loaded_decodes_once_and_preprocesses_in_the_
         return real_prepare(image, height)
 
     monkeypatch.setattr(predict_module, "prepare", prepare)  # the app's process only: workers are spawned
-    state.open_paths([three_studies / "P0"])
+    state.open_paths([three_studies / "P0"])  # the model loads first, then the study is decoded for it
     wait_idle(qtbot, state)
-    counting.keys.clear()
-    counting.heights.clear()
     state.open_paths([three_studies / "P1"])  # the session is loaded: the display's decodes preprocess too
     wait_idle(qtbot, state)
     assert len(state.runner.predictions) == 4
-    assert sum(counting.keys.values()) == 4, counting.keys
-    assert counting.heights == [state.runner.session.height] * 4
-    assert parent_prepares == [k for k in parent_prepares if "P0" in k]  # nothing of P1 prepared here
+    assert sum(counting.keys.values()) == 8, counting.keys
+    assert counting.heights == [state.runner.session.height] * 8
+    assert parent_prepares == []  # every model input was made in a decode worker
 
 
 def test_the_apps_predictions_equal_the_clis(qtbot, make_state, settings: Settings, tmp_path: Path) -> None:
