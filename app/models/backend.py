@@ -3,11 +3,11 @@
 Images are decoded in the worker processes of one :class:`inference.model.pipeline.Pipeline` per
 process (:func:`decode_pipeline`: started on the first decode, closed at exit), the one the CLI uses
 too: a decoder that panics, crashes or runs out of memory costs that image a problem, never the app.
-One request per image (:attr:`Backend.load_prepared`) brings back both the display's pixels and, at
-the model's height, the model's input, preprocessed in the worker as in the CLI; the parent only
-runs the model. Tests pass their own :class:`Backend` to drive the state without a model: one built
-from the image-level functions (``load_image``, ``predict``) gets its ``load_prepared`` and
-``predict_prepared`` from them (preprocessing then happens in ``predict``).
+One request per image (:meth:`Backend.decode`) brings back both the display's pixels and, at the
+model's height, the model's input, preprocessed in the worker as in the CLI; the parent only runs
+the model (:meth:`Backend.run_model`). Tests pass their own :class:`Backend` to drive the state
+without a model; one given only image-level functions (``load_image``, ``predict``) is driven
+through them (preprocessing then happens in ``predict``).
 """
 
 from __future__ import annotations
@@ -118,31 +118,35 @@ def _default_predict(session: Any, images: Sequence[LoadedImage]) -> list[Predic
 class Backend:
     """The runtime functions the state calls from its workers.
 
-    ``load_prepared(record, height)``: one image decoded and, at ``height`` (None: decode only),
-    preprocessed, in one request (raises ImageReadError); ``predict_prepared(session, prepared)``:
-    the model on those. A Backend given its own ``load_image`` or ``predict`` but not these derives
-    them from it, so a test's decoder or model is the one the state calls."""
+    The state calls :meth:`decode` and :meth:`run_model`. ``load_prepared(record, height)``: one image
+    decoded and, at ``height`` (None: decode only), preprocessed, in one request (raises
+    ImageReadError); ``predict_prepared(session, prepared)``: the model on those. Absent, they are the
+    pipeline's, or, where a test gives its own image-level ``load_image`` or ``predict``, built on it."""
 
     scan: Callable[[Sequence[Path], Any, Any], StudySet] = _default_scan
     load_image: Callable[[ImageRecord], LoadedImage] = _default_load
     load_model: Callable[[str, str], Any] = _default_model  # (model path or "", device) -> ModelSession
     predict: Callable[[Any, Sequence[LoadedImage]], list[Prediction]] = _default_predict
-    load_prepared: Callable[[ImageRecord, int | None], Prepared] = _default_load_prepared
-    predict_prepared: Callable[[Any, Sequence[Prepared]], list[Prediction]] = _default_predict_prepared
+    load_prepared: Callable[[ImageRecord, int | None], Prepared] | None = None
+    predict_prepared: Callable[[Any, Sequence[Prepared]], list[Prediction]] | None = None
 
-    def __post_init__(self) -> None:
-        if self.load_image is not _default_load and self.load_prepared is _default_load_prepared:
-            load = self.load_image
-            object.__setattr__(self, "load_prepared", lambda record, height: _as_prepared(_with_breast(load(record))))
-        if self.predict is not _default_predict and self.predict_prepared is _default_predict_prepared:
-            predict = self.predict
+    def decode(self, record: ImageRecord, height: int | None) -> Prepared:
+        """One request for the image and, at ``height``, its model input."""
+        if self.load_prepared is not None:
+            return self.load_prepared(record, height)
+        if self.load_image is _default_load:
+            return _default_load_prepared(record, height)
+        return _as_prepared(_with_breast(self.load_image(record)))
 
-            def predict_prepared(session: Any, prepared: Sequence[Prepared]) -> list[Prediction]:
-                images = [p.image for p in prepared]
-                assert all(im is not None for im in images), "the image-level model needs the pixels"
-                return predict(session, [im for im in images if im is not None])
-
-            object.__setattr__(self, "predict_prepared", predict_prepared)
+    def run_model(self, session: Any, prepared: Sequence[Prepared]) -> list[Prediction]:
+        """The model on decoded images (their model inputs where the workers made them)."""
+        if self.predict_prepared is not None:
+            return self.predict_prepared(session, prepared)
+        if self.predict is _default_predict:
+            return _default_predict_prepared(session, prepared)
+        images = [p.image for p in prepared]
+        assert all(im is not None for im in images), "the image-level model needs the pixels"
+        return self.predict(session, [im for im in images if im is not None])
 
 
 def reason(exc: BaseException) -> str:

@@ -123,7 +123,7 @@ class ImageMemory(QObject):
         if not mine:
             return pending.result()
         try:
-            prepared = self.backend.load_prepared(record, height)
+            prepared = self.backend.decode(record, height)
         except BaseException as exc:
             with self._lock:
                 self._pending.pop(key, None)

@@ -360,14 +360,14 @@ def _predict_all(
     if not prepared:
         return []
     try:
-        preds = backend.predict_prepared(session, prepared)
+        preds = backend.run_model(session, prepared)
         return [(p, pred, "") for p, pred in zip(prepared, preds, strict=False)]
     except PreprocessError:
         pass
     out: list[tuple[Prepared, Prediction | None, str]] = []
     for p in prepared:
         try:
-            out.append((p, backend.predict_prepared(session, [p])[0], ""))
+            out.append((p, backend.run_model(session, [p])[0], ""))
         except PreprocessError as exc:
             out.append((p, None, reason(exc)))
     return out

@@ -41,7 +41,7 @@ class Counting:
         with self.lock:
             self.keys[record.key] += 1
             self.heights.append(height)
-        return self.real.load_prepared(record, height)
+        return self.real.decode(record, height)
 
 
 def test_a_study_opens_with_one_decode_per_image(qtbot, make_state, study_dir: Path) -> None:
