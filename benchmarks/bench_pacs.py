@@ -86,8 +86,9 @@ def app_figures(url: str, study_uids: list[str], tmp: Path) -> tuple[list[float]
 
     clock = _Clock()
     plain = Backend()
-    backend = Backend(scan=plain.scan, load_image=clock.timed("decode", plain.load_image),
-                      load_model=plain.load_model, predict=clock.timed("predict", plain.predict))  # fmt: skip
+    backend = Backend(scan=plain.scan, load_model=plain.load_model,  # decode: one request per image, preprocessed
+                      load_prepared=clock.timed("decode", plain.decode),
+                      predict_prepared=clock.timed("predict", plain.run_model))  # fmt: skip
     app = QApplication.instance() or QApplication(sys.argv[:1])
     settings = Settings(tmp / "settings.ini")
     settings.device = "cpu"
