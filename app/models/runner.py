@@ -203,6 +203,9 @@ class ModelRunner(QObject):
             self.operating_point_changed.emit(self.operating_point)
         elif kind == "image":
             self.memory.store([item[1]])
+        elif kind == "laterality":
+            if self.files.has(item[1]):
+                self.files.note_pixel_laterality(item[1], item[2])
         elif kind == "problem":
             _, key, why = item
             if self.files.has(key):
@@ -264,8 +267,9 @@ def _inference_job(
     want_pixels: set[str],
     memory: ImageMemory,
 ) -> Callable[[Callable[[int, int], None], Callable[[], bool]], Generator[tuple[Any, ...], None, int]]:
-    """The worker function of one model run: yields ("model", session), ("image", img),
-    ("problem", key, reason) and ("prediction", key, img or None, prediction, ran)."""
+    """The worker function of one model run: yields ("model", session), ("image", img), ("laterality",
+    key, seen in the pixels) for images not kept, ("problem", key, reason) and ("prediction", key, img
+    or None, prediction, ran)."""
 
     def job(
         progress: Callable[[int, int], None], cancelled: Callable[[], bool]
@@ -301,6 +305,8 @@ def _inference_job(
                     progress(done, total)
                     continue
                 shown = rec.key in want_pixels and got.image is not None
+                if not shown:  # the laterality seen in the pixels counts where the file has none
+                    yield ("laterality", rec.key, got.pixel_laterality)
                 if hit is not None:
                     yield ("prediction", rec.key, got.image if shown else None, hit, False)
                     done += 1

@@ -17,8 +17,9 @@ from inference.cli import main as cli_main
 from inference.formats import TASK_CLASSES
 from inference.imaging.studies import ImageRecord
 from inference.model.pipeline import Prepared
+from inference.phantoms import generator as phantom
 
-from ..conftest import wait_idle
+from ..conftest import SHAPE, wait_idle
 
 SAMPLES = Path(__file__).resolve().parents[3] / "resources" / "samples"
 
@@ -119,3 +120,18 @@ def test_the_next_study_is_prefetched_and_moving_on_shows_it_at_once(qtbot, make
     assert state.runner.model_runs == 0
     assert all(state.memory.image(k) is not None for k in third)  # now the third is one ahead
     assert set(counting.keys) == first | second | third and sum(counting.keys.values()) == 12
+
+
+def test_the_pixels_laterality_counts_for_images_not_kept(qtbot, make_state, tmp_path: Path) -> None:
+    for i in range(3):  # no laterality in the tags: the one seen in the pixels is what the summaries use
+        folder = tmp_path / f"N{i}"
+        folder.mkdir()
+        phantom.write_study(folder, patient_id=f"N{i}", shape=SHAPE, seed=40 + i, tags_mode="none")
+    state = make_state()
+    state.open_paths([tmp_path])
+    wait_idle(qtbot, state)
+    studies = state.files.study_set.studies
+    assert len(studies) == 3 and len(state.runner.predictions) == 12
+    third = studies[2].images
+    assert all(state.memory.image(r.key) is None for r in third)  # two studies ahead: not kept
+    assert [state.files.laterality(r.key) for r in third] == ["R", "L", "R", "L"]
