@@ -146,6 +146,7 @@ def test_navigation_and_operating_point(qtbot, make_state, three_studies: Path) 
     state.runner.set_operating_point(0.0)
     assert all(state.runner.flagged(k) for k in keys)
     assert state.settings.operating_point == 0.0
+    wait_idle(qtbot, state)  # moving on prefetched the next study in the background
 
 
 def test_a_new_set_is_announced_with_predictions_and_summaries_that_fit_it(qtbot, make_state, study_dir: Path,
