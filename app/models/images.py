@@ -13,6 +13,7 @@ Images of the current and the next study are never let go.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,8 @@ from inference.imaging.decode import LoadedImage
 from inference.imaging.studies import ImageRecord
 from inference.model.pipeline import Prepared
 from inference.model.predict import ModelInput
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["ImageMemory", "IMAGE_MEMORY", "MAPS_MEMORY"]
 
@@ -123,7 +126,7 @@ class ImageMemory(QObject):
         if not mine:
             return pending.result()
         try:
-            prepared = self.backend.decode(record, height)
+            prepared = self._decode_a_copy(record, height)
         except BaseException as exc:
             with self._lock:
                 self._pending.pop(key, None)
@@ -137,6 +140,21 @@ class ImageMemory(QObject):
             self._pending.pop(key, None)
         pending.set_result(prepared)
         return prepared
+
+    def _decode_a_copy(self, record: ImageRecord, height: int | None) -> Prepared:
+        """``record`` decoded, else the first other file of the same image (same SOP instance) that
+        decodes: a corrupt copy sorted first must not hide an intact one. Raises the first error."""
+        try:
+            return self.backend.decode(record, height)
+        except ImageReadError as first:
+            for copy in self.files.study_set.duplicates.get(record.key, ()):
+                try:
+                    prepared = self.backend.decode(copy, height)
+                except ImageReadError:
+                    continue
+                _LOG.warning("%s: %s; shown from its copy %s", record.path, first.reason, copy.path)
+                return prepared
+            raise
 
     def next_study_keys(self) -> set[str]:
         """The keys of the study after the current one in the opened set's order (none after the last)."""
