@@ -306,6 +306,22 @@ class DecodePool(Generic[R]):
         self.replaced = 0
 
     # ------------------------------------------------------------------ public
+    def start(self) -> int:
+        """Start every worker not started yet, now (a spawned worker takes about a second to import its
+        modules: an app calls this when idle, so the first image opened does not wait for it). Returns
+        how many were started."""
+        started = 0
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the decode pool is closed")
+            while self._started < self.workers:
+                self._started += 1
+                worker = _Worker(self._ctx, self._decode, self.memory_limit_mb, self._quiet)
+                self._all.add(worker)
+                self._idle.put(worker)
+                started += 1
+        return started
+
     def load(self, source: Source) -> R:
         """Decode one image in a worker; raises ImageReadError (or a subclass) with the reason."""
         worker = self._checkout()

@@ -144,6 +144,10 @@ class Pipeline:
                 self._pool = DecodePool(decode=work, **self._settings)
             return self._pool
 
+    def start(self) -> int:
+        """Start the decode workers now rather than on the first image (see DecodePool.start)."""
+        return self.pool.start()
+
     @property
     def workers(self) -> int:
         return self.pool.workers

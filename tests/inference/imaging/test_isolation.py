@@ -204,3 +204,13 @@ def test_close_wakes_a_thread_waiting_for_a_worker(files: dict[str, Path]) -> No
     busy.join(30)
     waiting.join(30)
     assert results == {"sleep": "ImageReadError", "explicit": "RuntimeError"}
+
+
+def test_start_spawns_every_worker_at_once_and_they_serve(files: dict[str, Path]) -> None:
+    with DecodePool(workers=2) as pool:
+        assert pool.start() == 2 and pool.start() == 0  # all started; a second call starts none
+        assert len(pool._all) == 2 and all(w.alive() for w in pool._all)
+        assert pool.load(files["explicit"]).pixels.size > 0
+        assert len(pool._all) == 2  # the started workers served it: none more
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.start()
