@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.models.state import AppState
 
-__all__ = ["StudyBrowser", "ProblemsPanel", "BrowserFilter", "KEY_ROLE", "SORT_ROLE", "FILTERS"]
+__all__ = ["StudyBrowser", "ProblemsPanel", "BrowserFilter", "KEY_ROLE", "SORT_ROLE", "FILTERS", "side_and_view"]
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -32,6 +32,15 @@ FILTERS = {
 }
 _COLUMNS = ("Patient / study / image", "View", "P(malignant)", "Flag")
 _BADGE = {"R": QColor("#7a3434"), "L": QColor("#2f4f86"), "": QColor("#4a4a4a")}
+
+
+def side_and_view(state: AppState, key: str) -> str:
+    """ "R CC", the file's own view name ("R XCCL"), or the view the image hangs by from the model,
+    marked as in the viewer: "L MLO (model)"; "?" for what nobody knows."""
+    rec = state.files.record(key)
+    view, by_model = state.display.hanging_view(key)
+    shown = rec.view or view
+    return f"{state.files.laterality(key) or '?'} {shown or '?'}" + (" (model)" if by_model and not rec.view else "")
 
 
 class BrowserFilter(QSortFilterProxyModel):
@@ -145,13 +154,10 @@ class StudyBrowser(QWidget):
             self._parents.append((srow, keys))
             next(kl for r, kl in self._parents if r is prow).extend(keys)
             for rec in study.images:
-                lat = s.files.laterality(rec.key)
                 irow = self._row(rec.path.name, "image", rec.key)
                 irow[0].setToolTip(str(rec.path))
-                irow[1].setText(f"{lat or '?'} {rec.view or '?'}")
-                irow[1].setBackground(QBrush(_BADGE.get(lat, _BADGE[""])))
                 irow[1].setForeground(QBrush(QColor("white")))
-                irow[1].setData(f"{lat}{rec.model_view}", SORT_ROLE)
+                self._set_view(irow, rec.key)
                 srow[0].appendRow(irow)
                 self._rows[rec.key] = irow
         self._on_predictions(tuple(self._rows))
@@ -167,13 +173,18 @@ class StudyBrowser(QWidget):
         items[0].setData(self._ordinal, SORT_ROLE)  # column 0 sorts in scan (hanging) order
         return items
 
+    def _set_view(self, row: list[QStandardItem], key: str) -> None:
+        """The View cell: side and view (the model's view marked), badge colour, sort key."""
+        lat = self.state.files.laterality(key)
+        row[1].setText(side_and_view(self.state, key))
+        row[1].setBackground(QBrush(_BADGE.get(lat, _BADGE[""])))
+        row[1].setData(f"{lat}{self.state.display.hanging_view(key)[0]}", SORT_ROLE)
+
     def _on_images(self, keys: tuple[str, ...]) -> None:
         for k in keys:
             row = self._rows.get(k)
             if row is not None and not self.state.files.record(k).laterality:
-                lat = self.state.files.laterality(k)
-                row[1].setText(f"{lat or '?'} {self.state.files.record(k).view or '?'}")
-                row[1].setBackground(QBrush(_BADGE.get(lat, _BADGE[""])))
+                self._set_view(row, k)
 
     def _on_predictions(self, keys: tuple[str, ...]) -> None:
         s = self.state
@@ -181,6 +192,8 @@ class StudyBrowser(QWidget):
             row = self._rows.get(k)
             if row is not None:
                 self._set_p(row, [k])
+                if not s.files.record(k).view:  # hangs by the model's view, which may just have changed
+                    self._set_view(row, k)
         for row, children in self._parents:
             self._set_p(row, children)
         self.proxy.invalidate()

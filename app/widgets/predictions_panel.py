@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.state import AppState
+from app.widgets.browser import side_and_view
 from inference.errors import ManifestError
 from inference.formats import ModelManifest
 from inference.model.summary import BreastSummary, ExamSummary
@@ -281,8 +282,7 @@ class PredictionsPanel(QScrollArea):
             self.title.setText("No image")
             self._clear()
             return
-        lat = s.files.laterality(key)
-        self.title.setText(f"{lat or '?'} {rec.view or rec.model_view or '?'}  ·  {rec.patient_id or rec.path.name}")
+        self.title.setText(f"{side_and_view(s, key)}  ·  {rec.patient_id or rec.path.name}")
         self.title.setToolTip(str(rec.path))
         pred = s.runner.prediction(key)
         problem = s.files.load_problems.get(key)
@@ -356,8 +356,7 @@ class PredictionsPanel(QScrollArea):
         std = float(summ.p_malignant_std)
         src = summ.source_key
         try:
-            rec = s.files.record(src)
-            where = f"{s.files.laterality(src) or '?'} {rec.view or '?'}"
+            where = side_and_view(s, src)
         except KeyError:
             where = "?"
         flagged = p == p and p >= s.runner.operating_point

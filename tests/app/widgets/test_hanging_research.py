@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from app.models.state import AppState
+from app.widgets.browser import StudyBrowser
 from app.widgets.image_view import ImageView, ViewContent
+from app.widgets.predictions_panel import PredictionsPanel
 from app.widgets.viewer import HangingViewer
 from inference.phantoms import generator as phantom
 
@@ -73,6 +75,32 @@ def test_mini_mias_pair_hangs_in_the_mlo_cells_by_the_models_view(qtbot, make_st
     assert state.display.hanging_view(study.images[0].key) == ("MLO", True)
     _model_says(state, (0.97, 0.03))  # the model changes its mind: the images move to the CC cells
     assert [(s.marker, bool(s.key)) for s in viewer.slots][:2] == [("R CC (model)", True), ("L CC (model)", True)]
+
+
+def test_browser_and_predictions_panel_name_the_models_view_as_the_viewer_does(
+    qtbot, make_state, tmp_path: Path
+) -> None:
+    for n, side in ((1, "R"), (2, "L")):
+        spec = phantom.PhantomSpec(side, "MLO", "B", shape=SHAPE, seed=70 + n)  # type: ignore[arg-type]
+        phantom.write_png(tmp_path / f"mdb{n:03d}.png", phantom.render(spec))
+    state = make_state()
+    browser, panel = StudyBrowser(state), PredictionsPanel(state)
+    for w in (browser, panel):
+        qtbot.addWidget(w)
+    state.open_paths([tmp_path])
+    wait_idle(qtbot, state)
+    keys = [r.key for r in state.files.study_set.images]
+    assert state.files.current_key == keys[0]
+
+    def view_column() -> list[str]:
+        return [browser._rows[k][1].text() for k in keys]
+
+    _model_says(state, (0.01, 0.99))
+    assert view_column() == ["R MLO (model)", "L MLO (model)"]
+    assert panel.title.text().startswith("R MLO (model)  ·  ")
+    _model_says(state, (0.97, 0.03))
+    assert view_column() == ["R CC (model)", "L CC (model)"]
+    assert panel.title.text().startswith("R CC (model)  ·  ")
 
 
 def test_an_image_still_loading_says_so_and_a_missing_one_says_no_image(qtbot) -> None:
