@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.shutdown()
         return 0
     QTimer.singleShot(0, lambda: state.open_paths(paths))
+    timers: list[QTimer] = []  # stopped when main() returns
     if not args.screenshot:  # issue 16: UMAP's first-use compile, in the background once the app is idle
         warm = QTimer()
 
@@ -184,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         warm.timeout.connect(warm_up_when_idle)
         warm.start(2000)
+        timers.append(warm)
 
     status = {"code": 0}
     if args.screenshot:
@@ -222,8 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             status["code"] = 2
             save(final=True)
 
-        QTimer.singleShot(int(args.timeout * 1000), give_up)
+        deadline = QTimer()  # an object, not QTimer.singleShot: it must not outlive main() (tests call main)
+        deadline.setSingleShot(True)
+        deadline.timeout.connect(give_up)
+        deadline.start(int(args.timeout * 1000))
+        timers += [timer, deadline]
     app.exec()
+    for t in timers:
+        t.stop()
     state.shutdown()
     return status["code"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -117,12 +118,33 @@ def test_window_state_persists(qtbot, make_state, settings) -> None:
     assert (again.size().width(), again.size().height()) == (700, 520)
 
 
-def test_screenshot_command(qtbot, study_dir: Path, tmp_path: Path) -> None:
+def test_screenshot_command(qtbot, study_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also: no timer of main() outlives it (the give-up timer fired inside later tests)."""
+    import PySide6.QtCore as qtcore
+
+    made: list[qtcore.QTimer] = []
+    due: list[float] = []  # when each QTimer.singleShot call fires
+
+    real = qtcore.QTimer
+
+    class Recorded(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+        @staticmethod
+        def singleShot(msec: int, *args: object) -> None:  # noqa: N802 - Qt name
+            due.append(time.monotonic() + msec / 1000)
+            real.singleShot(msec, *args)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(qtcore, "QTimer", Recorded)  # main() imports QTimer when it runs
     out = tmp_path / "shot.png"
     code = main([str(study_dir), "--screenshot", str(out), "--settings", str(tmp_path / "s.ini"),
                  "--cache", str(tmp_path / "c"), "--device", "cpu", "--overlay", "evidence",
                  "--size", "1000x700"])  # fmt: skip
     assert code == 0
+    assert made and not [t for t in made if t.isActive()]
+    assert due and max(due) <= time.monotonic()  # no one-shot call still to come
     from PySide6.QtGui import QImage
 
     img = QImage(str(out))
