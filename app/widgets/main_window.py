@@ -268,13 +268,20 @@ class MainWindow(QMainWindow):
         self.act_error = self._action(
             v, "Reconstruction e&rror overlay", lambda: self.state.display.toggle_overlay("error"), "R"
         )
+        self.act_lesion = self._action(
+            v,
+            "Le&sion probability overlay",
+            lambda: self.state.display.toggle_overlay("lesion"),
+            "S",
+            "Lesion probability overlay (models with a lesion output)",
+        )
         self.act_recon = self._action(
             v,
             "Reconstruction &beside",
             lambda: self.state.display.set_overlay(reconstruction=not self.state.display.overlay.reconstruction),
             "B",
         )
-        for act in (self.act_evidence, self.act_error, self.act_recon):
+        for act in (self.act_evidence, self.act_error, self.act_lesion, self.act_recon):
             act.setCheckable(True)
         v.addSeparator()
         self.act_invert = self._action(
@@ -416,6 +423,10 @@ class MainWindow(QMainWindow):
         self.overlay_controls.show_state(ov.kind, ov.opacity, d.overlay_range, d.choices)
         self.act_evidence.setChecked(ov.kind == "evidence")
         self.act_error.setChecked(ov.kind == "error")
+        offered = "lesion" in d.choices  # only while the loaded model has the output
+        self.act_lesion.setVisible(offered)
+        self.act_lesion.setEnabled(offered)
+        self.act_lesion.setChecked(ov.kind == "lesion")
         self.act_recon.setChecked(ov.reconstruction)
 
     def _on_current_changed(self, key: str) -> None:

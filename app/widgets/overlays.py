@@ -27,6 +27,8 @@ OVERLAY_TITLES = {
     "error": "Reconstruction error",
     "lesion": "Lesion probability",
 }
+#: The window's keys that toggle each overlay (app/widgets/main_window.py), for the combo's tooltip.
+_KEYS = {"evidence": "E", "error": "R", "lesion": "S"}
 _LUT_SIZE = 256
 
 
@@ -145,7 +147,6 @@ class OverlayControls(QWidget):
         self.combo = QComboBox()
         self._set_choices(tuple(k for k in OVERLAY_TITLES if k != "lesion"))
         self.combo.setFixedWidth(170)
-        self.combo.setToolTip("Overlay drawn on every image (E: evidence, R: reconstruction error)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 100)
         self.slider.setFixedWidth(80)
@@ -165,6 +166,8 @@ class OverlayControls(QWidget):
         self.combo.clear()
         for kind in choices:
             self.combo.addItem(OVERLAY_TITLES[kind], kind)
+        keys = ", ".join(f"{key}: {OVERLAY_TITLES[kind].lower()}" for kind, key in _KEYS.items() if kind in choices)
+        self.combo.setToolTip(f"Overlay drawn on every image ({keys})")
 
     def show_state(
         self, kind: str, opacity: float, vrange: tuple[float, float], choices: tuple[str, ...] | None = None

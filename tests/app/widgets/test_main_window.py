@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
@@ -17,6 +19,8 @@ from app.widgets.dialogs import RESEARCH_NOTICE, AboutDialog, ShortcutsDialog
 from app.widgets.main_window import MainWindow
 from app.widgets.overlays import overlay_range
 from app.widgets.predictions_panel import ACR_MEANING, operating_points
+from inference.formats import manifest_path_for, read_model_manifest
+from inference.model.session import bundled_model_path
 
 from ..conftest import wait_idle
 
@@ -169,6 +173,31 @@ def test_exit_after_show_reports_the_first_window(qtbot, tmp_path: Path, capsys)
     code = main(["--exit-after-show", "--settings", str(tmp_path / "s.ini"), "--cache", str(tmp_path / "c")])
     assert code == 0
     assert "first window after" in capsys.readouterr().out
+
+
+def test_lesion_overlay_has_a_key_and_a_menu_entry_only_while_the_model_has_the_output(
+    qtbot, window: MainWindow
+) -> None:
+    state = window.state
+    assert not window.act_lesion.isVisible() and not window.act_lesion.isEnabled()
+    qtbot.keyClick(window, Qt.Key.Key_S)
+    assert state.display.overlay.kind == "none"
+    bundled = read_model_manifest(manifest_path_for(bundled_model_path()))
+    manifest = dataclasses.replace(bundled, outputs={**bundled.outputs, "lesion": [None, 1, 96, None]})
+    state.runner.session = SimpleNamespace(manifest=manifest, version="t", device="cpu")
+    state.runner.model_changed.emit()
+    assert window.act_lesion.isVisible() and window.act_lesion.isEnabled()
+    assert window.act_lesion in window.menuBar().actions()[1].menu().actions()  # View
+    assert "S: lesion probability" in window.overlay_controls.combo.toolTip()
+    qtbot.keyClick(window, Qt.Key.Key_S)
+    assert state.display.overlay.kind == "lesion" and window.act_lesion.isChecked()
+    assert window.overlay_controls.combo.currentData() == "lesion"
+    qtbot.keyClick(window, Qt.Key.Key_S)
+    assert state.display.overlay.kind == "none" and not window.act_lesion.isChecked()
+    assert ("S", "Lesion probability overlay (models with a lesion output)") in window.shortcut_rows
+    state.runner.session = None  # a model without the output: the entry goes
+    state.runner.model_changed.emit()
+    assert not window.act_lesion.isVisible()
 
 
 def test_colour_bar_shows_the_current_studys_overlay_range(qtbot, window: MainWindow, three_studies: Path) -> None:
