@@ -7,11 +7,14 @@ import os
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import
 
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyqtgraph as pg
 import pytest
+from PySide6.QtWidgets import QApplication
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -43,13 +46,23 @@ def make_state(settings: Settings) -> Iterator[Callable[..., AppState]]:
         s = settings_ or settings
         state = AppState(s, backend=backend, cache=cache if cache is not None else PredictionCache(s.cache_dir))
         made.append(state)
+        submit = state.pool.submit
+
+        def submit_where(*args: Any, **kwargs: Any) -> Any:  # remember who started each job, for the report below
+            job = submit(*args, **kwargs)
+            ours = [f for f in traceback.extract_stack()[:-1] if "site-packages" not in f.filename]
+            job.submitted_at = "".join(traceback.format_list(ours[-10:]))
+            return job
+
+        state.pool.submit = submit_where  # type: ignore[method-assign]
         return state
 
     yield make
-    leftovers = [s for s in made if s.pool.running()]
+    leftovers = [job for s in made for job in s.pool._all]  # jobs at work or with reports on their way
+    report = "\n".join(f"channel {j.channel!r}, submitted at\n{getattr(j, 'submitted_at', '?')}" for j in leftovers)
     for s in made:
         assert s.shutdown(20000), "a worker did not finish within 20 s of being cancelled"
-    assert not leftovers, "the test left workers running"
+    assert not leftovers, f"the test left workers running:\n{report}"
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +84,32 @@ def three_studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def wait_idle(qtbot: object, state: AppState, timeout_ms: int = 60000) -> None:
+#: How long a test waits for the workers. Generous: on a machine shared by several test runs the first
+#: model load, the decodes and the model run take many times longer than on an idle one.
+WAIT_MS = 180_000
+
+
+def _settled(state: AppState) -> bool:
+    """No job at work or reporting, also after the reports and timers already due have been handled
+    (one of them may start the next job: a model run ends by decoding the current study)."""
+    QApplication.processEvents()
+    return not state.pool.running()
+
+
+def wait_workers(qtbot: object, state: AppState, timeout_ms: int = WAIT_MS) -> None:
+    """Wait until every worker of ``state`` has finished and its reports have arrived. A test that ends
+    right after an action that starts jobs (navigation, a study change, a model run) calls this last:
+    the teardown check fails a test that leaves a worker running."""
+    qtbot.waitUntil(lambda: _settled(state), timeout=timeout_ms)  # type: ignore[attr-defined]
+
+
+def wait_idle(qtbot: object, state: AppState, timeout_ms: int = WAIT_MS) -> None:
     """Wait until the opened set is scanned and every worker has finished."""
     qtbot.waitUntil(  # type: ignore[attr-defined]
         lambda: (
             bool(state.files.study_set.studies or state.files.study_set.problems)
             and not state.activity.busy[0]
-            and not state.pool.running()
+            and _settled(state)
         ),
         timeout=timeout_ms,
     )

@@ -21,6 +21,8 @@ from inference.latent.projection import ProjectionParams
 from inference.model.predict import Prediction
 from inference.model.preprocess import Geometry
 
+from ..conftest import wait_workers
+
 CLUSTERS = 3
 VERSION = "fake-1"
 HEAD_W = np.random.default_rng(9).normal(0, 4, (2, 496)).astype(np.float32)  # the manifest's malignancy head
@@ -175,7 +177,7 @@ def test_click_shows_image_and_highlight_follows_current(qtbot, make_state) -> N
     assert tuple(np.column_stack(panel.current_item.getData())[0]) == pytest.approx(
         tuple(panel.explorer.xy[panel.explorer.row(other)])
     )
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+    wait_workers(qtbot, state)
 
 
 def test_a_click_replaces_the_selection_and_opens_a_selected_point(qtbot, make_state, settings, tmp_path) -> None:
@@ -202,7 +204,7 @@ def test_a_click_replaces_the_selection_and_opens_a_selected_point(qtbot, make_s
     click_point(qtbot, panel, other)
     assert state.files.current_key == other and state.files.selection == (other,)
     labels.close()
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+    wait_workers(qtbot, state)
 
 
 def test_box_and_lasso_selection_reach_app_state_and_come_back(qtbot, make_state) -> None:
@@ -357,7 +359,7 @@ def test_hover_card_and_tiles_say_file_patient_side_and_label(qtbot, make_state,
     assert tiles[other].lines[:3] == (f"{i}.dcm", f"P{i // 4} · {side}", "no label")
     assert "label: no label" in tiles[other].toolTip()
     labels.close()
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+    wait_workers(qtbot, state)
 
 
 def test_colour_modes_give_the_right_colours(qtbot, make_state) -> None:
@@ -466,7 +468,7 @@ def test_similar_cases_are_the_cosine_neighbours_and_open_on_click(qtbot, make_s
     qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
     assert state.files.current_key == expected[2]
     assert expected[2] not in [n.key for n in strip.cases]  # the strip now shows the new image's neighbours
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+    wait_workers(qtbot, state)
 
 
 def test_similar_strip_follows_the_colouring_by_itself(qtbot, make_state) -> None:
@@ -480,7 +482,7 @@ def test_similar_strip_follows_the_colouring_by_itself(qtbot, make_state) -> Non
         shown = [(t.lines[4], t.accent.name()) for t in strip.tiles[: len(strip.cases)]]
         assert shown == [(c.describe(ex.row(n.key)), panel.accent_of(n.key).name()) for n in strip.cases]
     assert {t.lines[4] for t in strip.tiles[: len(strip.cases)]} <= {"0.100", "0.500", "0.900"}
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+    wait_workers(qtbot, state)
 
 
 def test_umap_runs_in_the_worker_with_progress_and_cache(qtbot, make_state) -> None:
@@ -648,7 +650,7 @@ def test_previews_of_predictions_whose_maps_were_let_go_come_from_the_cache(qtbo
     monkeypatch.setattr(app.models.images, "MAPS_MEMORY", 4)
     state = opened(qtbot, make_state, n=40)
     panel = panel_for(qtbot, state)
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)  # the similar strip's previews
+    wait_workers(qtbot, state)  # the similar strip's previews
     shown = {n.key for n in panel.similar.cases}
     slim = [
         k
@@ -661,4 +663,4 @@ def test_previews_of_predictions_whose_maps_were_let_go_come_from_the_cache(qtbo
         assert panel.thumbnails.get(key) is None
     pm = panel.thumbnails.get(key)
     assert pm is not None and pm.height() == 96
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=10000)
+    wait_workers(qtbot, state)

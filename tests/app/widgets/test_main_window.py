@@ -22,7 +22,7 @@ from app.widgets.predictions_panel import ACR_MEANING, operating_points
 from inference.formats import manifest_path_for, read_model_manifest
 from inference.model.session import bundled_model_path
 
-from ..conftest import wait_idle
+from ..conftest import wait_idle, wait_workers
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_open_by_drop_shows_studies_predictions_and_problems(
     window.browser.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)
     ps = [state.runner.prediction(k).p_malignant for k in window.browser.visible_keys()]
     assert ps == sorted(ps, reverse=True)
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the decodes the navigation started
+    wait_workers(qtbot, state)  # the decodes the navigation started
 
 
 def test_panels_dialogs_and_operating_point(qtbot, window: MainWindow, study_dir: Path) -> None:
@@ -216,9 +216,9 @@ def test_colour_bar_shows_the_current_studys_overlay_range(qtbot, window: MainWi
         assert window.overlay_controls.colorbar.vrange == expected
         ranges.append(expected)
         state.files.step_study(1)
-        qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the next study's pixels
+        wait_workers(qtbot, state)  # the next study's pixels
     assert len(set(ranges)) == len(ranges)  # each study its own range: a stale bar would show
-    qtbot.waitUntil(lambda: not state.pool.running(), timeout=30000)  # the last step's pixels
+    wait_workers(qtbot, state)  # the last step's pixels
 
 
 def test_file_menu_holds_the_panels_actions_before_recent(window: MainWindow) -> None:
