@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.exec()
         state.shutdown()
         return 0
+    from app.models.backend import decode_pipeline
+
+    decode_pipeline().start()  # the decode workers import their modules while the window builds
     QTimer.singleShot(0, lambda: state.open_paths(paths))
     timers: list[QTimer] = []  # stopped when main() returns
     if not args.screenshot:  # issue 16: UMAP's first-use compile, in the background once the app is idle
