@@ -107,20 +107,7 @@ class ImageDataset:
         """The preprocessed image ``[H, W]`` (from memory, the disk cache, or made now)."""
         if i in self._arrays:
             return self._arrays[i]
-        cache = self._cache_file(i)
-        a: np.ndarray | None = None
-        if cache is not None and cache.exists():
-            try:
-                a = np.load(cache, allow_pickle=False)
-            except (OSError, ValueError):
-                a = None
-        if a is None:
-            a = model_array(self.path(i), self.height)
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp.npy")
-                np.save(tmp, a)
-                tmp.replace(cache)
+        a = _cached(self._cache_file(i), lambda: model_array(self.path(i), self.height))
         self._arrays[i] = a
         return a
 
@@ -139,21 +126,14 @@ class ImageDataset:
         else:
             image_cache = self._cache_file(i)
             cache = None if image_cache is None else image_cache.with_suffix(f".lesion{LESION_STRIDE}.npy")
-            if cache is not None and cache.exists():
-                try:
-                    maps = np.load(cache, allow_pickle=False)
-                except (OSError, ValueError):
-                    maps = None
-            if maps is None:
+
+            def make() -> np.ndarray:
                 a, geometry = preprocess(load_pixels(self.path(i)), self.height)
-                maps = lesion_maps(record, geometry, LESION_STRIDE)
                 if a.shape != self.array(i).shape:
                     raise PreprocessError(f"{self.path(i)}: lesion maps and the cached image disagree in size")
-                if cache is not None:
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cache.with_suffix(".tmp.npy")
-                    np.save(tmp, maps)
-                    tmp.replace(cache)
+                return lesion_maps(record, geometry, LESION_STRIDE)
+
+            maps = _cached(cache, make)
         self._lesion[i] = maps
         return maps
 
@@ -249,3 +229,20 @@ def collate(samples: Sequence[Sample], indices: Sequence[int] = ()) -> Batch:
         both = torch.from_numpy(maps)
         lesion = LesionTargets(both[:, :1].contiguous(), both[:, 1:].contiguous())
     return Batch(torch.from_numpy(x), targets, tuple(indices), lesion)
+
+
+def _cached(cache: Path | None, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array in ``cache`` (a .npy file), else ``make()``, saved there atomically (None: no cache)."""
+    if cache is not None and cache.exists():
+        try:
+            loaded: np.ndarray = np.load(cache, allow_pickle=False)
+            return loaded
+        except (OSError, ValueError):
+            pass  # a damaged cache file is made again
+    a = make()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, a)
+        tmp.replace(cache)
+    return a

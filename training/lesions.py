@@ -20,7 +20,6 @@ target and weight on the model's lesion grid through the image's own preprocessi
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from inference.csvsafe import SafeDictReader, SafeDictWriter
 from inference.errors import FormatError
 from inference.formats import LabelRow
 from inference.model.preprocess import Geometry
+from training.readers import _csv_rows  # the one reader of the data sets' CSV files
 
 __all__ = [
     "KINDS",
@@ -191,14 +191,6 @@ def lesion_maps(record: LesionRecord, geometry: Geometry, stride: int) -> np.nda
 
 
 # --------------------------------------------------------------------------- readers
-def _csv(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return [{(k or "").strip(): (v or "").strip() for k, v in rec.items()} for rec in csv.DictReader(f)]
-    except OSError as exc:
-        raise FormatError(f"cannot read ({exc.strerror or exc})", path) from exc
-
-
 def _by_path(rows: Sequence[LabelRow]) -> dict[str, str]:
     return {str(Path(r.image).resolve()): r.key for r in rows}
 
@@ -209,7 +201,7 @@ def mias_lesions(root: str | Path, rows: Sequence[LabelRow], u: float = CIRCLE_U
     root = Path(root)
     keys = _by_path(rows)
     out = []
-    for rec in _csv(root / "labels.csv"):
+    for rec in _csv_rows(root / "labels.csv"):
         path = (root / "images" / rec["image"]).resolve()
         key = keys.get(str(path))
         if key is None:
@@ -233,7 +225,7 @@ def cdd_cesm_lesions(root: str | Path, rows: Sequence[LabelRow]) -> list[LesionR
     root = Path(root)
     keys = _by_path(rows)
     out = []
-    for rec in _csv(root / "labels.csv"):
+    for rec in _csv_rows(root / "labels.csv"):
         path = (root / rec["image"]).resolve()
         key = keys.get(str(path))
         if key is None:
@@ -252,7 +244,7 @@ def ddsm_mini_lesions(root: str | Path, rows: Sequence[LabelRow]) -> list[Lesion
     root = Path(root)
     keys = _by_path(rows)
     out = []
-    for rec in _csv(root / "labels.csv"):
+    for rec in _csv_rows(root / "labels.csv"):
         key = keys.get(str((root / rec["image"]).resolve()))
         if key is None:
             continue
