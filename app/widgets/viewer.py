@@ -18,9 +18,10 @@ import numpy as np
 from PySide6.QtWidgets import QFrame, QGridLayout, QVBoxLayout, QWidget
 
 from app.models.state import AppState
+from app.widgets.browser import side_and_view
 from app.widgets.image_view import ImageView, ViewContent, window_for
 from app.widgets.overlays import overlay_map, overlay_rgba
-from inference.imaging.studies import ImageRecord, Study
+from inference.imaging.studies import Study
 
 __all__ = ["HangingViewer", "Slot", "hanging_slots"]
 
@@ -39,14 +40,6 @@ class Slot:
     reconstruction: bool = False
 
 
-def _marker(lat: str, rec: ImageRecord, view: str = "", by_model: bool = False) -> str:
-    """ "R CC", the file's own view name ("R XCCL"), or the model's view marked: "L MLO (model)"."""
-    shown = rec.view or view
-    if not lat and not shown:
-        return rec.path.name
-    return f"{lat or '?'} {shown or '?'}" + (" (model)" if by_model and not rec.view and shown else "")
-
-
 def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Slot]:
     """The cells to show for the current study and layout (pure: reads the state only)."""
     study: Study | None = state.files.current_study
@@ -55,8 +48,9 @@ def hanging_slots(state: AppState, layout: str, reconstruction: bool) -> list[Sl
         return []
     recs = list(study.images)
 
-    def marker(key: str) -> str:
-        return _marker(state.files.laterality(key), state.files.record(key), *state.display.hanging_view(key))
+    def marker(key: str) -> str:  # as the browser words it; the file's name when neither side nor view is known
+        text = side_and_view(state, key)
+        return state.files.record(key).path.name if text == "? ?" else text
 
     def facing(key: str, default_col: int) -> bool:
         lat = state.files.laterality(key)
