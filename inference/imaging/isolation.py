@@ -315,10 +315,7 @@ class DecodePool(Generic[R]):
             if self._closed:
                 raise RuntimeError("the decode pool is closed")
             while self._started < self.workers:
-                self._started += 1
-                worker = _Worker(self._ctx, self._decode, self.memory_limit_mb, self._quiet)
-                self._all.add(worker)
-                self._idle.put(worker)
+                self._idle.put(self._new_worker())
                 started += 1
         return started
 
@@ -398,9 +395,7 @@ class DecodePool(Generic[R]):
                 except queue.Empty:
                     worker = None
                     if self._started < self.workers:
-                        self._started += 1
-                        worker = _Worker(self._ctx, self._decode, self.memory_limit_mb, self._quiet)
-                        self._all.add(worker)
+                        worker = self._new_worker()
             if worker is None:
                 if not block:
                     return None
@@ -410,6 +405,13 @@ class DecodePool(Generic[R]):
             if worker.alive():
                 return worker
             self._retire(worker, kill=True)  # died while idle: a fresh one
+
+    def _new_worker(self) -> _Worker:
+        """A started worker process, counted (the caller holds the lock)."""
+        self._started += 1
+        worker = _Worker(self._ctx, self._decode, self.memory_limit_mb, self._quiet)
+        self._all.add(worker)
+        return worker
 
     def _checkin(self, worker: _Worker) -> None:
         with self._lock:
