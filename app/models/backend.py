@@ -68,8 +68,8 @@ def _default_model(path: str, device: str) -> Any:
     return ModelSession.load(path or None, device=device)
 
 
-def _default_load_prepared(record: ImageRecord, height: int | None) -> Prepared:
-    return decode_pipeline().load_prepared(record, height)
+def _default_load_prepared(record: ImageRecord, height: int | None, image: bool = True) -> Prepared:
+    return decode_pipeline().load_prepared(record, height, image)
 
 
 def _model_input(session: Any, prepared: Prepared) -> Any:
@@ -130,12 +130,15 @@ class Backend:
     load_prepared: Callable[[ImageRecord, int | None], Prepared] | None = None
     predict_prepared: Callable[[Any, Sequence[Prepared]], list[Prediction]] | None = None
 
-    def decode(self, record: ImageRecord, height: int | None) -> Prepared:
-        """One request for the image and, at ``height``, its model input."""
+    def decode(self, record: ImageRecord, height: int | None, image: bool = True) -> Prepared:
+        """One request for the image and, at ``height``, its model input. ``image`` False: the pixels
+        need not come back (only the model input is wanted; the pipeline's workers keep them, and a
+        problem preprocessing raises ImageReadError); functions given by a test may send them anyway."""
         if self.load_prepared is not None:
             return self.load_prepared(record, height)
         if self.load_image is _default_load:
-            return _default_load_prepared(record, height)
+            image_level = self.predict_prepared is None and self.predict is not _default_predict
+            return _default_load_prepared(record, height, image or image_level)  # an image-level model needs them
         return _as_prepared(_with_breast(self.load_image(record)))
 
     def run_model(self, session: Any, prepared: Sequence[Prepared]) -> list[Prediction]:

@@ -127,7 +127,7 @@ class PredictionCache:
             fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=self.folder)
             with os.fdopen(fd, "wb") as f:
                 arrays: dict[str, Any] = _encode(pred)
-                np.savez_compressed(f, **arrays)
+                np.savez(f, **arrays)  # stored, not deflated: 1.5 ms instead of 55 for a third smaller files
             os.replace(tmp, target)
             self._puts += 1
             if self._puts % 64 == 1:

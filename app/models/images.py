@@ -26,7 +26,7 @@ from app.models.activity import Activity
 from app.models.backend import Backend, error_text, reason
 from app.models.files import FilesState
 from app.models.workers import Cancelled, WorkerError, WorkerPool
-from inference.errors import ImageReadError
+from inference.errors import ImageReadError, PreprocessError
 from inference.imaging.decode import LoadedImage
 from inference.imaging.studies import ImageRecord
 from inference.model.pipeline import Prepared
@@ -64,7 +64,7 @@ class ImageMemory(QObject):
         self._images: OrderedDict[str, LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
         self._with_maps: OrderedDict[str, None] = OrderedDict()
-        self._pending: dict[str, Future[Prepared]] = {}  # decodes on their way, by key
+        self._pending: dict[str, tuple[Future[Prepared], bool]] = {}  # decodes on their way (and with pixels?)
         self._inputs: OrderedDict[str, ModelInput] = OrderedDict()  # model inputs made with kept images
         self._pinned: frozenset[str] = frozenset()  # the current and the next study (main thread sets it)
         self.height: int | None = None  # the model's input height once known: decodes preprocess for it
@@ -110,7 +110,9 @@ class ImageMemory(QObject):
     def decode(self, record: ImageRecord, height: int | None = None, keep: bool = True) -> Prepared:
         """The image (and, at ``height``, its model input) through one request to the decode workers;
         thread-safe. An image in memory is not decoded again; one on its way is waited for. ``keep``:
-        put the pixels in memory at once (they are shown or soon will be). Raises ImageReadError."""
+        put the pixels in memory at once (they are shown or soon will be); without it the full-size
+        pixels may stay in the worker (``image`` None: only the model input is wanted) and a problem
+        preprocessing raises ImageReadError too. Raises ImageReadError."""
         key = record.key
         with self._lock:
             image = self._images.get(key)
@@ -118,15 +120,21 @@ class ImageMemory(QObject):
                 item = self._inputs.get(key)
                 item = item if item is not None and height is not None and item.array.shape[0] == height else None
                 return Prepared(record, item, image.pixel_laterality, image=image)
-            pending = self._pending.get(key)
-            mine = pending is None
-            if pending is None:
-                pending = self._pending[key] = Future()
+            mine = key not in self._pending
+            if mine:
+                self._pending[key] = (Future(), keep)
                 self.decodes += 1
+            pending, with_pixels = self._pending[key]
         if not mine:
-            return pending.result()
+            if with_pixels or not keep:
+                return pending.result()
+            try:  # decoded for the model only; the pixels are wanted: again, with them
+                pending.result()
+            except (ImageReadError, PreprocessError):
+                pass  # (a file that cannot be read fails again, with its pixels asked for)
+            return self.decode(record, height, keep)
         try:
-            prepared = self._decode_a_copy(record, height)
+            prepared = self._decode_a_copy(record, height, image=keep)
         except BaseException as exc:
             with self._lock:
                 self._pending.pop(key, None)
@@ -141,15 +149,15 @@ class ImageMemory(QObject):
         pending.set_result(prepared)
         return prepared
 
-    def _decode_a_copy(self, record: ImageRecord, height: int | None) -> Prepared:
+    def _decode_a_copy(self, record: ImageRecord, height: int | None, image: bool = True) -> Prepared:
         """``record`` decoded, else the first other file of the same image (same SOP instance) that
         decodes: a corrupt copy sorted first must not hide an intact one. Raises the first error."""
         try:
-            return self.backend.decode(record, height)
+            return self.backend.decode(record, height, image)
         except ImageReadError as first:
             for copy in self.files.study_set.duplicates.get(record.key, ()):
                 try:
-                    prepared = self.backend.decode(copy, height)
+                    prepared = self.backend.decode(copy, height, image)
                 except ImageReadError:
                     continue
                 _LOG.warning("%s: %s; shown from its copy %s", record.path, first.reason, copy.path)

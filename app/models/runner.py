@@ -4,15 +4,18 @@ One run predicts every opened image that has no prediction of the current model 
 study first, a study at a time: cache hits come back at once, the rest are decoded two at a time
 through :meth:`ImageMemory.decode <app.models.images.ImageMemory.decode>` (one request per image:
 the decode workers preprocess it for the model too; an image the display is already decoding is
-waited for, not decoded again) and predicted together. The pixels of the current and the next
-study go to memory, so they are on screen before their prediction and moving on shows them at once.
+waited for, not decoded again) and predicted together, while the next study is already decoding.
+The pixels of the current and the next study come back and go to memory, so they are on screen
+before their prediction and moving on shows them at once; the other images' pixels stay in the
+workers (only their model input travels).
 Everything reaches the state on the main thread as items yielded by the worker.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -282,54 +285,74 @@ def _inference_job(
         total = len(records)
         progress(0, total)
         done = 0
-        for study in _group_by_study(records):
-            if cancelled():
-                raise Cancelled()
-            need: list[tuple[ImageRecord, Prediction | None]] = []
-            for rec in study:
-                hit = cache.get(rec.key, session.version)
-                if hit is not None and (rec.key not in want_pixels or memory.image(rec.key) is not None):
-                    yield ("prediction", rec.key, None, hit, False)
-                    done += 1
-                    progress(done, total)
-                else:
-                    need.append((rec, hit))
-            todo: list[Prepared] = []
-            loaded = _load_all(memory, [r for r, _ in need], height, want_pixels)
-            for (rec, hit), got in zip(need, loaded, strict=False):
-                if cancelled():
-                    raise Cancelled()
-                if isinstance(got, str):
-                    yield ("problem", rec.key, got)
-                    done += 1
-                    progress(done, total)
-                    continue
-                shown = rec.key in want_pixels and got.image is not None
-                if not shown:  # the laterality seen in the pixels counts where the file has none
-                    yield ("laterality", rec.key, got.pixel_laterality)
-                if hit is not None:
-                    yield ("prediction", rec.key, got.image if shown else None, hit, False)
-                    done += 1
-                    progress(done, total)
-                    continue
-                if shown:
-                    yield ("image", got.image)  # on screen before its prediction
-                if got.item is None and got.problem:  # decoded, but the worker could not preprocess it
-                    yield ("problem", rec.key, got.problem)
-                    done += 1
-                    progress(done, total)
-                else:
-                    todo.append(got)
-            if cancelled():
-                raise Cancelled()
-            for got, pred, err in _predict_all(backend, session, todo):
-                if pred is not None:
-                    cache.put(pred)
-                    yield ("prediction", got.record.key, None, pred, True)
-                else:
-                    yield ("problem", got.record.key, err)
-                done += 1
-                progress(done, total)
+        studies = iter(_group_by_study(records))
+        ahead: deque[tuple[list[tuple[ImageRecord, Prediction]], list[tuple[ImageRecord, Prediction | None]],
+                           list[Future[Prepared | str]]]] = deque()  # fmt: skip
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as ex:
+            try:
+
+                def start_next() -> None:
+                    """Start decoding the next study that needs it: its decodes overlap this study's model run."""
+                    while len(ahead) < 2 and (study := next(studies, None)) is not None:
+                        hits: list[tuple[ImageRecord, Prediction]] = []
+                        need: list[tuple[ImageRecord, Prediction | None]] = []
+                        for rec in study:
+                            hit = cache.get(rec.key, session.version)
+                            if hit is not None and (rec.key not in want_pixels or memory.image(rec.key) is not None):
+                                hits.append((rec, hit))
+                            else:
+                                need.append((rec, hit))
+                        futures = [ex.submit(_load_one, memory, rec, height, rec.key in want_pixels) for rec, _ in need]
+                        ahead.append((hits, need, futures))
+
+                start_next()
+                while ahead:
+                    hits, need, futures = ahead.popleft()
+                    start_next()
+                    for rec, cached in hits:
+                        yield ("prediction", rec.key, None, cached, False)
+                        done += 1
+                        progress(done, total)
+                    todo: list[Prepared] = []
+                    for (rec, hit), future in zip(need, futures, strict=True):
+                        if cancelled():
+                            raise Cancelled()
+                        got = future.result()
+                        if isinstance(got, str):
+                            yield ("problem", rec.key, got)
+                            done += 1
+                            progress(done, total)
+                            continue
+                        shown = rec.key in want_pixels and got.image is not None
+                        if not shown:  # the laterality seen in the pixels counts where the file has none
+                            yield ("laterality", rec.key, got.pixel_laterality)
+                        if hit is not None:
+                            yield ("prediction", rec.key, got.image if shown else None, hit, False)
+                            done += 1
+                            progress(done, total)
+                            continue
+                        if shown:
+                            yield ("image", got.image)  # on screen before its prediction
+                        if got.item is None and got.problem:  # decoded, but the worker could not preprocess it
+                            yield ("problem", rec.key, got.problem)
+                            done += 1
+                            progress(done, total)
+                        else:
+                            todo.append(got)
+                    if cancelled():
+                        raise Cancelled()
+                    for got, pred, err in _predict_all(backend, session, todo):
+                        if pred is not None:
+                            cache.put(pred)
+                            yield ("prediction", got.record.key, None, pred, True)
+                        else:
+                            yield ("problem", got.record.key, err)
+                        done += 1
+                        progress(done, total)
+            finally:  # a cancelled (or closed) run leaves no decode queued
+                for _, _, futures in ahead:
+                    for future in futures:
+                        future.cancel()
         return done
 
     return job
@@ -342,21 +365,13 @@ def _group_by_study(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]:
     return list(groups.values())
 
 
-def _load_all(
-    memory: ImageMemory, records: list[ImageRecord], height: int | None, keep: set[str]
-) -> list[Prepared | str]:
-    """Decode (and preprocess) images two at a time, each once; a failure becomes its reason."""
-
-    def one(rec: ImageRecord) -> Prepared | str:
-        try:
-            return memory.decode(rec, height, keep=rec.key in keep)
-        except (ImageReadError, OSError, ValueError) as exc:
-            return reason(exc)
-
-    if len(records) < 2:
-        return [one(r) for r in records]
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as ex:
-        return list(ex.map(one, records))
+def _load_one(memory: ImageMemory, rec: ImageRecord, height: int | None, keep: bool) -> Prepared | str:
+    """Decode (and preprocess) one image, once; a failure becomes its reason. Only a kept image's
+    pixels come back from the workers: the others are predicted, not shown."""
+    try:
+        return memory.decode(rec, height, keep=keep)
+    except (ImageReadError, PreprocessError, OSError, ValueError) as exc:
+        return reason(exc)
 
 
 def _predict_all(

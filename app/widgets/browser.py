@@ -194,8 +194,10 @@ class StudyBrowser(QWidget):
                 self._set_p(row, [k])
                 if not s.files.record(k).view:  # hangs by the model's view, which may just have changed
                     self._set_view(row, k)
-        for row, children in self._parents:
-            self._set_p(row, children)
+        changed = set(keys)
+        for row, children in self._parents:  # only the patients and studies the new predictions belong to
+            if len(changed) == len(self._rows) or not changed.isdisjoint(children):
+                self._set_p(row, children)
         self.proxy.invalidate()
         n = sum(1 for k in self._rows if s.runner.prediction(k) is not None)
         flagged = sum(1 for k in self._rows if s.runner.flagged(k))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -359,6 +359,13 @@ class MainWindow(QMainWindow):
         self.message_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.device_label = QLabel("model: not loaded")
         self.progress = QProgressBar()
+        self._progress_sized: tuple[str, int] = ("", -1)  # the (task, total) the bar was last sized for
+        self._busy: tuple[str, int, int] = ("", 0, 0)  # the latest (task, done, total)
+        self._busy_shown = ""  # the task the bar shows
+        self._busy_timer = QTimer(self)
+        self._busy_timer.setSingleShot(True)
+        self._busy_timer.setInterval(100)
+        self._busy_timer.timeout.connect(self._show_busy)
         self.progress.setMaximumWidth(260)
         self.progress.setTextVisible(True)
         self.progress.hide()
@@ -374,6 +381,18 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ state -> screen
     def _on_busy(self, task: str, done: int, total: int) -> None:
+        """A new task (or the end of one) shows at once; a task's progress at most every 100 ms: the bar
+        repaints itself on each value, which costs more than predicting an image."""
+        self._busy = (task, done, total)
+        if task != self._busy_shown:
+            self._show_busy()
+        elif not self._busy_timer.isActive():
+            self._busy_timer.start()
+
+    def _show_busy(self) -> None:
+        self._busy_timer.stop()
+        task, done, total = self._busy
+        self._busy_shown = task
         busy = bool(task)
         self.progress.setVisible(busy)
         self.cancel_button.setVisible(busy)
@@ -382,10 +401,12 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, max(total, 0))
             self.progress.setValue(done)
             self.progress.setFormat(text)
-            # wide enough for its text on one line ("Running the model 21/70", never cut or wrapped)
-            need = self.progress.fontMetrics().horizontalAdvance(f"{task} {total}/{total}") + 40
-            self.progress.setMinimumWidth(min(need, 480))
-            self.progress.setMaximumWidth(max(need, 260))
+            if (task, total) != self._progress_sized:  # a new width lays the status bar out again: once a task
+                self._progress_sized = (task, total)
+                # wide enough for its text on one line ("Running the model 21/70", never cut or wrapped)
+                need = self.progress.fontMetrics().horizontalAdvance(f"{task} {total}/{total}") + 40
+                self.progress.setMinimumWidth(min(need, 480))
+                self.progress.setMaximumWidth(max(need, 260))
 
     def _on_message(self, level: str, text: str) -> None:
         colour = {"error": "#ff6b6b", "warning": "#ffb347"}.get(level, "#d0d0d0")

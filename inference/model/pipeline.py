@@ -167,12 +167,14 @@ class Pipeline:
         assert result.image is not None
         return result.image
 
-    def load_prepared(self, record: ImageRecord, height: int | None) -> Prepared:
+    def load_prepared(self, record: ImageRecord, height: int | None, image: bool = True) -> Prepared:
         """Decode one image in a worker and, at ``height``, preprocess it there too (the app's one
         request per image: the display's pixels and the model's input together). The breast is found
-        either way; a problem preprocessing comes back in ``problem``. Raises ImageReadError."""
-        result = self.pool.load(Request(record, height, self.limits, image=True))
-        assert result.image is not None
+        either way; a problem preprocessing comes back in ``problem``. ``image`` False: the full-size
+        pixels stay in the worker (an image only predicted, not shown), and a problem preprocessing
+        raises too. Raises ImageReadError."""
+        result = self.pool.load(Request(record, height, self.limits, image=image))
+        assert result.image is not None or not image
         return result
 
     def close(self) -> None:

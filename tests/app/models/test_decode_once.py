@@ -135,3 +135,21 @@ def test_the_pixels_laterality_counts_for_images_not_kept(qtbot, make_state, tmp
     third = studies[2].images
     assert all(state.memory.image(r.key) is None for r in third)  # two studies ahead: not kept
     assert [state.files.laterality(r.key) for r in third] == ["R", "L", "R", "L"]
+
+
+def test_an_image_only_predicted_leaves_its_pixels_in_the_worker(qtbot, make_state, study_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.imaging.studies import scan
+
+    state = make_state()
+    first, second = scan([study_dir]).images[:2]
+    quiet = state.memory.decode(first, 128, keep=False)  # the model's input only: no full-size pixels back
+    assert quiet.image is None and quiet.item is not None and quiet.item.array.shape[0] == 128
+    assert quiet.pixel_laterality in ("L", "R") and state.memory.image(first.key) is None
+    shown = state.memory.decode(first, 128)  # asked for on screen: decoded again, with its pixels
+    assert shown.image is not None and state.memory.image(first.key) is shown.image
+    assert shown.item is not None and (shown.item.array == quiet.item.array).all()
+    with ThreadPoolExecutor(2) as ex:  # the display waits on a decode for the model only: it still gets pixels
+        both = list(ex.map(lambda keep: state.memory.decode(second, 128, keep=keep), (False, True)))
+    assert both[1].image is not None and state.memory.image(second.key) is not None

@@ -288,3 +288,11 @@ def test_the_explorer_opens_below_the_viewer_without_squeezing_it(qtbot, make_st
     assert win.viewer.height() >= 0.55 * before, (win.viewer.height(), before)
     assert win.panels["Latent space"].height() <= 0.45 * win.height()
     assert win.panels["Studies"].height() > 0.6 * win.height()  # the side panels keep their height
+
+
+def test_progress_shows_the_latest_count(qtbot, window: MainWindow) -> None:
+    for done in range(71):  # a run's progress arrives faster than the bar repaints: it shows the last
+        window._on_busy("Running the model", done, 70)
+    qtbot.waitUntil(lambda: window.progress.text() == "Running the model 70/70", timeout=2000)
+    window._on_busy("", 0, 0)
+    assert not window.progress.isVisible()

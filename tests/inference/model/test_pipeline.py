@@ -101,3 +101,12 @@ def test_a_displayed_image_brings_its_breast_along(pipeline: Pipeline, files: di
     assert "_breast" in image.__dict__  # found in the worker: preprocessing does not search again
     expected = prepare(load_image(read_record(files["R"])), HEIGHT)
     assert np.array_equal(prepare(image, HEIGHT).array, expected.array)
+
+
+def test_prepared_without_its_pixels(pipeline: Pipeline, files: dict[str, Path]) -> None:
+    record = read_record(files["R"])
+    quiet = pipeline.load_prepared(record, HEIGHT, image=False)
+    assert quiet.image is None and quiet.item is not None
+    assert np.array_equal(quiet.item.array, prepare(load_image(record), HEIGHT).array)
+    with pytest.raises(ImageReadError):  # no breast and no pixels to show: the file's error
+        pipeline.load_prepared(read_record(files["blank"]), HEIGHT, image=False)
