@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -113,6 +113,10 @@ class StudyBrowser(QWidget):
         self._selecting = False
         self._ordinal = 0
         self.tree.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self._resort = QTimer(self)
+        self._resort.setSingleShot(True)
+        self._resort.setInterval(50)
+        self._resort.timeout.connect(self._refilter)
 
         self.filter_combo.currentIndexChanged.connect(lambda i: self.proxy.set_mode(self.filter_combo.itemData(i)))
         self.tree.selectionModel().selectionChanged.connect(self._on_selection)
@@ -198,6 +202,11 @@ class StudyBrowser(QWidget):
         for row, children in self._parents:  # only the patients and studies the new predictions belong to
             if len(changed) == len(self._rows) or not changed.isdisjoint(children):
                 self._set_p(row, children)
+        if not self._resort.isActive():  # filtering, sorting and counting all rows: at most every 50 ms
+            self._resort.start()
+
+    def _refilter(self) -> None:
+        s = self.state
         self.proxy.invalidate()
         n = sum(1 for k in self._rows if s.runner.prediction(k) is not None)
         flagged = sum(1 for k in self._rows if s.runner.flagged(k))

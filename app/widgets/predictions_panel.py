@@ -237,11 +237,17 @@ class PredictionsPanel(QScrollArea):
         self.op_presets.activated.connect(self._on_preset)
         s = state
         s.files.current_changed.connect(lambda _k: self.refresh())
-        s.runner.predictions_changed.connect(lambda keys: self.refresh())
+        s.runner.predictions_changed.connect(self._on_predictions)
         s.runner.model_changed.connect(self._on_model_changed)
         s.runner.operating_point_changed.connect(lambda _t: self.refresh())
         s.memory.images_changed.connect(lambda keys: self.refresh() if self.state.files.current_key in keys else None)
         self._on_model_changed()
+
+    def _on_predictions(self, keys: tuple[str, ...]) -> None:
+        """The panel shows the current image, its breast and its exam: another study's prediction
+        changes none of them (70 images opened would repaint it 70 times)."""
+        if not self.state.files.current_study_keys().isdisjoint(keys):
+            self.refresh()
 
     # ------------------------------------------------------------------ requests
     def _on_preset(self, index: int) -> None:
