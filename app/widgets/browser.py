@@ -52,6 +52,9 @@ class BrowserFilter(QSortFilterProxyModel):
         self.mode = "all"
         self.setRecursiveFilteringEnabled(True)
         self.setSortRole(SORT_ROLE)
+        # Each of a row's cells changing would sort and filter the whole tree again; the browser
+        # invalidates once a batch of predictions has landed instead (StudyBrowser._refilter).
+        self.setDynamicSortFilter(False)
 
     def set_mode(self, mode: str) -> None:
         if mode not in FILTERS:

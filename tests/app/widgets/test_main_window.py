@@ -296,3 +296,22 @@ def test_progress_shows_the_latest_count(qtbot, window: MainWindow) -> None:
     qtbot.waitUntil(lambda: window.progress.text() == "Running the model 70/70", timeout=2000)
     window._on_busy("", 0, 0)
     assert not window.progress.isVisible()
+
+
+def test_the_browser_sorts_predictions_as_they_land(qtbot, window: MainWindow, three_studies: Path) -> None:
+    window.browser.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # sorted by P(malignant) before any
+    window.state.open_paths([three_studies])
+    wait_idle(qtbot, window.state)
+    runner = window.state.runner
+
+    def shown_in_order() -> bool:  # each study's images by descending P(malignant)
+        keys = window.browser.visible_keys()
+        for study in window.state.files.study_set.studies:
+            mine = {r.key for r in study.images}
+            ps = [runner.prediction(k).p_malignant for k in keys if k in mine]  # type: ignore[union-attr]
+            if ps != sorted(ps, reverse=True):
+                return False
+        return len(keys) == 12
+
+    qtbot.waitUntil(shown_in_order, timeout=2000)  # re-sorted once the batch landed, not per cell
+    assert window.browser.count_label.text().startswith("12/12 predicted")
