@@ -170,11 +170,13 @@ def worker_flag() -> str:
     return "--workers" if "--workers" in help_text else "--threads"
 
 
-def bench_cli(folder: Path, one: Path, out: Path, floor: float, label: str = "uncompressed") -> None:
+def bench_cli(
+    folder: Path, one: Path, out: Path, floor: float, label: str = "uncompressed", model: Path | None = None
+) -> None:
     n = len(list(folder.glob("*.dcm")))
     flag = worker_flag()
     for k in (1, 2):
-        common = ["--out", str(out / "p.csv"), "--quiet", flag, str(k)]
+        common = ["--out", str(out / "p.csv"), "--quiet", flag, str(k), *(["--model", str(model)] if model else [])]
         single = run_cli(["predict", str(one), *common])
         full = run_cli(["predict", str(folder), *common])
         span = full["wall"] - single["wall"]
@@ -220,9 +222,17 @@ def main() -> None:
     p.add_argument("--folder", type=Path, default=None, help="keep the generated images here (reused)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-ray", action="store_true")
+    p.add_argument("--model", type=Path, default=None, help="an ONNX model other than the bundled one (e.g. 2048 high)")
+    p.add_argument("--cli-only", action="store_true", help="only the CLI on the uncompressed folder")
     args = p.parse_args()
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
-    bench_preprocess(args.repeats)
+    from inference.formats import read_model_manifest
+    from inference.model.session import bundled_model_path
+
+    manifest = read_model_manifest(args.model or bundled_model_path())
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; model {manifest.name} "
+          f"{manifest.version}, height {manifest.input_height}")  # fmt: skip
+    if not args.cli_only:
+        bench_preprocess(args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         base = args.folder or Path(tmp) / "images"
         folder = make_folder(base / f"explicit-{args.n}", args.n)
@@ -230,7 +240,9 @@ def main() -> None:
         out = Path(tmp) / "out"
         out.mkdir()
         floor = bench_floor(folder, args.n)
-        bench_cli(folder, one, out, floor)
+        bench_cli(folder, one, out, floor, model=args.model)
+        if args.cli_only:
+            return
         if args.j2k:
             j2k = make_folder(base / f"jpeg2000-{args.j2k}", args.j2k, "jpeg2000")
             j2k_one = make_folder(base / "jpeg2000-1", 1, "jpeg2000")
