@@ -12,6 +12,7 @@ window and the inversion while shown.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,23 @@ _MAG_SIZE = 240  # on-screen pixels
 _FULL_RES_MAX = 2048  # larger images are drawn from 2 x 2 block means (the magnifier and readout use every pixel)
 
 
+_STATS: dict[int, tuple[weakref.ref[LoadedImage], tuple[float, float, float, float, float]]] = {}
+
+
 def _breast_stats(img: LoadedImage) -> tuple[float, float, float, float, float]:
-    """(min, p1, p50, p99.5, max) of modality values inside the breast (coarse, fast)."""
+    """(min, p1, p50, p99.5, max) of modality values inside the breast (coarse, fast), once per image:
+    the viewer asks again each time a study's image lands or the layout changes."""
+    seen = _STATS.get(id(img))
+    if seen is not None and seen[0]() is img:
+        return seen[1]
+    stats = _stats(img)
+    if len(_STATS) >= 64:
+        _STATS.pop(next(iter(_STATS)))
+    _STATS[id(img)] = (weakref.ref(img), stats)
+    return stats
+
+
+def _stats(img: LoadedImage) -> tuple[float, float, float, float, float]:
     step = max(1, int(max(img.raw.shape) // 512))
     raw = img.raw[::step, ::step]
     disp = img.pixels[::step, ::step]
