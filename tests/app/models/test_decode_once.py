@@ -153,3 +153,27 @@ def test_an_image_only_predicted_leaves_its_pixels_in_the_worker(qtbot, make_sta
     with ThreadPoolExecutor(2) as ex:  # the display waits on a decode for the model only: it still gets pixels
         both = list(ex.map(lambda keep: state.memory.decode(second, 128, keep=keep), (False, True)))
     assert both[1].image is not None and state.memory.image(second.key) is not None
+
+
+def test_the_next_study_decodes_while_this_one_is_predicted(qtbot, make_state, three_studies: Path) -> None:
+    real = Backend()
+    decoding: list[str] = []  # patient of each decode, in the order they started
+    overlapped = threading.Event()
+    patient = {}
+
+    def load_prepared(record: ImageRecord, height: int | None) -> Prepared:
+        decoding.append(patient.get(record.key, record.patient_id))
+        if len(set(decoding)) > 1:
+            overlapped.set()
+        return real.decode(record, height)
+
+    def predict_prepared(session: object, prepared: list[Prepared]) -> list:
+        if prepared[0].record.patient_id == "PX0":  # the first study waits until the second starts decoding
+            assert overlapped.wait(60), f"no decode of the next study while this one was predicted: {decoding}"
+        return real.run_model(session, prepared)
+
+    state = make_state(backend=Backend(load_prepared=load_prepared, predict_prepared=predict_prepared))
+    state.open_paths([three_studies])
+    wait_idle(qtbot, state)
+    assert len(state.runner.predictions) == 12 and not state.files.load_problems
+    assert overlapped.is_set()
