@@ -219,11 +219,22 @@ class _Worker:
         child.close()
         self.ready = False
         self.ready_at = 0.0
+        self._stopping = threading.Lock()
+        self._stopped = False
 
     def alive(self) -> bool:
         return bool(self.process.is_alive())
 
     def stop(self, kill: bool = False) -> None:
+        """End the process and close the pipe, once: the pool's close and the thread that was waiting
+        on this worker's decode may both stop it (closing the pipe twice is EBADF)."""
+        with self._stopping:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._stop(kill)
+
+    def _stop(self, kill: bool) -> None:
         if kill:
             self.process.kill()
         else:
