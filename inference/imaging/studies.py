@@ -583,5 +583,10 @@ def _group(records: list[ImageRecord]) -> tuple[Study, ...]:
         date = next((r.study_date for r in images if r.study_date), "")
         description = next((r.study_description for r in images if r.study_description), "")
         out.append(Study(patient_id=patient, study_uid=uid, date=date, description=description, images=tuple(images)))
-    out.sort(key=lambda s: (s.patient_id, s.date, min(str(r.path) for r in s.images)))
+    out.sort(key=lambda s: (_natural(s.patient_id), s.date, _natural(min(str(r.path) for r in s.images))))
     return tuple(out)
+
+
+def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that orders the numbers inside names by value: P2 before P10, as a person reads them."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)

@@ -268,6 +268,8 @@ def _import_umap() -> Any:
         from numba.core.caching import NullCache
         from numba.core.dispatcher import Dispatcher
 
+        umap.layouts.tqdm = _lock_safe_tqdm()  # the epoch loop's bar: see _lock_safe_tqdm
+
         for module in (umap.umap_, umap.layouts, umap.utils, umap.spectral, umap.distances):
             for obj in vars(module).values():
                 if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
@@ -278,6 +280,37 @@ def _import_umap() -> Any:
                         break
         _umap_ready = True
         return umap
+
+
+def _lock_safe_tqdm() -> type:
+    """umap's tqdm bar with two changes for a cancellable UMAP in a long-lived process.
+
+    A cancel is raised from :class:`_EpochWriter` inside tqdm's ``display()``, which tqdm's
+    ``refresh()`` calls holding its process-wide write lock without a ``finally``: the lock would stay
+    held, and the next UMAP (or tqdm's monitor thread, and with it the app's exit) would wait for it
+    forever. Here ``refresh`` releases the lock whatever happens, and there is no monitor thread."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    class LockSafeTqdm(tqdm):  # type: ignore[misc]
+        monitor_interval = 0
+
+        def refresh(self, nolock: bool = False, lock_args: tuple[Any, ...] | None = None) -> bool | None:
+            if self.disable:
+                return None
+            if not nolock:
+                if lock_args:
+                    if not self._lock.acquire(*lock_args):
+                        return False
+                else:
+                    self._lock.acquire()
+            try:
+                self.display()
+            finally:
+                if not nolock:
+                    self._lock.release()
+            return True
+
+    return LockSafeTqdm
 
 
 class _EpochWriter:

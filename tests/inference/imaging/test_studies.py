@@ -331,3 +331,11 @@ def test_images_of_other_modalities_are_skipped(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "ct.dcm")
     (problem,) = scan([tmp_path]).problems
     assert problem.skipped and problem.reason == "CT Image of modality CT: not a mammogram"
+
+
+def test_patients_sort_by_the_numbers_in_their_ids(tmp_path: Path) -> None:
+    """Studies come in the order a person reads the patients' names: P2 before P10."""
+    for seed, pid in enumerate(("P10", "P2", "P1")):  # a seed each: identical files would be one image
+        spec = phantom.PhantomSpec("L", "CC", shape=(120, 90), seed=seed)
+        phantom.write_png(tmp_path / f"{pid}_L_DM_CC.png", phantom.render(spec))
+    assert [s.patient_id for s in scan([tmp_path]).studies] == ["P1", "P2", "P10"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -102,6 +103,13 @@ def test_umap_cancelled_during_the_epochs() -> None:
             cancelled=lambda: bool(seen) and seen[-1] >= 350,  # 35 %: the epochs start
         )
     assert max(seen) < 1000
+    # the cancel left nothing held: the next UMAP in this process runs to its end (it used to wait forever
+    # on the progress bar's lock, which the cancel raised through)
+    params = ProjectionParams(method="umap", n_neighbors=8, n_epochs=60)
+    done = threading.Thread(target=project, args=(emb, params), daemon=True)
+    done.start()
+    done.join(120)
+    assert not done.is_alive(), "a UMAP after a cancelled one never finished"
 
 
 @pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
