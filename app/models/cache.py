@@ -14,6 +14,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ class PredictionCache:
         self._limit = max(1, memory_entries)
         self.disk_errors = 0
         self._lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future[None]] = []
 
     def _file(self, key: str, version: str) -> Path:
         assert self.folder is not None
@@ -116,11 +119,31 @@ class PredictionCache:
         self._remember(pred)
         return pred
 
-    def put(self, pred: Prediction) -> None:
-        """Remember ``pred``; written to disk atomically (a failed write is counted, not raised)."""
+    def put(self, pred: Prediction, background: bool = False) -> None:
+        """Remember ``pred``; written to disk atomically (a failed write is counted, not raised).
+        ``background``: the write happens on the cache's writer thread (:meth:`flush` waits for it);
+        the prediction is in memory at once either way."""
         self._remember(pred)
         if self.folder is None:
             return
+        if background:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+                self._writes.append(self._writer.submit(self._write, pred))
+                self._writes = [w for w in self._writes if not w.done()]
+            return
+        self._write(pred)
+
+    def flush(self) -> None:
+        """Wait for the background writes."""
+        with self._lock:
+            writes, self._writes = self._writes, []
+        for w in writes:
+            w.result()
+
+    def _write(self, pred: Prediction) -> None:
+        assert self.folder is not None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             target = self._file(pred.key, pred.model_version)

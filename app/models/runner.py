@@ -343,7 +343,7 @@ def _inference_job(
                         raise Cancelled()
                     for got, pred, err in _predict_all(backend, session, todo):
                         if pred is not None:
-                            cache.put(pred)
+                            cache.put(pred, background=True)  # to disk off the model's thread
                             yield ("prediction", got.record.key, None, pred, True)
                         else:
                             yield ("problem", got.record.key, err)

@@ -127,6 +127,8 @@ class AppState(QObject):
         self.activity.say("error", error_text(err))
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
-        """Cancel every worker and join them (on quit)."""
+        """Cancel every worker and join them, and finish the prediction cache's writes (on quit)."""
         self.pool.cancel_all()
-        return self.pool.wait(timeout_ms)
+        done = self.pool.wait(timeout_ms)
+        self.runner.cache.flush()
+        return done

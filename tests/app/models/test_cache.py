@@ -78,3 +78,15 @@ def test_memory_only() -> None:
     for i in range(3):
         cache.put(dataclasses.replace(_prediction(), key=f"k{i}"))
     assert cache.get("k0", "v1") is None and cache.get("k2", "v1") is not None
+
+
+def test_a_background_write_is_on_disk_after_flush(tmp_path: Path) -> None:
+    cache = PredictionCache(tmp_path)
+    preds = [_prediction(key=f"k{i}") for i in range(8)]
+    for p in preds:
+        cache.put(p, background=True)
+        assert cache.get(p.key, p.model_version) is p  # in memory at once
+    cache.flush()
+    fresh = PredictionCache(tmp_path)  # read from disk
+    assert all(fresh.get(p.key, p.model_version) is not None for p in preds)
+    assert cache.disk_errors == 0 and not list(tmp_path.glob("*.part"))

@@ -82,6 +82,7 @@ def test_reopening_runs_no_model(qtbot, make_state, settings: Settings, study_di
     first.open_paths([study_dir])
     wait_idle(qtbot, first)
     assert sum(calls) == 4 and first.runner.model_runs == 4
+    first.runner.cache.flush()  # the writes go on in the background; an app's exit waits for them
     assert len(list(settings.cache_dir.glob("*.npz"))) == 4
 
     calls.clear()  # a fresh app: empty memory, same cache folder
