@@ -203,7 +203,7 @@ class StudyBrowser(QWidget):
                     self._set_view(row, k)
         changed = set(keys)
         for row, children in self._parents:  # only the patients and studies the new predictions belong to
-            if len(changed) == len(self._rows) or not changed.isdisjoint(children):
+            if not changed.isdisjoint(children):
                 self._set_p(row, children)
         if not self._resort.isActive():  # filtering, sorting and counting all rows: at most every 50 ms
             self._resort.start()
