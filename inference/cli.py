@@ -31,6 +31,7 @@ from inference.errors import ImageReadError, MammoReviewError
 from inference.formats import TASK_CLASSES, Embeddings, write_embeddings
 from inference.imaging.isolation import MEMORY_OPTION, TIMEOUT_OPTION
 from inference.imaging.limits import LIMIT_SETTINGS, Limits, limits_from_env
+from inference.imaging.pilview import float_image
 from inference.imaging.studies import duplicate_reason
 from inference.model.pipeline import Pipeline, Prepared
 from inference.model.predict import ModelInput, Prediction, PredictionSummary, predict_inputs
@@ -170,7 +171,7 @@ def map_stem(key: str) -> str:
 
 
 def _fit(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    img = Image.fromarray(np.asarray(m, np.float32), mode="F").resize((shape[1], shape[0]), Image.Resampling.BOX)
+    img = float_image(m).resize((shape[1], shape[0]), Image.Resampling.BOX)
     return np.asarray(img)
 
 

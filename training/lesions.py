@@ -31,6 +31,7 @@ from PIL import Image
 from inference.csvsafe import SafeDictReader, SafeDictWriter
 from inference.errors import FormatError
 from inference.formats import LabelRow
+from inference.imaging.pilview import float_image
 from inference.model.preprocess import Geometry
 from training.readers import _csv_rows  # the one reader of the data sets' CSV files
 
@@ -162,7 +163,7 @@ def to_model_space(original: np.ndarray, geometry: Geometry, fill: float) -> np.
     crop = np.ascontiguousarray(a[y0:y1, x0:x1])
     h, cw = geometry.content_shape
     resized = np.asarray(
-        Image.fromarray(crop, mode="F").resize((cw, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        float_image(crop).resize((cw, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
     )
     out = np.full(geometry.shape, fill, np.float32)
     out[:, :cw] = resized

@@ -60,7 +60,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -69,6 +68,7 @@ from scipy import ndimage
 
 from inference.errors import PreprocessError
 from inference.imaging.geometry import breast_mask
+from inference.imaging.pilview import float_image
 
 __all__ = [
     "ProfileOptions",
@@ -456,7 +456,7 @@ class BlankResult:
 
 
 def _reduce(values: np.ndarray, f: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(values, mode="F").reduce(f)) if f > 1 else values
+    return np.asarray(float_image(values).reduce(f)) if f > 1 else values
 
 
 def blank_outside_breast(stored: np.ndarray, inverted: bool = False, margin: int = 2) -> BlankResult:

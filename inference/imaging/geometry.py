@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from inference.errors import PreprocessError
+from inference.imaging.pilview import float_image
 
 __all__ = ["BreastMask", "breast_mask", "chest_wall_on_right", "find_breast", "MASK_SIDE"]
 
@@ -24,7 +24,7 @@ MASK_SIDE = 256  # the breast mask is found on an image of about this size
 def _small(a: np.ndarray) -> tuple[np.ndarray, int]:
     """An area-averaged copy of about MASK_SIDE pixels on its longer side, and its factor."""
     f = max(1, int(np.ceil(max(a.shape) / MASK_SIDE)))
-    return np.asarray(Image.fromarray(a, mode="F").reduce(f)), f
+    return np.asarray(float_image(a).reduce(f)), f
 
 
 def breast_mask(image: np.ndarray) -> tuple[np.ndarray, int]:

@@ -39,6 +39,7 @@ from inference.errors import ImageReadError, PreprocessError
 from inference.imaging.decode import LoadedImage, load_image
 from inference.imaging.isolation import DecodePool, settings_from_env
 from inference.imaging.limits import Limits, check_file, limits_from_env
+from inference.imaging.pilview import float_image
 from inference.imaging.studies import ImageRecord
 from inference.model.predict import ModelInput, prepare
 
@@ -83,7 +84,7 @@ def thumbnail(pixels: np.ndarray, height: int = PREVIEW_HEIGHT) -> np.ndarray:
     h, w = pixels.shape
     th = min(height, h)
     tw = max(1, int(round(w * th / h)))
-    img = Image.fromarray(np.asarray(pixels, np.float32), mode="F").resize((tw, th), Image.Resampling.BOX)
+    img = float_image(pixels).resize((tw, th), Image.Resampling.BOX)
     out: np.ndarray = np.clip(np.asarray(img), 0.0, 1.0)
     return out
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from inference.errors import PreprocessError
 from inference.imaging.geometry import BreastMask, find_breast
+from inference.imaging.pilview import float_image
 
 __all__ = ["Geometry", "Preprocess", "preprocess", "WIDTH_MULTIPLE"]
 
@@ -72,7 +73,7 @@ class Geometry:
         fy, fx = m.shape[0] / self.shape[0], m.shape[1] / self.shape[1]
         y0, y1, x0, x1 = self.crop
         box = (0.0, 0.0, self.content_shape[1] * fx, self.content_shape[0] * fy)
-        region = Image.fromarray(m, mode="F").resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR, box=box)
+        region = float_image(m).resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR, box=box)
         out = np.full(self.original_shape, fill, np.float32)
         out[y0:y1, x0:x1] = np.asarray(region)
         return out[:, ::-1].copy() if self.flipped else out
@@ -170,7 +171,7 @@ def preprocess(image: np.ndarray, height: int, mask: BreastMask | None = None) -
     scaled = _scaled_crop(crop, cells, f, background)
     ch, cw = scaled.shape
     content_w = max(1, int(round(cw * height / ch)))
-    content = Image.fromarray(scaled, mode="F")
+    content = float_image(scaled)
     if flipped:  # mirrored by PIL, a copy at memory speed (the chest wall now on the left)
         content = content.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     resized = np.asarray(content.resize((content_w, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
