@@ -96,8 +96,10 @@ class StudyBrowser(QWidget):
         self.tree.setAlternatingRowColors(True)
         header = self.tree.header()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # Fitted to their contents once per batch (_refilter), not by the header on every changed cell:
+        # ResizeToContents measures every row of the column each time one cell changes.
         for c in range(1, len(_COLUMNS)):
-            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
         self.filter_combo = QComboBox()
         for mode, title in FILTERS.items():
@@ -192,6 +194,8 @@ class StudyBrowser(QWidget):
             row = self._rows.get(k)
             if row is not None and not self.state.files.record(k).laterality:
                 self._set_view(row, k)
+        if not self._resort.isActive():  # the side column's width: fitted with the next batch
+            self._resort.start()
 
     def _on_predictions(self, keys: tuple[str, ...]) -> None:
         s = self.state
@@ -214,6 +218,8 @@ class StudyBrowser(QWidget):
         n = sum(1 for k in self._rows if s.runner.prediction(k) is not None)
         flagged = sum(1 for k in self._rows if s.runner.flagged(k))
         self.count_label.setText(f"{n}/{len(self._rows)} predicted, {flagged} flagged")
+        for c in range(1, len(_COLUMNS)):
+            self.tree.resizeColumnToContents(c)
 
     def _set_p(self, row: list[QStandardItem], keys: list[str]) -> None:
         s = self.state

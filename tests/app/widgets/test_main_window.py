@@ -300,6 +300,8 @@ def test_progress_shows_the_latest_count(qtbot, window: MainWindow) -> None:
 
 def test_the_browser_sorts_predictions_as_they_land(qtbot, window: MainWindow, three_studies: Path) -> None:
     window.browser.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # sorted by P(malignant) before any
+    for column in (1, 2):
+        window.browser.tree.header().resizeSection(column, 5)  # too narrow for what will land
     window.state.open_paths([three_studies])
     wait_idle(qtbot, window.state)
     runner = window.state.runner
@@ -315,3 +317,14 @@ def test_the_browser_sorts_predictions_as_they_land(qtbot, window: MainWindow, t
 
     qtbot.waitUntil(shown_in_order, timeout=2000)  # re-sorted once the batch landed, not per cell
     assert window.browser.count_label.text().startswith("12/12 predicted")
+    # the columns are fitted to what landed (once per batch, not by the header on every cell)
+    tree = window.browser.tree
+    rows, index = [], tree.model().index(0, 0)
+    while index.isValid():  # every row shown, patients, studies and images
+        rows.append(index)
+        index = tree.indexBelow(index)
+    assert len(rows) > 12
+    for column in (1, 2):
+        texts = [r.siblingAtColumn(column).data() or "" for r in rows]
+        widest = max(tree.fontMetrics().horizontalAdvance(t) for t in texts)
+        assert tree.header().sectionSize(column) >= widest > 0, (column, tree.header().sectionSize(column), widest)
