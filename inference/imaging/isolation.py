@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import threading
@@ -52,6 +53,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from inference import errors
 from inference.errors import ImageReadError, MammoReviewError
+from inference.imaging import transfer
 from inference.imaging.decode import LoadedImage, load_image
 
 __all__ = [
@@ -163,7 +165,9 @@ def _outcome(decode: DecodeFunction, source: Source) -> tuple[Any, ...]:
         return (_ERROR, "ImageReadError", f"the decoder panicked ({type(exc).__name__}: {exc})")
 
 
-def _worker_main(conn: Connection, decode: DecodeFunction, memory_limit_mb: int | None, quiet: bool) -> None:
+def _worker_main(
+    conn: Connection, decode: DecodeFunction, memory_limit_mb: int | None, quiet: bool, owner: str
+) -> None:
     """A worker's loop: receive a source, send back its outcome; ``None`` or a closed pipe ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if quiet:  # nothing of a worker reaches the terminal; a warning (or -W error) never fails a file
@@ -182,7 +186,7 @@ def _worker_main(conn: Connection, decode: DecodeFunction, memory_limit_mb: int 
             return
         result = _outcome(decode, source)
         try:
-            conn.send(result)
+            conn.send(transfer.pack(result, owner) if result[0] == _OK else result)  # large arrays: shared memory
         except MemoryError:  # the image decoded, but pickling it went over the cap
             conn.send((_OOM,))
         if result[0] == _OOM:
@@ -210,10 +214,12 @@ def _error(kind: str, reason: str, path: Path) -> ImageReadError:
 
 
 class _Worker:
-    def __init__(self, ctx: Any, decode: DecodeFunction, memory_limit_mb: int | None, quiet: bool) -> None:
+    def __init__(
+        self, ctx: Any, decode: DecodeFunction, memory_limit_mb: int | None, quiet: bool, owner: str
+    ) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_worker_main, args=(child, decode, memory_limit_mb, quiet), daemon=True, name="mammo-decode"
+            target=_worker_main, args=(child, decode, memory_limit_mb, quiet, owner), daemon=True, name="mammo-decode"
         )
         self.process.start()
         child.close()
@@ -315,6 +321,8 @@ class DecodePool(Generic[R]):
         self._all: set[_Worker] = set()
         #: how many workers were replaced after a crash, an out-of-memory or a timeout
         self.replaced = 0
+        self._owner = transfer.new_owner()  # names this pool's shared-memory files
+        transfer.sweep()  # files left by pools of processes that are gone
 
     # ------------------------------------------------------------------ public
     def start(self) -> int:
@@ -388,6 +396,7 @@ class DecodePool(Generic[R]):
             self._idle.put(None)
         for worker in workers:
             worker.stop(kill=not worker.ready)
+        transfer.sweep(self._owner)  # a worker killed between writing its result and sending it
 
     def __enter__(self) -> DecodePool[R]:
         return self
@@ -420,7 +429,7 @@ class DecodePool(Generic[R]):
     def _new_worker(self) -> _Worker:
         """A started worker process, counted (the caller holds the lock)."""
         self._started += 1
-        worker = _Worker(self._ctx, self._decode, self.memory_limit_mb, self._quiet)
+        worker = _Worker(self._ctx, self._decode, self.memory_limit_mb, self._quiet, self._owner)
         self._all.add(worker)
         return worker
 
@@ -491,6 +500,13 @@ class DecodePool(Generic[R]):
 
     def _answer(self, worker: _Worker, message: tuple[Any, ...], path: Path) -> R | ImageReadError:
         kind = message[0]
+        if kind == transfer.MAPPED:
+            try:
+                message = (_OK, transfer.unpack(message, self._owner, worker.process.pid))
+            except (OSError, ValueError, pickle.UnpicklingError) as exc:
+                self._checkin(worker)
+                return ImageReadError(f"the decoded image could not be taken from shared memory ({exc})", path)
+            kind = _OK
         if kind == _OK:
             self._checkin(worker)
             result: R = message[1]
