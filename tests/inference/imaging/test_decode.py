@@ -13,7 +13,7 @@ from pydicom import dcmread
 from pydicom.uid import UID
 
 from inference.errors import ImageReadError, NotAnImageError, UnsupportedImageError
-from inference.imaging.decode import LoadedImage, Window, apply_window, load_image, resolve_laterality
+from inference.imaging.decode import LoadedImage, Window, _gather, apply_window, load_image, resolve_laterality
 from inference.imaging.geometry import breast_mask
 from inference.imaging.studies import read_record
 from inference.phantoms import generator as phantom
@@ -347,3 +347,12 @@ def test_eight_bit_and_signed_pixels_follow_the_same_chain(tmp_path: Path, refer
     assert dcmread(tmp_path / "signed.dcm").PixelRepresentation == 1
     np.testing.assert_array_equal(signed.raw, reference.raw)
     np.testing.assert_allclose(signed.pixels, reference.pixels, atol=1e-6)
+
+
+def test_the_banded_gather_is_fancy_indexing() -> None:
+    rng = np.random.default_rng(11)
+    table = rng.random(4096).astype(np.float32)
+    for shape in ((3001, 2399), (7, 1), (1, 70_000), (12,)):
+        index = rng.integers(0, 4096, shape).astype(np.uint16)
+        got = _gather(table, index)
+        assert got.dtype == np.float32 and np.array_equal(got, table[index])
