@@ -99,8 +99,14 @@ def load_image(source: ImageRecord | str | Path) -> LoadedImage:
             windows, inverted, spacing = (), False, None
         # The breast on the modality values (denser = brighter), not on the windowed display: a
         # steep VOI LUT can turn fat black and break the breast into pieces. Found once, it gives
-        # the range of an image without a usable window and the chest-wall side.
-        breast = _raw_breast(raw, inverted)
+        # the range of an image without a usable window and the chest-wall side. An 8-bit picture's
+        # display is its values over 255: the breast found on the display (what preprocessing crops
+        # to, kept with the image) tells the side as well, and is found once instead of twice.
+        display_breast: BreastMask | None = None
+        if pixels is not None and record.kind != "dicom":
+            breast = display_breast = _breast_of(pixels, inverted=False)
+        else:
+            breast = _breast_of(raw, inverted)
         if pixels is None:
             pixels = _breast_range(raw, inverted, breast)
             applied = f"breast range ({applied})" if applied else "breast range"
@@ -119,7 +125,7 @@ def load_image(source: ImageRecord | str | Path) -> LoadedImage:
         )
     right = breast is not None and breast.chest_wall_right
     side = "" if breast is None else "R" if right else "L"
-    return LoadedImage(
+    loaded = LoadedImage(
         record=record,
         pixels=pixels,
         raw=raw,
@@ -130,6 +136,9 @@ def load_image(source: ImageRecord | str | Path) -> LoadedImage:
         window_applied=applied,
         inverted=inverted,
     )
+    if display_breast is not None:
+        object.__setattr__(loaded, "_breast", display_breast)  # LoadedImage.breast's cache: found on these pixels
+    return loaded
 
 
 def apply_window(raw: np.ndarray, window: Window, inverted: bool = False) -> np.ndarray:
@@ -316,10 +325,10 @@ def _load_picture(path: Path, kind: str) -> tuple[np.ndarray | None, np.ndarray,
 
 
 # --------------------------------------------------------------------------- pixels
-def _raw_breast(raw: np.ndarray, inverted: bool) -> BreastMask | None:
-    """The breast on the modality values turned denser = brighter; None when there is none."""
+def _breast_of(values: np.ndarray, inverted: bool) -> BreastMask | None:
+    """The breast on the values turned denser = brighter; None when there is none."""
     try:
-        return find_breast(-raw if inverted else raw)
+        return find_breast(-values if inverted else values)
     except PreprocessError:
         return None
 

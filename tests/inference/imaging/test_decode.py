@@ -356,3 +356,21 @@ def test_the_banded_gather_is_fancy_indexing() -> None:
         index = rng.integers(0, 4096, shape).astype(np.uint16)
         got = _gather(table, index)
         assert got.dtype == np.float32 and np.array_equal(got, table[index])
+
+
+def test_an_eight_bit_pictures_breast_is_found_once_and_tells_the_same_side(tmp_path: Path) -> None:
+    """The breast found on the display pixels of an 8-bit picture is kept (preprocessing does not find it
+    again) and gives the side the modality values gave (what the side was found on before)."""
+    from inference.imaging.geometry import find_breast
+    from inference.phantoms.drawing import render, write_jpeg, write_png
+
+    for i in range(16):
+        side, view = "LR"[i % 2], ("CC", "MLO")[(i // 2) % 2]
+        image = render(phantom.PhantomSpec(side, view, "ABCD"[i % 4], shape=(300, 240), seed=i))  # type: ignore[arg-type]
+        write = write_png if i % 3 else write_jpeg
+        loaded = load_image(write(tmp_path / f"p{i}.{'png' if i % 3 else 'jpg'}", image))
+        assert "_breast" in loaded.__dict__  # found while decoding
+        again = find_breast(loaded.pixels)
+        assert loaded.breast.factor == again.factor and np.array_equal(loaded.breast.grid, again.grid)
+        on_values = find_breast(loaded.raw)
+        assert loaded.pixel_laterality == ("R" if on_values.chest_wall_right else "L") == side
