@@ -365,7 +365,8 @@ class _Run:
     def _flush(self) -> None:
         if not self._pending:
             return
-        preds = predict_inputs(self.session, [p.item for p in self._pending], self.batch_size)
+        items = [p.item for p in self._pending]
+        preds = predict_inputs(self.session, items, self.batch_size, maps=self.maps is not None)
         for pend, pred in zip(self._pending, preds, strict=True):
             self.writer.writerow(_prediction_row(pend.row, pred))
             if self.maps is not None and pend.thumb is not None:

@@ -89,7 +89,7 @@ class _Scorer:
 
         prepared = [pickle.loads(p) for p in batch["prepared"]]
         items = [p[3] for p in prepared if p[3] is not None and not p[4]]
-        preds = iter(predict_inputs(self.session, items, self.batch_size))
+        preds = iter(predict_inputs(self.session, items, self.batch_size, maps=False))  # rows and z only
         lines = []
         for rec, lat, lat_src, item, reason in prepared:
             row = _image_row(rec, lat, lat_src)

@@ -216,9 +216,12 @@ def predict_inputs(
     inputs: Sequence[ModelInput],
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    maps: bool = True,
 ) -> list[Prediction]:
     """Run preprocessed inputs; images of equal width share a batch (``batch_size`` None: the
-    session's :attr:`~ModelSession.default_batch_size`). Order follows ``inputs``."""
+    session's :attr:`~ModelSession.default_batch_size`). Order follows ``inputs``. ``maps`` False:
+    the tasks and ``z`` only (no reconstruction, evidence or lesion map: the network's decoder is
+    not run), for a caller that writes none of them."""
     if batch_size is None:
         batch_size = session.default_batch_size
     if batch_size < 1:
@@ -227,7 +230,7 @@ def predict_inputs(
     done = 0
     for idx in _batches(inputs, batch_size):
         batch = np.stack([inputs[i].array for i in idx])[:, None]
-        out = session.run(batch)
+        out = session.run(batch, outputs=None if maps else (*_CLASSIFIERS, "z"))
         for j, i in enumerate(idx):
             results[i] = _prediction(inputs[i], out, j, session.manifest)
         done += len(idx)

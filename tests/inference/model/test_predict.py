@@ -113,6 +113,18 @@ def test_batching_changes_nothing_and_keeps_the_order(
         assert p.p_malignant_std == pytest.approx(q.p_malignant_std, abs=1e-5)
 
 
+def test_without_maps_the_tasks_are_the_same_and_no_map_is_made(
+    tiny_session: ModelSession, images: list[LoadedImage], predictions: list[Prediction]
+) -> None:
+    inputs = [prepare(im, tiny_session.height) for im in images]
+    slim = predict_inputs(tiny_session, inputs, batch_size=1, maps=False)
+    for p, q in zip(slim, predictions, strict=True):
+        assert p.key == q.key and p.probabilities == q.probabilities and p.p_malignant_std == q.p_malignant_std
+        np.testing.assert_array_equal(p.z, q.z)
+        assert p.reconstruction is None and p.evidence is None and p.lesion is None
+        assert q.reconstruction is not None and q.evidence is not None
+
+
 def test_progress_is_reported_per_batch(tiny_session: ModelSession, images: list[LoadedImage]) -> None:
     calls: list[tuple[int, int]] = []
     items = [prepare(im, HEIGHT) for im in images[:3]]
