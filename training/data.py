@@ -1,8 +1,8 @@
 """Training data: label-manifest rows -> preprocessed arrays (cached on disk) -> padded batches.
 
-An image goes through exactly the runtime's path: :func:`load_pixels` (the runtime's
-``inference.imaging.decode.load_image(path).pixels``) then ``inference.model.preprocess.preprocess(pixels,
-height)``. The result is cached as ``<cache>/<height>/<digest>.npy`` so later epochs only read
+An image goes through exactly the runtime's path: ``inference.imaging.decode.load_image(path)`` then
+``inference.model.predict.prepare(image, height)`` (the runtime's preprocessing, with the breast and
+chest-wall side the decoder found). The result is cached as ``<cache>/<height>/<digest>.npy`` so later epochs only read
 arrays. Batches hold images of one width (``collate`` can still pad mixed widths with background 0).
 
 With lesion records (:mod:`training.lesions`) each image also gets its lesion target and weight on
@@ -24,13 +24,16 @@ import torch
 from inference.errors import FormatError, ImageReadError, PreprocessError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow, read_label_manifest
 from inference.imaging.decode import load_image
-from inference.model.preprocess import preprocess
+from inference.model.predict import ModelInput, prepare
 from training.augment import Map
 from training.lesions import LesionRecord, lesion_maps
 from training.loss import LesionTargets, TaskTargets
 from training.model import LESION_STRIDE
 
-__all__ = ["load_pixels", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate", "load_manifest"]
+__all__ = [
+    "load_pixels", "model_input", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate",
+    "load_manifest",
+]
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -40,9 +43,14 @@ def load_pixels(path: str | Path) -> np.ndarray:
     return load_image(path).pixels
 
 
+def model_input(path: str | Path, height: int) -> ModelInput:
+    """The model input of one image file and its geometry, exactly as the runtime makes them."""
+    return prepare(load_image(path), height)
+
+
 def model_array(path: str | Path, height: int) -> np.ndarray:
     """The model input of one image file, exactly as the runtime makes it."""
-    return preprocess(load_pixels(path), height)[0]
+    return model_input(path, height).array
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,8 @@ class ImageDataset:
             cache = None if image_cache is None else image_cache.with_suffix(f".lesion{LESION_STRIDE}.npy")
 
             def make() -> np.ndarray:
-                a, geometry = preprocess(load_pixels(self.path(i)), self.height)
+                item = model_input(self.path(i), self.height)
+                a, geometry = item.array, item.geometry
                 if a.shape != self.array(i).shape:
                     raise PreprocessError(f"{self.path(i)}: lesion maps and the cached image disagree in size")
                 return lesion_maps(record, geometry, LESION_STRIDE)

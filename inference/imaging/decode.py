@@ -7,8 +7,9 @@ MONOCHROME1 and scales to [0, 1] so brighter always means denser. Without any VO
 0.5-99.5 percentile range is used. PNG, PGM, JPEG and TIFF are read
 with Pillow (8 or 16 bit, grey, or RGB holding grey). The chest-wall side is decided from the pixels
 (a chest wall on the right edge means a right breast), so a mirrored image can be flagged. The
-breast found on the display pixels (:attr:`LoadedImage.breast`, :mod:`inference.imaging.geometry`) is
-kept with the image and handed on to preprocessing.
+breast is found once, on the modality values (on the display of an 8-bit picture, the same values
+over 255), and kept with the image (:attr:`LoadedImage.breast`, :mod:`inference.imaging.geometry`):
+it gives the side, the range of an image without a window, and what preprocessing crops to.
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ class LoadedImage:
 
     @property
     def breast(self) -> BreastMask:
-        """The breast found on :attr:`pixels` (what preprocessing crops to), found once and kept.
+        """The breast (what preprocessing crops to and flips by), found once, while decoding: on the
+        modality values of a DICOM or a deeper picture, on the display of an 8-bit picture (its values
+        over 255). Not on a windowed display: a steep VOI LUT turns fat black, and the largest bright
+        object left is the dense tissue, not the breast.
 
-        Found when first asked for (a thumbnail needs none); raises PreprocessError when there is no
-        breast. Pass it on as ``preprocess(image.pixels, height, mask=image.breast)``. Two threads
-        asking at once may both compute it (the same mask); neither waits for the other.
+        Where the decoder found none, it is looked for on :attr:`pixels` when first asked for; raises
+        PreprocessError when there is none there either. Pass it on as ``preprocess(image.pixels,
+        height, mask=image.breast)``. Two threads asking at once may both compute it (the same mask).
         """
         found: BreastMask | None = self.__dict__.get("_breast")
         if found is None:
@@ -99,12 +103,11 @@ def load_image(source: ImageRecord | str | Path) -> LoadedImage:
             windows, inverted, spacing = (), False, None
         # The breast on the modality values (denser = brighter), not on the windowed display: a
         # steep VOI LUT can turn fat black and break the breast into pieces. Found once, it gives
-        # the range of an image without a usable window and the chest-wall side. An 8-bit picture's
-        # display is its values over 255: the breast found on the display (what preprocessing crops
-        # to, kept with the image) tells the side as well, and is found once instead of twice.
-        display_breast: BreastMask | None = None
+        # the range of an image without a usable window, the chest-wall side, and the box and
+        # background preprocessing crops to (LoadedImage.breast). An 8-bit picture's display is its
+        # values over 255: found there, it is the same breast as on the values.
         if pixels is not None and record.kind != "dicom":
-            breast = display_breast = _breast_of(pixels, inverted=False)
+            breast = _breast_of(pixels, inverted=False)
         else:
             breast = _breast_of(raw, inverted)
         if pixels is None:
@@ -136,8 +139,8 @@ def load_image(source: ImageRecord | str | Path) -> LoadedImage:
         window_applied=applied,
         inverted=inverted,
     )
-    if display_breast is not None:
-        object.__setattr__(loaded, "_breast", display_breast)  # LoadedImage.breast's cache: found on these pixels
+    if breast is not None:
+        object.__setattr__(loaded, "_breast", breast)  # LoadedImage.breast's cache
     return loaded
 
 

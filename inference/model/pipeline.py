@@ -7,7 +7,7 @@ native decoder costs that one file an :class:`~inference.errors.ImageReadError` 
 1. the limits checked from the header before decoding (:func:`inference.imaging.limits.check_file`:
    pixels per frame, claimed vs stored size, the inflated size of a deflated data set);
 2. :func:`inference.imaging.decode.load_image` (pixels, LUTs, the chest-wall side);
-3. :func:`inference.model.predict.prepare` (preprocessing with the breast found on the display pixels).
+3. :func:`inference.model.predict.prepare` (preprocessing with the breast the decoder found).
 
 The parent receives a :class:`Prepared`: the model input (``[H, W]`` float32 at the model's height, a
 few hundred kB), the chest-wall side seen in the pixels and, only when asked for, the full

@@ -164,10 +164,12 @@ def mc_dropout(
 
 
 def prepare(image: LoadedImage, height: int) -> ModelInput:
-    """Preprocess a loaded image for a model of this input height (raises PreprocessError).
+    """Preprocess a loaded image for a model of this input height (raises PreprocessError); training
+    makes its arrays with this function too.
 
-    The breast found with the image (:attr:`~inference.imaging.decode.LoadedImage.breast`) is handed on,
-    so an image predicted by several models is searched for its breast once."""
+    The breast the decoder found (:attr:`~inference.imaging.decode.LoadedImage.breast`: on the modality
+    values, not on a windowed display) is handed on: the image is cropped to it and flipped by it, and
+    an image predicted by several models is searched for its breast once."""
     array, geometry = preprocess(image.pixels, height, mask=image.breast)
     return ModelInput(image.record.key, array, geometry)
 

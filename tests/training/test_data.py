@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from inference.imaging.decode import load_image
-from inference.model.preprocess import preprocess
+from inference.imaging.studies import read_record
+from inference.model.pipeline import Request, work
+from inference.model.predict import prepare
 from training.augment import Augment
 from training.data import ImageDataset, collate, load_manifest, plan_batches
 
@@ -23,7 +25,9 @@ def test_training_arrays_equal_runtime_arrays(phantom_manifest: Path, tmp_path: 
     cached = ImageDataset(rows, HEIGHT, root, cache)  # now read back from the .npy cache
     assert len(list((cache / str(HEIGHT)).glob("*.npy"))) == len(rows)
     for i, row in enumerate(rows):
-        runtime = preprocess(load_image(root / row.image).pixels, HEIGHT)[0]
+        record = read_record(root / row.image)
+        runtime = work(Request(record, HEIGHT)).item.array  # type: ignore[union-attr]  # the decode worker's
+        assert np.array_equal(runtime, prepare(load_image(record), HEIGHT).array)
         assert np.array_equal(fresh.array(i), runtime)
         assert np.array_equal(cached.array(i), runtime)
         assert runtime.dtype == np.float32 and runtime.shape[0] == HEIGHT

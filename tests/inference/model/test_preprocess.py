@@ -115,7 +115,7 @@ def test_blank_and_bad_inputs_raise_clear_errors() -> None:
         ("L", "MONOCHROME1", None),
     ],
 )
-def test_the_breast_found_when_loading_gives_the_same_input_as_finding_it_again(
+def test_the_model_input_is_cropped_to_the_breast_found_on_the_modality_values(
     tmp_path: Path, laterality: str, photometric: str, voi_lut: str | None
 ) -> None:
     spec = phantom.PhantomSpec(laterality, "MLO", shape=(200, 150), seed=7)  # type: ignore[arg-type]
@@ -123,12 +123,25 @@ def test_the_breast_found_when_loading_gives_the_same_input_as_finding_it_again(
         tmp_path / "a.dcm", phantom.render(spec), spec=spec, photometric=photometric, voi_lut=voi_lut  # type: ignore[arg-type]
     )
     loaded = load_image(path)
+    on_values = find_breast(-loaded.raw if loaded.inverted else loaded.raw)
+    assert loaded.breast.factor == on_values.factor and np.array_equal(loaded.breast.grid, on_values.grid)
+    want, want_geometry = preprocess(loaded.pixels, 128, mask=on_values)
+    item = prepare(loaded, 128)
+    np.testing.assert_array_equal(item.array, want)
+    assert item.geometry == want_geometry and want_geometry.flipped == (laterality == "R")
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_an_eight_bit_picture_gives_the_same_input_as_finding_its_breast_again(tmp_path: Path, suffix: str) -> None:
+    from inference.phantoms.drawing import render, write_jpeg, write_png
+
+    image = render(phantom.PhantomSpec("R", "MLO", shape=(240, 180), seed=3))
+    path = (write_png if suffix == "png" else write_jpeg)(tmp_path / f"a.{suffix}", image)
+    loaded = load_image(path)
     found, found_geometry = preprocess(loaded.pixels, 128)
-    handed, handed_geometry = preprocess(loaded.pixels, 128, mask=loaded.breast)
-    np.testing.assert_array_equal(handed, found)
-    assert handed_geometry == found_geometry and handed_geometry.flipped == (laterality == "R")
-    assert prepare(loaded, 128).geometry == found_geometry
-    np.testing.assert_array_equal(prepare(loaded, 128).array, found)
+    item = prepare(loaded, 128)
+    np.testing.assert_array_equal(item.array, found)
+    assert item.geometry == found_geometry and found_geometry.flipped
 
 
 def test_a_loaded_image_finds_its_breast_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,13 +155,40 @@ def test_a_loaded_image_finds_its_breast_once(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(decode, "find_breast", counted)
     monkeypatch.setattr(preprocess_module, "find_breast", counted)
-    loaded = load_image(path)  # on the modality values: the breast range and the chest-wall side
+    loaded = load_image(path)  # on the modality values: the side, the breast range, the crop
     assert len(calls) == 1 and loaded.pixel_laterality == "R"
     for height in (128, 192):  # two models
         prepare(loaded, height)
-    assert len(calls) == 2  # on the display pixels, once, for both
+    assert len(calls) == 1  # once in all
 
 
 def test_a_breast_found_on_another_image_is_refused() -> None:
     with pytest.raises(ValueError, match="found on an image of"):
         preprocess(breast(300, 240), 128, mask=find_breast(breast(200, 240)))
+
+
+@pytest.mark.parametrize(("side", "bits", "seed"), [("L", 12, 48), ("R", 12, 48), ("R", 16, 52)])
+def test_a_steep_voi_lut_crops_to_the_breast_not_to_its_dense_tissue(
+    tmp_path: Path, side: str, bits: int, seed: int
+) -> None:
+    """A steep VOI LUT turns a fatty breast's fat black: on the display, the largest bright object is
+    the dense tissue, on its own side of the image. The breast the decoder found on the modality
+    values is what the model input is cropped to and flipped by."""
+    from inference.phantoms import generator as g
+
+    spec = g.PhantomSpec(side, "CC", "A", shape=(600, 480), seed=seed)  # type: ignore[arg-type]
+    path = g.write_dicom(tmp_path / "steep.dcm", g.render(spec), spec=spec, voi_lut="lut",
+                         photometric="MONOCHROME1", bits_stored=bits)  # fmt: skip
+    image = load_image(path)
+    assert image.pixel_laterality == side
+    on_display = find_breast(image.pixels)
+    assert on_display.chest_wall_right != (side == "R")  # the display alone points the wrong way
+    on_values = find_breast(-image.raw)  # MONOCHROME1: denser is darker in the values
+    assert image.breast.factor == on_values.factor and np.array_equal(image.breast.grid, on_values.grid)
+    item = prepare(image, 256)
+    assert item.geometry.flipped == (side == "R")
+    y0, y1, x0, x1 = item.geometry.crop
+    rows, cols = np.nonzero(on_display.grid.any(axis=1))[0], np.nonzero(on_display.grid.any(axis=0))[0]
+    dense_box = (rows[-1] + 1 - rows[0]) * (cols[-1] + 1 - cols[0]) * on_display.factor**2
+    assert (y1 - y0) * (x1 - x0) > 1.2 * dense_box  # the whole breast, not its dense part
+    assert on_display.grid.sum() < 0.6 * on_values.grid.sum()
