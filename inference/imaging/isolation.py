@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import queue
 import signal
 import threading
@@ -503,7 +502,7 @@ class DecodePool(Generic[R]):
         if kind == transfer.MAPPED:
             try:
                 message = (_OK, transfer.unpack(message, self._owner, worker.process.pid))
-            except (OSError, ValueError, pickle.UnpicklingError) as exc:
+            except Exception as exc:  # a file gone, a name not its own, a pickle it cannot read: that file's error
                 self._checkin(worker)
                 return ImageReadError(f"the decoded image could not be taken from shared memory ({exc})", path)
             kind = _OK

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.errors import ImageReadError
 from inference.imaging import transfer
 from inference.imaging.decode import load_image
 from inference.imaging.isolation import DecodePool
@@ -91,3 +92,25 @@ def test_a_pool_hands_large_images_over_in_shared_memory(tmp_path: Path) -> None
         base = base.base
     assert isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)  # mapped, not a copy from the pipe
     assert left == set()
+
+
+def _large(source: object) -> np.ndarray:  # a decode function for the pool (module level: pickled)
+    return np.full((1000, 1000), 3.0, np.float32)
+
+
+@pytest.mark.skipif(transfer.SHM_DIR is None, reason="no /dev/shm on this platform: results go through the pipe")
+def test_a_result_that_cannot_be_taken_is_that_files_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "x.dcm"
+    with DecodePool(workers=1, decode=_large) as pool:
+        assert float(pool.load(source)[0, 0]) == 3.0  # through shared memory
+        real = transfer.unpack
+
+        def gone(*args: object, **kwargs: object) -> object:
+            raise FileNotFoundError(2, "No such file or directory")
+
+        monkeypatch.setattr(transfer, "unpack", gone)
+        with pytest.raises(ImageReadError, match="could not be taken from shared memory"):
+            pool.load(source)
+        monkeypatch.setattr(transfer, "unpack", real)
+        assert float(pool.load(source)[0, 0]) == 3.0  # the pool goes on
+    assert not list(transfer.SHM_DIR.glob(f"mammo-decode-{os.getpid()}-*"))  # the abandoned file was swept
