@@ -30,17 +30,9 @@ from training.lesions import LesionRecord, lesion_maps
 from training.loss import LesionTargets, TaskTargets
 from training.model import LESION_STRIDE
 
-__all__ = [
-    "load_pixels", "model_input", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate",
-    "load_manifest",
-]
+__all__ = ["model_input", "model_array", "Sample", "Batch", "ImageDataset", "plan_batches", "collate", "load_manifest"]
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-def load_pixels(path: str | Path) -> np.ndarray:
-    """The pixels the runtime shows and preprocesses: ``inference.imaging.decode.load_image(path).pixels``."""
-    return load_image(path).pixels
 
 
 def model_input(path: str | Path, height: int) -> ModelInput:

@@ -194,8 +194,7 @@ class StudyBrowser(QWidget):
             row = self._rows.get(k)
             if row is not None and not self.state.files.record(k).laterality:
                 self._set_view(row, k)
-        if not self._resort.isActive():  # the side column's width: fitted with the next batch
-            self._resort.start()
+        self._refilter_soon()  # the side column's width: fitted with the next batch
 
     def _on_predictions(self, keys: tuple[str, ...]) -> None:
         s = self.state
@@ -209,7 +208,11 @@ class StudyBrowser(QWidget):
         for row, children in self._parents:  # only the patients and studies the new predictions belong to
             if not changed.isdisjoint(children):
                 self._set_p(row, children)
-        if not self._resort.isActive():  # filtering, sorting and counting all rows: at most every 50 ms
+        self._refilter_soon()
+
+    def _refilter_soon(self) -> None:
+        """Filter, sort, count and fit the columns once the batch has landed: at most every 50 ms."""
+        if not self._resort.isActive():
             self._resort.start()
 
     def _refilter(self) -> None:

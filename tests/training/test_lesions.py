@@ -11,10 +11,9 @@ from PIL import Image
 
 from inference.errors import FormatError
 from inference.formats import LabelRow, TaskLabel, read_label_manifest
-from inference.model.preprocess import preprocess
 from inference.phantoms.generator import Mass, PhantomSpec, render_with_truth, write_png
 from training.cli import main as training_main
-from training.data import ImageDataset, collate, load_pixels
+from training.data import ImageDataset, collate, model_input
 from training.lesions import (
     LesionRecord,
     lesion_maps,
@@ -60,7 +59,7 @@ def test_a_drawn_lesion_stays_under_its_mask_through_preprocessing(tmp_path: Pat
     assert target.shape == (HEIGHT // LESION_STRIDE, image.shape[1] // LESION_STRIDE)
     assert np.all(weight == 1.0)
     # where the geometry puts the mass's centre and radius in model space, on the lesion grid
-    _, geometry = preprocess(load_pixels(img_path), HEIGHT)
+    geometry = model_input(img_path, HEIGHT).geometry
     assert geometry.flipped == (laterality == "R")
     my, mx = geometry.original_to_model(y, x)
     gy, gx = np.ogrid[: target.shape[0], : target.shape[1]]
@@ -75,7 +74,7 @@ def test_a_drawn_lesion_stays_under_its_mask_through_preprocessing(tmp_path: Pat
 
 def test_circles_are_uncertain_inside_and_certain_outside(tmp_path: Path) -> None:
     img_path, _, (y, x, r) = _phantom_with_mask(tmp_path, "L")
-    _, geometry = preprocess(load_pixels(img_path), HEIGHT)
+    geometry = model_input(img_path, HEIGHT).geometry
     maps = lesion_maps(LesionRecord("k", "circles", circles=((y, x, 2 * r),), u=0.5), geometry, LESION_STRIDE)
     target, weight = maps
     inside = target > 0.99
