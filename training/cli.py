@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from inference.errors import MammoReviewError
-from training import calibrate, evaluate, experiment, finetune, readers, train
+from training import average, calibrate, evaluate, experiment, finetune, readers, train
 from training.onnx import command as export_onnx
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
@@ -39,6 +39,7 @@ COMMANDS: Mapping[str, Command] = {
     "manifest": Command(
         readers.add_arguments, readers.run, "write a label manifest (split by woman) from public data sets"
     ),
+    "average": Command(average.add_arguments, average.run, "average the weights of several runs (model soup)"),
     "finetune": Command(finetune.add_arguments, finetune.run, "fine-tune a model on the app's label export"),
     "evaluate": Command(evaluate.add_arguments, evaluate.run, "score an exported model on a manifest split"),
     "calibrate": Command(

@@ -9,6 +9,8 @@ folder:
   epoch and its batch plan, numpy and torch RNG states), written every epoch and every
   ``--checkpoint-minutes``;
 - ``best.pt``: the weights with the best tuning malignancy AUC so far (chosen on tuning only);
+- ``average.pt`` with ``--average-from E``: the mean of the weights after each epoch from E on
+  (:mod:`training.average`), scored on tuning every epoch (``avg_tuning_*`` columns);
 - ``metrics.csv`` and ``train.log``.
 
 ``--resume`` continues from ``last.pt``; the result is the same as an uninterrupted run.
@@ -35,6 +37,7 @@ from inference.errors import ModelError
 from inference.formats import TASK_CLASSES, TASKS, LabelRow
 from training import distributed
 from training.augment import Augment, Compose, IntensityAugment, Transform
+from training.average import RunningAverage
 from training.data import ImageDataset, collate, load_manifest, plan_batches
 from training.lesions import LesionRecord, lesions_path_for, read_lesions
 from training.loss import LossConfig, multitask_loss
@@ -76,6 +79,7 @@ class TrainConfig:
     intensity: bool = False  # IntensityAugment before the geometric one (training split only)
     checkpoint_minutes: float = 10.0
     max_minutes: float = 0.0  # stop after the epoch that passes this budget (0: no limit)
+    average_from: int = 0  # keep the mean of the weights after each epoch from this one on (0: off)
     class_weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
     version: str = "0.1.0"
 
@@ -281,6 +285,9 @@ def train(
             echo,
         )
 
+    average = RunningAverage()
+    if cfg.average_from > 0 and resume and (run / "average.pt").exists():
+        average = RunningAverage.load(run / "average.pt")
     results: list[EpochResult] = []
     steps_this_call = 0
     started = time.monotonic() - float(state["elapsed"])
@@ -335,6 +342,13 @@ def train(
                 run / "best.pt", distributed.for_eval(model), epoch=epoch,
                 extra={"height": cfg.height, "version": cfg.version, "train_config": cfg.to_json(), "tuning": tuning},
             )
+        if 0 < cfg.average_from <= epoch and average.update(distributed.for_eval(model), epoch):
+            averaged = average.model(distributed.for_eval(model))
+            if len(tune_ds):
+                tuning.update({f"avg_{k}": v for k, v in evaluate_split(averaged, tune_ds).items()})
+            if distributed.is_main():
+                average.save(run / "average.pt", averaged, {"height": cfg.height, "version": cfg.version,
+                                                            "train_config": cfg.to_json(), "tuning": tuning})
         result = EpochResult(epoch, train_loss, tuning, time.monotonic() - t0)
         results.append(result)
         _write_metrics(run / "metrics.csv", result, improved)
@@ -399,6 +413,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch passing this wall time")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument(
+        "--average-from", type=int, default=0, metavar="EPOCH",
+        help="also keep average.pt, the mean of the weights after each epoch from EPOCH on, scored on tuning",
+    )
+    parser.add_argument(
         "--cache", type=Path, default=None, help="cache folder of preprocessed arrays (default RUN/cache)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
@@ -428,6 +446,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         intensity=args.intensity_augment,
         checkpoint_minutes=args.checkpoint_minutes,
         max_minutes=args.max_minutes,
+        average_from=args.average_from,
     )
 
 
