@@ -315,8 +315,12 @@ def test_the_browser_sorts_predictions_as_they_land(qtbot, window: MainWindow, t
                 return False
         return len(keys) == 12
 
-    qtbot.waitUntil(shown_in_order, timeout=2000)  # re-sorted once the batch landed, not per cell
-    assert window.browser.count_label.text().startswith("12/12 predicted")
+    def all_counted() -> bool:  # the count, like the order, follows once per batch (50 ms)
+        return window.browser.count_label.text().startswith("12/12 predicted")
+
+    # re-sorted once the batch landed, not per cell (the images may happen to land in order: wait
+    # for the batch's count too, then the order must hold)
+    qtbot.waitUntil(lambda: shown_in_order() and all_counted(), timeout=2000)
     # the columns are fitted to what landed (once per batch, not by the header on every cell)
     tree = window.browser.tree
     rows, index = [], tree.model().index(0, 0)
