@@ -39,6 +39,7 @@ from training.metrics import (
     auc,
     balanced_accuracy,
     bootstrap,
+    ece_if_calibrated,
     expected_calibration_error,
     mcc,
     reliability_curve,
@@ -168,6 +169,8 @@ def evaluate_predictions(
                 ],
             }
         m["ece"] = bootstrap(expected_calibration_error, y, s, n_boot, groups=groups).to_json()
+        mid, lo, hi = ece_if_calibrated(s)
+        m["ece_if_calibrated"] = {"median": round(mid, 4), "range90": [round(lo, 4), round(hi, 4)]}
         mean_p, freq, count = reliability_curve(y, s)
         m["reliability"] = {
             "mean_predicted": [None if not np.isfinite(v) else round(float(v), 4) for v in mean_p],
@@ -244,6 +247,12 @@ def format_table(result: dict[str, Any], title: str = "") -> str:
                     f"specificity {_fmt(a['specificity'])}, MCC {a['mcc']}"
                 )
         lines.append(f"malignancy ECE              {_fmt(m['ece'])}")
+        ref = m.get("ece_if_calibrated")
+        if ref and ref["median"] == ref["median"]:  # not NaN
+            lines.append(
+                f"  a perfectly calibrated model would show {ref['median']:.3f} "
+                f"[{ref['range90'][0]:.3f}, {ref['range90'][1]:.3f}] on these images (90 %)"
+            )
     for task, c in result.get("calibration", {}).items():
         lines.append(
             f"{task} ECE uncalibrated {c['ece_uncalibrated']} -> calibrated {c['ece_calibrated']} "

@@ -12,6 +12,7 @@ from training.metrics import (
     auc,
     balanced_accuracy,
     bootstrap,
+    ece_if_calibrated,
     expected_calibration_error,
     mcc,
     reliability_curve,
@@ -64,6 +65,21 @@ def test_calibration_by_hand() -> None:
     assert freq[9] == 1.0 and mean_p[9] == pytest.approx(0.95)
     # bins: |0 - 0.05| * 1/4 + |1 - 0.95| * 2/4 + |1 - 0.55| * 1/4
     assert expected_calibration_error(y, p) == pytest.approx(0.05 / 4 + 0.05 / 2 + 0.45 / 4)
+
+
+def test_the_ece_of_perfect_calibration_shrinks_with_the_number_of_images() -> None:
+    rng = np.random.default_rng(3)
+    small = rng.beta(1, 4, 74)  # a validation split's size, mostly benign
+    large = rng.beta(1, 4, 5000)
+    mid_small, lo_small, hi_small = ece_if_calibrated(small, n_sim=400)
+    mid_large, _, hi_large = ece_if_calibrated(large, n_sim=100)
+    assert 0.03 < lo_small < mid_small < hi_small < 0.2  # 74 images: far from 0 even when calibrated
+    assert mid_large < 0.02 and hi_large < mid_small
+    assert ece_if_calibrated(small, n_sim=400) == (mid_small, lo_small, hi_small)  # seeded
+    # labels that really are Bernoulli(p) give an ECE inside the 90 % range about 90 % of the time
+    inside = [lo_small <= expected_calibration_error(rng.random(74) < small, small) <= hi_small for _ in range(200)]
+    assert 0.8 < np.mean(inside) <= 1.0
+    assert all(math.isnan(v) for v in ece_if_calibrated(np.array([])))
 
 
 def test_bootstrap_interval_contains_estimate_and_is_seeded() -> None:
