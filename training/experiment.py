@@ -20,12 +20,21 @@ density and ACR, each with a 95 % percentile-bootstrap interval over women
 
 The table (``OUT/NAME/table.md`` and ``table.json``) gives per variant and metric: the mean over the
 seeds, in brackets the mean of the seeds' bootstrap interval bounds, and the seeds' range.
+
+``--folds K`` (cross-validation) scores a recipe on more images than one tuning split holds: the
+women of the train and tuning splits (the validation split stays untouched) are cut into K folds by
+a hash of the woman; each fold is predicted by a run trained on the other K - 1 folds, with no
+checkpoint chosen (the run's weight average over its second half, :mod:`training.average`), and the
+out-of-fold predictions of all folds are scored together (split ``cv``). The table then also gives
+each variant's malignancy AUC minus the first variant's, with a paired bootstrap over women (the
+same images and resamples for both): differences that independent intervals hide.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -46,7 +55,8 @@ from training.train import DEFAULT_TASKS, TrainConfig, predict_dataset, train
 
 __all__ = [
     "Variant", "TASK_VARIANTS", "FUSION_VARIANTS", "MISSING_VARIANTS", "EXPERIMENTS", "METRICS",
-    "drop_labels", "run_variant", "run_experiment", "summarise", "markdown_table", "add_arguments", "run",
+    "drop_labels", "fold_of", "run_variant", "run_variant_cv", "paired_difference", "run_experiment", "summarise",
+    "markdown_table", "add_arguments", "run",
 ]
 
 
@@ -92,7 +102,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("density_bacc", "density", "bacc"),
     ("acr_bacc", "acr", "bacc"),
 )
-SPLITS: tuple[str, ...] = ("tuning", "validation")
+SPLITS: tuple[str, ...] = ("tuning", "validation", "cv")
 
 
 def drop_labels(rows: Sequence[LabelRow], task: str, fraction: float, seed: int) -> list[LabelRow]:
@@ -163,6 +173,78 @@ def run_variant(
     return result
 
 
+def fold_of(row: LabelRow, folds: int) -> int:
+    """The cross-validation fold of a row: a hash of its woman (her images stay together)."""
+    group = row.patient or row.key
+    return int(hashlib.sha256(f"cv|{group}".encode()).hexdigest(), 16) % folds
+
+
+def run_variant_cv(
+    variant: Variant, seed: int, rows: Sequence[LabelRow], root: Path, folder: Path, *, folds: int,
+    height: int, epochs: int, max_minutes: float = 0.0, batch_size: int = 4, n_boot: int = 1000,
+    cache_dir: Path | None = None, echo: bool = True, lesions: dict[str, LesionRecord] | None = None,
+) -> dict[str, Any]:
+    """Cross-validate one (variant, seed) over the train and tuning women (``--folds``); each fold's
+    run and its held-out predictions are kept (``fold-F/held-out.json``), so an interrupted
+    experiment resumes fold by fold. Returns the result with the pooled out-of-fold scores (``cv``)
+    and the predictions themselves (``oof``: row key -> task -> probabilities)."""
+    done = folder / "result.json"
+    if done.is_file():
+        result: dict[str, Any] = json.loads(done.read_text(encoding="utf-8"))
+        return result
+    pool = [r for r in rows if r.split in ("train", "tuning")]
+    oof: dict[str, dict[str, list[float]]] = {}
+    for fold in range(folds):
+        fdir = folder / f"fold-{fold}"
+        held_file = fdir / "held-out.json"
+        if not held_file.is_file():
+            train_rows = [r for r in pool if fold_of(r, folds) != fold]
+            if variant.drop_malignancy:
+                train_rows = drop_labels(train_rows, "malignancy", variant.drop_malignancy, seed)
+            cfg = TrainConfig(
+                height=height, epochs=epochs, tasks=variant.tasks, batch_size=batch_size, seed=seed,
+                max_minutes=max_minutes, version="experiment", average_from=epochs // 2 + 1,
+            )
+            init = build_model(dataclasses.replace(cfg.model_config(), multi_level=variant.multi_level), seed=seed)
+            train(cfg, train_rows, [], fdir, root=root, cache_dir=cache_dir, resume=True, init=init, echo=echo,
+                  lesions=lesions if "seg" in variant.tasks else None)  # no tuning split: nothing is chosen
+            model = load_checkpoint(fdir / "average.pt").model()
+            ds = ImageDataset([r for r in pool if fold_of(r, folds) == fold], height, root, cache_dir)
+            bad = {i for i, _ in ds.prepare()}
+            ds = ds.subset(i for i in range(len(ds)) if i not in bad)
+            probs = predict_dataset(model, ds) if len(ds) else {}
+            held = {r.key: {t: probs[t][i].tolist() for t in model.config.tasks} for i, r in enumerate(ds.rows)}
+            held_file.write_text(json.dumps(held) + "\n", encoding="utf-8")
+        oof.update(json.loads(held_file.read_text(encoding="utf-8")))
+    scored = [r for r in pool if r.key in oof]
+    tasks = list(next(iter(oof.values()), {}))
+    probs_all = {t: np.array([oof[r.key][t] for r in scored], np.float32) for t in tasks}
+    result = {"variant": variant.name, "seed": seed, "height": height, "epochs": epochs, "folds": folds,
+              "weights": f"mean of epochs {epochs // 2 + 1}-{epochs}", "n_pool": len(pool),
+              "cv": _score(scored, probs_all, n_boot, seed) if scored else {}, "oof": oof}
+    done.write_text(json.dumps(result) + "\n", encoding="utf-8")
+    return result
+
+
+def paired_difference(
+    rows: Sequence[LabelRow], a: dict[str, Any], b: dict[str, Any], n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any] | None:
+    """Malignancy AUC of run ``a`` minus run ``b`` on the rows both predicted out of fold, with a
+    paired bootstrap over women (one resample scores both); None without such rows."""
+    oa, ob = a.get("oof", {}), b.get("oof", {})
+    both = [r for r in rows if r.label("malignancy").value is not None
+            and "malignancy" in oa.get(r.key, {}) and "malignancy" in ob.get(r.key, {})]
+    if not both:
+        return None
+    y = np.array([r.index("malignancy") for r in both], np.int64)
+    score = np.array([[oa[r.key]["malignancy"][1], ob[r.key]["malignancy"][1]] for r in both])
+
+    def diff(yy: np.ndarray, ss: np.ndarray) -> float:
+        return auc(yy, ss[:, 0]) - auc(yy, ss[:, 1])
+
+    return bootstrap(diff, y, score, n_boot, seed, [r.patient or r.key for r in both]).to_json()
+
+
 def summarise(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per split and metric over the seeds: mean value, mean interval bounds, range, seeds counted."""
     out: dict[str, Any] = {}
@@ -207,12 +289,29 @@ def markdown_table(name: str, table: dict[str, Any]) -> str:
         "(range over the seeds, k = seeds counted). AUC for malignancy and view, balanced accuracy for density "
         "and ACR; '-' where the variant has no such output or the split no such label.",
     ]
+    if meta.get("folds"):
+        lines.append(
+            f"Cross-validation: {meta['folds']} folds of the train and tuning women (validation untouched); "
+            "each fold predicted by a run trained on the others (its weight average over the second half "
+            "of its epochs, nothing chosen); the out-of-fold predictions scored together."
+        )
     for split in SPLITS:
+        if not any(row["summary"].get(split) for row in table["variants"]):
+            continue
         lines += ["", f"## {split} split", "", "| variant | " + " | ".join(k for k, _, _ in METRICS) + " |",
                   "|---|" + "---|" * len(METRICS)]
         for row in table["variants"]:
             cells = row["summary"].get(split, {})
             lines.append(f"| {row['variant']} | " + " | ".join(_cell(cells.get(k)) for k, _, _ in METRICS) + " |")
+    paired = [row for row in table["variants"][1:] if row.get("vs_first")]
+    if paired:
+        first = table["variants"][0]["variant"]
+        lines += ["", f"## malignancy AUC minus that of '{first}' (out of fold, paired bootstrap over women)", "",
+                  "| variant | difference per seed [95 % interval] |", "|---|---|"]
+        for row in paired:
+            cells = [f"{d['value']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d.get("ci95") else
+                     (f"{d['value']:+.3f}" if d.get("value") is not None else "-") for d in row["vs_first"]]
+            lines.append(f"| {row['variant']} | " + "; ".join(cells) + " |")
     missing = [f"{r['variant']} seed {s}" for r in table["variants"] for s in r["missing_seeds"]]
     if missing:
         lines += ["", "Not finished yet (run the command again): " + ", ".join(missing) + "."]
@@ -222,10 +321,13 @@ def markdown_table(name: str, table: dict[str, Any]) -> str:
 def run_experiment(
     name: str, manifest: str | Path, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2), height: int = 128,
     epochs: int = 10, max_minutes: float = 0.0, batch_size: int = 4, n_boot: int = 1000, echo: bool = True,
-    only: Sequence[str] = (), cache_dir: str | Path | None = None,
+    only: Sequence[str] = (), cache_dir: str | Path | None = None, folds: int = 0,
 ) -> dict[str, Any]:
     """Run (or continue) every (variant, seed) of experiment ``name``; write and return its table.
-    Preprocessed arrays are cached in ``cache_dir`` (default ``out/cache``)."""
+    Preprocessed arrays are cached in ``cache_dir`` (default ``out/cache``). ``folds`` > 1:
+    cross-validation (:func:`run_variant_cv`) in ``out/NAME-cvK``."""
+    if folds == 1 or folds < 0:
+        raise ValueError("--folds must be 0 (the manifest's splits) or at least 2")
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     rows, root = load_manifest(manifest)
@@ -233,14 +335,15 @@ def run_experiment(
     lesions = read_lesions(lesion_file) if lesion_file.is_file() else None
     if not any(r.split == "train" for r in rows):
         raise ValueError(f"{manifest}: no row in split 'train' (the experiment needs train / tuning / validation)")
-    folder = Path(out) / name
+    folder = Path(out) / (f"{name}-cv{folds}" if folds else name)
     cache = Path(cache_dir) if cache_dir else Path(out) / "cache"
     table: dict[str, Any] = {
         "experiment": name,
         "settings": {"height": height, "epochs": epochs, "max_minutes": max_minutes, "seeds": list(seeds),
-                     "batch_size": batch_size, "bootstrap": n_boot, "manifest": str(manifest)},
+                     "batch_size": batch_size, "bootstrap": n_boot, "manifest": str(manifest), "folds": folds},
         "variants": [],
     }
+    everything: list[list[dict[str, Any]]] = []  # per variant, its runs with their out-of-fold predictions
     for variant in EXPERIMENTS[name]:
         results, missing = [], []
         for seed in seeds:
@@ -254,15 +357,24 @@ def run_experiment(
                 else:
                     missing.append(seed)
                 continue
-            results.append(run_variant(
-                variant, seed, rows, root, folder / variant.folder / f"seed-{seed}", height=height, epochs=epochs,
-                max_minutes=max_minutes, batch_size=batch_size, n_boot=n_boot, cache_dir=cache, echo=echo,
-                lesions=lesions,
-            ))
+            kwargs: dict[str, Any] = {"height": height, "epochs": epochs, "max_minutes": max_minutes,
+                                      "batch_size": batch_size, "n_boot": n_boot, "cache_dir": cache,
+                                      "echo": echo, "lesions": lesions}
+            where = folder / variant.folder / f"seed-{seed}"
+            if folds:
+                results.append(run_variant_cv(variant, seed, rows, root, where, folds=folds, **kwargs))
+            else:
+                results.append(run_variant(variant, seed, rows, root, where, **kwargs))
+        everything.append(results)
         table["variants"].append({"variant": variant.name, "tasks": list(variant.tasks),
                                   "multi_level": variant.multi_level, "drop_malignancy": variant.drop_malignancy,
                                   "summary": summarise(results), "missing_seeds": missing,
-                                  "runs": results})
+                                  "runs": [{k: v for k, v in r.items() if k != "oof"} for r in results]})
+    if folds and everything and everything[0]:
+        first = {r["seed"]: r for r in everything[0]}
+        for row, results in zip(table["variants"][1:], everything[1:], strict=True):
+            row["vs_first"] = [d for r in results if r["seed"] in first
+                               and (d := paired_difference(rows, r, first[r["seed"]], n_boot, r["seed"]))]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "table.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     (folder / "table.md").write_text(markdown_table(name, table), encoding="utf-8")
@@ -282,6 +394,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default="", help="comma-separated variant folders to run now (others: as done)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--cache", type=Path, default=None, help="cache of preprocessed arrays (default: OUT/cache)")
+    parser.add_argument(
+        "--folds", type=int, default=0,
+        help="cross-validate over the train and tuning women in K folds (validation untouched; OUT/NAME-cvK)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -293,8 +409,9 @@ def run(args: argparse.Namespace) -> int:
     table = run_experiment(
         args.name, args.manifest, args.out, seeds=tuple(range(args.seeds)), height=args.height, epochs=args.epochs,
         max_minutes=args.max_minutes, batch_size=args.batch_size, n_boot=args.bootstrap, only=only,
-        cache_dir=args.cache,
+        cache_dir=args.cache, folds=args.folds,
     )
     print(markdown_table(args.name, table))
-    print(f"wrote {Path(args.out) / args.name / 'table.md'} and table.json")
+    where = Path(args.out) / (f"{args.name}-cv{args.folds}" if args.folds else args.name)
+    print(f"wrote {where / 'table.md'} and table.json")
     return 0

@@ -13,7 +13,8 @@ import torch
 from inference.formats import write_label_manifest
 from tests.training.conftest import phantom_rows
 from training.cli import main
-from training.experiment import EXPERIMENTS, FUSION_VARIANTS, drop_labels, run_experiment
+from training.data import load_manifest
+from training.experiment import EXPERIMENTS, FUSION_VARIANTS, drop_labels, fold_of, run_experiment
 from training.onnx.checkpoint import load_checkpoint
 
 HEIGHT = 128  # the smallest height the network takes
@@ -79,3 +80,44 @@ def test_experiment_runs_resumes_and_writes_its_table(manifest: Path, tmp_path: 
     every = load_checkpoint(out / "fusion" / "z-from-all-five-levels" / "seed-0" / "last.pt")
     assert every.config.multi_level is True
     assert "Not finished" not in (out / "fusion" / "table.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_cross_validation_predicts_each_pooled_woman_from_a_run_that_never_saw_her(
+    manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "exp"
+    table = run_experiment("fusion", manifest, out, seeds=(0,), height=HEIGHT, epochs=2, n_boot=50, echo=False,
+                           folds=3)
+    folder = out / "fusion-cv3"
+    rows, _ = load_manifest(manifest)
+    pool = [r for r in rows if r.split in ("train", "tuning")]  # the validation women stay untouched
+    by_key = {r.key: r for r in rows}
+    results = []
+    for variant in ("z-from-the-last-level", "z-from-all-five-levels"):
+        run = folder / variant / "seed-0"
+        result = json.loads((run / "result.json").read_text(encoding="utf-8"))
+        results.append(result)
+        assert set(result["oof"]) == {r.key for r in pool}  # each pooled image predicted once
+        for fold in range(3):
+            held = json.loads((run / f"fold-{fold}" / "held-out.json").read_text(encoding="utf-8"))
+            assert {fold_of(by_key[k], 3) for k in held} <= {fold}  # a fold holds its own women only
+            # the weights that predicted it: the mean of the second half of the run, nothing chosen
+            assert load_checkpoint(run / f"fold-{fold}" / "average.pt").extra["averaged_epochs"] == [2]
+        assert result["cv"]["malignancy_auc"]["n"] == len(pool)
+    assert {fold_of(r, 3) for r in pool} == {0, 1, 2}
+    # the paired difference is the difference of the two AUCs on the same images
+    vs = table["variants"][1]["vs_first"]
+    assert len(vs) == 1
+    assert vs[0]["value"] == pytest.approx(
+        results[1]["cv"]["malignancy_auc"]["value"] - results[0]["cv"]["malignancy_auc"]["value"], abs=1e-3
+    )
+    assert "oof" not in json.dumps(json.loads((folder / "table.json").read_text(encoding="utf-8"))["variants"])
+    md = (folder / "table.md").read_text(encoding="utf-8")
+    assert "## cv split" in md and "## tuning split" not in md and "paired bootstrap over women" in md
+    # a second start finds every fold done and trains nothing
+    stamp = (folder / "z-from-the-last-level" / "seed-0" / "result.json").stat().st_mtime_ns
+    run_experiment("fusion", manifest, out, seeds=(0,), height=HEIGHT, epochs=2, n_boot=50, echo=False, folds=3)
+    assert (folder / "z-from-the-last-level" / "seed-0" / "result.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="folds"):
+        run_experiment("fusion", manifest, out, folds=1)
