@@ -55,8 +55,8 @@ from training.train import DEFAULT_TASKS, TrainConfig, predict_dataset, train
 
 __all__ = [
     "Variant", "TASK_VARIANTS", "FUSION_VARIANTS", "MISSING_VARIANTS", "EXPERIMENTS", "METRICS",
-    "drop_labels", "fold_of", "run_variant", "run_variant_cv", "paired_difference", "run_experiment", "summarise",
-    "markdown_table", "add_arguments", "run",
+    "drop_labels", "experiment_folder", "fold_of", "run_variant", "run_variant_cv", "paired_difference",
+    "run_experiment", "summarise", "markdown_table", "add_arguments", "run",
 ]
 
 
@@ -171,6 +171,11 @@ def run_variant(
         result[split] = _score(ds.rows, predict_dataset(model, ds), n_boot, seed) if len(ds) else {}
     done.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
+
+
+def experiment_folder(out: str | Path, name: str, folds: int = 0) -> Path:
+    """Where experiment ``name`` keeps its runs and table: ``OUT/NAME``, or ``OUT/NAME-cvK`` with folds."""
+    return Path(out) / (f"{name}-cv{folds}" if folds else name)
 
 
 def fold_of(row: LabelRow, folds: int) -> int:
@@ -335,7 +340,7 @@ def run_experiment(
     lesions = read_lesions(lesion_file) if lesion_file.is_file() else None
     if not any(r.split == "train" for r in rows):
         raise ValueError(f"{manifest}: no row in split 'train' (the experiment needs train / tuning / validation)")
-    folder = Path(out) / (f"{name}-cv{folds}" if folds else name)
+    folder = experiment_folder(out, name, folds)
     cache = Path(cache_dir) if cache_dir else Path(out) / "cache"
     table: dict[str, Any] = {
         "experiment": name,
@@ -412,6 +417,5 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache, folds=args.folds,
     )
     print(markdown_table(args.name, table))
-    where = Path(args.out) / (f"{args.name}-cv{args.folds}" if args.folds else args.name)
-    print(f"wrote {where / 'table.md'} and table.json")
+    print(f"wrote {experiment_folder(args.out, args.name, args.folds) / 'table.md'} and table.json")
     return 0
