@@ -62,9 +62,10 @@ class RunningAverage:
         net.eval()
         return net
 
-    def save(self, path: str | Path, like: MammoNet, extra: dict[str, Any]) -> None:
+    def save(self, path: str | Path, averaged: MammoNet, extra: dict[str, Any]) -> None:
+        """Write ``averaged`` (the network :meth:`model` built) as a checkpoint with the epochs it averages."""
         save_checkpoint(
-            path, self.model(like), epoch=max(self.epochs), extra={**extra, "averaged_epochs": list(self.epochs)}
+            path, averaged, epoch=max(self.epochs), extra={**extra, "averaged_epochs": list(self.epochs)}
         )
 
     @classmethod

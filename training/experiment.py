@@ -49,7 +49,7 @@ from inference.formats import LabelRow
 from training.data import ImageDataset, load_manifest
 from training.lesions import LesionRecord, lesions_path_for, read_lesions
 from training.metrics import auc, balanced_accuracy, bootstrap
-from training.model import build_model
+from training.model import MammoNet, build_model
 from training.onnx.checkpoint import load_checkpoint
 from training.train import DEFAULT_TASKS, TrainConfig, predict_dataset, train
 
@@ -134,6 +134,28 @@ def _score(rows: Sequence[LabelRow], probs: dict[str, np.ndarray], n_boot: int, 
     return out
 
 
+def _start(
+    variant: Variant, seed: int, rows: Sequence[LabelRow], *, height: int, epochs: int, max_minutes: float,
+    batch_size: int, average_from: int = 0,
+) -> tuple[list[LabelRow], TrainConfig, MammoNet]:
+    """A run's training rows (with the variant's labels removed), settings and seeded first weights."""
+    if variant.drop_malignancy:
+        rows = drop_labels(rows, "malignancy", variant.drop_malignancy, seed)
+    cfg = TrainConfig(
+        height=height, epochs=epochs, tasks=variant.tasks, batch_size=batch_size, seed=seed,
+        max_minutes=max_minutes, version="experiment", average_from=average_from,
+    )
+    init = build_model(dataclasses.replace(cfg.model_config(), multi_level=variant.multi_level), seed=seed)
+    return list(rows), cfg, init
+
+
+def _prepared(rows: Sequence[LabelRow], height: int, root: Path, cache_dir: Path | None) -> ImageDataset:
+    """The rows' images preprocessed (or read from the cache); those that fail are left out."""
+    ds = ImageDataset(rows, height, root, cache_dir)
+    bad = {i for i, _ in ds.prepare()}
+    return ds.subset(i for i in range(len(ds)) if i not in bad)
+
+
 def run_variant(
     variant: Variant, seed: int, rows: Sequence[LabelRow], root: Path, folder: Path, *,
     height: int, epochs: int, max_minutes: float = 0.0, batch_size: int = 4, n_boot: int = 1000,
@@ -145,15 +167,9 @@ def run_variant(
     if done.is_file():
         result: dict[str, Any] = json.loads(done.read_text(encoding="utf-8"))
         return result
-    train_rows = [r for r in rows if r.split == "train"]
-    if variant.drop_malignancy:
-        train_rows = drop_labels(train_rows, "malignancy", variant.drop_malignancy, seed)
+    train_rows, cfg, init = _start(variant, seed, [r for r in rows if r.split == "train"], height=height,
+                                   epochs=epochs, max_minutes=max_minutes, batch_size=batch_size)
     tuning_rows = [r for r in rows if r.split == "tuning"]
-    cfg = TrainConfig(
-        height=height, epochs=epochs, tasks=variant.tasks, batch_size=batch_size, seed=seed,
-        max_minutes=max_minutes, version="experiment",
-    )
-    init = build_model(dataclasses.replace(cfg.model_config(), multi_level=variant.multi_level), seed=seed)
     train(cfg, train_rows, tuning_rows, folder, root=root, cache_dir=cache_dir, resume=True, init=init, echo=echo,
           lesions=lesions if "seg" in variant.tasks else None)
     best = folder / "best.pt"
@@ -164,10 +180,7 @@ def run_variant(
               "n_train": len(train_rows),
               "n_train_malignancy": sum(r.label("malignancy").value is not None for r in train_rows)}
     for split in SPLITS:
-        ds = ImageDataset([r for r in rows if r.split == split], height, root, cache_dir)
-        failed = ds.prepare()
-        bad = {i for i, _ in failed}
-        ds = ds.subset(i for i in range(len(ds)) if i not in bad)
+        ds = _prepared([r for r in rows if r.split == split], height, root, cache_dir)
         result[split] = _score(ds.rows, predict_dataset(model, ds), n_boot, seed) if len(ds) else {}
     done.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
@@ -198,25 +211,20 @@ def run_variant_cv(
         result: dict[str, Any] = json.loads(done.read_text(encoding="utf-8"))
         return result
     pool = [r for r in rows if r.split in ("train", "tuning")]
+    fold_of_row = [fold_of(r, folds) for r in pool]
     oof: dict[str, dict[str, list[float]]] = {}
     for fold in range(folds):
         fdir = folder / f"fold-{fold}"
         held_file = fdir / "held-out.json"
         if not held_file.is_file():
-            train_rows = [r for r in pool if fold_of(r, folds) != fold]
-            if variant.drop_malignancy:
-                train_rows = drop_labels(train_rows, "malignancy", variant.drop_malignancy, seed)
-            cfg = TrainConfig(
-                height=height, epochs=epochs, tasks=variant.tasks, batch_size=batch_size, seed=seed,
-                max_minutes=max_minutes, version="experiment", average_from=epochs // 2 + 1,
+            train_rows, cfg, init = _start(
+                variant, seed, [r for r, f in zip(pool, fold_of_row, strict=True) if f != fold], height=height,
+                epochs=epochs, max_minutes=max_minutes, batch_size=batch_size, average_from=epochs // 2 + 1,
             )
-            init = build_model(dataclasses.replace(cfg.model_config(), multi_level=variant.multi_level), seed=seed)
             train(cfg, train_rows, [], fdir, root=root, cache_dir=cache_dir, resume=True, init=init, echo=echo,
                   lesions=lesions if "seg" in variant.tasks else None)  # no tuning split: nothing is chosen
             model = load_checkpoint(fdir / "average.pt").model()
-            ds = ImageDataset([r for r in pool if fold_of(r, folds) == fold], height, root, cache_dir)
-            bad = {i for i, _ in ds.prepare()}
-            ds = ds.subset(i for i in range(len(ds)) if i not in bad)
+            ds = _prepared([r for r, f in zip(pool, fold_of_row, strict=True) if f == fold], height, root, cache_dir)
             probs = predict_dataset(model, ds) if len(ds) else {}
             held = {r.key: {t: probs[t][i].tolist() for t in model.config.tasks} for i, r in enumerate(ds.rows)}
             held_file.write_text(json.dumps(held) + "\n", encoding="utf-8")
