@@ -33,6 +33,9 @@ __all__ = [
     "ModelManifest",
     "read_model_manifest",
     "write_model_manifest",
+    "SCORING_SUFFIX",
+    "scoring_path_for",
+    "is_scoring_graph",
     "TaskLabel",
     "LabelRow",
     "LABEL_COLUMNS",
@@ -103,6 +106,9 @@ class ModelManifest:
     intended_use: str = INTENDED_USE
     card: str = ""
     format: str = MODEL_FORMAT
+    #: the scoring graph beside the model (:func:`scoring_path_for`): {"sha256": ..., "outputs": [...]},
+    #: the same network cut after the task heads and ``z``; empty when the model has none
+    scoring: dict[str, Any] = field(default_factory=dict)
 
     # -- helpers
     def head(self, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +155,7 @@ class ModelManifest:
             "operating_points": self.operating_points,
             **({"calibration": self.calibration} if self.calibration else {}),
             "card": self.card,
+            **({"scoring": self.scoring} if self.scoring else {}),
             "heads": self.heads,
         }
 
@@ -181,6 +188,7 @@ class ModelManifest:
                 calibration=dict(data.get("calibration", {})),
                 card=str(data.get("card", "")),
                 heads=dict(data.get("heads", {})),
+                scoring=dict(data.get("scoring", {})),
             )
         except ManifestError:
             raise
@@ -213,11 +221,34 @@ class ModelManifest:
                 )
         if "research" not in self.intended_use.lower():
             raise ManifestError("intended_use must state research use, not diagnosis", source)
+        if self.scoring:
+            outs, digest = self.scoring.get("outputs"), self.scoring.get("sha256")
+            if not isinstance(digest, str) or not isinstance(outs, list) or not outs:
+                raise ManifestError("the scoring graph needs a sha256 and a list of outputs", source)
+            if not set(outs) <= set(self.outputs):
+                raise ManifestError(f"the scoring graph's outputs {outs} are not all among the model's", source)
 
 
 def manifest_path_for(model_path: str | Path) -> Path:
     """The manifest that belongs to ``model.onnx`` is ``model.json`` beside it."""
     return Path(model_path).with_suffix(".json")
+
+
+#: The scoring graph of ``model.onnx`` is ``model.scoring.onnx`` beside it: the same network without
+#: the decoder and maps (ONNX Runtime runs a whole graph whichever outputs are asked for), for callers
+#: that want the tasks and ``z`` only. Not a model of its own: model lists skip it.
+SCORING_SUFFIX = ".scoring.onnx"
+
+
+def scoring_path_for(model_path: str | Path) -> Path:
+    """Where the scoring graph of ``model_path`` lives (``model.onnx`` -> ``model.scoring.onnx``)."""
+    path = Path(model_path)
+    return path.with_name(path.with_suffix("").name + SCORING_SUFFIX)
+
+
+def is_scoring_graph(path: str | Path) -> bool:
+    """True for a model's scoring graph (a file named ``*.scoring.onnx``), which is not a model."""
+    return Path(path).name.lower().endswith(SCORING_SUFFIX)
 
 
 def read_model_manifest(path: str | Path) -> ModelManifest:

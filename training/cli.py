@@ -4,7 +4,10 @@ A command module defines ``add_arguments(parser)`` and ``run(args) -> int`` (exi
 Adding one is a two-line change here::
 
     from training import train
-        "train": Command(train.add_arguments, train.run, "train the network from label manifests"),
+        "scoring-graph": Command(
+        scoring.add_arguments, scoring.run, "add the scoring graph (tasks and z, no decoder) to an exported model"
+    ),
+    "train": Command(train.add_arguments, train.run, "train the network from label manifests"),
 
 Project errors (:class:`inference.errors.MammoReviewError`) and bad option values
 (``ValueError``) are printed as ``error: ...`` with exit status 1.
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from inference.errors import MammoReviewError
 from training import average, calibrate, evaluate, experiment, finetune, readers, train
 from training.onnx import command as export_onnx
+from training.onnx import scoring
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
 
@@ -35,6 +39,9 @@ class Command:
 
 COMMANDS: Mapping[str, Command] = {
     "export-onnx": Command(export_onnx.add_arguments, export_onnx.run, "export a model to ONNX + manifest, verified"),
+    "scoring-graph": Command(
+        scoring.add_arguments, scoring.run, "add the scoring graph (tasks and z, no decoder) to an exported model"
+    ),
     "train": Command(train.add_arguments, train.run, "train the network from a label manifest"),
     "manifest": Command(
         readers.add_arguments, readers.run, "write a label manifest (split by woman) from public data sets"

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from app.models.state import AppState
 from inference.errors import ModelError
-from inference.formats import read_model_manifest
+from inference.formats import is_scoring_graph, read_model_manifest
 
 __all__ = ["ModelEntry", "list_models", "bundled_models_folder", "user_models_folder", "ModelPickerDialog"]
 
@@ -86,13 +86,16 @@ def _entry(path: Path, bundled: bool) -> ModelEntry:
 
 
 def list_models(folders: Iterable[tuple[Path, bool]]) -> list[ModelEntry]:
-    """Every ``.onnx`` in the (folder, bundled) pairs, bundled first, then newest first."""
+    """Every model (``.onnx``, not a model's scoring graph) in the (folder, bundled) pairs, bundled
+    first, then newest first."""
     out: list[ModelEntry] = []
     seen: set[Path] = set()
     for folder, bundled in folders:
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.onnx")):
+            if is_scoring_graph(path):  # a model's scoring graph, not a model
+                continue
             real = path.resolve()
             if real not in seen:
                 seen.add(real)

@@ -37,6 +37,7 @@ from inference.formats import (
 )
 from training.model import EVIDENCE_STRIDE, LESION_STRIDE, SIZE_MULTIPLE, MammoNet, ModelConfig
 from training.onnx.layout import META_CONFIG, META_HEIGHT, META_PREFIX, META_VERSION, OPSET, OUTPUT_ORDER, STATE_PREFIX
+from training.onnx.scoring import write_scoring_graph
 
 __all__ = [
     "TOLERANCE",
@@ -282,6 +283,7 @@ def export_onnx(
         _finish_graph(partial, model.config, height, version)
         diffs = verify_onnx(model, partial, height, tolerance, reconstruction_tolerance)
         os.replace(partial, path)
+        scoring = write_scoring_graph(path, height)
     finally:
         model.train(was_training)
         partial.unlink(missing_ok=True)
@@ -302,6 +304,7 @@ def export_onnx(
         operating_points=dict(operating_points or {}),
         intended_use=intended_use,
         card=path.with_suffix(".md").name,
+        scoring=scoring,
     )
     manifest.validate(path)
     card_path = _write_card(path.with_suffix(".md"), manifest, card, model)

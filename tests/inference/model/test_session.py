@@ -184,6 +184,7 @@ def _symbolic_model(folder: Path, tiny_model: Path) -> Path:
     data = json.loads(tiny_model.with_suffix(".json").read_text(encoding="utf-8"))
     data.update(onnx_sha256="", heads={}, outputs={"malignancy": [None, 2]},
                 tasks={"malignancy": data["tasks"]["malignancy"]})  # fmt: skip
+    data.pop("scoring", None)  # a graph of its own: no scoring graph beside it
     path.with_suffix(".json").write_text(json.dumps(data), encoding="utf-8")
     return path
 

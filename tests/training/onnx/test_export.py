@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from inference.errors import ModelError
-from inference.formats import file_sha256, read_model_manifest
+from inference.formats import file_sha256, read_model_manifest, scoring_path_for
 from training.cli import COMMANDS, Command, build_parser, main
 from training.model import MammoNet, ModelConfig, build_model
 from training.onnx.checkpoint import save_checkpoint
@@ -224,3 +225,21 @@ def test_bundled_model_matches_its_manifest() -> None:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == list(manifest.outputs)
     assert session.get_inputs()[0].shape == ["N", 1, manifest.input_height, "W"]
+
+
+def test_scoring_graph_command_adds_it_to_a_model_exported_without(
+    exported: tuple[MammoNet, OnnxExportResult], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, result = exported
+    path = tmp_path / "older.onnx"
+    shutil.copyfile(result.onnx_path, path)
+    data = json.loads(result.manifest_path.read_text(encoding="utf-8"))
+    scoring = data.pop("scoring")
+    path.with_suffix(".json").write_text(json.dumps(data), encoding="utf-8")
+    assert main(["scoring-graph", str(path)]) == 0 and "older.scoring.onnx" in capsys.readouterr().out
+    after = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    assert after.pop("scoring") == scoring  # the same graph, byte for byte
+    assert after == data  # nothing else in the manifest changed
+    part = ort.InferenceSession(str(scoring_path_for(path)), providers=["CPUExecutionProvider"])
+    assert [o.name for o in part.get_outputs()] == ["malignancy", "acr", "density", "view", "z"]
+    assert not any(n.op_type == "Resize" for n in onnx.load(str(scoring_path_for(path))).graph.node)  # no decoder
