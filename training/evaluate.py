@@ -77,8 +77,9 @@ def predict_rows(
     batch_size: int = 4,
     calibrated: bool = True,
 ) -> Predictions:
-    """Run the session on every row's image (batches of one width, as the runtime does);
-    ``calibrated=False``: the graph's probabilities before the manifest's temperature scaling."""
+    """Run the session on every row's image (batches of one width, as the runtime does; the tasks only,
+    so the model's scoring graph runs); ``calibrated=False``: the graph's probabilities before the
+    manifest's temperature scaling."""
     ds = ImageDataset(rows, session.height, root, cache_dir)
     failed = ds.prepare()
     bad = {i for i, _ in failed}
@@ -86,7 +87,7 @@ def predict_rows(
     tasks = [t for t in TASK_CLASSES if t in session.manifest.tasks]
     probs = {t: np.zeros((len(ds), len(TASK_CLASSES[t])), np.float32) for t in tasks}
     for idx in plan_batches([ds.width(i) for i in range(len(ds))], batch_size):
-        out = session.run(np.stack([ds.array(i) for i in idx])[:, None], calibrated=calibrated)
+        out = session.run(np.stack([ds.array(i) for i in idx])[:, None], calibrated=calibrated, outputs=tasks)
         for t in tasks:
             probs[t][idx] = out[t]
     return Predictions(tuple(ds.rows), probs, tuple((rows[i].image, r) for i, r in failed))

@@ -267,8 +267,9 @@ class ModelSession:
     def uses_scoring_graph(self, outputs: Collection[str] | None) -> bool:
         """True when :meth:`run` with these ``outputs`` runs the scoring graph (the network without its
         decoder and maps) rather than the whole model."""
-        names = set(self.output_names if outputs is None else outputs) & set(self.output_names)
-        return self._scoring is not None and outputs is not None and names <= set(self.manifest.scoring["outputs"])
+        if self._scoring is None or outputs is None:
+            return False
+        return set(outputs) & set(self.output_names) <= set(self.manifest.scoring["outputs"])
 
     def run(
         self, batch: np.ndarray, calibrated: bool = True, outputs: Collection[str] | None = None
