@@ -125,7 +125,9 @@ def _model_check(model: Path) -> Check:
     except MammoReviewError as exc:
         return Check("model", "FAILED", str(exc))
     sha = "SHA-256 matches" if s.manifest.onnx_sha256 else "no SHA-256 in the manifest"
-    return Check("model", "ok", f"{s.path} v{s.version}, {sha}, graph matches {manifest_path_for(s.path).name}")
+    scoring = s.uses_scoring_graph(("malignancy",))
+    extra = ", with its scoring graph" if scoring else ", no scoring graph (the tasks alone run the whole graph)"
+    return Check("model", "ok", f"{s.path} v{s.version}, {sha}, graph matches {manifest_path_for(s.path).name}{extra}")
 
 
 def _decoder_checks() -> Iterator[Check]:

@@ -72,6 +72,8 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
     pre_m, pre_b, item = timed(lambda: prepare(loaded, h), repeats)
     batch = item.array[None, None]
     inf_m, inf_b, _ = timed(lambda: session.run(batch), repeats)
+    tasks = [n for n in session.output_names if n in ("malignancy", "acr", "density", "view", "z")]
+    sco_m, sco_b, _ = timed(lambda: session.run(batch, outputs=tasks), repeats)
     post_m, post_b, _ = timed(lambda: predict_inputs(session, [item]), repeats)
     tot_m, tot_b, preds = timed(lambda: predict_inputs(session, [prepare(load_image(image), h)]), repeats)
     map_m, map_b, _ = timed(lambda: (preds[0].evidence_original(), preds[0].error_map_original()), repeats)
@@ -83,6 +85,8 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
     row("preprocess", pre_m, pre_b)
     row("decode + preprocess", dec_m + pre_m, dec_b + pre_b)
     row("ONNX Runtime forward", inf_m, inf_b)
+    scoring = "scoring graph" if session.uses_scoring_graph(tasks) else "whole graph: no scoring graph beside the model"
+    row("forward, tasks and z only", sco_m, sco_b, f"({scoring}; the CLI without --maps)")
     row("forward + MC dropout + outputs", post_m, post_b)
     row("total: file -> Prediction", tot_m, tot_b)
     row("maps to original (evidence + error)", map_m, map_b, "(lazy, on request)")

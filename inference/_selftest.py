@@ -151,8 +151,12 @@ def _model(loaded: list[LoadedImage]) -> tuple[str, list[Prediction]]:
     values = np.array([p.p_malignant for p in predictions])
     if len(predictions) != len(loaded) or not np.all(np.isfinite(values)):
         raise AssertionError(f"{len(predictions)} predictions for {len(loaded)} images, p = {values}")
+    tasks = ("malignancy", "acr", "density", "view", "z")
+    if session.manifest.scoring and not session.uses_scoring_graph(tasks):
+        raise AssertionError(f"the manifest names a scoring graph and none lies beside {session.path.name}")
+    scoring = ", scoring graph" if session.uses_scoring_graph(tasks) else ""
     detail = (
-        f"{session.path.name} v{session.version} on {session.device} ({session.threads} threads): "
+        f"{session.path.name} v{session.version} on {session.device} ({session.threads} threads{scoring}): "
         f"p_malignant {', '.join(f'{v:.3f}' for v in values)}"
     )
     return detail, predictions
