@@ -9,6 +9,9 @@ temporary folder) with the bundled model:
   (the frozen copy kept in tests/inference/model/test_preprocess_reference.py);
 - the single-process floor: the least work any scorer does on these files in one process (read the
   pixels, convert them to float32, resize to 384 rows), in images/s;
+- the CPU time per image of the CLI's stages in one process (a decode worker's work, the forward
+  pass with the tasks only, as the CLI runs it, and with every output) and the most the cores could
+  give with no overhead at all;
 - the CLI, whatever pipeline ``predict`` runs: images/s after start-up (N images against 1, so the
   start-up cancels out), with 1 and 2 workers (``--workers`` when the command has it, else
   ``--threads``), the cores it kept busy (CPU time of the command and every process under it over
@@ -106,6 +109,40 @@ def bench_floor(folder: Path, n: int) -> float:
     rate = len(files) / (time.perf_counter() - t0)
     print(f"single-process floor (read, float32, resize to 384 rows): {rate:.1f} images/s over {len(files)}")
     return rate
+
+
+# --------------------------------------------------------------------------- cost per image
+def bench_cost(folder: Path, model: Path | None, n: int = 16) -> None:
+    """CPU time per image of each stage in one process (least of two passes over n images), and what
+    two cores could give at best: the share of the work no pipeline avoids."""
+    from inference.imaging.studies import scan
+    from inference.model.pipeline import Request, work
+    from inference.model.session import ModelSession
+
+    session = ModelSession.load(model, device="cpu", threads=1)
+    records = scan([folder]).images[:n]
+    tasks = [t for t in ("malignancy", "acr", "density", "view", "z") if t in session.output_names]
+    best: dict[str, float] = {}
+    for _ in range(2):
+        spent = dict.fromkeys(("worker (limits, decode, preprocess)", "forward, tasks only", "forward, whole"), 0.0)
+        for record in records:
+            t0 = time.process_time()
+            item = work(Request(record, session.height)).item
+            t1 = time.process_time()
+            assert item is not None
+            x = item.array[None, None]
+            session.run(x, outputs=tasks)
+            t2 = time.process_time()
+            session.run(x)
+            t3 = time.process_time()
+            for key, dt in zip(spent, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                spent[key] += dt * 1000 / len(records)
+        best = {k: min(v, best.get(k, v)) for k, v in spent.items()}
+    graph = "scoring graph" if session.uses_scoring_graph(tasks) else "no scoring graph: the whole graph"
+    print(f"CPU per image in one process (least of 2 passes over {len(records)}, one ONNX thread; {graph}): "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in best.items()))  # fmt: skip
+    per = best["worker (limits, decode, preprocess)"] + best["forward, tasks only"]
+    print(f"  at best on {os.cpu_count()} cores with no overhead: {os.cpu_count() * 1000 / per:.1f} images/s")
 
 
 # --------------------------------------------------------------------------- the command
@@ -240,6 +277,7 @@ def main() -> None:
         out = Path(tmp) / "out"
         out.mkdir()
         floor = bench_floor(folder, args.n)
+        bench_cost(folder, args.model)
         bench_cli(folder, one, out, floor, model=args.model)
         if args.cli_only:
             return
