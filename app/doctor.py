@@ -117,7 +117,7 @@ def _runtime_checks(model: Path) -> Iterator[Check]:
 
 def _model_check(model: Path) -> Check:
     from inference.errors import MammoReviewError
-    from inference.formats import manifest_path_for
+    from inference.formats import SCORING_OUTPUTS, manifest_path_for
     from inference.model.session import ModelSession
 
     try:
@@ -125,7 +125,7 @@ def _model_check(model: Path) -> Check:
     except MammoReviewError as exc:
         return Check("model", "FAILED", str(exc))
     sha = "SHA-256 matches" if s.manifest.onnx_sha256 else "no SHA-256 in the manifest"
-    scoring = s.uses_scoring_graph(("malignancy",))
+    scoring = s.uses_scoring_graph(SCORING_OUTPUTS)
     extra = ", with its scoring graph" if scoring else ", no scoring graph (the tasks alone run the whole graph)"
     return Check("model", "ok", f"{s.path} v{s.version}, {sha}, graph matches {manifest_path_for(s.path).name}{extra}")
 

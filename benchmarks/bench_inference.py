@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.formats import SCORING_OUTPUTS
 from inference.imaging.decode import load_image
 from inference.model.predict import predict_inputs, prepare
 from inference.model.session import ModelSession, bundled_model_path, physical_cores
@@ -72,7 +73,7 @@ def bench_model(model: Path, image: Path, repeats: int, with_torch: bool) -> dic
     pre_m, pre_b, item = timed(lambda: prepare(loaded, h), repeats)
     batch = item.array[None, None]
     inf_m, inf_b, _ = timed(lambda: session.run(batch), repeats)
-    tasks = [n for n in session.output_names if n in ("malignancy", "acr", "density", "view", "z")]
+    tasks = [n for n in session.output_names if n in SCORING_OUTPUTS]
     sco_m, sco_b, _ = timed(lambda: session.run(batch, outputs=tasks), repeats)
     post_m, post_b, _ = timed(lambda: predict_inputs(session, [item]), repeats)
     tot_m, tot_b, preds = timed(lambda: predict_inputs(session, [prepare(load_image(image), h)]), repeats)

@@ -115,13 +115,14 @@ def bench_floor(folder: Path, n: int) -> float:
 def bench_cost(folder: Path, model: Path | None, n: int = 16) -> None:
     """CPU time per image of each stage in one process (least of two passes over n images), and what
     two cores could give at best: the share of the work no pipeline avoids."""
+    from inference.formats import SCORING_OUTPUTS
     from inference.imaging.studies import scan
     from inference.model.pipeline import Request, work
     from inference.model.session import ModelSession
 
     session = ModelSession.load(model, device="cpu", threads=1)
     records = scan([folder]).images[:n]
-    tasks = [t for t in ("malignancy", "acr", "density", "view", "z") if t in session.output_names]
+    tasks = [t for t in SCORING_OUTPUTS if t in session.output_names]
     best: dict[str, float] = {}
     for _ in range(2):
         spent = dict.fromkeys(("worker (limits, decode, preprocess)", "forward, tasks only", "forward, whole"), 0.0)

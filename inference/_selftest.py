@@ -151,7 +151,8 @@ def _model(loaded: list[LoadedImage]) -> tuple[str, list[Prediction]]:
     values = np.array([p.p_malignant for p in predictions])
     if len(predictions) != len(loaded) or not np.all(np.isfinite(values)):
         raise AssertionError(f"{len(predictions)} predictions for {len(loaded)} images, p = {values}")
-    tasks = ("malignancy", "acr", "density", "view", "z")
+    from inference.formats import SCORING_OUTPUTS as tasks
+
     if session.manifest.scoring and not session.uses_scoring_graph(tasks):
         raise AssertionError(f"the manifest names a scoring graph and none lies beside {session.path.name}")
     scoring = ", scoring graph" if session.uses_scoring_graph(tasks) else ""

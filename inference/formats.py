@@ -34,6 +34,7 @@ __all__ = [
     "read_model_manifest",
     "write_model_manifest",
     "SCORING_SUFFIX",
+    "SCORING_OUTPUTS",
     "scoring_path_for",
     "is_scoring_graph",
     "TaskLabel",
@@ -238,6 +239,8 @@ def manifest_path_for(model_path: str | Path) -> Path:
 #: the decoder and maps (ONNX Runtime runs a whole graph whichever outputs are asked for), for callers
 #: that want the tasks and ``z`` only. Not a model of its own: model lists skip it.
 SCORING_SUFFIX = ".scoring.onnx"
+#: What a scoring graph computes (those of them the model has, in this order): the tasks and ``z``.
+SCORING_OUTPUTS: tuple[str, ...] = ("malignancy", "acr", "density", "view", "z")
 
 
 def scoring_path_for(model_path: str | Path) -> Path:

@@ -4,10 +4,7 @@ A command module defines ``add_arguments(parser)`` and ``run(args) -> int`` (exi
 Adding one is a two-line change here::
 
     from training import train
-        "scoring-graph": Command(
-        scoring.add_arguments, scoring.run, "add the scoring graph (tasks and z, no decoder) to an exported model"
-    ),
-    "train": Command(train.add_arguments, train.run, "train the network from label manifests"),
+        "train": Command(train.add_arguments, train.run, "train the network from label manifests"),
 
 Project errors (:class:`inference.errors.MammoReviewError`) and bad option values
 (``ValueError``) are printed as ``error: ...`` with exit status 1.

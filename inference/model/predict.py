@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from inference.formats import ModelManifest
+from inference.formats import SCORING_OUTPUTS, ModelManifest
 from inference.model.calibration import temperature
 from inference.model.preprocess import Geometry, preprocess
 
@@ -232,7 +232,7 @@ def predict_inputs(
     done = 0
     for idx in _batches(inputs, batch_size):
         batch = np.stack([inputs[i].array for i in idx])[:, None]
-        out = session.run(batch, outputs=None if maps else (*_CLASSIFIERS, "z"))
+        out = session.run(batch, outputs=None if maps else SCORING_OUTPUTS)
         for j, i in enumerate(idx):
             results[i] = _prediction(inputs[i], out, j, session.manifest)
         done += len(idx)

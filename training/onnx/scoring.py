@@ -26,14 +26,17 @@ import onnxruntime as ort
 from onnx.utils import Extractor
 
 from inference.errors import ModelError
-from inference.formats import file_sha256, read_model_manifest, scoring_path_for, write_model_manifest
+from inference.formats import (
+    SCORING_OUTPUTS,
+    file_sha256,
+    read_model_manifest,
+    scoring_path_for,
+    write_model_manifest,
+)
 from training.model import SIZE_MULTIPLE
-from training.onnx.layout import OUTPUT_ORDER
 
-__all__ = ["SCORING_OUTPUTS", "write_scoring_graph", "add_scoring_graph", "add_arguments", "run"]
+__all__ = ["write_scoring_graph", "add_scoring_graph", "add_arguments", "run"]
 
-#: The outputs a scoring graph keeps (those the model has), in graph order.
-SCORING_OUTPUTS: tuple[str, ...] = tuple(n for n in OUTPUT_ORDER if n in ("malignancy", "acr", "density", "view", "z"))
 #: Largest |scoring graph - whole graph| accepted: the same operators on the same inputs.
 SCORING_TOLERANCE = 1e-6
 

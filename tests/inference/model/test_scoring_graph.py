@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from inference.errors import ManifestError, ModelError
-from inference.formats import ModelManifest, read_model_manifest, scoring_path_for
+from inference.formats import SCORING_OUTPUTS, ModelManifest, read_model_manifest, scoring_path_for
 from inference.model.session import ModelSession, bundled_model_path
 
-HEADS = ("malignancy", "acr", "density", "view", "z")
+HEADS = SCORING_OUTPUTS
 
 
 def _copy(model: Path, folder: Path, scoring: bool = True) -> Path:
