@@ -240,7 +240,7 @@ def manifest_path_for(model_path: str | Path) -> Path:
 #: that want the tasks and ``z`` only. Not a model of its own: model lists skip it.
 SCORING_SUFFIX = ".scoring.onnx"
 #: What a scoring graph computes (those of them the model has, in this order): the tasks and ``z``.
-SCORING_OUTPUTS: tuple[str, ...] = ("malignancy", "acr", "density", "view", "z")
+SCORING_OUTPUTS: tuple[str, ...] = (*TASKS, "z")
 
 
 def scoring_path_for(model_path: str | Path) -> Path:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from inference.formats import SCORING_OUTPUTS, ModelManifest
+from inference.formats import SCORING_OUTPUTS, TASKS, ModelManifest
 from inference.model.calibration import temperature
 from inference.model.preprocess import Geometry, preprocess
 
@@ -46,7 +46,7 @@ __all__ = [
 MC_SAMPLES = 64
 #: Gaussian sigma (model pixels) that smooths the reconstruction-error map a little.
 ERROR_SMOOTHING = 1.5
-_CLASSIFIERS = ("malignancy", "acr", "density", "view")
+_CLASSIFIERS = TASKS
 
 
 @dataclass(frozen=True, eq=False)
